@@ -1,0 +1,343 @@
+"""The ``fraudstream`` command: run, simulate, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fraudstream.config import ConfigError
+
+app = typer.Typer(
+    name="fraudstream",
+    help="Real-time card-fraud detection: stateful detectors, rules and decisions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+class TimeMode(StrEnum):
+    """Which clock the detectors use."""
+
+    event = "event"
+    processing = "processing"
+
+
+class InputFormat(StrEnum):
+    """Input file formats."""
+
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class Scenario(StrEnum):
+    """Simulated streams."""
+
+    flink_walkthrough = "flink-walkthrough"
+    demo = "demo"
+
+
+def fail(message: str) -> None:
+    """One readable line and exit code 2."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _pipeline_parts(
+    rules: Path | None,
+    profiles: Path | None,
+    time_mode: TimeMode,
+    out_of_orderness_ms: int,
+    allowed_lateness_ms: int,
+    idle_timeout_ms: int,
+    ip_countries: Path | None,
+    anonymous_networks: Path | None,
+) -> Any:
+    from fraudstream.engine.keys import KeySpace
+    from fraudstream.engine.pipeline import Pipeline, TimeConfig
+    from fraudstream.profiles import ProfileTable
+    from fraudstream.reference import IpReference
+    from fraudstream.rules import RuleSet
+
+    rule_set = RuleSet.load(rules) if rules else RuleSet.default()
+    table = ProfileTable(KeySpace())
+    if profiles:
+        table.load(profiles)
+    for name, value in (
+        ("--out-of-orderness-ms", out_of_orderness_ms),
+        ("--allowed-lateness-ms", allowed_lateness_ms),
+        ("--idle-timeout-ms", idle_timeout_ms),
+    ):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value}")
+    reference = IpReference.default()
+    if ip_countries or anonymous_networks:
+        reference = IpReference.from_csv(ip_countries, anonymous_networks)
+    time_config = TimeConfig(
+        time_mode.value, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms
+    )
+    return Pipeline(rule_set, table, time_config, reference)
+
+
+def print_summary(summary: Any, console: Console = err) -> None:
+    """The end-of-run table."""
+    table = Table(title="fraudstream run", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("records read", f"{summary.records:,}")
+    table.add_row("decided", f"{summary.decided:,}")
+    for tier in ("approve", "review", "decline"):
+        table.add_row(f"  {tier}", f"{summary.tiers.get(tier, 0):,}")
+    table.add_row("dead letters", f"{summary.dead_letters:,}")
+    if summary.duplicates:
+        table.add_row("  of which duplicates", f"{summary.duplicates:,}")
+    table.add_row("late", f"{summary.late:,}")
+    table.add_row("throughput", f"{summary.throughput:,.0f} tx/s ({summary.seconds:.2f} s)")
+    console.print(table)
+    if summary.fired_by_rule:
+        rules = Table(title="rules", title_justify="left")
+        rules.add_column("rule")
+        rules.add_column("fired", justify="right")
+        rules.add_column("in alerts", justify="right")
+        for rule, fired in summary.fired_by_rule.most_common():
+            rules.add_row(rule, f"{fired:,}", f"{summary.alerts_by_rule.get(rule, 0):,}")
+        console.print(rules)
+
+
+@app.command()
+def run(
+    input: Annotated[str, typer.Option("--input", "-i", help="Input file, or - for stdin.")],
+    format: Annotated[
+        InputFormat | None, typer.Option("--format", help="Input format (default: by suffix).")
+    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")] = None,
+    decisions: Annotated[
+        str | None, typer.Option(help="Decisions output (.jsonl, .parquet, -).")
+    ] = None,
+    alerts: Annotated[
+        str | None, typer.Option(help="Alerts output (non-approve decisions).")
+    ] = None,
+    enriched: Annotated[str | None, typer.Option(help="Enriched transactions output.")] = None,
+    dead_letters: Annotated[str | None, typer.Option(help="Dead-letter output.")] = None,
+    late: Annotated[str | None, typer.Option(help="Late-record output.")] = None,
+    time: Annotated[
+        TimeMode, typer.Option("--time", help="event or processing time.")
+    ] = TimeMode.event,
+    out_of_orderness_ms: Annotated[int, typer.Option(help="Watermark delay (ms).")] = 0,
+    allowed_lateness_ms: Annotated[
+        int, typer.Option(help="Decide records this far behind the watermark (ms).")
+    ] = 300_000,
+    idle_timeout_ms: Annotated[
+        int, typer.Option(help="Advance time after this long without input (ms).")
+    ] = 1_000,
+    ip_countries: Annotated[
+        Path | None, typer.Option(help="CSV network,country for ip_country_mismatch.")
+    ] = None,
+    anonymous_networks: Annotated[
+        Path | None, typer.Option(help="CSV network,label for anonymous_network.")
+    ] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON here.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+    ] = False,
+) -> None:
+    """Decide every transaction of a file or a stream (stdin) and write the outputs."""
+    from fraudstream.io.files import FileSource, StdinSource, guess_format
+    from fraudstream.run import Outputs, Runner
+    from fraudstream.schema import CardTokenizer
+
+    try:
+        pipeline = _pipeline_parts(
+            rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
+            ip_countries, anonymous_networks,
+        )  # fmt: skip
+        source: Any
+        if input == "-":
+            source = StdinSource(idle_timeout_ms=idle_timeout_ms or 1_000)
+        else:
+            path = Path(input)
+            if not path.is_file():
+                raise ConfigError(f"--input {input}: no such file")
+            source = FileSource(path, format.value if format else guess_format(input))
+        outputs = Outputs(decisions, alerts, enriched, dead_letters, late)
+        runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
+        summary = _run_with_progress(runner, source, quiet or input == "-")
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except OSError as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return
+    if summary_json:
+        summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
+    if not quiet:
+        print_summary(summary)
+
+
+def _run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:
+    if quiet or not source.total_bytes:
+        return runner.run(source)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("deciding", total=source.total_bytes)
+        return runner.run(source, lambda done, total: bar.update(task, completed=done))
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Scenario, typer.Option(help="Which stream to simulate.")] = Scenario.demo,
+    count: Annotated[
+        int | None, typer.Option(help="Records (walkthrough: endless if unset).")
+    ] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="No pacing: as fast as possible.")] = False,
+    rate: Annotated[float, typer.Option(help="Records per second when paced.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed (demo).")] = 7,
+    users: Annotated[
+        int, typer.Option(help="Generated users besides the seed-002 four (demo).")
+    ] = 200,
+    output: Annotated[str, typer.Option("--output", "-o", help="File, or - for stdout.")] = "-",
+    profiles_out: Annotated[Path | None, typer.Option(help="Write the demo profiles here.")] = None,
+) -> None:
+    """Print simulated transactions as JSON lines (paced at --rate unless --fast)."""
+    from fraudstream.simulate.pacing import paced
+
+    if count is not None and count < 0:
+        fail(f"--count must be >= 0, got {count}")
+    if rate <= 0:
+        fail(f"--rate must be > 0, got {rate}")
+    records: Any
+    if scenario is Scenario.flink_walkthrough:
+        from fraudstream.simulate.walkthrough import walkthrough_records
+
+        records = walkthrough_records(count)
+    else:
+        from fraudstream.simulate.demo import demo_profiles, demo_records, write_profiles
+
+        records = demo_records(count=20_000 if count is None else count, users=users, seed=seed)
+        if profiles_out:
+            write_profiles(profiles_out, demo_profiles(users=users, seed=seed))
+    if not fast:
+        records = paced(records, rate)
+    encoder = msgspec.json.Encoder()
+    handle = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    try:
+        for record in records:
+            handle.write(encoder.encode(record) + b"\n")
+            if not fast:
+                handle.flush()
+    except BrokenPipeError:
+        pass
+    finally:
+        if output != "-":
+            handle.close()
+        else:
+            try:
+                handle.flush()
+            except BrokenPipeError:
+                pass
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option(help="Where the demo writes everything.")] = Path(
+        "fraudstream-demo"
+    ),
+    count: Annotated[int, typer.Option(help="Simulated transactions.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """The main job: simulate the demo users with injected frauds and decide them all."""
+    from fraudstream.io.files import FileSource
+    from fraudstream.run import Outputs, Runner
+    from fraudstream.schema import CardTokenizer
+    from fraudstream.simulate.demo import demo_profiles, demo_records, write_profiles
+
+    if count < 1:
+        fail(f"--count must be >= 1, got {count}")
+    directory.mkdir(parents=True, exist_ok=True)
+    transactions = directory / "transactions.jsonl"
+    profiles_path = directory / "profiles.yaml"
+    err.print(f"simulating {count:,} transactions of the seed-002 users and 200 more ...")
+    records = demo_records(count=count, seed=seed)
+    encoder = msgspec.json.Encoder()
+    with transactions.open("wb") as handle:
+        for record in records:
+            handle.write(encoder.encode(record) + b"\n")
+    write_profiles(profiles_path, demo_profiles(seed=seed))
+    paths = {
+        "decisions": directory / "decisions.jsonl",
+        "alerts": directory / "alerts.jsonl",
+        "enriched": directory / "enriched.jsonl",
+        "dead_letters": directory / "dead-letters.jsonl",
+        "late": directory / "late.jsonl",
+    }
+    pipeline = _pipeline_parts(None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None)
+    outputs = Outputs(
+        decisions=str(paths["decisions"]),
+        alerts=str(paths["alerts"]),
+        enriched=str(paths["enriched"]),
+        dead_letters=str(paths["dead_letters"]),
+        late=str(paths["late"]),
+    )
+    runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
+    summary = _run_with_progress(runner, FileSource(transactions, "jsonl"), False)
+    print_summary(summary)
+    _print_catch_rate(records, paths["alerts"])
+    (directory / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+    where = Table(title="outputs", show_header=False, title_justify="left")
+    where.add_row("transactions", str(transactions))
+    where.add_row("profiles", str(profiles_path))
+    for name, path in paths.items():
+        where.add_row(name.replace("_", " "), str(path))
+    where.add_row("summary", str(directory / "summary.json"))
+    err.print(where)
+
+
+def _print_catch_rate(records: list[dict[str, Any]], alerts_path: Path) -> None:
+    alerted = set()
+    with alerts_path.open("rb") as handle:
+        for line in handle:
+            alerted.add(msgspec.json.decode(line)["transaction_id"])
+    totals: Counter[str] = Counter()
+    caught: Counter[str] = Counter()
+    for record in records:
+        scenario = record.get("scenario", "normal")
+        totals[scenario] += 1
+        caught[scenario] += record["transaction_id"] in alerted
+    table = Table(title="injected scenarios vs alerts", title_justify="left")
+    table.add_column("scenario")
+    table.add_column("records", justify="right")
+    table.add_column("alerted", justify="right")
+    for scenario, total in sorted(totals.items()):
+        share = caught[scenario] / total
+        table.add_row(scenario, f"{total:,}", f"{caught[scenario]:,} ({share:.0%})")
+    err.print(table)
+
+
+def main() -> None:
+    """Entry point: readable one-line errors instead of tracebacks."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,210 @@
+"""geo_velocity: impossible travel between a user's consecutive transactions.
+
+Seed 002 (Confluent Cloud Flink demo). Per user, each transaction with coordinates is paired
+with the user's previous one (in processing order, which is event-time order); distance is the
+haversine distance with R = 6371 km and speed_kmh = distance_km / (elapsed ms / 3,600,000).
+It fires when speed_kmh > the user's max_speed_kmh (from the profile, else the configured
+default). A user's first transaction has no pair and does not fire. Zero elapsed time with a
+nonzero distance is an infinite speed; zero distance is speed 0. A transaction without
+coordinates is not paired and does not become the previous one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+from fraudstream.detectors.base import (
+    F64,
+    I32,
+    I64,
+    NONE_MS,
+    Bools,
+    Detector,
+    DetectorInput,
+    Findings,
+    fmt_seconds,
+    nan_column,
+)
+from fraudstream.engine.state import StateTable
+
+EARTH_RADIUS_KM = 6371.0
+
+
+@dataclass(frozen=True, slots=True)
+class GeoVelocityThresholds:
+    """``default_max_speed_kmh`` applies to users without a profile (900: an airliner)."""
+
+    default_max_speed_kmh: float = 900.0
+
+    def check(self) -> None:
+        """Rejects a negative speed."""
+        if not self.default_max_speed_kmh >= 0:
+            raise ValueError("geo_velocity: default_max_speed_kmh must be >= 0")
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km, R = 6371 km."""
+    p1 = math.radians(lat1)
+    p2 = math.radians(lat2)
+    dp = p2 - p1
+    dl = math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2.0 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, a)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _kernel(
+    user: I32,
+    time_ms: I64,
+    lat: F64,
+    lon: F64,
+    max_speed: F64,
+    last_ms: I64,
+    last_lat: F64,
+    last_lon: F64,
+    last_row: I64,
+    fired: Bools,
+    prev_row: I64,
+    prev_ms: I64,
+    prev_lat: F64,
+    prev_lon: F64,
+    distance: F64,
+    speed: F64,
+) -> None:
+    # last_row: the batch row of the user's latest transaction in this batch, -1 before it.
+    for i in range(user.size):
+        if math.isnan(lat[i]):
+            continue
+        s = user[i]
+        if last_ms[s] != NONE_MS:
+            prev_row[i] = last_row[s]
+            prev_ms[i] = last_ms[s]
+            prev_lat[i] = last_lat[s]
+            prev_lon[i] = last_lon[s]
+            d = haversine_km(last_lat[s], last_lon[s], lat[i], lon[i])
+            elapsed = abs(time_ms[i] - last_ms[s])
+            if elapsed == 0:
+                v = math.inf if d > 0 else 0.0
+            else:
+                v = d / (elapsed / 3_600_000.0)
+            distance[i] = d
+            speed[i] = v
+            fired[i] = v > max_speed[i]
+        last_ms[s] = time_ms[i]
+        last_lat[s] = lat[i]
+        last_lon[s] = lon[i]
+        last_row[s] = i
+
+
+class GeoVelocity(Detector[GeoVelocityThresholds]):
+    """Seed 002's impossible-travel check against the user's max speed.
+
+    >>> from fraudstream.testing import detector_input
+    >>> d = GeoVelocity()
+    >>> tx = detector_input(user=[0, 0], time_ms=[0, 3_600_000], amount=[5.0, 5.0],
+    ...                     lat=[52.52, 48.8566], lon=[13.405, 2.3522], max_speed_kmh=[10, 10])
+    >>> out = d.process(d.new_state(), tx)
+    >>> out.fired["geo_velocity"].tolist(), round(out.features["speed_kmh"][1])
+    ([False, True], 877)
+    """
+
+    name = "geo_velocity"
+    rules = ("geo_velocity",)
+    key = "user"
+    seed = "002 Confluent Cloud Flink demo"
+    thresholds_type = GeoVelocityThresholds
+    state_fields = {
+        "last_ms": (np.int64, NONE_MS),
+        "last_lat": (np.float64, np.nan),
+        "last_lon": (np.float64, np.nan),
+        "last_transaction_id": (np.object_, None),
+    }
+    rule_thresholds = {"geo_velocity": ("default_max_speed_kmh",)}
+
+    def process(self, state: StateTable, tx: DetectorInput) -> Findings:
+        """Pairs each located transaction with the user's previous one."""
+        n = len(tx)
+        fired = np.zeros(n, dtype=np.bool_)
+        prev_row = np.full(n, -2, dtype=np.int64)
+        prev_ms = np.full(n, NONE_MS, dtype=np.int64)
+        prev_lat, prev_lon = nan_column(n), nan_column(n)
+        distance, speed = nan_column(n), nan_column(n)
+        max_speed = np.where(
+            np.isnan(tx.max_speed_kmh), self.thresholds.default_max_speed_kmh, tx.max_speed_kmh
+        )
+        last_row = np.full(state.capacity, -1, dtype=np.int64)
+        _kernel(
+            tx.user, tx.time_ms, tx.lat, tx.lon, max_speed,
+            state["last_ms"], state["last_lat"], state["last_lon"], last_row,
+            fired, prev_row, prev_ms, prev_lat, prev_lon, distance, speed,
+        )  # fmt: skip
+        # Previous transaction ids: from this batch, or from state for the user's first here.
+        ids = np.asarray(tx.transaction_id.to_numpy(zero_copy_only=False), dtype=object)
+        last_ids = state["last_transaction_id"]
+        previous_id = np.full(n, None, dtype=object)
+        in_batch = prev_row >= 0
+        previous_id[in_batch] = ids[prev_row[in_batch]]
+        from_state = prev_row == -1
+        previous_id[from_state] = last_ids[tx.user[from_state]]
+        located = np.flatnonzero(~np.isnan(tx.lat))
+        last_ids[tx.user[located]] = ids[located]  # the latest row wins for each user
+        previous_ts = np.where(prev_ms == NONE_MS, np.nan, prev_ms.astype(np.float64))
+        has_pair = prev_row != -2
+        return Findings(
+            {"geo_velocity": fired},
+            {
+                "previous_transaction_id": pa.array(previous_id, pa.string()),
+                "previous_timestamp": previous_ts,
+                "previous_lat": prev_lat,
+                "previous_lon": prev_lon,
+                "distance_km": distance,
+                "speed_kmh": speed,
+                "max_speed_kmh": np.where(
+                    has_pair | ~np.isnan(tx.max_speed_kmh), max_speed, np.nan
+                ),
+            },
+        )
+
+    def message(self, rule: str, values: Mapping[str, Any]) -> str:
+        """E.g. "speed 1,204 km/h > max 100 km/h since tx-17 at 10:02:11 (412.3 km)"."""
+        at = datetime.fromtimestamp(values["previous_timestamp"] / 1000, tz=UTC)
+        speed = values["speed_kmh"]
+        shown = "infinite" if math.isinf(speed) else f"{speed:,.0f} km/h"
+        return (
+            f"speed {shown} > max {values['max_speed_kmh']:,.0f} km/h since "
+            f"{values['previous_transaction_id']} at {at:%H:%M:%S} "
+            f"({values['distance_km']:,.1f} km in {_elapsed(values)})"
+        )
+
+
+def _elapsed(values: Mapping[str, Any]) -> str:
+    seconds = abs(values["time_ms"] - values["previous_timestamp"]) / 1000
+    return fmt_seconds(seconds)
+
+
+def reference_step(
+    state: dict[str, Any] | None,
+    time_ms: int,
+    lat: float,
+    lon: float,
+    max_speed_kmh: float,
+) -> tuple[dict[str, Any] | None, bool, float]:
+    """One transaction, plainly: returns (state, fired, speed_kmh or NaN)."""
+    if math.isnan(lat):
+        return state, False, math.nan
+    fired, speed = False, math.nan
+    if state is not None:
+        d = haversine_km(state["lat"], state["lon"], lat, lon)
+        elapsed = abs(time_ms - state["time_ms"])
+        speed = (math.inf if d > 0 else 0.0) if elapsed == 0 else d / (elapsed / 3_600_000)
+        fired = speed > max_speed_kmh
+    return {"time_ms": time_ms, "lat": lat, "lon": lon}, fired, speed

@@ -1,0 +1,1 @@
+"""Sources and sinks: adapters around the pipeline; the core never imports them."""

@@ -1,0 +1,250 @@
+"""File and standard-input sources, and JSON-lines / Parquet / stdout sinks.
+
+Sources yield validated micro-batches (and the dead letters of each). A live source
+(standard input) yields what has arrived as soon as it arrives, and ``IDLE`` when nothing
+came for the idle timeout, so the runtime can advance time without dummy records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fraudstream.engine.batch import TxBatch
+from fraudstream.io.decode import DeadLetter, Decoder
+
+Format = Literal["jsonl", "csv", "parquet"]
+IDLE = None
+Item = tuple[TxBatch, list[DeadLetter]] | None
+BATCH_ROWS = 65_536
+
+
+def guess_format(path: str) -> Format:
+    """The input format from a file name (JSON lines unless .csv or .parquet)."""
+    lower = path.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith(".csv"):
+        return "csv"
+    return "jsonl"
+
+
+class FileSource:
+    """A JSON-lines, CSV or Parquet file read in micro-batches, with progress in bytes."""
+
+    live = False
+
+    def __init__(self, path: Path, fmt: Format, batch_rows: int = BATCH_ROWS) -> None:
+        self.path = path
+        self.format = fmt
+        self.batch_rows = batch_rows
+        self.total_bytes = path.stat().st_size
+        self.done_bytes = 0
+
+    def batches(self, decoder: Decoder) -> Iterator[Item]:
+        """Validated batches in file order."""
+        if self.format == "parquet":
+            yield from self._parquet(decoder)
+        elif self.format == "csv":
+            yield from self._csv(decoder)
+        else:
+            yield from self._jsonl(decoder)
+
+    def _jsonl(self, decoder: Decoder) -> Iterator[Item]:
+        with self.path.open("rb") as handle:
+            position = 0
+            while True:
+                lines = handle.readlines(self.batch_rows * 128)
+                if not lines:
+                    break
+                kept, positions = [], []
+                for line in lines:
+                    position += 1
+                    if line.strip():
+                        kept.append(line)
+                        positions.append(position)
+                self.done_bytes = handle.tell()
+                now = time.time() * 1000
+                yield decoder.lines(kept, positions, [now] * len(kept))
+
+    def _csv(self, decoder: Decoder) -> Iterator[Item]:
+        with self.path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.DictReader(handle)
+            rows: list[dict[str, Any]] = []
+            positions: list[int] = []
+            for row in reader:
+                rows.append({k: (None if v == "" else v) for k, v in row.items() if k})
+                positions.append(reader.line_num)
+                if len(rows) >= self.batch_rows:
+                    yield self._csv_batch(decoder, rows, positions)
+                    self.done_bytes = min(self.total_bytes, self.done_bytes + 1)
+                    rows, positions = [], []
+            if rows:
+                yield self._csv_batch(decoder, rows, positions)
+            self.done_bytes = self.total_bytes
+
+    @staticmethod
+    def _csv_batch(decoder: Decoder, rows: list[dict[str, Any]], positions: list[int]) -> Item:
+        now = time.time() * 1000
+        return decoder.records(rows, positions, [now] * len(rows))
+
+    def _parquet(self, decoder: Decoder) -> Iterator[Item]:
+        parquet = pq.ParquetFile(self.path)
+        total_rows = max(parquet.metadata.num_rows, 1)
+        position = 1
+        for record_batch in parquet.iter_batches(batch_size=self.batch_rows):
+            item = decoder.table(record_batch, position, time.time() * 1000)
+            position += record_batch.num_rows
+            self.done_bytes = int(self.total_bytes * (position - 1) / total_rows)
+            yield item
+
+
+class StdinSource:
+    """JSON lines from a pipe, decided as they arrive (each line stamped on arrival)."""
+
+    live = True
+    total_bytes = 0
+    done_bytes = 0
+
+    def __init__(self, stream: IO[bytes] | None = None, idle_timeout_ms: int = 1_000) -> None:
+        self.stream = stream or sys.stdin.buffer
+        self.idle_timeout_s = idle_timeout_ms / 1000
+
+    def batches(self, decoder: Decoder) -> Iterator[Item]:
+        """Whatever lines are available, as soon as they are; IDLE after a quiet timeout."""
+        fd = self.stream.fileno()
+        partial = b""
+        position = 0
+        idle_reported = False
+        while True:
+            ready, _, _ = select.select([fd], [], [], self.idle_timeout_s)
+            if not ready:
+                if not idle_reported:
+                    idle_reported = True
+                    yield IDLE
+                continue
+            chunk = os.read(fd, 1 << 20)
+            now = time.time() * 1000
+            if not chunk:
+                break
+            idle_reported = False
+            data = partial + chunk
+            parts = data.split(b"\n")
+            partial = parts.pop()
+            lines, positions = [], []
+            for line in parts:
+                position += 1
+                if line.strip():
+                    lines.append(line)
+                    positions.append(position)
+            if lines:
+                yield decoder.lines(lines, positions, [now] * len(lines))
+        if partial.strip():
+            position += 1
+            yield decoder.lines([partial], [position], [time.time() * 1000])
+
+
+# --- sinks -----------------------------------------------------------------------------------
+
+
+class JsonLinesSink:
+    """Records as JSON lines, to a file or standard output ('-')."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._encoder = msgspec.json.Encoder()
+        if target == "-":
+            self.handle: IO[bytes] = sys.stdout.buffer
+        else:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(target, "wb")  # noqa: SIM115 - closed in close()
+        self.count = 0
+
+    def write_dicts(self, records: list[dict[str, Any]]) -> None:
+        """Appends records."""
+        if not records:
+            return
+        buffer = io.BytesIO()
+        encode = self._encoder.encode_into
+        data = bytearray()
+        for record in records:
+            encode(record, data, -1)
+            data.extend(b"\n")
+        buffer.write(data)
+        self.handle.write(buffer.getvalue())
+        self.count += len(records)
+
+    def flush(self) -> None:
+        """Pushes written records to the file or pipe."""
+        self.handle.flush()
+
+    def close(self) -> None:
+        """Flushes and closes (standard output stays open)."""
+        self.flush()
+        if self.target != "-":
+            self.handle.close()
+
+
+class ParquetSink:
+    """Records as a Parquet file, one row group per written batch."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self.writer: pq.ParquetWriter | None = None
+        self.count = 0
+
+    def write_table(self, table: pa.Table) -> None:
+        """Appends a table (cast to the file's schema after the first)."""
+        if table.num_rows == 0:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.target, table.schema, compression="snappy")
+        elif table.schema != self.writer.schema:
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+        self.count += table.num_rows
+
+    def write_dicts(self, records: list[dict[str, Any]]) -> None:
+        """Appends records; nested values are stored as JSON text."""
+        if not records:
+            return
+        rows = [
+            {
+                k: msgspec.json.encode(v).decode() if isinstance(v, dict | list) else v
+                for k, v in r.items()
+            }
+            for r in records
+        ]
+        self.write_table(pa.Table.from_pylist(rows))
+
+    def flush(self) -> None:
+        """Parquet data becomes readable at close; nothing to push before."""
+
+    def close(self) -> None:
+        """Finishes the file (an empty file if nothing was written)."""
+        if self.writer is None:
+            pq.write_table(pa.table({}), self.target)
+        else:
+            self.writer.close()
+
+
+Sink = JsonLinesSink | ParquetSink
+
+
+def open_sink(target: str) -> Sink:
+    """A sink for a path by suffix (.parquet -> Parquet, else JSON lines); '-' is stdout."""
+    if target != "-" and target.lower().endswith((".parquet", ".pq")):
+        return ParquetSink(target)
+    return JsonLinesSink(target)

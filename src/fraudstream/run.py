@@ -1,0 +1,249 @@
+"""The run loop: a source into the pipeline, decisions out to the sinks, and the summary."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fraudstream.decide import APPROVE, TIERS, Decisions
+from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.pipeline import Pipeline, StepResult
+from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.files import IDLE, Item, Sink, open_sink
+from fraudstream.io.records import (
+    decision_dicts,
+    decision_table,
+    enriched_dicts,
+    late_dicts,
+)
+from fraudstream.schema import CardTokenizer
+
+
+class Source(Protocol):
+    """Anything that yields validated batches (or IDLE)."""
+
+    live: bool
+    total_bytes: int
+    done_bytes: int
+
+    def batches(self, decoder: Decoder) -> Any:
+        """Validated batches and their dead letters, or IDLE."""
+
+
+@dataclass
+class Outputs:
+    """Where each output goes; None means not written."""
+
+    decisions: str | None = None
+    alerts: str | None = None
+    enriched: str | None = None
+    dead_letters: str | None = None
+    late: str | None = None
+    sinks: dict[str, Sink] = field(default_factory=dict)
+
+    def open(self) -> None:
+        """Opens every configured sink."""
+        for name in ("decisions", "alerts", "enriched", "dead_letters", "late"):
+            target = getattr(self, name)
+            if target:
+                self.sinks[name] = open_sink(target)
+
+    def flush(self) -> None:
+        """Makes everything written so far visible."""
+        for sink in self.sinks.values():
+            sink.flush()
+
+    def close(self) -> None:
+        """Closes every sink."""
+        for sink in self.sinks.values():
+            sink.close()
+
+
+@dataclass
+class Summary:
+    """Counts for the end-of-run table."""
+
+    records: int = 0
+    decided: int = 0
+    tiers: Counter[str] = field(default_factory=Counter)
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    fired_by_rule: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    duplicates: int = 0
+    late: int = 0
+    seconds: float = 0.0
+    dead_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def throughput(self) -> float:
+        """Records per second over the whole run."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON."""
+        return {
+            "records": self.records,
+            "decided": self.decided,
+            "decisions": dict(self.tiers),
+            "alerts_by_rule": dict(self.alerts_by_rule),
+            "fired_by_rule": dict(self.fired_by_rule),
+            "dead_letters": self.dead_letters,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "seconds": round(self.seconds, 3),
+            "throughput_tx_s": round(self.throughput),
+        }
+
+
+class Runner:
+    """Feeds a source through a pipeline into outputs, counting everything."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        outputs: Outputs,
+        tokenizer: CardTokenizer,
+        on_decisions: Callable[[Decisions], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.outputs = outputs
+        self.tokenizer = tokenizer
+        self.summary = Summary()
+        self.on_decisions = on_decisions
+
+    def run(self, source: Source, progress: Callable[[int, int], None] | None = None) -> Summary:
+        """Runs the source to its end; returns the summary."""
+        decoder = Decoder(self.tokenizer, getattr(source, "name", "input"))
+        started = time.perf_counter()
+        self.outputs.open()
+        try:
+            item: Item
+            for item in source.batches(decoder):
+                if item is IDLE:
+                    self._handle(self.pipeline.flush())
+                else:
+                    batch, dead = item
+                    self._dead(dead)
+                    self.summary.records += len(batch)
+                    self._handle(self.pipeline.submit(batch))
+                if source.live:
+                    self.outputs.flush()
+                if progress is not None:
+                    progress(source.done_bytes, source.total_bytes)
+            self._handle(self.pipeline.flush())
+        finally:
+            self.outputs.close()
+            self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+    def _dead(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        self.summary.records += len(dead)
+        self.summary.dead_letters += len(dead)
+        for letter in dead:
+            self.summary.dead_reasons[letter.reason.split(":")[0]] += 1
+        sink = self.outputs.sinks.get("dead_letters")
+        if sink is not None:
+            sink.write_dicts([d.to_dict() for d in dead])
+
+    def _handle(self, result: StepResult) -> None:
+        summary = self.summary
+        sinks = self.outputs.sinks
+        if len(result.duplicates):
+            self._duplicates(result.duplicates)
+        if len(result.late):
+            summary.late += len(result.late)
+            sink = sinks.get("late")
+            if sink is not None:
+                clock = self.pipeline.clock
+                sink.write_dicts(
+                    late_dicts(result.late, clock.watermark, clock.allowed_lateness_ms)
+                )
+        decisions = result.decisions
+        if decisions is None or len(decisions) == 0:
+            return
+        summary.decided += len(decisions)
+        counts = np.bincount(decisions.tier, minlength=3)
+        for tier, count in zip(TIERS, counts.tolist(), strict=True):
+            summary.tiers[tier] += count
+        alert = decisions.tier != APPROVE
+        for rule, mask in decisions.fired.items():
+            fired = int(mask.sum())
+            if fired:
+                summary.fired_by_rule[rule] += fired
+                summary.alerts_by_rule[rule] += int((mask & alert).sum())
+        self._write(decisions)
+        if self.on_decisions is not None:
+            self.on_decisions(decisions)
+
+    def _write(self, decisions: Decisions) -> None:
+        sinks = self.outputs.sinks
+        decision_sink = sinks.get("decisions")
+        alert_sink = sinks.get("alerts")
+        rows: list[dict[str, Any]] | None = None
+        alerts = decisions.alerts()
+        if decision_sink is not None:
+            if hasattr(decision_sink, "write_table"):
+                decision_sink.write_table(decision_table(decisions))
+            else:
+                rows = decision_dicts(decisions)
+                decision_sink.write_dicts(rows)
+        if alert_sink is not None and len(alerts):
+            if hasattr(alert_sink, "write_table"):
+                alert_sink.write_table(decision_table(decisions).take(alerts))
+            else:
+                if rows is None:
+                    rows = decision_dicts(_subset(decisions, alerts))
+                    alert_sink.write_dicts(rows)
+                else:
+                    alert_sink.write_dicts([rows[i] for i in alerts.tolist()])
+        enriched_sink = sinks.get("enriched")
+        if enriched_sink is not None:
+            enriched_sink.write_dicts(enriched_dicts(decisions))
+
+    def _duplicates(self, batch: TxBatch) -> None:
+        self.summary.duplicates += len(batch)
+        self.summary.dead_letters += len(batch)
+        self.summary.records += 0
+        self.summary.dead_reasons["duplicate"] += len(batch)
+        sink = self.outputs.sinks.get("dead_letters")
+        if sink is None:
+            return
+        letters = []
+        for i in range(len(batch)):
+            record = batch.record(i)
+            letters.append(
+                {
+                    "source": "input",
+                    "position": int(batch.position[i]),
+                    "reason": (
+                        f"duplicate: transaction_id {record['transaction_id']!r} "
+                        "was already processed; not decided twice"
+                    ),
+                    "raw": record,
+                }
+            )
+        sink.write_dicts(letters)
+
+
+def _subset(decisions: Decisions, rows: np.ndarray[Any, Any]) -> Decisions:
+    """The decisions at ``rows`` only."""
+    return Decisions(
+        tx=decisions.tx.take(rows),
+        time_ms=decisions.time_ms[rows],
+        score=decisions.score[rows],
+        tier=decisions.tier[rows],
+        fired={k: v[rows] for k, v in decisions.fired.items()},
+        reasons=[decisions.reasons[i] for i in rows.tolist()],
+        features={
+            k: (v.take(rows) if hasattr(v, "take") and not isinstance(v, np.ndarray) else v[rows])
+            for k, v in decisions.features.items()
+        },
+        processed_at_ms=decisions.processed_at_ms,
+    )

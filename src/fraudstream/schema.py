@@ -1,0 +1,290 @@
+"""Records of DESIGN.md: the transaction contract, its validation and card-number tokenizing.
+
+A raw transaction (a JSON object, a CSV row, a Parquet row) is checked field by field by
+:func:`validate_record`. It either becomes a normalised :class:`ValidTx` tuple or an error
+message a person understands ("amount: must be >= 0, got -5.0"). The columnar path
+(:mod:`fraudstream.io.columns`) validates whole Parquet batches at once and must agree with
+this function; a test holds them to that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 256
+MAX_LINE_BYTES = 64 * 1024
+
+REQUIRED = ("transaction_id", "card_id", "timestamp", "amount")
+TEXT_FIELDS = (
+    "zipcode",
+    "merchant_id",
+    "merchant_category",
+    "country",
+    "channel",
+    "device_id",
+    "ip",
+)
+KNOWN_FIELDS = frozenset(
+    (
+        "transaction_id",
+        "card_id",
+        "account_id",
+        "card_number",
+        "user_id",
+        "timestamp",
+        "amount",
+        "currency",
+        "lat",
+        "lon",
+        "lng",
+        *TEXT_FIELDS,
+    )
+)
+CARD_NUMBER = re.compile(r"^\d{12,19}$")
+_PAN_IN_TEXT = re.compile(r"(?<!\d)(\d{8,15})(\d{4})(?!\d)")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# 0001-01-01 .. 9999-12-31 in epoch ms: anything outside cannot be a real event time.
+MIN_TIMESTAMP_MS = -62_135_596_800_000
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
+
+class InvalidRecord(ValueError):
+    """A record that breaks the transaction contract; the message names the field."""
+
+
+class ValidTx(NamedTuple):
+    """A transaction that passed validation, with ids tokenized and aliases resolved."""
+
+    transaction_id: str
+    card_id: str
+    user_id: str
+    timestamp_ms: int
+    amount: float
+    currency: str
+    lat: float  # NaN when absent
+    lon: float  # NaN when absent
+    zipcode: str | None
+    merchant_id: str | None
+    merchant_category: str | None
+    country: str | None
+    channel: str | None
+    device_id: str | None
+    ip: str | None
+    extras: dict[str, Any] | None
+
+
+# --- card numbers -------------------------------------------------------------------------
+
+
+class CardTokenizer:
+    """Replaces card-number-looking ids with a keyed hash, so no full card number is kept.
+
+    The key comes from ``FRAUDSTREAM_TOKEN_KEY`` or a key file (created once, mode 0600), so the
+    same card always maps to the same token on one installation and replays are deterministic.
+
+    >>> t = CardTokenizer(b"k")
+    >>> t("4111111111111111").startswith("tok_"), t("card-7")
+    (True, 'card-7')
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def from_environment(cls, key_file: Path | None = None) -> CardTokenizer:
+        """Key from ``FRAUDSTREAM_TOKEN_KEY``, else from (or into) ``key_file``."""
+        env = os.environ.get("FRAUDSTREAM_TOKEN_KEY")
+        if env:
+            return cls(env.encode())
+        path = key_file or Path.home() / ".fraudstream" / "token.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(os.urandom(32).hex().encode())
+        return cls(path.read_bytes().strip())
+
+    def __call__(self, card_id: str) -> str:
+        """Token for a card number, the id itself for anything else."""
+        if not CARD_NUMBER.match(card_id):
+            return card_id
+        token = self._cache.get(card_id)
+        if token is None:
+            digest = hmac.new(self._key, card_id.encode(), hashlib.sha256).hexdigest()
+            token = "tok_" + digest[:24]
+            if len(self._cache) < 1_000_000:
+                self._cache[card_id] = token
+        return token
+
+
+def mask_card_numbers(text: str) -> str:
+    """Masks every run of 12-19 digits but its last four, for raw lines kept in dead letters.
+
+    >>> mask_card_numbers('{"card_number": "4111111111111111", "amount": 5}')
+    '{"card_number": "************1111", "amount": 5}'
+    """
+    return _PAN_IN_TEXT.sub(lambda m: "*" * len(m.group(1)) + m.group(2), text)
+
+
+# --- field checks ---------------------------------------------------------------------------
+
+
+def _text(name: str, value: Any, max_length: int, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidRecord(f"{name}: required field is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRecord(f"{name}: must be a string, got {type(value).__name__}")
+    text = str(value)
+    if not text:
+        if required:
+            raise InvalidRecord(f"{name}: must not be empty")
+        return None
+    if len(text) > max_length:
+        raise InvalidRecord(f"{name}: longer than {max_length} characters ({len(text)})")
+    return text
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidRecord(f"{name}: must be a number, got bool")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidRecord(f"{name}: must be a number, got {value[:40]!r}") from None
+    if not isinstance(value, int | float):
+        raise InvalidRecord(f"{name}: must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidRecord(f"{name}: must be finite, got {number}")
+    return number
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch milliseconds from an int or an ISO-8601 string with an offset.
+
+    >>> parse_timestamp("2019-01-01T00:06:00Z"), parse_timestamp(1546300800000)
+    (1546301160000, 1546300800000)
+    """
+    if isinstance(value, bool):
+        raise InvalidRecord("timestamp: must be epoch milliseconds or ISO-8601, got bool")
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise InvalidRecord(f"timestamp: must be whole epoch milliseconds, got {value}")
+        ms = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            ms = int(text)
+        else:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise InvalidRecord(f"timestamp: not ISO-8601, got {text[:40]!r}") from None
+            if parsed.tzinfo is None:
+                raise InvalidRecord(f"timestamp: ISO-8601 needs an offset, got {text[:40]!r}")
+            ms = int(parsed.timestamp() * 1000)
+    elif value is None:
+        raise InvalidRecord("timestamp: required field is missing")
+    else:
+        raise InvalidRecord(f"timestamp: must be epoch ms or ISO-8601, got {type(value).__name__}")
+    if not MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS:
+        raise InvalidRecord(f"timestamp: out of range, got {ms}")
+    return ms
+
+
+def _coordinate(name: str, value: Any, limit: float) -> float:
+    if value is None:
+        return math.nan
+    number = _number(name, value)
+    if not -limit <= number <= limit:
+        raise InvalidRecord(f"{name}: must be within [-{limit:g}, {limit:g}], got {number:g}")
+    return number
+
+
+def validate_record(record: Any, tokenize: CardTokenizer) -> ValidTx:
+    """Checks one decoded record against the contract; raises :class:`InvalidRecord`.
+
+    >>> tok = CardTokenizer(b"k")
+    >>> validate_record({"transaction_id": "t1", "account_id": 3, "timestamp": 0,
+    ...                  "amount": 0.5}, tok).card_id
+    '3'
+    >>> validate_record({"transaction_id": "t1", "card_id": "c", "timestamp": 0,
+    ...                  "amount": -1}, tok)
+    Traceback (most recent call last):
+    ...
+    fraudstream.schema.InvalidRecord: amount: must be >= 0, got -1
+    """
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"record: must be a JSON object, got {type(record).__name__}")
+    get = record.get
+    transaction_id = _text("transaction_id", get("transaction_id"), MAX_ID_LENGTH, True)
+    raw_card = get("card_id")
+    card_field = "card_id"
+    if raw_card is None:
+        for alias in ("account_id", "card_number"):
+            if get(alias) is not None:
+                raw_card, card_field = get(alias), alias
+                break
+    if raw_card is None:
+        raise InvalidRecord("card_id: required field is missing (or account_id / card_number)")
+    card_text = _text(card_field, raw_card, MAX_ID_LENGTH, True)
+    user_text = _text("user_id", get("user_id"), MAX_ID_LENGTH, False)
+    timestamp_ms = parse_timestamp(get("timestamp"))
+    if get("amount") is None:
+        raise InvalidRecord("amount: required field is missing")
+    amount = _number("amount", get("amount"))
+    if amount < 0:
+        raise InvalidRecord(f"amount: must be >= 0, got {get('amount')}")
+    currency = _text("currency", get("currency"), 3, False) or "USD"
+    if not _CURRENCY.match(currency):
+        raise InvalidRecord(f"currency: must be an ISO-4217 code like USD, got {currency!r}")
+    lat = _coordinate("lat", get("lat"), 90.0)
+    lon_value = get("lon")
+    lon = _coordinate(
+        "lon" if lon_value is not None else "lng",
+        lon_value if lon_value is not None else get("lng"),
+        180.0,
+    )
+    if math.isnan(lat) != math.isnan(lon):
+        raise InvalidRecord("lat/lon: give both coordinates or neither")
+    zipcode, merchant_id, merchant_category, country, channel, device_id, ip = (
+        _text(name, get(name), MAX_TEXT_LENGTH, False) for name in TEXT_FIELDS
+    )
+    extras = None
+    if len(record) > len(KNOWN_FIELDS.intersection(record)):
+        extras = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+    assert transaction_id is not None and card_text is not None
+    card_id = tokenize(card_text)
+    user_id = tokenize(user_text) if user_text is not None else card_id
+    return ValidTx(
+        transaction_id,
+        card_id,
+        user_id,
+        timestamp_ms,
+        amount,
+        currency,
+        lat,
+        lon,
+        zipcode,
+        merchant_id,
+        merchant_category,
+        country,
+        channel,
+        device_id,
+        ip,
+        extras,
+    )
