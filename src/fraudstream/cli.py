@@ -65,14 +65,13 @@ def _pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
 ) -> Any:
-    from fraudstream.engine.keys import KeySpace
     from fraudstream.engine.pipeline import Pipeline, TimeConfig
     from fraudstream.profiles import ProfileTable
     from fraudstream.reference import IpReference
     from fraudstream.rules import RuleSet
 
     rule_set = RuleSet.load(rules) if rules else RuleSet.default()
-    table = ProfileTable(KeySpace())
+    table = ProfileTable()
     if profiles:
         table.load(profiles)
     for name, value in (

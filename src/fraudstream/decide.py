@@ -8,7 +8,7 @@ user profile's when it has them (seed 004's per-profile thresholds), else the ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ class Decisions:
     score: F64
     tier: npt.NDArray[np.int8]
     fired: dict[str, npt.NDArray[np.bool_]]
-    reasons: list[list[dict[str, str]]]
+    reasons: dict[int, list[dict[str, str]]]  # only rows that fired a rule
     features: dict[str, Any]
     processed_at_ms: float
 
@@ -69,17 +69,20 @@ def combine(
 
 
 def explain(
-    rows: npt.NDArray[np.int64],
-    fired: Mapping[str, npt.NDArray[np.bool_]],
+    messages: Mapping[str, tuple[npt.NDArray[np.int64], list[str]]],
     scores: Mapping[str, float],
-    describe: Callable[[str, int], str],
-    n: int,
-) -> list[list[dict[str, str]]]:
-    """Reasons for each row (empty for rows that fired nothing), strongest rule first."""
-    reasons: list[list[dict[str, str]]] = [[] for _ in range(n)]
-    order = sorted(fired, key=lambda r: -scores[r])
-    for row in rows.tolist():
-        reasons[row] = [
-            {"rule": rule, "message": describe(rule, row)} for rule in order if fired[rule][row]
-        ]
+) -> dict[int, list[dict[str, str]]]:
+    """Reasons by row, only for rows that fired something, strongest rule first.
+
+    >>> import numpy as np
+    >>> reasons = explain({"a": (np.array([2]), ["small"]), "b": (np.array([2, 5]), ["x", "y"])},
+    ...                   {"a": 0.2, "b": 0.9})
+    >>> [r["rule"] for r in reasons[2]], reasons[5]
+    (['b', 'a'], [{'rule': 'b', 'message': 'y'}])
+    """
+    reasons: dict[int, list[dict[str, str]]] = {}
+    for rule in sorted(messages, key=lambda r: -scores[r]):
+        rows, texts = messages[rule]
+        for row, text in zip(rows.tolist(), texts, strict=True):
+            reasons.setdefault(row, []).append({"rule": rule, "message": text})
     return reasons

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from fraudstream.config import ConfigError, load_rows
 from fraudstream.engine.keys import KeySpace
@@ -68,10 +69,16 @@ def normalise_profile(raw: dict[str, Any], where: str = "profile") -> dict[str, 
 
 
 class ProfileTable:
-    """Profiles by user slot; unknown users have NaN numbers and no names."""
+    """Profiles by user slot; unknown users have NaN numbers and no names.
 
-    def __init__(self, users: KeySpace) -> None:
-        self.users = users
+    ``countries`` is the code space of country names (shared with the pipeline, so a home
+    country and a transaction's country compare as integers); ``profile_index`` points each
+    user slot at its row in ``first_names`` / ``last_names`` (-1: no profile).
+    """
+
+    def __init__(self, users: KeySpace | None = None, countries: KeySpace | None = None) -> None:
+        self.users = users if users is not None else KeySpace()
+        self.countries = countries if countries is not None else KeySpace()
         self.table = StateTable(
             {
                 "max_speed_kmh": (np.float64, np.nan),
@@ -79,22 +86,45 @@ class ProfileTable:
                 "home_lon": (np.float64, np.nan),
                 "review_threshold": (np.float64, np.nan),
                 "decline_threshold": (np.float64, np.nan),
-                "home_country": (np.object_, None),
-                "first_name": (np.object_, None),
-                "last_name": (np.object_, None),
+                "home_country_code": (np.int32, -1),
+                "profile_index": (np.int32, -1),
             }
         )
         self.profiles: dict[str, dict[str, Any]] = {}
+        self.first_names: list[str | None] = []
+        self.last_names: list[str | None] = []
 
     def upsert(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Creates or replaces one profile; returns it normalised."""
         profile = normalise_profile(raw)
         slot = self.users.slot(profile["user_id"])
         self.table.ensure(len(self.users))
-        for name in PROFILE_FIELDS[1:]:
+        for name in _NUMBERS:
             self.table[name][slot] = profile[name]
+        home = profile["home_country"]
+        self.table["home_country_code"][slot] = self.countries.slot(home) if home else -1
+        index = int(self.table["profile_index"][slot])
+        if index < 0:
+            index = len(self.first_names)
+            self.first_names.append(None)
+            self.last_names.append(None)
+            self.table["profile_index"][slot] = index
+        self.first_names[index] = profile["first_name"]
+        self.last_names[index] = profile["last_name"]
         self.profiles[profile["user_id"]] = profile
         return profile
+
+    def names(self, user_slots: np.ndarray[Any, Any]) -> tuple[pa.Array, pa.Array]:
+        """First and last names for a column of user slots (null without a profile)."""
+        self.table.ensure(len(self.users))
+        index = self.table["profile_index"][user_slots]
+        if not self.first_names or not (index >= 0).any():
+            nulls = pa.nulls(len(user_slots), pa.string())
+            return nulls, nulls
+        indices = pa.array(index, mask=index < 0)
+        first = pa.array(self.first_names, pa.string()).take(indices)
+        last = pa.array(self.last_names, pa.string()).take(indices)
+        return first, last
 
     def load(self, path: Path) -> int:
         """Upserts every profile of a YAML/JSON/CSV file; returns how many."""

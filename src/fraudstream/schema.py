@@ -152,6 +152,9 @@ def _text(name: str, value: Any, max_length: int, required: bool) -> str | None:
         return None
     if len(text) > max_length:
         raise InvalidRecord(f"{name}: longer than {max_length} characters ({len(text)})")
+    if max_length == MAX_ID_LENGTH and len(text.encode()) > MAX_ID_LENGTH:
+        # ids are kept as UTF-8 in fixed-width state: 128 bytes at most
+        raise InvalidRecord(f"{name}: longer than {MAX_ID_LENGTH} bytes in UTF-8")
     return text
 
 

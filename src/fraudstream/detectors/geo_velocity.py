@@ -19,6 +19,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from fraudstream.detectors.base import (
@@ -33,7 +34,9 @@ from fraudstream.detectors.base import (
     fmt_seconds,
     nan_column,
 )
+from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.state import StateTable
+from fraudstream.schema import MAX_ID_LENGTH
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -71,22 +74,31 @@ def _kernel(
     last_ms: I64,
     last_lat: F64,
     last_lon: F64,
-    last_row: I64,
+    last_id: npt.NDArray[np.uint8],
+    last_id_length: I32,
+    id_offsets: I64,
+    id_data: npt.NDArray[np.uint8],
     fired: Bools,
-    prev_row: I64,
+    prev_id_offsets: npt.NDArray[np.int32],
+    prev_id_data: npt.NDArray[np.uint8],
     prev_ms: I64,
     prev_lat: F64,
     prev_lon: F64,
     distance: F64,
     speed: F64,
 ) -> None:
-    # last_row: the batch row of the user's latest transaction in this batch, -1 before it.
+    # The previous transaction id is copied from fixed-width state into an Arrow string
+    # buffer (prev_id_*), so no Python string is made per record.
+    written = 0
     for i in range(user.size):
+        prev_id_offsets[i] = written
         if math.isnan(lat[i]):
             continue
         s = user[i]
         if last_ms[s] != NONE_MS:
-            prev_row[i] = last_row[s]
+            length = last_id_length[s]
+            prev_id_data[written : written + length] = last_id[s, :length]
+            written += length
             prev_ms[i] = last_ms[s]
             prev_lat[i] = last_lat[s]
             prev_lon[i] = last_lon[s]
@@ -102,7 +114,11 @@ def _kernel(
         last_ms[s] = time_ms[i]
         last_lat[s] = lat[i]
         last_lon[s] = lon[i]
-        last_row[s] = i
+        begin = id_offsets[i]
+        length = id_offsets[i + 1] - begin
+        last_id[s, :length] = id_data[begin : begin + length]
+        last_id_length[s] = length
+    prev_id_offsets[user.size] = written
 
 
 class GeoVelocity(Detector[GeoVelocityThresholds]):
@@ -126,7 +142,8 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
         "last_ms": (np.int64, NONE_MS),
         "last_lat": (np.float64, np.nan),
         "last_lon": (np.float64, np.nan),
-        "last_transaction_id": (np.object_, None),
+        "last_transaction_id": ((np.uint8, MAX_ID_LENGTH), 0),
+        "last_transaction_id_length": (np.int32, 0),
     }
     rule_thresholds = {"geo_velocity": ("default_max_speed_kmh",)}
 
@@ -134,35 +151,34 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
         """Pairs each located transaction with the user's previous one."""
         n = len(tx)
         fired = np.zeros(n, dtype=np.bool_)
-        prev_row = np.full(n, -2, dtype=np.int64)
         prev_ms = np.full(n, NONE_MS, dtype=np.int64)
         prev_lat, prev_lon = nan_column(n), nan_column(n)
         distance, speed = nan_column(n), nan_column(n)
         max_speed = np.where(
             np.isnan(tx.max_speed_kmh), self.thresholds.default_max_speed_kmh, tx.max_speed_kmh
         )
-        last_row = np.full(state.capacity, -1, dtype=np.int64)
+        id_offsets, id_data, _ = string_buffers(tx.transaction_id)
+        prev_id_offsets = np.zeros(n + 1, dtype=np.int32)
+        prev_id_data = np.empty(max(1, n * MAX_ID_LENGTH), dtype=np.uint8)
         _kernel(
             tx.user, tx.time_ms, tx.lat, tx.lon, max_speed,
-            state["last_ms"], state["last_lat"], state["last_lon"], last_row,
-            fired, prev_row, prev_ms, prev_lat, prev_lon, distance, speed,
+            state["last_ms"], state["last_lat"], state["last_lon"],
+            state["last_transaction_id"], state["last_transaction_id_length"],
+            id_offsets, id_data,
+            fired, prev_id_offsets, prev_id_data, prev_ms, prev_lat, prev_lon, distance, speed,
         )  # fmt: skip
-        # Previous transaction ids: from this batch, or from state for the user's first here.
-        ids = np.asarray(tx.transaction_id.to_numpy(zero_copy_only=False), dtype=object)
-        last_ids = state["last_transaction_id"]
-        previous_id = np.full(n, None, dtype=object)
-        in_batch = prev_row >= 0
-        previous_id[in_batch] = ids[prev_row[in_batch]]
-        from_state = prev_row == -1
-        previous_id[from_state] = last_ids[tx.user[from_state]]
-        located = np.flatnonzero(~np.isnan(tx.lat))
-        last_ids[tx.user[located]] = ids[located]  # the latest row wins for each user
-        previous_ts = np.where(prev_ms == NONE_MS, np.nan, prev_ms.astype(np.float64))
-        has_pair = prev_row != -2
+        has_pair = prev_ms != NONE_MS
+        validity = pa.py_buffer(np.packbits(has_pair, bitorder="little"))
+        previous_id = pa.Array.from_buffers(
+            pa.string(),
+            n,
+            [validity, pa.py_buffer(prev_id_offsets), pa.py_buffer(prev_id_data)],
+        )
+        previous_ts = np.where(has_pair, prev_ms.astype(np.float64), np.nan)
         return Findings(
             {"geo_velocity": fired},
             {
-                "previous_transaction_id": pa.array(previous_id, pa.string()),
+                "previous_transaction_id": previous_id,
                 "previous_timestamp": previous_ts,
                 "previous_lat": prev_lat,
                 "previous_lon": prev_lon,
@@ -171,6 +187,8 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
                 "max_speed_kmh": np.where(
                     has_pair | ~np.isnan(tx.max_speed_kmh), max_speed, np.nan
                 ),
+                "first_name": tx.first_name,
+                "last_name": tx.last_name,
             },
         )
 

@@ -13,9 +13,8 @@ network list) before the detectors run, so they share that reference data and ke
   restricted to the threshold ``labels`` when that is not empty.
 
 Codes are -1 when missing and are decoded with ``tx.decode["country"]`` and
-``tx.decode["network"]``. Features: ``ip_country_code``, ``expected_country_code`` and their
-names ``ip_country``, ``expected_country``; ``network_code`` and its label ``network`` (names
-are null where the code is missing or the decode table lacks it).
+``tx.decode["network"]``. Features (names, never the internal codes): ``ip_country``,
+``expected_country`` and ``network`` (null where the code is missing or unknown).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def _value(values: Mapping[str, Any], name: str) -> Any:
 def _country(values: Mapping[str, Any], name: str) -> str:
     """A country's name for a message, else its code."""
     shown = _value(values, name)
-    return str(shown) if shown is not None else f"country code {int(values[name + '_code'])}"
+    return str(shown) if shown is not None else "an unknown country"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,6 @@ class IpCountryMismatch(Detector[IpCountryMismatchThresholds]):
         return Findings(
             {"ip_country_mismatch": fired},
             {
-                "ip_country_code": ip.copy(),
-                "expected_country_code": expected.copy(),
                 "ip_country": _names(ip, countries),
                 "expected_country": _names(expected, countries),
             },
@@ -157,14 +154,14 @@ class AnonymousNetwork(Detector[AnonymousNetworkThresholds]):
             fired = allowed[np.where(known, codes, len(labels))]
         return Findings(
             {"anonymous_network": fired},
-            {"network_code": codes.copy(), "network": _names(codes, labels)},
+            {"network": _names(codes, labels)},
         )
 
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
         """E.g. "IP in a listed tor network"."""
         label = _value(values, "network")
         if label is None:
-            return f"IP in a listed anonymous network (code {int(values['network_code'])})"
+            return "IP in a listed anonymous network"
         return f"IP in a listed {label} network"
 
 

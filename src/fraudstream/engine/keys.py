@@ -1,19 +1,171 @@
-"""Dense slots for string keys (cards, users, zip codes, merchants, devices).
+"""Dense slots for string keys (cards, users, zip codes, merchants, devices, ids).
 
 Detector state lives in numpy arrays indexed by slot, so the per-record loop never touches a
-Python dict. Mapping a column of keys to slots runs over the column's distinct values only
-(Arrow's dictionary encoding), which keeps the cost per record in C.
+Python dict. The map from key to slot is an open-addressing hash table compiled with numba
+that reads Arrow string buffers directly: a column of keys maps to slots without creating a
+Python string per record. Keys are compared byte for byte, so two keys never share a slot.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 MISSING = -1
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64) -> np.uint64:
+    # FNV-1a's low bits are weak for keys that differ only in their last digits; the
+    # murmur3 finaliser spreads them before the hash is masked into a bucket.
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup(
+    offsets: I64,
+    data: U8,
+    nulls: npt.NDArray[np.bool_],
+    start: int,
+    insert: bool,
+    table: npt.NDArray[np.uint64],
+    key_hash: npt.NDArray[np.uint64],
+    key_start: I64,
+    arena: U8,
+    state: I64,
+    out: npt.NDArray[np.int32],
+) -> int:
+    """Maps rows ``start..`` to slots; returns the row it stopped at (== n when done).
+
+    A table entry is 4 words: [slot | length << 32 | fingerprint << 48, then the first 24 key
+    bytes], so a key of up to 24 bytes is found with one memory access;
+    longer keys compare their tail in the arena. ``state`` = [keys used, arena bytes used].
+    It stops early when the table, the key arrays or the arena must grow; the caller grows
+    them and calls again from that row.
+    """
+    n = offsets.size - 1
+    mask = table.shape[0] - 1
+    for i in range(start, n):
+        if nulls[i]:
+            out[i] = -1
+            continue
+        begin = offsets[i]
+        end = offsets[i + 1]
+        length = end - begin
+        h = _FNV_OFFSET
+        k0 = np.uint64(0)
+        k1 = np.uint64(0)
+        k2 = np.uint64(0)
+        for j in range(begin, end):
+            byte = np.uint64(data[j])
+            h = (h ^ byte) * _FNV_PRIME
+            at = j - begin
+            if at < 8:
+                k0 |= byte << np.uint64(8 * at)
+            elif at < 16:
+                k1 |= byte << np.uint64(8 * (at - 8))
+            elif at < 24:
+                k2 |= byte << np.uint64(8 * (at - 16))
+        h = _mix(h)
+        tag = (h >> np.uint64(48)) << np.uint64(48)
+        bucket = np.int64(h & np.uint64(mask))
+        while True:
+            meta = table[bucket, 0]
+            if meta == _EMPTY:
+                if not insert:
+                    out[i] = -1
+                    break
+                used = state[0]
+                if (used + 1) * 2 > table.shape[0] or used + 1 >= key_hash.size:
+                    return i
+                if state[1] + length > arena.size:
+                    return i
+                key_hash[used] = h
+                key_start[used] = state[1]
+                arena[state[1] : state[1] + length] = data[begin:end]
+                state[1] += length
+                key_start[used + 1] = state[1]
+                table[bucket, 0] = tag | (np.uint64(length) << np.uint64(32)) | np.uint64(used)
+                table[bucket, 1] = k0
+                table[bucket, 2] = k1
+                table[bucket, 3] = k2
+                state[0] = used + 1
+                out[i] = used
+                break
+            if (
+                (meta >> np.uint64(32)) == ((tag >> np.uint64(32)) | np.uint64(length))
+                and table[bucket, 1] == k0
+                and table[bucket, 2] == k1
+                and table[bucket, 3] == k2
+            ):
+                slot = np.int64(meta & np.uint64(0xFFFFFFFF))
+                same = True
+                if length > 24:
+                    k = key_start[slot]
+                    for j in range(24, length):
+                        if arena[k + j] != data[begin + j]:
+                            same = False
+                            break
+                if same:
+                    out[i] = slot
+                    break
+            bucket = (bucket + 1) & mask
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _rehash(
+    old: npt.NDArray[np.uint64], key_hash: npt.NDArray[np.uint64], size: int
+) -> npt.NDArray[np.uint64]:
+    table = np.full((size, 4), _EMPTY, dtype=np.uint64)
+    mask = size - 1
+    for b in range(old.shape[0]):
+        meta = old[b, 0]
+        if meta == _EMPTY:
+            continue
+        slot = np.int64(meta & np.uint64(0xFFFFFFFF))
+        bucket = np.int64(key_hash[slot] & np.uint64(mask))
+        while table[bucket, 0] != _EMPTY:
+            bucket = (bucket + 1) & mask
+        table[bucket, 0] = meta
+        table[bucket, 1] = old[b, 1]
+        table[bucket, 2] = old[b, 2]
+        table[bucket, 3] = old[b, 3]
+    return table
+
+
+def string_buffers(column: pa.Array) -> tuple[I64, U8, npt.NDArray[np.bool_]]:
+    """Offsets (int64, from 0), bytes and null mask of an Arrow string column."""
+    if column.type != pa.string():
+        column = column.cast(pa.string())
+    n = len(column)
+    buffers = column.buffers()
+    raw_offsets = np.frombuffer(buffers[1], dtype=np.int32, count=column.offset + n + 1)
+    offsets = raw_offsets[column.offset :].astype(np.int64)
+    data = (
+        np.frombuffer(buffers[2], dtype=np.uint8)
+        if buffers[2] is not None
+        else np.empty(0, np.uint8)
+    )
+    if column.null_count:
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+    else:
+        nulls = np.zeros(n, dtype=np.bool_)
+    return offsets, data, nulls
 
 
 class KeySpace:
@@ -22,48 +174,255 @@ class KeySpace:
     >>> ks = KeySpace()
     >>> ks.slots(pa.array(["b", "a", "b", None])).tolist()
     [0, 1, 0, -1]
-    >>> ks.keys
-    ['b', 'a']
+    >>> ks.keys, ks.find("a"), ks.find("zz")
+    (['b', 'a'], 1, -1)
     """
 
-    def __init__(self, keys: list[str] | None = None) -> None:
-        self.keys: list[str] = list(keys or [])
-        self.index: dict[str, int] = {key: slot for slot, key in enumerate(self.keys)}
+    def __init__(self, keys: list[str] | None = None, expected_keys: int = 2048) -> None:
+        slots = 1 << max(11, int(expected_keys).bit_length())
+        self._table = np.full((2 * slots, 4), _EMPTY, dtype=np.uint64)
+        self._hash = np.zeros(slots, dtype=np.uint64)
+        self._start = np.zeros(slots, dtype=np.int64)
+        self._arena = np.zeros(16 * slots, dtype=np.uint8)
+        self._state = np.zeros(2, dtype=np.int64)
+        self._decoded: list[str] = []
+        if keys:
+            self.slots(pa.array(keys, pa.string()))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return int(self._state[0])
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key, by slot."""
+        used = len(self)
+        if len(self._decoded) < used:
+            arena = self._arena.tobytes()
+            starts = self._start
+            self._decoded.extend(
+                arena[starts[s] : starts[s + 1]].decode("utf-8", "replace")
+                for s in range(len(self._decoded), used)
+            )
+        return self._decoded
 
     def slot(self, key: str) -> int:
         """The slot of one key, assigned if new."""
-        found = self.index.get(key)
-        if found is None:
-            found = self.index[key] = len(self.keys)
-            self.keys.append(key)
-        return found
+        return int(self.slots(pa.array([key], pa.string()))[0])
 
     def find(self, key: str) -> int:
         """The slot of a known key, or MISSING."""
-        return self.index.get(key, MISSING)
+        return int(self.slots(pa.array([key], pa.string()), insert=False)[0])
 
-    def slots(self, column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int32]:
-        """Slots for a column of keys; nulls map to MISSING."""
+    def slots(
+        self, column: pa.Array | pa.ChunkedArray, insert: bool = True
+    ) -> npt.NDArray[np.int32]:
+        """Slots for a column of keys (assigned if new, unless ``insert`` is off); nulls -> -1."""
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
-        if len(column) == 0:
-            return np.empty(0, dtype=np.int32)
-        encoded: Any = column.dictionary_encode()
-        uniques = encoded.dictionary.to_pylist()
-        index = self.index
-        lookup = np.empty(len(uniques) + 1, dtype=np.int32)
-        for position, key in enumerate(uniques):
-            found = index.get(key)
-            if found is None:
-                found = index[key] = len(self.keys)
-                self.keys.append(key)
-            lookup[position] = found
-        lookup[-1] = MISSING
-        indices = encoded.indices
-        if indices.null_count:
-            indices = indices.fill_null(len(uniques))
-        slots: npt.NDArray[np.int32] = lookup[indices.to_numpy()]
-        return slots
+        n = len(column)
+        out = np.empty(n, dtype=np.int32)
+        if n == 0:
+            return out
+        offsets, data, nulls = string_buffers(column)
+        row = 0
+        while True:
+            row = _lookup(
+                offsets, data, nulls, row, insert, self._table, self._hash, self._start,
+                self._arena, self._state, out,
+            )  # fmt: skip
+            if row >= n:
+                return out
+            self._grow(int(offsets[row + 1] - offsets[row]))
+
+    def _grow(self, key_bytes: int) -> None:
+        used = len(self)
+        if (used + 1) * 2 > self._table.shape[0]:
+            self._table = _rehash(self._table, self._hash, self._table.shape[0] * 2)
+        if used + 1 >= self._hash.size:
+            size = self._hash.size * 2
+            self._hash = np.concatenate([self._hash, np.zeros(size - self._hash.size, np.uint64)])
+            self._start = np.concatenate([self._start, np.zeros(size - self._start.size, np.int64)])
+        needed = int(self._state[1]) + key_bytes
+        if needed > self._arena.size:
+            size = self._arena.size
+            while size < needed:
+                size *= 2
+            grown = np.zeros(size, dtype=np.uint8)
+            grown[: self._arena.size] = self._arena
+            self._arena = grown
+
+    def snapshot(self) -> dict[str, Any]:
+        """The keys as plain arrays (a checkpoint)."""
+        used = len(self)
+        return {
+            "key_start": self._start[: used + 1].copy(),
+            "arena": self._arena[: int(self._state[1])].copy(),
+        }
+
+
+@numba.njit(cache=True, nogil=True)
+def _admit_ids(
+    offsets: I64,
+    data: U8,
+    table: npt.NDArray[np.uint64],
+    key_start: I64,
+    arena: U8,
+    state: I64,
+    seen: npt.NDArray[np.bool_],
+) -> int:
+    """Inserts ids; marks those already present. Stops (returns the row) when it must grow.
+
+    Entries are one word, fingerprint << 32 | id number, so a new id (the common case)
+    costs one memory access; the id's bytes are compared only when fingerprints match.
+    """
+    n = offsets.size - 1
+    mask = table.size - 1
+    for i in range(state[2], n):
+        begin = offsets[i]
+        end = offsets[i + 1]
+        length = end - begin
+        h = _FNV_OFFSET
+        for j in range(begin, end):
+            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+        h = _mix(h)
+        tag = h >> np.uint64(32)
+        bucket = np.int64(h & np.uint64(mask))
+        while True:
+            entry = table[bucket]
+            if entry == _EMPTY:
+                used = state[0]
+                if (used + 1) * 2 > table.size or used + 1 >= key_start.size:
+                    state[2] = i
+                    return i
+                if state[1] + length > arena.size:
+                    state[2] = i
+                    return i
+                key_start[used] = state[1]
+                arena[state[1] : state[1] + length] = data[begin:end]
+                state[1] += length
+                key_start[used + 1] = state[1]
+                table[bucket] = (tag << np.uint64(32)) | np.uint64(used)
+                state[0] = used + 1
+                break
+            if (entry >> np.uint64(32)) == tag:
+                other = np.int64(entry & np.uint64(0xFFFFFFFF))
+                k = key_start[other]
+                if key_start[other + 1] - k == length:
+                    same = True
+                    for j in range(length):
+                        if arena[k + j] != data[begin + j]:
+                            same = False
+                            break
+                    if same:
+                        seen[i] = True
+                        break
+            bucket = (bucket + 1) & mask
+    state[2] = n
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _contains_ids(
+    offsets: I64,
+    data: U8,
+    table: npt.NDArray[np.uint64],
+    key_start: I64,
+    arena: U8,
+    seen: npt.NDArray[np.bool_],
+) -> None:
+    mask = table.size - 1
+    for i in range(offsets.size - 1):
+        begin = offsets[i]
+        length = offsets[i + 1] - begin
+        h = _FNV_OFFSET
+        for j in range(begin, begin + length):
+            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+        h = _mix(h)
+        tag = h >> np.uint64(32)
+        bucket = np.int64(h & np.uint64(mask))
+        while True:
+            entry = table[bucket]
+            if entry == _EMPTY:
+                break
+            if (entry >> np.uint64(32)) == tag:
+                other = np.int64(entry & np.uint64(0xFFFFFFFF))
+                k = key_start[other]
+                if key_start[other + 1] - k == length:
+                    same = True
+                    for j in range(length):
+                        if arena[k + j] != data[begin + j]:
+                            same = False
+                            break
+                    if same:
+                        seen[i] = True
+                        break
+            bucket = (bucket + 1) & mask
+
+
+class IdSet:
+    """A set of ids (transaction ids) that says which of a column were already in it.
+
+    >>> ids = IdSet()
+    >>> ids.admit(pa.array(["a", "b", "a"])).tolist(), ids.admit(pa.array(["b", "c"])).tolist()
+    ([False, False, True], [True, False])
+    """
+
+    def __init__(self, expected_ids: int = 1024) -> None:
+        size = 1 << max(11, (2 * int(expected_ids)).bit_length())
+        self._table = np.full(size, _EMPTY, dtype=np.uint64)
+        self._start = np.zeros(size // 2 + 1, dtype=np.int64)
+        self._arena = np.empty(12 * size, dtype=np.uint8)
+        self._state = np.zeros(3, dtype=np.int64)  # ids, arena bytes, resume row
+
+    def __len__(self) -> int:
+        return int(self._state[0])
+
+    def admit(self, column: pa.Array) -> npt.NDArray[np.bool_]:
+        """Adds a non-null string column; True where the id was already present."""
+        offsets, data, _ = string_buffers(column)
+        seen = np.zeros(len(column), dtype=np.bool_)
+        self._state[2] = 0
+        while _admit_ids(
+            offsets, data, self._table, self._start, self._arena, self._state, seen
+        ) < len(column):
+            row = int(self._state[2])
+            self._grow(int(offsets[row + 1] - offsets[row]))
+        return seen
+
+    def contains(self, column: pa.Array) -> npt.NDArray[np.bool_]:
+        """True where the id is present (nothing is added)."""
+        offsets, data, _ = string_buffers(column)
+        seen = np.zeros(len(column), dtype=np.bool_)
+        if len(self):
+            _contains_ids(offsets, data, self._table, self._start, self._arena, seen)
+        return seen
+
+    def _grow(self, key_bytes: int) -> None:
+        used = len(self)
+        if (used + 1) * 2 > self._table.size:
+            self._table = _rehash_ids(self._table, self._start, self._arena, used)
+        if used + 1 >= self._start.size:
+            self._start = np.concatenate([self._start, np.zeros(self._start.size, np.int64)])
+        needed = int(self._state[1]) + key_bytes
+        if needed > self._arena.size:
+            grown = np.empty(max(needed, 2 * self._arena.size), dtype=np.uint8)
+            grown[: self._arena.size] = self._arena
+            self._arena = grown
+
+
+@numba.njit(cache=True, nogil=True)
+def _rehash_ids(
+    old: npt.NDArray[np.uint64], key_start: I64, arena: U8, used: int
+) -> npt.NDArray[np.uint64]:
+    table = np.full(old.size * 2, _EMPTY, dtype=np.uint64)
+    mask = table.size - 1
+    for slot in range(used):
+        h = _FNV_OFFSET
+        for j in range(key_start[slot], key_start[slot + 1]):
+            h = (h ^ np.uint64(arena[j])) * _FNV_PRIME
+        h = _mix(h)
+        bucket = np.int64(h & np.uint64(mask))
+        while table[bucket] != _EMPTY:
+            bucket = (bucket + 1) & mask
+        table[bucket] = ((h >> np.uint64(32)) << np.uint64(32)) | np.uint64(slot)
+    return table

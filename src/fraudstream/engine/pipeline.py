@@ -9,19 +9,18 @@ detector state survives when a rule's thresholds change.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fraudstream.decide import Decisions, combine, explain
 from fraudstream.detectors import RULE_FAMILY, Detector, DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
-from fraudstream.engine.keys import KeySpace
+from fraudstream.engine.keys import IdSet, KeySpace
 from fraudstream.engine.state import StateTable
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -57,40 +56,29 @@ class _Instance:
 
 
 class Dedup:
-    """Transaction ids seen recently; bounded by keeping two generations of ``horizon`` ids."""
+    """Transaction ids seen recently: the last ``horizon`` to ``2 * horizon`` ids (bounded).
 
-    def __init__(self, horizon: int = 5_000_000) -> None:
+    Two generations: when the current one holds ``horizon`` ids it becomes the previous one
+    and the one before is forgotten, so memory stays flat on an endless stream.
+    """
+
+    def __init__(self, horizon: int = 2_000_000) -> None:
         self.horizon = horizon
-        self.current: set[str] = set()
-        self.previous: set[str] = set()
+        self.current = IdSet(expected_ids=horizon)
+        self.previous = IdSet()
 
     def __contains__(self, transaction_id: str) -> bool:
-        return transaction_id in self.current or transaction_id in self.previous
+        column = pa.array([transaction_id], pa.string())
+        return bool(self.current.contains(column)[0] or self.previous.contains(column)[0])
 
-    def admit(self, ids: list[str]) -> list[int]:
-        """Adds ``ids``; returns the positions of those already seen (or twice in ``ids``)."""
-        if self.current.isdisjoint(ids) and self.previous.isdisjoint(ids):
-            before = len(self.current)
-            self.current.update(ids)
-            duplicates = []
-            if len(self.current) != before + len(ids):
-                counts = Counter(ids)
-                seen_here: set[str] = set()
-                for position, tid in enumerate(ids):
-                    if counts[tid] > 1:
-                        if tid in seen_here:
-                            duplicates.append(position)
-                        seen_here.add(tid)
-        else:
-            duplicates = []
-            for position, tid in enumerate(ids):
-                if tid in self:
-                    duplicates.append(position)
-                else:
-                    self.current.add(tid)
+    def admit(self, ids: pa.Array) -> npt.NDArray[np.int64]:
+        """Adds ``ids``; returns the rows already seen (earlier, or before in ``ids``)."""
+        duplicate = self.current.admit(ids)
+        if len(self.previous):
+            duplicate |= self.previous.contains(ids)
         if len(self.current) >= self.horizon:
-            self.previous, self.current = self.current, set()
-        return duplicates
+            self.previous, self.current = self.current, IdSet(expected_ids=self.horizon)
+        return np.flatnonzero(duplicate)
 
 
 class Pipeline:
@@ -105,10 +93,14 @@ class Pipeline:
     ) -> None:
         self.time = time_config or TimeConfig()
         self.cards = KeySpace()
-        self.profiles = profiles or ProfileTable(KeySpace())
+        self.profiles = profiles or ProfileTable()
         self.users = self.profiles.users
         self.codes = {name: KeySpace() for name in ("zipcode", "merchant", "device", "country")}
         self.codes["network"] = KeySpace()
+        self.codes["country"] = self.profiles.countries
+        self.ips = KeySpace()
+        self.ip_country = np.empty(0, dtype=np.int32)
+        self.ip_network = np.empty(0, dtype=np.int32)
         self.reference = reference or IpReference.default()
         self.clock = EventClock(
             self.time.out_of_orderness_ms, self.time.allowed_lateness_ms, self.time.idle_timeout_ms
@@ -156,11 +148,11 @@ class Pipeline:
         result = StepResult()
         if len(batch) == 0:
             return result
-        duplicates = self.dedup.admit(batch.transaction_id.to_pylist())
-        if duplicates:
+        duplicates = self.dedup.admit(batch.transaction_id)
+        if len(duplicates):
             keep = np.ones(len(batch), dtype=bool)
             keep[duplicates] = False
-            result.duplicates = batch.take(np.asarray(duplicates, dtype=np.int64))
+            result.duplicates = batch.take(duplicates)
             batch = batch.take(np.flatnonzero(keep))
         if self.time.mode == "processing":
             clock_ms = batch.arrival_ms.astype(np.int64)
@@ -198,11 +190,12 @@ class Pipeline:
         for name, table in self.states.items():
             keys = self.users if self.instances[name].detector.key == "user" else self.cards
             table.ensure(len(keys))
-        countries, networks = self.reference.lookup(tx.ip)
-        home = pa.array(profile["home_country"][user], pa.string())
-        expected = pc.coalesce(tx.country, home)
-        first = pa.array(profile["first_name"][user], pa.string())
-        last = pa.array(profile["last_name"][user], pa.string())
+        ip = self.ips.slots(tx.ip)
+        if len(self.ips) > len(self.ip_country):
+            self._look_up_new_ips()
+        country = codes["country"].slots(tx.country)
+        home = profile["home_country_code"][user]
+        first_name, last_name = self.profiles.names(user)
         return DetectorInput(
             time_ms=np.ascontiguousarray(clock_ms, dtype=np.int64),
             event_ms=tx.timestamp_ms,
@@ -215,13 +208,13 @@ class Pipeline:
             merchant=codes["merchant"].slots(tx.merchant_id),
             device=codes["device"].slots(tx.device_id),
             hour=((tx.timestamp_ms // 3_600_000) % 24).astype(np.int8),
-            ip_country=codes["country"].slots(countries),
-            expected_country=codes["country"].slots(expected),
-            anonymous_network=codes["network"].slots(networks),
+            ip_country=np.append(self.ip_country, -1)[ip],  # the appended -1: no address
+            expected_country=np.where(country >= 0, country, home).astype(np.int32),
+            anonymous_network=np.append(self.ip_network, -1)[ip],
             max_speed_kmh=profile["max_speed_kmh"][user],
             transaction_id=tx.transaction_id,
-            first_name=first,
-            last_name=last,
+            first_name=first_name,
+            last_name=last_name,
             decode={
                 "zipcode": codes["zipcode"].keys,
                 "country": codes["country"].keys,
@@ -229,40 +222,43 @@ class Pipeline:
             },
         )
 
+    def _look_up_new_ips(self) -> None:
+        """Country and anonymous-network codes for addresses seen for the first time."""
+        known = len(self.ip_country)
+        fresh = pa.array(self.ips.keys[known:], pa.string())
+        countries, networks = self.reference.lookup(fresh)
+        self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
+        self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
+
     def process(self, tx: TxBatch, clock_ms: np.ndarray[Any, Any], now_ms: float) -> Decisions:
         """Runs released transactions, in processing order, through detectors and decide."""
         n = len(tx)
         inputs = self.detector_input(tx, clock_ms)
         fired: dict[str, np.ndarray[Any, Any]] = {}
         features: dict[str, Any] = {}
-        owner: dict[str, _Instance] = {}
+        messages: dict[str, Any] = {}
         for name, instance in self.instances.items():
             findings = instance.detector.process(self.states[name], inputs)
-            for rule_name, mask in findings.fired.items():
-                rule_id = instance.rule_ids.get(rule_name)
-                if rule_id is not None:
-                    fired[rule_id] = mask
-                    owner[rule_id] = instance
             for feature, column in findings.features.items():
                 features[instance.prefix + feature] = column
+            for rule_name, mask in findings.fired.items():
+                rule_id = instance.rule_ids.get(rule_name)
+                if rule_id is None:
+                    continue
+                fired[rule_id] = mask
+                rows = np.flatnonzero(mask)
+                if len(rows):
+                    messages[rule_id] = (
+                        rows,
+                        describe(instance, rule_name, tx, inputs, findings.features, rows),
+                    )
         profile = self.profiles.table
         review = profile["review_threshold"][inputs.user]
         decline = profile["decline_threshold"][inputs.user]
         review = np.where(np.isnan(review), self.rules.review_threshold, review)
         decline = np.where(np.isnan(decline), self.rules.decline_threshold, decline)
         score, tier = combine(fired, self.scores, review, decline)
-        any_fired = np.zeros(n, dtype=bool)
-        for mask in fired.values():
-            any_fired |= mask
-        rows = np.flatnonzero(any_fired)
-
-        def describe(rule_id: str, row: int) -> str:
-            instance = owner[rule_id]
-            values = row_values(tx, inputs, features, row, instance.prefix)
-            rule_name = next(k for k, v in instance.rule_ids.items() if v == rule_id)
-            return instance.detector.message(rule_name, values)
-
-        reasons = explain(rows, fired, self.scores, describe, n)
+        reasons = explain(messages, self.scores)
         self._sweep_timers(int(clock_ms[-1]) if n else None)
         return Decisions(tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms)
 
@@ -276,24 +272,34 @@ class Pipeline:
             instance.detector.on_time(self.states[name], now, len(keys))
 
 
-def row_values(
-    tx: TxBatch, inputs: DetectorInput, features: dict[str, Any], row: int, prefix: str = ""
-) -> dict[str, Any]:
-    """One row's transaction fields and features, as plain Python values (for messages)."""
-    values: dict[str, Any] = {
-        "transaction_id": tx.transaction_id[row].as_py(),
-        "amount": float(tx.amount[row]),
-        "time_ms": int(inputs.time_ms[row]),
-        "event_ms": int(tx.timestamp_ms[row]),
-        "zipcode": tx.zipcode[row].as_py(),
-        "merchant_id": tx.merchant_id[row].as_py(),
-        "device_id": tx.device_id[row].as_py(),
-        "ip": tx.ip[row].as_py(),
-        "country": tx.country[row].as_py(),
+_BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
+
+
+def describe(
+    instance: _Instance,
+    rule_name: str,
+    tx: TxBatch,
+    inputs: DetectorInput,
+    own_features: dict[str, Any],
+    rows: npt.NDArray[np.int64],
+) -> list[str]:
+    """The detector's message for each fired row, from that row's values (vectorized reads)."""
+    take = pa.array(rows, pa.int64())
+    columns: dict[str, list[Any]] = {
+        "transaction_id": tx.transaction_id.take(take).to_pylist(),
+        "amount": tx.amount[rows].tolist(),
+        "time_ms": inputs.time_ms[rows].tolist(),
+        "event_ms": tx.timestamp_ms[rows].tolist(),
     }
-    for name, column in features.items():
-        key = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-        if prefix and not name.startswith(prefix) and key in values:
-            continue
-        values[key] = column[row].as_py() if isinstance(column, pa.Array) else column[row].item()
-    return values
+    for name in _BASE_FIELDS:
+        columns[name] = getattr(tx, name).take(take).to_pylist()
+    for name, column in own_features.items():
+        columns[name] = (
+            column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()
+        )
+    names = list(columns)
+    message = instance.detector.message
+    return [
+        message(rule_name, dict(zip(names, values, strict=True)))
+        for values in zip(*columns.values(), strict=True)
+    ]

@@ -171,10 +171,12 @@ def _columnar(
 
     def flag(mask: Any) -> None:
         nonlocal suspect
-        array = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=object)
-        suspect |= array != False  # noqa: E712  (nulls count as suspect too)
+        if mask.null_count:
+            mask = mask.fill_null(True)  # nulls count as suspect too
+        suspect |= mask.to_numpy(zero_copy_only=False)
 
     def text(name: str, *aliases: str, limit: int = MAX_TEXT_LENGTH) -> pa.Array | None:
+        nonlocal suspect
         column = _column(table, name, *aliases)
         if column is None:
             return pa.nulls(n, pa.string())
@@ -183,8 +185,8 @@ def _columnar(
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             return None
         column = pc.cast(column, pa.string())
-        flag(pc.greater(pc.utf8_length(column), limit))
-        flag(pc.equal(pc.utf8_length(column), 0))
+        lengths = pc.binary_length(column).fill_null(1).to_numpy()
+        suspect |= (lengths > limit) | (lengths == 0)
         return column
 
     ids = text("transaction_id", limit=MAX_ID_LENGTH)

@@ -27,7 +27,7 @@ from fraudstream.io.decode import DeadLetter, Decoder
 Format = Literal["jsonl", "csv", "parquet"]
 IDLE = None
 Item = tuple[TxBatch, list[DeadLetter]] | None
-BATCH_ROWS = 65_536
+BATCH_ROWS = 262_144
 
 
 def guess_format(path: str) -> Format:
@@ -210,7 +210,18 @@ class ParquetSink:
         if table.num_rows == 0:
             return
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.target, table.schema, compression="snappy")
+            strings = [
+                f.name for f in table.schema if pa.types.is_string(f.type) and f.name != "reasons"
+            ]
+            # Dictionary-encode only text; float features do not repeat and statistics on
+            # them cost more than they help a reader of decisions.
+            self.writer = pq.ParquetWriter(
+                self.target,
+                table.schema,
+                compression="lz4",
+                use_dictionary=strings or False,
+                write_statistics=["transaction_id", "card_id", "event_time"],
+            )
         elif table.schema != self.writer.schema:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)

@@ -78,6 +78,7 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     tiers = decisions.tier.tolist()
     latency = _latency_ms(decisions).tolist()
     processed = iso_ms(decisions.processed_at_ms)
+    reasons = decisions.reasons
     out = []
     for i in range(n):
         out.append(
@@ -88,7 +89,7 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
                 "event_time": iso_ms(times[i]),
                 "decision": TIERS[tiers[i]],
                 "score": scores[i],
-                "reasons": decisions.reasons[i],
+                "reasons": reasons.get(i, []),
                 "model": None,
                 "features": {
                     name: column[i]
@@ -122,6 +123,18 @@ def enriched_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     return out
 
 
+def _nullable(values: np.ndarray[Any, Any]) -> pa.Array:
+    """A numpy column as Arrow, NaN as null (a packed validity bitmap, no per-value pass)."""
+    if values.dtype.kind != "f":
+        return pa.array(values)
+    valid = ~np.isnan(values)
+    if valid.all():
+        return pa.array(values)
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    data = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(values), [bitmap, pa.py_buffer(data)])
+
+
 REASON_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("message", pa.string())]))
 
 
@@ -132,7 +145,7 @@ def decision_table(decisions: Decisions) -> pa.Table:
     feature_fields = []
     feature_arrays = []
     for name, column in sorted(decisions.features.items()):
-        array = column if isinstance(column, pa.Array) else pa.array(column, from_pandas=True)
+        array = column if isinstance(column, pa.Array) else _nullable(column)
         feature_fields.append(pa.field(name, array.type))
         feature_arrays.append(array)
     features = (
@@ -141,9 +154,11 @@ def decision_table(decisions: Decisions) -> pa.Table:
         else pa.nulls(n, pa.struct([]))
     )
     offsets = np.zeros(n + 1, dtype=np.int32)
-    lengths = np.fromiter((len(r) for r in decisions.reasons), dtype=np.int32, count=n)
+    lengths = np.zeros(n, dtype=np.int32)
+    rows = sorted(decisions.reasons)
+    lengths[rows] = [len(decisions.reasons[r]) for r in rows]
     np.cumsum(lengths, out=offsets[1:])
-    flat = [reason for row in decisions.reasons for reason in row]
+    flat = [reason for row in rows for reason in decisions.reasons[row]]
     reason_values = pa.array(flat, REASON_TYPE.value_type)
     reasons = pa.ListArray.from_arrays(pa.array(offsets), reason_values)
     return pa.table(

@@ -8,9 +8,10 @@ users (``user_5`` ...), each with a home city from a built-in table of 30 world 
 
 Normal behaviour: a few transactions a day per card, near home (jitter small enough that the
 user's own max speed is never exceeded between two normal transactions, which are at least
-45 minutes apart), lognormal amounts around the user's typical spend (20..150), usual merchants,
-device and IP, mostly in local daytime (about 3 % at any hour: unusual-hour noise, still
-``normal``).
+45 minutes apart), lognormal amounts around the user's typical spend (20..150) truncated to
+[typical / 2.5, typical x 2.5] (so seed 001's 8 x running-average rule never fires on normal
+traffic), usual merchants, device and IP, mostly in local daytime (about 3 % at any hour:
+unusual-hour noise, still ``normal``).
 
 Injected frauds (``is_fraud`` true, ``scenario`` the name below), each anchored on a normal
 transaction of the user that is followed by at least 3 hours of quiet, shaped so the standard
@@ -32,7 +33,8 @@ anonymous_network      an online transaction from an anonymous-network IP (203.0
 =====================  =======================================================================
 
 A card that was tested (``card_testing``) or hit by ``small_then_large`` is reissued: the
-user's later transactions use a new card id (next letter, ``card-0007-a`` -> ``card-0007-c``).
+user's later transactions on it use a new card id, the next unused letter (``card-0007-a`` ->
+``card-0007-b``, or ``-c`` when the user already has a ``b`` card).
 Otherwise seed 001's running average (halved by each tiny amount, never updated on a fired
 transaction) would leave the card flagging every later purchase. The next normal transaction
 after an ``impossible_travel`` is back home, so geo-velocity usually fires on it as well: that
@@ -125,7 +127,7 @@ CITIES: tuple[City, ...] = (
     City("Sydney", "AU", -33.8688, 151.2093, 10, ("2000", "2007", "2008", "2010")),
     City("Auckland", "NZ", -36.8485, 174.7633, 12, ("1010", "1011", "1021", "1023")),
 )
-"""Thirty world cities (the first four are the seed users' homes' neighbours in the table)."""
+"""Thirty world cities: the users' homes and the destinations of impossible travel."""
 
 _CITY_BY_NAME = {city.name: city for city in CITIES}
 
@@ -452,8 +454,7 @@ class _Draft:
 def _normal_fields(rng: random.Random, user: _User) -> dict[str, Any]:
     lat, lon = _jitter(rng, user.home_lat, user.home_lon, user.jitter_km)
     merchant = rng.choice(user.merchants)
-    amount = rng.lognormvariate(math.log(user.typical), 0.45)
-    amount = min(max(amount, 1.5), 6 * user.typical)
+    amount = _usual_amount(rng, user.typical)
     devices = user.devices
     return {
         "amount": round(amount, 2),
@@ -469,6 +470,18 @@ def _normal_fields(rng: random.Random, user: _User) -> dict[str, Any]:
         "scenario": "normal",
         "is_fraud": False,
     }
+
+
+def _usual_amount(rng: random.Random, typical: float) -> float:
+    """Lognormal around ``typical``, truncated to [typical / 2.5, typical * 2.5].
+
+    Seed 001's running average of normal amounts then stays in the same range, so a normal
+    amount is never more than 6.25 x the average: ``amount_anomaly`` (8 x) never fires on it.
+    """
+    while True:
+        amount = rng.lognormvariate(math.log(typical), 0.4)
+        if typical / 2.5 <= amount <= typical * 2.5:
+            return amount
 
 
 def _local_hour(rng: random.Random) -> float:
