@@ -133,6 +133,8 @@ def test_bad_input_gives_one_readable_line_and_exit_code_2(
     assert "error" in line.lower()
     for word in words:
         assert word in line, (word, line)
+    files = re.findall(r"[^\s:]+\.(?:jsonl|yaml|json|csv)", line)
+    assert len(files) == len(set(files)), f"a file named twice: {line}"
     assert done.stdout == ""
 
 
@@ -160,16 +162,15 @@ def demo(tmp_path_factory: Any) -> tuple[Path, subprocess.CompletedProcess[str]]
 
 
 def table_rows(text: str, title: str) -> dict[str, str]:
-    """Label -> value of a two-column rich table printed under ``title``."""
+    """Label -> value of the indented "label  value" lines printed under ``title``."""
     rows: dict[str, str] = {}
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == title)
     for line in lines[start + 1 :]:
-        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
-        if len(cells) == 2 and cells[0]:
-            rows[cells[0]] = cells[1]
-        elif line.startswith(("└", "┗")):
+        match = re.match(r"^  (\S.*?)\s{2,}(\S.*)$", line)
+        if match is None:
             break
+        rows[match.group(1).strip()] = match.group(2).strip()
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections import Counter
@@ -24,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 
 
 class TimeMode(StrEnum):
@@ -65,7 +66,7 @@ def _pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
 ) -> Any:
-    from fraudstream.engine.pipeline import Pipeline, TimeConfig
+    from fraudstream.engine.pipeline import Pipeline, TimeConfig, warm_up
     from fraudstream.profiles import ProfileTable
     from fraudstream.reference import IpReference
     from fraudstream.rules import RuleSet
@@ -87,6 +88,7 @@ def _pipeline_parts(
     time_config = TimeConfig(
         time_mode.value, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms
     )
+    warm_up(rule_set)  # compile the kernels now, not on the first live record
     return Pipeline(rule_set, table, time_config, reference)
 
 
@@ -175,6 +177,8 @@ def run(
             source = FileSource(path, format.value if format else guess_format(input))
         outputs = Outputs(decisions, alerts, enriched, dead_letters, late)
         runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
+        gc.collect()
+        gc.freeze()  # long-lived setup objects leave the collector's view: steadier latency
         summary = _run_with_progress(runner, source, quiet or input == "-")
     except ConfigError as exc:
         fail(str(exc))
@@ -301,35 +305,41 @@ def demo(
     runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
     summary = _run_with_progress(runner, FileSource(transactions, "jsonl"), False)
     print_summary(summary)
-    _print_catch_rate(records, paths["alerts"])
+    _print_catch_rate(records, paths["decisions"])
     (directory / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
-    where = Table(title="outputs", show_header=False, title_justify="left")
-    where.add_row("transactions", str(transactions))
-    where.add_row("profiles", str(profiles_path))
-    for name, path in paths.items():
-        where.add_row(name.replace("_", " "), str(path))
-    where.add_row("summary", str(directory / "summary.json"))
-    err.print(where)
+    shown = {"transactions": transactions, "profiles": profiles_path, **paths}
+    shown["summary"] = directory / "summary.json"
+    # Plain lines with whole paths: a table would cut them to the terminal's width.
+    lines = [f"  {name.replace('_', ' '):<13} {path}" for name, path in shown.items()]
+    sys.stderr.write("outputs\n" + "\n".join(lines) + "\n")
 
 
-def _print_catch_rate(records: list[dict[str, Any]], alerts_path: Path) -> None:
-    alerted = set()
-    with alerts_path.open("rb") as handle:
+def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> None:
+    """Per injected scenario: how many records alerted, and which rules fired on them."""
+    verdicts: dict[str, tuple[str, list[str]]] = {}
+    with decisions_path.open("rb") as handle:
         for line in handle:
-            alerted.add(msgspec.json.decode(line)["transaction_id"])
+            decision = msgspec.json.decode(line)
+            rules = [reason["rule"] for reason in decision["reasons"]]
+            verdicts[decision["transaction_id"]] = (decision["decision"], rules)
     totals: Counter[str] = Counter()
-    caught: Counter[str] = Counter()
+    alerted: Counter[str] = Counter()
+    fired: dict[str, Counter[str]] = {}
     for record in records:
         scenario = record.get("scenario", "normal")
         totals[scenario] += 1
-        caught[scenario] += record["transaction_id"] in alerted
+        tier, rules = verdicts.get(record["transaction_id"], ("approve", []))
+        alerted[scenario] += tier != "approve"
+        fired.setdefault(scenario, Counter()).update(rules)
     table = Table(title="injected scenarios vs alerts", title_justify="left")
     table.add_column("scenario")
     table.add_column("records", justify="right")
     table.add_column("alerted", justify="right")
+    table.add_column("rules fired on these records (count)")
     for scenario, total in sorted(totals.items()):
-        share = caught[scenario] / total
-        table.add_row(scenario, f"{total:,}", f"{caught[scenario]:,} ({share:.0%})")
+        share = alerted[scenario] / total
+        shown = ", ".join(f"{rule} {count}" for rule, count in fired[scenario].most_common(3))
+        table.add_row(scenario, f"{total:,}", f"{alerted[scenario]:,} ({share:.0%})", shown)
     err.print(table)
 
 

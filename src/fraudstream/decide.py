@@ -55,7 +55,7 @@ def combine(
     >>> s, t = combine({"a": np.array([True, False, True]), "b": np.array([True, False, False])},
     ...                {"a": 0.5, "b": 0.8}, np.full(3, 0.5), np.full(3, 0.9))
     >>> s.round(2).tolist(), t.tolist()
-    [[0.9, 0.0, 0.5], [2, 0, 1]]
+    ([0.9, 0.0, 0.5], [2, 0, 1])
     """
     n = len(review)
     keep = np.ones(n, dtype=np.float64)

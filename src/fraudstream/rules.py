@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from fraudstream.config import ConfigError, load_document
-from fraudstream.detectors import RULE_FAMILY
+from fraudstream.detectors import FAMILIES, RULE_FAMILY
+
+FAMILY_NAMES = frozenset(family.name for family in FAMILIES)
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -66,8 +68,9 @@ class RuleSet:
     @classmethod
     def load(cls, path: Path) -> RuleSet:
         """A rules file; raises ConfigError with the file and the rule named."""
+        document = load_document(path) or {}  # its errors already name the file
         try:
-            return cls.from_document(load_document(path) or {})
+            return cls.from_document(document)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
@@ -153,6 +156,10 @@ def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     if family is None:
         raise ConfigError(
             f"{where}: unknown detector '{detector}'; known: {', '.join(sorted(RULE_FAMILY))}"
+        )
+    if rule_id != detector and (rule_id in RULE_FAMILY or rule_id in FAMILY_NAMES):
+        raise ConfigError(
+            f"{where}: '{rule_id}' is a standard rule or detector name; pick another id"
         )
     if rule_id != detector and len(family.rules) > 1:
         raise ConfigError(f"{where}: '{detector}' shares state with {family.rules}; use its id")

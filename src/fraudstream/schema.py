@@ -168,7 +168,10 @@ def _number(name: str, value: Any) -> float:
             raise InvalidRecord(f"{name}: must be a number, got {value[:40]!r}") from None
     if not isinstance(value, int | float):
         raise InvalidRecord(f"{name}: must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidRecord(f"{name}: must be finite, got a number too large") from None
     if not math.isfinite(number):
         raise InvalidRecord(f"{name}: must be finite, got {number}")
     return number
@@ -190,7 +193,10 @@ def parse_timestamp(value: Any) -> int:
         ms = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        digits = text[1:] if text.startswith("-") else text
+        if digits.isascii() and digits.isdigit():
+            if len(digits) > 19:
+                raise InvalidRecord(f"timestamp: out of range ({len(digits)} digits)")
             ms = int(text)
         else:
             try:

@@ -242,7 +242,8 @@ def decided(results: list[StepResult]) -> dict[str, dict[str, Any]]:
 def test_profile_max_speed_and_default_in_the_pipeline() -> None:
     profiles = ProfileTable(KeySpace())
     profiles.upsert({"user_id": "user_1", "first_name": "Lena", "max_speed_kmh": 10})
-    pipeline = Pipeline(profiles=profiles)
+    # The records arrive user by user, an hour apart in event time: wait for them.
+    pipeline = Pipeline(profiles=profiles, time_config=TimeConfig(out_of_orderness_ms=2 * HOUR))
     records = []
     for k, user in enumerate(("user_1", "stranger")):
         for j, (lat, lon) in enumerate((BERLIN, PARIS)):

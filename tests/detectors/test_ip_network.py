@@ -122,9 +122,7 @@ def test_anonymous_network_message() -> None:
     out = d.process(d.new_state(), tx_with(anonymous_network=[0]))
     values = {k: v[0] for k, v in out.features.items()}
     assert d.message("anonymous_network", values) == "IP in a listed tor network"
-    assert d.message("anonymous_network", {"network": None}) == (
-        "IP in a listed anonymous network"
-    )
+    assert d.message("anonymous_network", {"network": None}) == ("IP in a listed anonymous network")
 
 
 codes = st.integers(-1, 3)  # 3: a code the decode table lacks

@@ -230,6 +230,7 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
+    database=None,
 )
 
 
@@ -252,7 +253,7 @@ def test_parquet_columnar_decoding_agrees_with_records(table: pa.Table) -> None:
     check_agreement(table)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(tables(string_amount=True))
 def test_string_amount_column_takes_the_careful_path_and_agrees(table: pa.Table) -> None:
     check_agreement(table)
@@ -418,7 +419,7 @@ def write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
 def decide(path: Path, fmt: str, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = tmp / f"decisions-{path.name}.jsonl"
     runner = Runner(Pipeline(), Outputs(decisions=str(out)), TOKENIZER)
-    summary = runner.run(FileSource(path, fmt))  # type: ignore[arg-type]
+    summary = runner.run(FileSource(path, fmt))
     decisions = []
     for line in out.read_text().splitlines():
         decision = json.loads(line)

@@ -122,19 +122,22 @@ class CardHistory(Detector[CardHistoryThresholds]):
         last_zip_out = np.full(n, -1, dtype=np.int32)
         since_out, average_out = nan_column(n), nan_column(n)
         t = self.thresholds
+        window_ms = round(t.window_s * 1000)
         _kernel(
             tx.card, tx.time_ms, tx.amount, tx.zipcode,
             state["last_ms"], state["last_zipcode"], state["running_average"],
-            int(t.window_s * 1000), t.multiplier,
+            window_ms, t.multiplier,
             zip_fired, amount_fired, last_zip_out, since_out, average_out,
         )  # fmt: skip
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero average is valid
+            ratio = tx.amount / average_out
         return Findings(
             {"zip_mismatch": zip_fired, "amount_anomaly": amount_fired},
             {
                 "last_zipcode": decode_codes(tx, "zipcode", last_zip_out),
                 "seconds_since_last": since_out,
                 "running_average": average_out,
-                "amount_ratio": tx.amount / average_out,
+                "amount_ratio": ratio,
             },
         )
 

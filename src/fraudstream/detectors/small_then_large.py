@@ -122,7 +122,7 @@ class SmallThenLarge(Detector[SmallThenLargeThresholds]):
             state["small_amount"],
             t.small_amount,
             t.large_amount,
-            int(t.window_s * 1000),
+            round(t.window_s * 1000),
             fired,
             small_out,
             elapsed_out,
@@ -134,7 +134,7 @@ class SmallThenLarge(Detector[SmallThenLargeThresholds]):
 
     def on_time(self, state: StateTable, now_ms: int, used: int) -> None:
         """The walkthrough's timer: the flag expires ``window_s`` after the small amount."""
-        _expire(state["small_at_ms"], used, now_ms, int(self.thresholds.window_s * 1000))
+        _expire(state["small_at_ms"], used, now_ms, round(self.thresholds.window_s * 1000))
 
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
         """E.g. "small 0.80 then 871.15 within 0.5 s (< 1.00 then > 500.00 within 60 s)"."""

@@ -72,9 +72,7 @@ class EventClock:
         wm_before = np.empty(n, dtype=np.int64)
         wm_before[0] = start
         wm_before[1:] = wm_after[:-1]
-        late = ts < wm_before - self.allowed_lateness_ms
-        if start == NO_WATERMARK:
-            late[:] = False
+        late = ts < wm_before - self.allowed_lateness_ms  # never before the first watermark
         self.watermark = int(wm_after[-1])
         # Release step of each record: the first arrival at which the watermark reaches it.
         release = np.searchsorted(wm_after, ts, side="left")

@@ -128,7 +128,7 @@ class Pipeline:
                 else:
                     existing.rule_ids[rule.id] = rule.id
             else:
-                instances[rule.id] = _Instance(
+                instances[f"custom:{rule.id}"] = _Instance(
                     family(**rule.thresholds), {rule.detector: rule.id}, f"{rule.id}."
                 )
         for name, instance in instances.items():
@@ -187,9 +187,9 @@ class Pipeline:
         codes = self.codes
         profile = self.profiles.table
         profile.ensure(len(self.users))
-        for name, table in self.states.items():
-            keys = self.users if self.instances[name].detector.key == "user" else self.cards
-            table.ensure(len(keys))
+        for name, instance in self.instances.items():
+            keys = self.users if instance.detector.key == "user" else self.cards
+            self.states[name].ensure(len(keys))
         ip = self.ips.slots(tx.ip)
         if len(self.ips) > len(self.ip_country):
             self._look_up_new_ips()
@@ -303,3 +303,18 @@ def describe(
         message(rule_name, dict(zip(names, values, strict=True)))
         for values in zip(*columns.values(), strict=True)
     ]
+
+
+def warm_up(rules: RuleSet | None = None) -> None:
+    """Compiles (or loads from cache) every detector kernel, so no live record waits for it."""
+    from fraudstream.schema import ValidTx
+
+    rows = [
+        ValidTx(f"warm-{i}", "warm", "warm", 60_000 * i, amount, "USD", 52.5, 13.4 + i,
+                "10115", f"m{i}", None, None, "pos", "d1", "192.0.2.1", None)
+        for i, amount in enumerate((0.5, 900.0, 1.5, 1.0))
+    ]  # fmt: skip
+    pipeline = Pipeline(rules)
+    batch = TxBatch.from_valid(rows, np.arange(len(rows)), np.zeros(len(rows)))
+    pipeline.submit(batch, now_ms=0.0)
+    pipeline.flush(now_ms=0.0)

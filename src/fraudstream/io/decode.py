@@ -89,7 +89,8 @@ class Decoder:
                 good.append(validate_record(record, tokenize))
             except InvalidRecord as exc:
                 raw = raws[index] if raws is not None else _encode.encode(record)
-                dead.append(DeadLetter(self.source, positions[index], str(exc), _raw_text(raw)))
+                reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
+                dead.append(DeadLetter(self.source, positions[index], reason, _raw_text(raw)))
                 continue
             good_positions.append(positions[index])
             good_arrival.append(arrival_ms[index])
@@ -115,7 +116,7 @@ class Decoder:
                 continue
             try:
                 records.append(decode(line))
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 reason = f"invalid JSON: {exc}"
                 dead.append(DeadLetter(self.source, position, reason, _raw_text(line)))
                 continue

@@ -72,14 +72,15 @@ class FileSource:
                 for line in lines:
                     position += 1
                     if line.strip():
-                        kept.append(line)
+                        kept.append(line.rstrip(b"\r\n"))
                         positions.append(position)
                 self.done_bytes = handle.tell()
                 now = time.time() * 1000
                 yield decoder.lines(kept, positions, [now] * len(kept))
 
     def _csv(self, decoder: Decoder) -> Iterator[Item]:
-        with self.path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first header
+        with self.path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             reader = csv.DictReader(handle)
             rows: list[dict[str, Any]] = []
             positions: list[int] = []
@@ -146,7 +147,7 @@ class StdinSource:
             for line in parts:
                 position += 1
                 if line.strip():
-                    lines.append(line)
+                    lines.append(line.rstrip(b"\r"))
                     positions.append(position)
             if lines:
                 yield decoder.lines(lines, positions, [now] * len(lines))
@@ -228,17 +229,50 @@ class ParquetSink:
         self.count += table.num_rows
 
     def write_dicts(self, records: list[dict[str, Any]]) -> None:
-        """Appends records; nested values are stored as JSON text."""
+        """Appends records; nested values are stored as JSON text.
+
+        The file's columns are the union of the first batch's fields, plus ``more``: any
+        field a later record brings, or a value that does not fit its column's type, is kept
+        there as JSON text, so nothing is dropped.
+        """
         if not records:
             return
-        rows = [
-            {
-                k: msgspec.json.encode(v).decode() if isinstance(v, dict | list) else v
-                for k, v in r.items()
-            }
-            for r in records
-        ]
-        self.write_table(pa.Table.from_pylist(rows))
+        rows = [{k: _flat(v) for k, v in r.items()} for r in records]
+        if self.writer is None:
+            names = list(dict.fromkeys(k for r in rows for k in r))
+            columns = {}
+            for name in names:
+                values = [r.get(name) for r in rows]
+                try:
+                    columns[name] = pa.array(values)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                    columns[name] = pa.array([_text(v) for v in values], pa.string())
+            columns["more"] = pa.nulls(len(rows), pa.string())
+            self.write_table(pa.table(columns))
+            return
+        schema = self.writer.schema
+        known = [f for f in schema if f.name != "more"]
+        more: list[dict[str, Any]] = [{} for _ in rows]
+        arrays = []
+        for field in known:
+            values = [r.get(field.name) for r in rows]
+            try:
+                arrays.append(pa.array(values, type=field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                fitted = []
+                for i, value in enumerate(values):
+                    try:
+                        pa.array([value], type=field.type)
+                        fitted.append(value)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                        more[i][field.name] = value
+                        fitted.append(None)
+                arrays.append(pa.array(fitted, type=field.type))
+        in_schema = {f.name for f in known}
+        for i, row in enumerate(rows):
+            more[i].update({k: v for k, v in row.items() if k not in in_schema})
+        arrays.append(pa.array([_text(m) if m else None for m in more], pa.string()))
+        self.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
     def flush(self) -> None:
         """Parquet data becomes readable at close; nothing to push before."""
@@ -249,6 +283,16 @@ class ParquetSink:
             pq.write_table(pa.table({}), self.target)
         else:
             self.writer.close()
+
+
+def _flat(value: Any) -> Any:
+    return msgspec.json.encode(value).decode() if isinstance(value, dict | list) else value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 Sink = JsonLinesSink | ParquetSink

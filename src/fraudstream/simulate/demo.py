@@ -593,6 +593,7 @@ def _episode(
         start = t0 + rng.randint(5 * MINUTE_MS, 30 * MINUTE_MS)
         offsets = sorted(rng.sample(range(20_000), size))
         merchant = _ONLINE_MERCHANT_BASE + rng.randrange(1000)
+        device = _device(rng)  # a fraudster's burst comes from their own device
         for off in offsets:
             add(
                 start + off,
@@ -600,6 +601,7 @@ def _episode(
                 merchant_id=_merchant_id(merchant),
                 merchant_category=_merchant_category(merchant),
                 channel="online",
+                device_id=device,
             )
     elif scenario == "card_testing":
         ts = t0 + rng.randint(5 * MINUTE_MS, 30 * MINUTE_MS)

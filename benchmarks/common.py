@@ -1,0 +1,85 @@
+"""Shared by the benchmarks: workloads on disk, machine facts, results files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+RESULTS = HERE / "results"
+
+
+def one_core() -> None:
+    """Pins this process (and what it starts) to one CPU, with single-threaded math."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if hasattr(os, "sched_setaffinity"):
+        first = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {first})
+
+
+def workload(n: int, cards: int, suffix: str, seed: int = 42) -> Path:
+    """The benchmark transactions as a file (made once per size, seed and format)."""
+    from fraudstream.simulate.workload import benchmark_table, write_table
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"tx_{n}_{cards}_{seed}{suffix}"
+    if not path.exists():
+        started = time.perf_counter()
+        table = benchmark_table(n, cards, seed)
+        tmp = path.with_name("partial-" + path.name)
+        write_table(table, tmp)
+        tmp.rename(path)
+        print(f"  generated {path.name} in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def md5_head(path: Path, size: int = 1 << 20) -> str:
+    """md5 of the first MiB (identifies the workload bytes cheaply)."""
+    with path.open("rb") as handle:
+        return hashlib.md5(handle.read(size)).hexdigest()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": commit,
+    }
+
+
+def record(name: str, result: dict[str, Any]) -> None:
+    """Appends one JSON line to benchmarks/results/NAME.jsonl."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    line = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **machine(), **result}
+    with (RESULTS / f"{name}.jsonl").open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

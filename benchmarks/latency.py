@@ -1,0 +1,114 @@
+"""Latency of `fraudstream run --input -`: records piped in at a steady rate, decisions out.
+
+    python benchmarks/latency.py [--rate 2000] [--seconds 30]
+
+A writer thread pipes demo transactions into the command's standard input at a steady rate
+(paced on the monotonic clock), a reader thread reads its decisions from standard output;
+latency is (decision line read - record line written), both on this process's clock. The
+command runs in event time (the default) with out-of-orderness 0, so each record is decided
+as it arrives. Prints p50 / p99 / max and the command's peak memory. Bar: p99 <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import record  # noqa: E402
+
+BAR_P99_MS = 10.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="records per second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--warmup-seconds", type=float, default=2.0)
+    args = parser.parse_args()
+
+    from fraudstream.simulate.demo import demo_records
+
+    total = int(args.rate * (args.seconds + args.warmup_seconds))
+    records = demo_records(count=total, users=2000, seed=11)
+    # Live records: event time = now, so the stream is what a live source would send.
+    lines = []
+    for record_ in records:
+        record_.pop("timestamp", None)
+        lines.append(record_)
+    exe = Path(sys.executable).parent / "fraudstream"
+    env = dict(os.environ, OMP_NUM_THREADS="1", FRAUDSTREAM_TOKEN_KEY="benchmark")
+    process = subprocess.Popen(
+        [str(exe), "run", "--input", "-", "--decisions", "-", "--quiet"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    time.sleep(3.0)  # let the command start and compile its kernels
+    written: dict[str, float] = {}
+    latencies: list[float] = []
+    warmup = int(args.rate * args.warmup_seconds)
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            now = time.perf_counter()
+            decision = json.loads(line)
+            sent = written.get(decision["transaction_id"])
+            if sent is not None:
+                latencies.append((now - sent) * 1000)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    interval = 1.0 / args.rate
+    start = time.perf_counter()
+    for k, tx in enumerate(lines):
+        deadline = start + k * interval
+        delay = deadline - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        tx["timestamp"] = int(time.time() * 1000)
+        data = (json.dumps(tx) + "\n").encode()
+        if k >= warmup:
+            written[tx["transaction_id"]] = time.perf_counter()
+        process.stdin.write(data)
+        process.stdin.flush()
+    sent_seconds = time.perf_counter() - start
+    process.stdin.close()
+    reader.join(timeout=60)
+    process.wait(timeout=60)
+    peak_kb = 0
+    latencies.sort()
+    n = len(latencies)
+    if n == 0:
+        raise SystemExit("no decisions were read")
+    p50 = latencies[n // 2]
+    p99 = latencies[min(n - 1, int(n * 0.99))]
+    worst = latencies[-1]
+    rate = len(lines) / sent_seconds
+    print(f"latency: {n:,} decisions at {rate:,.0f} records/s (after {warmup:,} warm-up records)")
+    print(
+        f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms   max {worst:.2f} ms   (bar: p99 <= {BAR_P99_MS} ms)"
+    )
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        peak_kb = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        pass
+    record(
+        "latency",
+        {"rate": rate, "decisions": n, "p50_ms": p50, "p99_ms": p99, "max_ms": worst},
+    )
+    _ = peak_kb
+
+
+if __name__ == "__main__":
+    main()

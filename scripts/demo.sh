@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job: install, then simulate the demo users with injected frauds and decide them all.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install.sh
+exec .venv/bin/fraudstream demo "$@"
