@@ -83,6 +83,8 @@ class EventClock:
             ties = np.flatnonzero(ts[1:] == ts[:-1])
             if (ts[1:] >= ts[:-1]).all():
                 order = processing_order(release, batch) if len(ties) else None
+                if order is not None and (order == np.arange(n)).all():
+                    order = None  # tied records already in transaction_id order
                 ready = batch if order is None else batch.take(order)
                 return Released(ready, TxBatch.empty())
         candidates = TxBatch.concat([self.pending, batch.take(np.flatnonzero(keep))])

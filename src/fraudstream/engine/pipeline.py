@@ -236,22 +236,25 @@ class Pipeline:
         inputs = self.detector_input(tx, clock_ms)
         fired: dict[str, np.ndarray[Any, Any]] = {}
         features: dict[str, Any] = {}
-        messages: dict[str, Any] = {}
+        found: list[tuple[_Instance, str, str, dict[str, Any]]] = []
+        any_fired = np.zeros(n, dtype=bool)
         for name, instance in self.instances.items():
             findings = instance.detector.process(self.states[name], inputs)
             for feature, column in findings.features.items():
                 features[instance.prefix + feature] = column
             for rule_name, mask in findings.fired.items():
                 rule_id = instance.rule_ids.get(rule_name)
-                if rule_id is None:
-                    continue
-                fired[rule_id] = mask
-                rows = np.flatnonzero(mask)
+                if rule_id is not None:
+                    fired[rule_id] = mask
+                    any_fired |= mask
+                    found.append((instance, rule_name, rule_id, findings.features))
+        messages: dict[str, Any] = {}
+        if any_fired.any():
+            base = BaseValues(tx, inputs, np.flatnonzero(any_fired))
+            for instance, rule_name, rule_id, own in found:
+                rows = np.flatnonzero(fired[rule_id])
                 if len(rows):
-                    messages[rule_id] = (
-                        rows,
-                        describe(instance, rule_name, tx, inputs, findings.features, rows),
-                    )
+                    messages[rule_id] = (rows, describe(instance, rule_name, base, own, rows))
         profile = self.profiles.table
         review = profile["review_threshold"][inputs.user]
         decline = profile["decline_threshold"][inputs.user]
@@ -275,24 +278,37 @@ class Pipeline:
 _BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
 
 
+class BaseValues:
+    """The transaction fields of the rows that fired something, read once per batch."""
+
+    def __init__(self, tx: TxBatch, inputs: DetectorInput, rows: npt.NDArray[np.int64]) -> None:
+        self.rows = rows
+        take = pa.array(rows, pa.int64())
+        self.columns: dict[str, list[Any]] = {
+            "transaction_id": tx.transaction_id.take(take).to_pylist(),
+            "amount": tx.amount[rows].tolist(),
+            "time_ms": inputs.time_ms[rows].tolist(),
+            "event_ms": tx.timestamp_ms[rows].tolist(),
+        }
+        for name in _BASE_FIELDS:
+            self.columns[name] = getattr(tx, name).take(take).to_pylist()
+
+    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
+        """The base columns for ``rows`` (a subset of the fired rows)."""
+        where = np.searchsorted(self.rows, rows).tolist()
+        return {name: [values[i] for i in where] for name, values in self.columns.items()}
+
+
 def describe(
     instance: _Instance,
     rule_name: str,
-    tx: TxBatch,
-    inputs: DetectorInput,
+    base: BaseValues,
     own_features: dict[str, Any],
     rows: npt.NDArray[np.int64],
 ) -> list[str]:
     """The detector's message for each fired row, from that row's values (vectorized reads)."""
+    columns = base.at(rows)
     take = pa.array(rows, pa.int64())
-    columns: dict[str, list[Any]] = {
-        "transaction_id": tx.transaction_id.take(take).to_pylist(),
-        "amount": tx.amount[rows].tolist(),
-        "time_ms": inputs.time_ms[rows].tolist(),
-        "event_ms": tx.timestamp_ms[rows].tolist(),
-    }
-    for name in _BASE_FIELDS:
-        columns[name] = getattr(tx, name).take(take).to_pylist()
     for name, column in own_features.items():
         columns[name] = (
             column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()

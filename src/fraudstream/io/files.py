@@ -104,7 +104,7 @@ class FileSource:
         parquet = pq.ParquetFile(self.path)
         total_rows = max(parquet.metadata.num_rows, 1)
         position = 1
-        for record_batch in parquet.iter_batches(batch_size=self.batch_rows):
+        for record_batch in parquet.iter_batches(batch_size=self.batch_rows, use_threads=False):
             item = decoder.table(record_batch, position, time.time() * 1000)
             position += record_batch.num_rows
             self.done_bytes = int(self.total_bytes * (position - 1) / total_rows)
@@ -211,8 +211,9 @@ class ParquetSink:
         if table.num_rows == 0:
             return
         if self.writer is None:
+            unique = {"transaction_id", "previous_transaction_id", "reasons", "raw", "more"}
             strings = [
-                f.name for f in table.schema if pa.types.is_string(f.type) and f.name != "reasons"
+                f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in unique
             ]
             # Dictionary-encode only text; float features do not repeat and statistics on
             # them cost more than they help a reader of decisions.
