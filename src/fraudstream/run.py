@@ -251,3 +251,37 @@ def _subset(decisions: Decisions, rows: np.ndarray[Any, Any]) -> Decisions:
         },
         processed_at_ms=decisions.processed_at_ms,
     )
+
+
+def decide_records(
+    records: list[dict[str, Any]],
+    *,
+    rules: Any = None,
+    profiles: Any = None,
+    time_config: Any = None,
+    tokenizer: CardTokenizer | None = None,
+) -> list[dict[str, Any]]:
+    """Decides a list of transaction dicts with a fresh pipeline; returns decision dicts.
+
+    The quickest way to try rules in a notebook or a test. Invalid records raise
+    ``ValueError`` naming the first one (``fraudstream run`` sends them to dead letters).
+
+    >>> decisions = decide_records([
+    ...     {"transaction_id": "t1", "card_id": "3", "timestamp": 0, "amount": 0.80},
+    ...     {"transaction_id": "t2", "card_id": "3", "timestamp": 20_000, "amount": 871.15},
+    ... ])
+    >>> [(d["transaction_id"], d["decision"]) for d in decisions]
+    [('t1', 'approve'), ('t2', 'decline')]
+    """
+    pipeline = Pipeline(rules, profiles, time_config)
+    decoder = Decoder(tokenizer or CardTokenizer.from_environment(), "records")
+    now = time.time() * 1000
+    positions = list(range(1, len(records) + 1))
+    batch, dead = decoder.records(records, positions, [now] * len(records))
+    if dead:
+        raise ValueError(f"record {dead[0].position}: {dead[0].reason}")
+    out: list[dict[str, Any]] = []
+    for result in (pipeline.submit(batch, now), pipeline.flush(now)):
+        if result.decisions is not None:
+            out.extend(decision_dicts(result.decisions))
+    return out

@@ -14,7 +14,7 @@ import hmac
 import math
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,6 +54,7 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # 0001-01-01 .. 9999-12-31 in epoch ms: anything outside cannot be a real event time.
 MIN_TIMESTAMP_MS = -62_135_596_800_000
 MAX_TIMESTAMP_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidRecord(ValueError):
@@ -206,6 +207,11 @@ def parse_timestamp(value: Any) -> int:
             if parsed.tzinfo is None:
                 raise InvalidRecord(f"timestamp: ISO-8601 needs an offset, got {text[:40]!r}")
             ms = int(parsed.timestamp() * 1000)
+    elif isinstance(value, datetime):
+        # A typed date-time (Parquet/Arrow timestamp columns); one without a zone is UTC,
+        # as Arrow reads it. Floored to the millisecond exactly, without float rounding.
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        ms = (aware - _EPOCH) // timedelta(milliseconds=1)
     elif value is None:
         raise InvalidRecord("timestamp: required field is missing")
     else:

@@ -4,6 +4,22 @@ JSON lines are decoded with msgspec and checked record by record
 (:func:`fraudstream.schema.validate_record` is the authority). Parquet batches take a
 columnar fast path: vectorized checks flag every row that might be invalid, and only flagged
 rows are re-checked record by record, so both paths always agree on what is valid and why.
+
+Arrow column types and what a row of them means (the same on both paths):
+
+* a ``timestamp`` column of a timestamp type (any unit, with or without a time zone) holds
+  instants; it is read as epoch milliseconds, floored to the millisecond (event time has
+  millisecond resolution in the contract), a naive one read as UTC;
+* decimal ``timestamp`` / ``amount`` / ``lat`` / ``lon`` / ``lng`` columns are read as
+  ``float(value)``, exactly as Python rounds a ``Decimal``;
+* dictionary-encoded, large and view string columns and all-null columns of a known field
+  are read as the plain values they hold;
+* anything else (bool amounts, binary ids, structs, ...) reaches ``validate_record`` as the
+  Python value Arrow gives for it, and a value Python cannot hold at all (a timestamp in year
+  20000, a nanosecond time) as an :class:`Unconvertible` in a known field (rejected) and as
+  Arrow's text of it in any other.
+
+Dead letters of a converted row (timestamps, decimals) show the row as the input held it.
 """
 
 from __future__ import annotations
@@ -33,9 +49,29 @@ from fraudstream.schema import (
     validate_record,
 )
 
-_json = msgspec.json.Decoder()
-_encode = msgspec.json.Encoder()
 MAX_RAW_KEPT = 4096  # bytes of a bad line kept in the dead-letter record
+
+
+class Unconvertible:
+    """An Arrow value Python cannot hold (a timestamp in year 20000, a nanosecond time of day)
+    in a known field: :func:`validate_record` rejects it for its type, dead letters show
+    ``text``, Arrow's text of the value."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Unconvertible({self.text!r})"
+
+
+def _encode_other(value: Any) -> Any:
+    return value.text if isinstance(value, Unconvertible) else str(value)
+
+
+_json = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder(enc_hook=_encode_other)
 
 
 @dataclass(slots=True)
@@ -55,6 +91,14 @@ class DeadLetter:
             "reason": self.reason,
             "raw": self.raw,
         }
+
+
+def _encoded(record: Any) -> bytes | str:
+    """A decoded record as JSON for a dead letter (its repr if it is not JSON-able)."""
+    try:
+        return _encode.encode(record)
+    except (TypeError, ValueError, OverflowError):
+        return repr(record)
 
 
 def _raw_text(raw: bytes | str) -> str:
@@ -88,7 +132,7 @@ class Decoder:
             try:
                 good.append(validate_record(record, tokenize))
             except InvalidRecord as exc:
-                raw = raws[index] if raws is not None else _encode.encode(record)
+                raw = raws[index] if raws is not None else _encoded(record)
                 reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
                 dead.append(DeadLetter(self.source, positions[index], reason, _raw_text(raw)))
                 continue
@@ -137,28 +181,195 @@ class Decoder:
         table = table.combine_chunks()
         n = table.num_rows
         positions = np.arange(first_position, first_position + n, dtype=np.int64)
-        fast = _columnar(table, self.tokenize)
+        prepared = _prepare(table)
+        fast = None
+        if len(set(table.column_names)) == len(table.column_names):  # else: a name twice
+            try:
+                fast = _columnar(prepared.table, self.tokenize)
+            except pa.ArrowException:  # a column the checks did not foresee
+                fast = None
         if fast is None:  # unusual column types: check every row the careful way
-            rows = table.to_pylist()
-            return self.records(rows, positions.tolist(), [arrival_ms] * n)
+            return self._careful(prepared, np.arange(n), positions, arrival_ms)
         columns, suspect = fast
         suspects = np.flatnonzero(suspect)
         clean = np.flatnonzero(~suspect)
-        batch = _batch_from_columns(columns, clean, positions[clean], arrival_ms, table)
+        batch = _batch_from_columns(columns, clean, positions[clean], arrival_ms, prepared.table)
         if len(suspects) == 0:
             return batch, []
-        rows = table.take(pa.array(suspects)).to_pylist()
-        checked, dead = self.records(rows, positions[suspects].tolist(), [arrival_ms] * len(rows))
+        checked, dead = self._careful(prepared, suspects, positions[suspects], arrival_ms)
         merged = TxBatch.concat([batch, checked])
         order = np.argsort(merged.position, kind="stable")
         return merged.take(order), dead
+
+    def _careful(
+        self,
+        prepared: _Prepared,
+        rows: np.ndarray[Any, Any],
+        positions: np.ndarray[Any, Any],
+        arrival_ms: float,
+    ) -> tuple[TxBatch, list[DeadLetter]]:
+        """``validate_record`` on the given rows of a prepared table."""
+        every = len(rows) == prepared.table.num_rows
+        records = _pylist(prepared.table, None if every else rows)
+        if prepared.exact_ms:  # epoch ms beyond int64, as Python ints
+            for record, row in zip(records, rows.tolist(), strict=True):
+                exact = prepared.exact_ms.get(row)
+                if exact is not None:
+                    record["timestamp"] = exact
+        batch, dead = self.records(records, positions.tolist(), [arrival_ms] * len(records))
+        if prepared.changed and dead:  # show the rows as the input held them
+            first = int(positions[0]) - int(rows[0])  # position = first + row
+            held = np.array([d.position - first for d in dead], np.int64)
+            for letter, original in zip(dead, _pylist(prepared.original, held), strict=True):
+                letter.raw = _raw_text(_encoded(original))
+        return batch, dead
+
+
+# --- preparing Arrow columns ------------------------------------------------------------------
+
+_NUMERIC_FIELDS = frozenset(("timestamp", "amount", "lat", "lon", "lng"))
+_MS_DIVISOR = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+_SECONDS_LIMIT = 2**53  # |seconds| beyond this: epoch ms would not fit int64 (out of range anyway)
+_EXACT_FLOAT = 2.0**53  # ints beyond this do not all survive float64
+# Could match schema.CARD_NUMBER (Python ``re``: \d is any Unicode digit, $ also matches
+# before a final newline): 12-19 characters, each an ASCII digit or not ASCII, then maybe "\n".
+_MAYBE_CARD = r"^[^\x00-\x2f\x3a-\x7f]{12,19}\n?$"  # [^...]: 0-9 or not ASCII
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch with its known fields in the types the checks read (see the module doc)."""
+
+    table: pa.Table
+    original: pa.Table
+    exact_ms: dict[int, int]  # row -> epoch ms of a timestamp[s] value too far out for int64
+    changed: bool  # some values were converted (timestamps, decimals), not just re-typed
+
+
+def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    return column.combine_chunks()
+
+
+def _prepare(table: pa.Table) -> _Prepared:
+    """Known fields re-typed (dictionaries decoded, large strings, all-null columns) and
+    converted (timestamp instants to epoch ms, decimals to floats)."""
+    prepared = table
+    exact: dict[int, int] = {}
+    changed = False
+    for index, field in enumerate(table.schema):
+        name = field.name
+        if name not in KNOWN_FIELDS:
+            continue
+        column = _single(table.column(index))
+        try:
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            elif pa.types.is_run_end_encoded(column.type):
+                column = pc.run_end_decode(column)
+            kind = column.type
+            if pa.types.is_null(kind):
+                numeric = pa.int64() if name == "timestamp" else pa.float64()
+                column = pa.nulls(len(column), numeric if name in _NUMERIC_FIELDS else pa.string())
+            elif pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+                column = column.cast(pa.string())
+            elif pa.types.is_decimal(kind) and name in _NUMERIC_FIELDS:
+                column, changed = _decimal_floats(column), True
+            elif pa.types.is_timestamp(kind) and name == "timestamp":
+                exact.clear()  # of a column of the same name before: the last one counts
+                column, changed = _epoch_ms(column, exact), True
+        except pa.ArrowException:  # left as it is: the careful path will tell
+            continue
+        if column.type != field.type:
+            prepared = prepared.set_column(index, name, column)
+    return _Prepared(prepared, table, exact, changed)
+
+
+def _epoch_ms(column: pa.Array, exact: dict[int, int]) -> pa.Array:
+    """Epoch ms of a timestamp column, floored; ``exact`` gets those beyond int64."""
+    unit = column.type.unit
+    values = column.view(pa.int64()).fill_null(0).to_numpy()
+    if unit == "s":
+        far = np.flatnonzero((values > _SECONDS_LIMIT) | (values < -_SECONDS_LIMIT))
+        exact.update((int(row), int(values[row]) * 1000) for row in far)
+        ms = np.clip(values, -_SECONDS_LIMIT, _SECONDS_LIMIT) * 1000
+    else:
+        ms = values // _MS_DIVISOR[unit]  # floor division, also before 1970
+    nulls = pc.is_null(column).to_numpy(zero_copy_only=False) if column.null_count else None
+    return pa.array(ms, pa.int64(), mask=nulls)
+
+
+def _decimal_floats(column: pa.Array) -> pa.Array:
+    """``float(value)`` of each decimal. Arrow's decimal-to-float cast can be an ulp off;
+    parsing the decimal's exact text is correctly rounded, as Python's ``float`` is."""
+    try:
+        return pc.cast(pc.cast(column, pa.string()), pa.float64())
+    except pa.ArrowException:
+        return pa.array([None if v is None else float(v) for v in column.to_pylist()], pa.float64())
+
+
+_PY_ERRORS = (pa.ArrowException, ValueError, OverflowError, TypeError)
+
+
+def _pylist(table: pa.Table, rows: np.ndarray[Any, Any] | None = None) -> list[dict[str, Any]]:
+    """``table.to_pylist()`` (of ``rows`` only if given), never raising: values Python cannot
+    hold are replaced (see the module doc); columns Arrow cannot ``take`` (view and run-end
+    encoded types) are read whole."""
+    if rows is not None:
+        try:
+            table = table.take(pa.array(rows, pa.int64()))
+            rows = None
+        except pa.ArrowException:
+            pass
+    if rows is None:
+        try:
+            records: list[dict[str, Any]] = table.to_pylist()
+            return records
+        except _PY_ERRORS:
+            pass
+    names = table.column_names
+    columns = [_values(name, _single(table.column(k)), rows) for k, name in enumerate(names)]
+    if not columns:
+        return [{} for _ in range(table.num_rows if rows is None else len(rows))]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _values(name: str, column: pa.Array, rows: np.ndarray[Any, Any] | None) -> list[Any]:
+    if rows is not None:
+        try:
+            column = column.take(pa.array(rows, pa.int64()))
+        except pa.ArrowException:
+            every = _values(name, column, None)
+            return [every[row] for row in rows.tolist()]
+    try:
+        values: list[Any] = column.to_pylist()
+        return values
+    except _PY_ERRORS:
+        pass
+    try:
+        texts = pc.cast(column, pa.string()).to_pylist()
+    except pa.ArrowException:
+        texts = [None] * len(column)
+    values = []
+    for k in range(len(column)):
+        try:
+            values.append(column[k].as_py())
+        except _PY_ERRORS:
+            text = texts[k] or f"<{column.type}>"
+            values.append(Unconvertible(text) if name in KNOWN_FIELDS else text)
+    return values
+
+
+# --- the columnar checks -----------------------------------------------------------------------
 
 
 def _column(table: pa.Table, *names: str) -> pa.Array | None:
     for name in names:
         if name in table.column_names:
-            column = table.column(name)
-            return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            return _single(table.column(name))
     return None
 
 
@@ -204,22 +415,24 @@ def _columnar(
         return None
     flag(pc.is_null(ids))
     flag(pc.is_null(card))
-    timestamp = _column(table, "timestamp")
+    timestamp = _column(table, "timestamp")  # timestamp types are epoch ms by now
     amount = _column(table, "amount")
     if timestamp is None or amount is None:
         return None
-    if pa.types.is_timestamp(timestamp.type):
-        timestamp = pc.cast(pc.cast(timestamp, pa.timestamp("ms", "UTC")), pa.int64())
     if not pa.types.is_integer(timestamp.type) or not (
         pa.types.is_floating(amount.type) or pa.types.is_integer(amount.type)
     ):
         return None
     flag(pc.is_null(timestamp))
-    ts = pc.cast(timestamp, pa.int64()).fill_null(0).to_numpy()
+    if timestamp.type == pa.uint64():  # beyond int64: out of range, said with the exact value
+        flag(pc.greater(timestamp, pa.scalar(MAX_TIMESTAMP_MS, pa.uint64())))
+    ts = pc.cast(timestamp, pa.int64(), safe=False).fill_null(0).to_numpy()
     suspect |= (ts < MIN_TIMESTAMP_MS) | (ts > MAX_TIMESTAMP_MS)
     flag(pc.is_null(amount))
-    amounts = pc.cast(amount, pa.float64()).fill_null(0.0).to_numpy()
+    amounts = pc.cast(amount, pa.float64(), safe=False).fill_null(0.0).to_numpy()
     suspect |= ~np.isfinite(amounts) | (amounts < 0)
+    if pa.types.is_integer(amount.type):  # a rounded float: let validate_record make it
+        suspect |= amounts >= _EXACT_FLOAT
     coords = []
     for names, limit in ((("lat",), 90.0), (("lon", "lng"), 180.0)):
         column = _column(table, *names)
@@ -228,11 +441,11 @@ def _columnar(
             continue
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
             return None
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        values = np.where(np.isnan(values), np.nan, values)
+        floats = pc.cast(column, pa.float64(), safe=False)
+        values = floats.to_numpy(zero_copy_only=False)  # a null is NaN: "absent"
         suspect |= np.isinf(values) | (np.abs(np.nan_to_num(values)) > limit)
         # NaN stored in the column (not null) is invalid; a null is "absent"
-        suspect |= np.asarray(pc.is_nan(pc.cast(column, pa.float64())).fill_null(False))
+        suspect |= np.asarray(pc.is_nan(floats).fill_null(False))
         coords.append(values)
     if "lon" in table.column_names and "lng" in table.column_names:
         flag(pc.is_null(_column(table, "lon")))
@@ -247,7 +460,6 @@ def _columnar(
         if column is None:
             return None
         texts[name] = column
-    # Card numbers are tokenized per distinct value.
     card = _tokenize(card, tokenize)
     user = pc.coalesce(_tokenize(user, tokenize), card)
     out.update(
@@ -265,12 +477,24 @@ def _columnar(
 
 
 def _tokenize(column: pa.Array, tokenize: CardTokenizer) -> pa.Array:
-    looks = pc.match_substring_regex(column, r"^\d{12,19}$").fill_null(False)
+    """Card numbers replaced by their tokens, decided by the tokenizer itself.
+
+    Arrow's regex engine and Python's ``re`` disagree on ``\\d`` (ASCII or any Unicode digit)
+    and ``$`` (end or before a final newline), so Arrow only picks the values that could be
+    card numbers and the tokenizer (``schema.CARD_NUMBER``) decides, once per distinct value.
+    """
+    looks = pc.match_substring_regex(column, _MAYBE_CARD)
     if not pc.any(looks).as_py():
         return column
     encoded: Any = column.dictionary_encode()
-    tokens = pa.array([None if v is None else tokenize(v) for v in encoded.dictionary.to_pylist()])
-    return pc.take(tokens, encoded.indices)
+    dictionary = encoded.dictionary
+    rows = looks.fill_null(False).to_numpy(zero_copy_only=False)
+    maybe = np.zeros(len(dictionary), dtype=bool)
+    maybe[encoded.indices.fill_null(0).to_numpy()[rows]] = True
+    chosen = pa.array(maybe)
+    tokens = [tokenize(value) for value in dictionary.filter(chosen).to_pylist()]
+    dictionary = pc.replace_with_mask(dictionary, chosen, pa.array(tokens, pa.string()))
+    return pc.take(dictionary, encoded.indices)
 
 
 def _batch_from_columns(
@@ -282,12 +506,12 @@ def _batch_from_columns(
 ) -> TxBatch:
     take = pa.array(rows, pa.int64())
     extras_names = [c for c in table.column_names if c not in KNOWN_FIELDS]
+    all_rows = len(rows) == table.num_rows
     extras = None
     if extras_names and len(rows):
-        extra_rows = table.select(extras_names).take(take).to_pylist()
+        extra_rows = _pylist(table.select(extras_names), None if all_rows else rows)
         extras = np.empty(len(rows), dtype=object)
         extras[:] = extra_rows
-    all_rows = len(rows) == table.num_rows
 
     def arrow(name: str) -> pa.Array:
         column = columns[name]
