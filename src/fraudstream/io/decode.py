@@ -167,10 +167,80 @@ class Decoder:
             kept_pos.append(position)
             kept_arrival.append(arrival)
             kept_raw.append(line)
-        batch, more_dead = self.records(records, kept_pos, kept_arrival, kept_raw)
+        if len(records) >= COLUMNAR_MIN_ROWS and len(set(kept_arrival)) == 1:
+            batch, more_dead = self._dicts(records, kept_pos, kept_arrival[0], kept_raw)
+        else:  # a few live lines: record by record is quicker than building columns
+            batch, more_dead = self.records(records, kept_pos, kept_arrival, kept_raw)
         dead.extend(more_dead)
         dead.sort(key=lambda d: d.position)
         return batch, dead
+
+    def _dicts(
+        self,
+        records: list[Any],
+        positions: list[int],
+        arrival_ms: float,
+        raws: list[bytes],
+    ) -> tuple[TxBatch, list[DeadLetter]]:
+        """Decoded JSON objects, checked as columns; only suspect rows one by one.
+
+        Each known field becomes an Arrow column when its values have the plain JSON types
+        (strings; numbers; integer timestamps); a value of any other type (an ISO timestamp,
+        a number as text, a bool, an object) makes its row suspect. Suspect rows, and rows
+        the columnar checks flag, get :func:`validate_record` on the original object, so the
+        result is exactly the record path's.
+        """
+        n = len(records)
+        suspect = np.zeros(n, dtype=bool)
+        rows: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            if type(record) is dict:
+                rows.append(record)
+            else:
+                suspect[index] = True
+                rows.append({})
+        present = set().union(*(r.keys() for r in rows)) if rows else set()
+        columns: dict[str, pa.Array] = {}
+        for name in KNOWN_FIELDS & present:
+            values = [r.get(name) for r in rows]
+            array, bad = _coerce(values, _FIELD_KIND.get(name, "text"))
+            suspect |= bad
+            columns[name] = array
+        if "transaction_id" not in columns or "timestamp" not in columns:
+            return self.records(records, positions, [arrival_ms] * n, raws)
+        table = pa.table(columns)
+        try:
+            fast = _columnar(table, self.tokenize)
+        except pa.ArrowException:
+            fast = None
+        if fast is None:
+            return self.records(records, positions, [arrival_ms] * n, raws)
+        checked_columns, flagged = fast
+        suspect |= flagged
+        position_array = np.asarray(positions, dtype=np.int64)
+        clean = np.flatnonzero(~suspect)
+        batch = _batch_from_columns(
+            checked_columns, clean, position_array[clean], arrival_ms, table
+        )
+        if present - KNOWN_FIELDS and len(clean):
+            extras = np.empty(len(clean), dtype=object)
+            extras[:] = [
+                {k: v for k, v in rows[i].items() if k not in KNOWN_FIELDS} or None
+                for i in clean.tolist()
+            ]
+            batch.extras = extras
+        suspects = np.flatnonzero(suspect).tolist()
+        if not suspects:
+            return batch, []
+        checked, dead = self.records(
+            [records[i] for i in suspects],
+            [positions[i] for i in suspects],
+            [arrival_ms] * len(suspects),
+            [raws[i] for i in suspects],
+        )
+        merged = TxBatch.concat([batch, checked])
+        order = np.argsort(merged.position, kind="stable")
+        return merged.take(order), dead
 
     def table(
         self, table: pa.Table | pa.RecordBatch, first_position: int, arrival_ms: float
@@ -495,6 +565,38 @@ def _tokenize(column: pa.Array, tokenize: CardTokenizer) -> pa.Array:
     tokens = [tokenize(value) for value in dictionary.filter(chosen).to_pylist()]
     dictionary = pc.replace_with_mask(dictionary, chosen, pa.array(tokens, pa.string()))
     return pc.take(dictionary, encoded.indices)
+
+
+COLUMNAR_MIN_ROWS = 64
+_FIELD_KIND = {
+    "timestamp": "integer",
+    "amount": "number",
+    "lat": "number",
+    "lon": "number",
+    "lng": "number",
+}
+_NONE = type(None)
+
+
+def _coerce(values: list[Any], kind: str) -> tuple[pa.Array, np.ndarray[Any, Any]]:
+    """An Arrow column of the plain-typed values, and a mask of rows to check one by one."""
+    if kind == "text":
+        allowed: tuple[type, ...] = (str, _NONE)
+        arrow_type = pa.string()
+    elif kind == "number":
+        allowed = (int, float, _NONE)
+        arrow_type = pa.float64()
+    else:
+        allowed = (int, _NONE)
+        arrow_type = pa.int64()
+    bad = np.fromiter((type(v) not in allowed for v in values), dtype=bool, count=len(values))
+    if bad.any():
+        values = [None if b else v for v, b in zip(values, bad.tolist(), strict=True)]
+    try:
+        return pa.array(values, type=arrow_type), bad
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # e.g. an integer beyond int64: every row of this column goes the careful way
+        return pa.nulls(len(values), arrow_type), np.ones(len(values), dtype=bool)
 
 
 def _batch_from_columns(
