@@ -107,6 +107,13 @@ def print_summary(summary: Any, console: Console = err) -> None:
     table.add_row("late", f"{summary.late:,}")
     table.add_row("throughput", f"{summary.throughput:,.0f} tx/s ({summary.seconds:.2f} s)")
     console.print(table)
+    if summary.dead_reasons:
+        dead = Table(title="dead letters by reason", title_justify="left")
+        dead.add_column("reason")
+        dead.add_column("records", justify="right")
+        for reason, count in summary.dead_reasons.most_common(10):
+            dead.add_row(reason, f"{count:,}")
+        console.print(dead)
     if summary.fired_by_rule:
         rules = Table(title="rules", title_justify="left")
         rules.add_column("rule")
@@ -268,8 +275,13 @@ def demo(
     ),
     count: Annotated[int, typer.Option(help="Simulated transactions.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    picture: Annotated[
+        Path | None, typer.Option("--svg", help="Also save the printed summary as an SVG picture.")
+    ] = None,
 ) -> None:
     """The main job: simulate the demo users with injected frauds and decide them all."""
+    if picture is not None:
+        err.record = True
     from fraudstream.io.files import FileSource
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
@@ -312,6 +324,8 @@ def demo(
     # Plain lines with whole paths: a table would cut them to the terminal's width.
     lines = [f"  {name.replace('_', ' '):<13} {path}" for name, path in shown.items()]
     sys.stderr.write("outputs\n" + "\n".join(lines) + "\n")
+    if picture is not None:
+        err.save_svg(str(picture), title="fraudstream demo")
 
 
 def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> None:

@@ -211,10 +211,18 @@ class ParquetSink:
         if table.num_rows == 0:
             return
         if self.writer is None:
-            unique = {"transaction_id", "previous_transaction_id", "reasons", "raw", "more"}
-            strings = [
-                f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in unique
-            ]
+            # Ids are (nearly) unique per row: dictionary-encoding them only costs time.
+            unique = {"transaction_id", "previous_transaction_id", "card_id", "user_id"}
+            unique |= {"reasons", "raw", "more"}
+            strings = []
+            for f in table.schema:
+                children = list(f.type) if pa.types.is_struct(f.type) else [f]
+                prefix = f"{f.name}." if pa.types.is_struct(f.type) else ""
+                strings += [
+                    prefix + c.name
+                    for c in children
+                    if pa.types.is_string(c.type) and c.name not in unique
+                ]
             # Dictionary-encode only text; float features do not repeat and statistics on
             # them cost more than they help a reader of decisions.
             self.writer = pq.ParquetWriter(
@@ -222,7 +230,7 @@ class ParquetSink:
                 table.schema,
                 compression="lz4",
                 use_dictionary=strings or False,
-                write_statistics=["transaction_id", "card_id", "event_time"],
+                write_statistics=["event_time"] if "event_time" in table.column_names else False,
             )
         elif table.schema != self.writer.schema:
             table = table.cast(self.writer.schema)
