@@ -19,12 +19,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from decode_helpers import outcome
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline
-from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.decode import Decoder
 from fraudstream.io.files import FileSource
 from fraudstream.run import Outputs, Runner
 from fraudstream.schema import CardTokenizer
@@ -44,22 +45,6 @@ TEXT_FIELDS = (
 PANS = ("4111111111111111", "5500005555555559", "378282246310005", "6011000990139424")
 
 # --- comparing outcomes ---------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def outcome(batch: TxBatch, dead: list[DeadLetter]) -> tuple[list[Any], list[Any]]:
-    """Accepted (position, normalised record) and dead (position, reason, raw), by position."""
-    accepted = [(int(batch.position[i]), _clean(batch.record(i))) for i in range(len(batch))]
-    accepted.sort(key=lambda item: item[0])
-    letters = sorted((d.position, d.reason, d.raw) for d in dead)
-    return accepted, letters
 
 
 def by_records(rows: list[dict[str, Any]], first: int = 1) -> tuple[list[Any], list[Any]]:

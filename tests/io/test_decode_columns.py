@@ -8,7 +8,6 @@ Equivalent records are what ``to_pylist`` gives, except where the module doc of
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from decode_helpers import outcome as shared_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,21 +33,9 @@ T0 = 1_700_000_000_000
 PAN = "4111111111111111"
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 def outcome(batch: TxBatch, dead: list[DeadLetter]) -> tuple[list[Any], list[Any]]:
-    """Accepted (position, normalised record) and dead (position, reason), by position."""
-    accepted = sorted(
-        ((int(batch.position[i]), _clean(batch.record(i))) for i in range(len(batch))),
-        key=lambda item: item[0],
-    )
-    return accepted, sorted((d.position, d.reason) for d in dead)
+    """Accepted records and dead letters (position, reason), by position."""
+    return shared_outcome(batch, dead, raw=False)
 
 
 def rows_with(table: pa.Table, name: str, values: list[Any]) -> list[dict[str, Any]]:

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
+from decode_helpers import outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.engine.batch import TxBatch
-from fraudstream.io.decode import COLUMNAR_MIN_ROWS, DeadLetter, Decoder
+from fraudstream.io.decode import COLUMNAR_MIN_ROWS, Decoder
 from fraudstream.schema import CardTokenizer
 
 TOKENIZER = CardTokenizer(b"jsonl-columnar-test")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def outcome(batch: TxBatch, dead: list[DeadLetter]) -> tuple[list[Any], list[Any]]:
-    accepted = [(int(batch.position[i]), _clean(batch.record(i))) for i in range(len(batch))]
-    accepted.sort(key=lambda item: item[0])
-    return accepted, sorted((d.position, d.reason, d.raw) for d in dead)
 
 
 anything = st.one_of(

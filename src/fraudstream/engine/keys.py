@@ -276,8 +276,11 @@ def _admit_ids(
     arena: U8,
     state: I64,
     seen: npt.NDArray[np.bool_],
+    insert: bool,
 ) -> int:
-    """Inserts ids; marks those already present. Stops (returns the row) when it must grow.
+    """Marks ids already present; inserts the others (with ``insert``).
+
+    Stops (returns the row) when it must grow.
 
     Entries are one word, fingerprint << 32 | id number, so a new id (the common case)
     costs one memory access; the id's bytes are compared only when fingerprints match.
@@ -294,6 +297,8 @@ def _admit_ids(
         while True:
             entry = table[bucket]
             if entry == _EMPTY:
+                if not insert:
+                    break
                 used = state[0]
                 if (used + 1) * 2 > table.size or used + 1 >= key_start.size:
                     state[2] = i
@@ -325,41 +330,6 @@ def _admit_ids(
     return n
 
 
-@numba.njit(cache=True, nogil=True)
-def _contains_ids(
-    offsets: I64,
-    data: U8,
-    table: npt.NDArray[np.uint64],
-    key_start: I64,
-    arena: U8,
-    seen: npt.NDArray[np.bool_],
-) -> None:
-    mask = table.size - 1
-    for i in range(offsets.size - 1):
-        begin = offsets[i]
-        length = offsets[i + 1] - begin
-        h = _key_words(data, begin, begin + length)[0]
-        tag = h >> np.uint64(32)
-        bucket = np.int64(h & np.uint64(mask))
-        while True:
-            entry = table[bucket]
-            if entry == _EMPTY:
-                break
-            if (entry >> np.uint64(32)) == tag:
-                other = np.int64(entry & np.uint64(0xFFFFFFFF))
-                k = key_start[other]
-                if key_start[other + 1] - k == length:
-                    same = True
-                    for j in range(length):
-                        if arena[k + j] != data[begin + j]:
-                            same = False
-                            break
-                    if same:
-                        seen[i] = True
-                        break
-            bucket = (bucket + 1) & mask
-
-
 class IdSet:
     """A set of ids (transaction ids) that says which of a column were already in it.
 
@@ -384,7 +354,7 @@ class IdSet:
         seen = np.zeros(len(column), dtype=np.bool_)
         self._state[2] = 0
         while _admit_ids(
-            offsets, data, self._table, self._start, self._arena, self._state, seen
+            offsets, data, self._table, self._start, self._arena, self._state, seen, True
         ) < len(column):
             row = int(self._state[2])
             self._grow(int(offsets[row + 1] - offsets[row]))
@@ -395,7 +365,9 @@ class IdSet:
         offsets, data, _ = string_buffers(column)
         seen = np.zeros(len(column), dtype=np.bool_)
         if len(self):
-            _contains_ids(offsets, data, self._table, self._start, self._arena, seen)
+            state = self._state.copy()
+            state[2] = 0
+            _admit_ids(offsets, data, self._table, self._start, self._arena, state, seen, False)
         return seen
 
     def _grow(self, key_bytes: int) -> None:
