@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from collections import Counter
@@ -184,8 +183,6 @@ def run(
             source = FileSource(path, format.value if format else guess_format(input))
         outputs = Outputs(decisions, alerts, enriched, dead_letters, late)
         runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
-        gc.collect()
-        gc.freeze()  # long-lived setup objects leave the collector's view: steadier latency
         summary = _run_with_progress(runner, source, quiet or input == "-")
     except ConfigError as exc:
         fail(str(exc))
