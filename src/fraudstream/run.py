@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -120,10 +119,6 @@ class Runner:
     def run(self, source: Source, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Runs the source to its end; returns the summary."""
         decoder = Decoder(self.tokenizer, getattr(source, "name", "input"))
-        # Long-lived setup objects leave the cyclic collector's view: its passes during the
-        # run only look at the run's own short-lived objects (steadier latency, less time).
-        gc.collect()
-        gc.freeze()
         started = time.perf_counter()
         self.outputs.open()
         try:
