@@ -287,7 +287,7 @@ def test_every_rule_fires_on_a_crafted_stream_with_a_message() -> None:
         if decisions is None:
             continue
         reasons = decisions.reasons
-        by_row = reasons.items() if isinstance(reasons, dict) else enumerate(reasons)
+        by_row = reasons.items()
         for row, listed in by_row:
             fired_here = {rule for rule, mask in decisions.fired.items() if mask[row]}
             assert {r["rule"] for r in listed} == fired_here, row

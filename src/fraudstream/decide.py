@@ -8,12 +8,13 @@ user profile's when it has them (seed 004's per-profile thresholds), else the ru
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from fraudstream.engine.batch import TxBatch
 
@@ -31,7 +32,7 @@ class Decisions:
     score: F64
     tier: npt.NDArray[np.int8]
     fired: dict[str, npt.NDArray[np.bool_]]
-    reasons: dict[int, list[dict[str, str]]]  # only rows that fired a rule
+    reasons: Reasons
     features: dict[str, Any]
     processed_at_ms: float
 
@@ -68,21 +69,81 @@ def combine(
     return score, tier
 
 
-def explain(
-    messages: Mapping[str, tuple[npt.NDArray[np.int64], list[str]]],
-    scores: Mapping[str, float],
-) -> dict[int, list[dict[str, str]]]:
-    """Reasons by row, only for rows that fired something, strongest rule first.
+class Reasons:
+    """The reasons of a batch's decisions, by row, kept as flat columns.
+
+    ``reasons[row]`` is the row's list of ``{"rule", "message"}``, strongest rule first (empty
+    when nothing fired); iterating gives the rows that have reasons. Nothing per row is built
+    until a row is asked for, and :meth:`arrow` hands the whole column to Arrow at once.
 
     >>> import numpy as np
     >>> reasons = explain({"a": (np.array([2]), ["small"]), "b": (np.array([2, 5]), ["x", "y"])},
-    ...                   {"a": 0.2, "b": 0.9})
-    >>> [r["rule"] for r in reasons[2]], reasons[5]
-    (['b', 'a'], [{'rule': 'b', 'message': 'y'}])
+    ...                   {"a": 0.2, "b": 0.9}, 6)
+    >>> [r["rule"] for r in reasons[2]], reasons[5], reasons[0], list(reasons)
+    (['b', 'a'], [{'rule': 'b', 'message': 'y'}], [], [2, 5])
     """
-    reasons: dict[int, list[dict[str, str]]] = {}
-    for rule in sorted(messages, key=lambda r: -scores[r]):
-        rows, texts = messages[rule]
-        for row, text in zip(rows.tolist(), texts, strict=True):
-            reasons.setdefault(row, []).append({"rule": rule, "message": text})
-    return reasons
+
+    def __init__(self, offsets: npt.NDArray[np.int64], rules: list[str], messages: list[str]):
+        self.offsets = offsets  # row r's reasons are [offsets[r], offsets[r + 1])
+        self.rules = rules
+        self.messages = messages
+
+    def __getitem__(self, row: int) -> list[dict[str, str]]:
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return [{"rule": self.rules[k], "message": self.messages[k]} for k in range(start, end)]
+
+    def get(self, row: int, default: Any = None) -> Any:
+        """The row's reasons, or ``default`` when it has none."""
+        return self[row] if self.offsets[row + 1] > self.offsets[row] else default
+
+    def __contains__(self, row: object) -> bool:
+        if not isinstance(row, int | np.integer) or not 0 <= row < len(self.offsets) - 1:
+            return False
+        return bool(self.offsets[row + 1] > self.offsets[row])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(np.diff(self.offsets)).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(np.diff(self.offsets)))
+
+    def items(self) -> Iterator[tuple[int, list[dict[str, str]]]]:
+        """(row, reasons) for every row that has reasons."""
+        return ((row, self[row]) for row in self)
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Reasons:
+        """The reasons of ``rows`` only, renumbered 0.."""
+        counts = np.diff(self.offsets)[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        keep = [k for r in rows.tolist() for k in range(self.offsets[r], self.offsets[r + 1])]
+        return Reasons(offsets, [self.rules[k] for k in keep], [self.messages[k] for k in keep])
+
+    def arrow(self) -> pa.ListArray:
+        """The reasons as an Arrow list<struct<rule, message>> column."""
+        values = pa.StructArray.from_arrays(
+            [pa.array(self.rules, pa.string()), pa.array(self.messages, pa.string())],
+            names=["rule", "message"],
+        )
+        return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), values)
+
+
+def explain(
+    messages: Mapping[str, tuple[npt.NDArray[np.int64], list[str]]],
+    scores: Mapping[str, float],
+    n: int,
+) -> Reasons:
+    """Reasons by row from each rule's fired rows and messages, strongest rule first."""
+    ranked = sorted(messages, key=lambda r: -scores[r])
+    if not ranked:
+        return Reasons(np.zeros(n + 1, dtype=np.int64), [], [])
+    rows = np.concatenate([messages[rule][0] for rule in ranked])
+    rank = np.concatenate(
+        [np.full(len(messages[rule][0]), k, dtype=np.int64) for k, rule in enumerate(ranked)]
+    )
+    texts = [text for rule in ranked for text in messages[rule][1]]
+    order = np.lexsort((rank, rows)).tolist()
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    rank_list = rank.tolist()
+    return Reasons(offsets, [ranked[rank_list[k]] for k in order], [texts[k] for k in order])

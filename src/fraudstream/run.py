@@ -240,11 +240,7 @@ def _subset(decisions: Decisions, rows: np.ndarray[Any, Any]) -> Decisions:
         score=decisions.score[rows],
         tier=decisions.tier[rows],
         fired={k: v[rows] for k, v in decisions.fired.items()},
-        reasons={
-            new: decisions.reasons[old]
-            for new, old in enumerate(rows.tolist())
-            if old in decisions.reasons
-        },
+        reasons=decisions.reasons.take(rows),
         features={
             k: (v.take(rows) if hasattr(v, "take") and not isinstance(v, np.ndarray) else v[rows])
             for k, v in decisions.features.items()

@@ -261,7 +261,7 @@ class Pipeline:
         review = np.where(np.isnan(review), self.rules.review_threshold, review)
         decline = np.where(np.isnan(decline), self.rules.decline_threshold, decline)
         score, tier = combine(fired, self.scores, review, decline)
-        reasons = explain(messages, self.scores)
+        reasons = explain(messages, self.scores, n)
         self._sweep_timers(int(clock_ms[-1]) if n else None)
         return Decisions(tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms)
 

@@ -153,14 +153,7 @@ def decision_table(decisions: Decisions) -> pa.Table:
         if feature_arrays
         else pa.nulls(n, pa.struct([]))
     )
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    lengths = np.zeros(n, dtype=np.int32)
-    rows = sorted(decisions.reasons)
-    lengths[rows] = [len(decisions.reasons[r]) for r in rows]
-    np.cumsum(lengths, out=offsets[1:])
-    flat = [reason for row in rows for reason in decisions.reasons[row]]
-    reason_values = pa.array(flat, REASON_TYPE.value_type)
-    reasons = pa.ListArray.from_arrays(pa.array(offsets), reason_values)
+    reasons = decisions.reasons.arrow()
     return pa.table(
         {
             "transaction_id": tx.transaction_id,
