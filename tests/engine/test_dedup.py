@@ -6,7 +6,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.engine.keys import IdSet
+from fraudstream.engine.ids import IdSet
 from fraudstream.engine.pipeline import Dedup
 
 

@@ -20,7 +20,8 @@ from fraudstream.decide import Decisions, combine, explain
 from fraudstream.detectors import RULE_FAMILY, Detector, DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
-from fraudstream.engine.keys import IdSet, KeySpace
+from fraudstream.engine.ids import IdSet
+from fraudstream.engine.keys import KeySpace
 from fraudstream.engine.state import StateTable
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -73,9 +74,7 @@ class Dedup:
 
     def admit(self, ids: pa.Array) -> npt.NDArray[np.int64]:
         """Adds ``ids``; returns the rows already seen (earlier, or before in ``ids``)."""
-        duplicate = self.current.admit(ids)
-        if len(self.previous):
-            duplicate |= self.previous.contains(ids)
+        duplicate = self.current.admit(ids, older=self.previous)
         if len(self.current) >= self.horizon:
             self.previous, self.current = self.current, IdSet(expected_ids=self.horizon)
         return np.flatnonzero(duplicate)
