@@ -157,6 +157,10 @@ def run(
     anonymous_networks: Annotated[
         Path | None, typer.Option(help="CSV network,label for anonymous_network.")
     ] = None,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(help="Where rules changes are logged (default: RULES.audit.jsonl)."),
+    ] = None,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,
@@ -166,6 +170,7 @@ def run(
 ) -> None:
     """Decide every transaction of a file or a stream (stdin) and write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
+    from fraudstream.rules import AuditLog, RulesFileWatcher
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
 
@@ -183,7 +188,22 @@ def run(
                 raise ConfigError(f"--input {input}: no such file")
             source = FileSource(path, format.value if format else guess_format(input))
         outputs = Outputs(decisions, alerts, enriched, dead_letters, late)
-        runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
+        watcher = None
+        if rules is not None:  # editing the rules file changes the running pipeline
+            log = AuditLog(audit_log or rules.with_name(rules.name + ".audit.jsonl"))
+            watcher = RulesFileWatcher(
+                rules,
+                pipeline.apply_rules,
+                pipeline.rules,
+                log,
+                lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
+            )
+        runner = Runner(
+            pipeline,
+            outputs,
+            CardTokenizer.from_environment(),
+            between_batches=watcher.poll if watcher is not None else None,
+        )
         summary = _run_with_progress(runner, source, quiet or input == "-")
     except ConfigError as exc:
         fail(str(exc))

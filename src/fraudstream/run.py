@@ -109,12 +109,14 @@ class Runner:
         outputs: Outputs,
         tokenizer: CardTokenizer,
         on_decisions: Callable[[Decisions], None] | None = None,
+        between_batches: Callable[[], Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.outputs = outputs
         self.tokenizer = tokenizer
         self.summary = Summary()
         self.on_decisions = on_decisions
+        self.between_batches = between_batches  # e.g. reloading a changed rules file
 
     def run(self, source: Source, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Runs the source to its end; returns the summary."""
@@ -124,6 +126,8 @@ class Runner:
         try:
             item: Item
             for item in source.batches(decoder):
+                if self.between_batches is not None:
+                    self.between_batches()
                 if item is IDLE:
                     self._handle(self.pipeline.flush())
                 else:

@@ -1,0 +1,125 @@
+"""``fraudstream serve``: the decision API on 127.0.0.1:8888 with the embedded pipeline.
+
+The pipeline is built exactly as ``fraudstream run`` builds it (same options, same defaults).
+Every POST needs ``Authorization: Bearer $FRAUDSTREAM_TOKEN``; when the variable is unset a
+token is generated and printed once to stderr.
+
+``python -m fraudstream.web.serve --port 8899`` runs it without the ``fraudstream`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
+
+
+class TimeMode(StrEnum):
+    """Which clock the detectors use (the same values as ``fraudstream run --time``)."""
+
+    event = "event"
+    processing = "processing"
+
+
+def api_token(environ: dict[str, str] | None = None) -> tuple[str, bool]:
+    """The bearer token from FRAUDSTREAM_TOKEN, or a new one; and whether it was generated."""
+    value = (os.environ if environ is None else environ).get(TOKEN_VARIABLE, "")
+    if value:
+        return value, False
+    return secrets.token_urlsafe(32), True
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8888,
+    rules: Path | None = None,
+    profiles: Path | None = None,
+    time: TimeMode = TimeMode.event,
+    out_of_orderness_ms: int = 0,
+    allowed_lateness_ms: int = 300_000,
+    idle_timeout_ms: int = 1_000,
+    ip_countries: Path | None = None,
+    anonymous_networks: Path | None = None,
+    token: str | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
+    import uvicorn
+
+    from fraudstream import cli
+    from fraudstream.schema import CardTokenizer
+    from fraudstream.web.app import create_app
+
+    pipeline = cli._pipeline_parts(
+        rules, profiles, cli.TimeMode(time.value), out_of_orderness_ms, allowed_lateness_ms,
+        idle_timeout_ms, ip_countries, anonymous_networks,
+    )  # fmt: skip
+    if not token:
+        token, generated = api_token()
+        if generated:
+            sys.stderr.write(
+                f"{TOKEN_VARIABLE} is not set; POST requests need this bearer token:\n  {token}\n"
+            )
+            sys.stderr.flush()
+    app = create_app(pipeline, token, CardTokenizer.from_environment())
+    cli.settle_garbage_collector()
+    sys.stderr.write(f"fraudstream decision API on http://{host}:{port} (docs: /docs)\n")
+    sys.stderr.flush()
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to bind (localhost by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
+    rules: Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")] = None,
+    time: Annotated[
+        TimeMode, typer.Option("--time", help="event or processing time.")
+    ] = TimeMode.event,
+    out_of_orderness_ms: Annotated[int, typer.Option(help="Watermark delay (ms).")] = 0,
+    allowed_lateness_ms: Annotated[
+        int, typer.Option(help="Decide records this far behind the watermark (ms).")
+    ] = 300_000,
+    idle_timeout_ms: Annotated[
+        int, typer.Option(help="Advance time after this long without input (ms).")
+    ] = 1_000,
+    ip_countries: Annotated[
+        Path | None, typer.Option(help="CSV network,country for ip_country_mismatch.")
+    ] = None,
+    anonymous_networks: Annotated[
+        Path | None, typer.Option(help="CSV network,label for anonymous_network.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve the decision API (FastAPI) with the embedded pipeline in this process."""
+    from fraudstream.config import ConfigError
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be within 0..65535, got {port}")
+    try:
+        serve(
+            host, port, rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
+            idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
+        )  # fmt: skip
+    except ConfigError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    typer.run(serve_command)
