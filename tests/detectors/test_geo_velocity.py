@@ -49,7 +49,7 @@ def test_first_transaction_has_no_pair() -> None:
     assert out.fired["geo_velocity"].tolist() == [False]
     assert np.isnan(out.features["speed_kmh"][0])
     assert np.isnan(out.features["distance_km"][0])
-    assert np.isnan(out.features["previous_timestamp"][0])
+    assert out.features["previous_timestamp"][0].as_py() is None
     assert out.features["previous_transaction_id"].to_pylist() == [None]
 
 
@@ -67,7 +67,7 @@ def test_speed_is_distance_over_elapsed_hours() -> None:
     assert out.features["speed_kmh"][1] == pytest.approx(BERLIN_PARIS_KM / 2, rel=1e-12)
     assert out.fired["geo_velocity"].tolist() == [False, False]  # 439 km/h is not > 440
     assert out.features["previous_transaction_id"].to_pylist() == [None, "a"]
-    assert out.features["previous_timestamp"][1] == T0
+    assert out.features["previous_timestamp"][1].as_py() == T0
     assert out.features["previous_lat"][1] == BERLIN[0]
     assert out.features["previous_lon"][1] == BERLIN[1]
 
@@ -180,7 +180,7 @@ def test_previous_transaction_comes_from_state_across_batches() -> None:
         transaction_id=["u1-b", "u0-b", "u1-c"],
     )
     assert out.features["previous_transaction_id"].to_pylist() == ["u1-a", "u0-a", "u1-b"]
-    assert out.features["previous_timestamp"].tolist() == [T0, T0, T0 + HOUR]
+    assert out.features["previous_timestamp"].to_pylist() == [T0, T0, T0 + HOUR]
     assert out.fired["geo_velocity"].tolist() == [False, True, False]
     assert out.features["speed_kmh"][2] == 0.0
 

@@ -174,7 +174,7 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
             n,
             [validity, pa.py_buffer(prev_id_offsets), pa.py_buffer(prev_id_data)],
         )
-        previous_ts = np.where(has_pair, prev_ms.astype(np.float64), np.nan)
+        previous_ts = pa.array(prev_ms, pa.int64(), mask=~has_pair)  # epoch ms, null: none
         return Findings(
             {"geo_velocity": fired},
             {
