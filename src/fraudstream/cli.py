@@ -388,6 +388,25 @@ def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> No
     err.print(table)
 
 
+def _register_serve() -> None:
+    # The web app is an extra (fastapi, uvicorn): without it, `serve` says how to install it.
+    try:
+        from fraudstream.web.serve import serve_command
+    except ImportError as exc:
+        missing = exc.name or "fastapi"
+
+        @app.command("serve")
+        def serve_missing() -> None:
+            """Serve the decision API (needs the web extra)."""
+            fail(f"serve needs {missing}: pip install 'fraudstream[web]'")
+
+        return
+    app.command("serve")(serve_command)
+
+
+_register_serve()
+
+
 def main() -> None:
     """Entry point: readable one-line errors instead of tracebacks."""
     try:

@@ -45,6 +45,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, StepResult
@@ -306,17 +307,11 @@ class DecisionService:
     def _late(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
         self.counts["late"] += len(batch)
         clock = self.pipeline.clock
-        watermark = clock.watermark
-        lateness = clock.allowed_lateness_ms
-        self.late.extend(late_dicts(batch, watermark, lateness))
-        for i in range(len(batch)):
-            position = int(batch.position[i])
-            message = (
-                f"late: timestamp {int(batch.timestamp_ms[i])} is more than the allowed "
-                f"lateness ({lateness} ms) behind the watermark ({watermark}); not decided, "
-                "kept in the late output"
-            )
-            job, index = slots[position]
+        rows = late_dicts(batch, clock.watermark, clock.allowed_lateness_ms)
+        self.late.extend(rows)
+        for row in rows:
+            job, index = slots[row["position"]]
+            message = f"{row['reason']}; not decided, kept in the late output"
             job.outcomes[index] = Outcome(409, _error("timestamp", message))
 
     def _dead_letter(self, letter: DeadLetter) -> None:
@@ -390,6 +385,74 @@ def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+class _FastDecide:
+    """POST /v1/transactions without the framework's per-request machinery (the hot path).
+
+    Only a request with the right token and a declared body within the limit takes it; any
+    other request (no token, too large, chunked) goes to the FastAPI route, which gives the
+    same answers and the documented errors.
+    """
+
+    def __init__(self, app: ASGIApp, service: DecisionService, token: bytes) -> None:
+        self.app = app
+        self.service = service
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != "/v1/transactions"
+            or scope["method"] != "POST"
+        ):
+            await self.app(scope, receive, send)
+            return
+        auth = b""
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"content-length" and value.isdigit():
+                length = int(value)
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+        if not hmac.compare_digest(given, self.token) or not 0 <= length <= MAX_SINGLE_BYTES:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if len(body) > MAX_SINGLE_BYTES:
+            status, payload = (
+                413,
+                _error("body", f"request body larger than {MAX_SINGLE_BYTES} bytes"),
+            )
+        else:
+            try:
+                record = _decoder.decode(body)
+            except msgspec.DecodeError as exc:
+                status, payload = 422, self.service.reject(f"body: invalid JSON: {exc}", body)
+            else:
+                outcome = (await self.service.decide([record], [body]))[0]
+                status, payload = outcome.status, outcome.body
+        content = _encoder.encode(payload)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+
 def create_app(
     pipeline: Pipeline,
     token: str,
@@ -429,6 +492,7 @@ def create_app(
         return _json(413, _error("body", f"request body larger than {limit} bytes"))
 
     transaction_schema = Transaction.model_json_schema()
+    app.add_middleware(_FastDecide, service=service, token=expected)
 
     @app.post(
         "/v1/transactions",
