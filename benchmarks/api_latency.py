@@ -210,6 +210,10 @@ def main() -> None:
     print(f"bar p99 <= {BAR_P99_MS:g} ms: {'PASS' if result['passed'] else 'FAIL'}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import record  # noqa: E402 - the shared results file, as the other benchmarks
+
+    record("api_latency", result)
     sys.exit(0 if result["passed"] else 1)
 
 
