@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import shlex
 import sys
 from collections import Counter
 from enum import StrEnum
@@ -157,6 +159,20 @@ def run(
     anonymous_networks: Annotated[
         Path | None, typer.Option(help="CSV network,label for anonymous_network.")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Decision store: a SQLite path or an SQLAlchemy URL (upsert by id)."),
+    ] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="POST every alert here (retried; kept if undeliverable).")
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the webhook's HMAC secret."),
+    ] = None,
+    alert_command: Annotated[
+        str | None, typer.Option(help="Run this command for every alert (alert JSON on stdin).")
+    ] = None,
     audit_log: Annotated[
         Path | None,
         typer.Option(help="Where rules changes are logged (default: RULES.audit.jsonl)."),
@@ -187,7 +203,23 @@ def run(
             if not path.is_file():
                 raise ConfigError(f"--input {input}: no such file")
             source = FileSource(path, format.value if format else guess_format(input))
-        outputs = Outputs(decisions, alerts, enriched, dead_letters, late)
+        secret = None
+        if webhook_secret_env:
+            value = os.environ.get(webhook_secret_env)
+            if not value:
+                raise ConfigError(f"--webhook-secret-env: {webhook_secret_env} is not set")
+            secret = value.encode()
+        outputs = Outputs(
+            decisions,
+            alerts,
+            enriched,
+            dead_letters,
+            late,
+            store=store,
+            webhook=webhook,
+            webhook_secret=secret,
+            alert_command=shlex.split(alert_command) if alert_command else None,
+        )
         watcher = None
         if rules is not None:  # editing the rules file changes the running pipeline
             log = AuditLog(audit_log or rules.with_name(rules.name + ".audit.jsonl"))
@@ -405,6 +437,17 @@ def _register_serve() -> None:
 
 
 _register_serve()
+
+
+def _register_decisions() -> None:
+    try:
+        from fraudstream.store_cli import decisions_app
+    except ImportError:  # the store extra (sqlalchemy) is not installed
+        return
+    app.add_typer(decisions_app)
+
+
+_register_decisions()
 
 
 def main() -> None:

@@ -24,6 +24,19 @@ from fraudstream.io.records import (
 from fraudstream.schema import CardTokenizer
 
 
+class DictSink(Protocol):
+    """A sink of record dicts (files, the decision store, alert hooks)."""
+
+    def write_dicts(self, records: list[dict[str, Any]]) -> None:
+        """Writes records."""
+
+    def flush(self) -> None:
+        """Makes what was written visible (or delivered)."""
+
+    def close(self) -> None:
+        """Flushes and releases."""
+
+
 class Source(Protocol):
     """Anything that yields validated batches (or IDLE)."""
 
@@ -44,7 +57,13 @@ class Outputs:
     enriched: str | None = None
     dead_letters: str | None = None
     late: str | None = None
+    store: str | None = None  # decision store: a SQLite path or an SQLAlchemy URL
+    webhook: str | None = None  # alerts POSTed here (HMAC-signed with webhook_secret)
+    webhook_secret: bytes | None = None
+    alert_command: list[str] | None = None  # alerts piped to this command, one by one
+    retry_store: str | None = None  # undeliverable alerts wait here (default: the store)
     sinks: dict[str, Sink] = field(default_factory=dict)
+    hooks: dict[str, DictSink] = field(default_factory=dict)
 
     def open(self) -> None:
         """Opens every configured sink."""
@@ -52,16 +71,33 @@ class Outputs:
             target = getattr(self, name)
             if target:
                 self.sinks[name] = open_sink(target)
+        retry = self.retry_store or self.store or "fraudstream-alerts.db"
+        if self.store:
+            from fraudstream.io.sqlstore import DecisionStore
+
+            self.hooks["store"] = DecisionStore(self.store)
+        if self.webhook:
+            from fraudstream.io.webhook import WebhookSink
+
+            self.hooks["webhook"] = WebhookSink(self.webhook, self.webhook_secret, retry_db=retry)
+        if self.alert_command:
+            from fraudstream.io.webhook import CommandHook
+
+            self.hooks["command"] = CommandHook(self.alert_command, retry_db=retry)
 
     def flush(self) -> None:
         """Makes everything written so far visible."""
         for sink in self.sinks.values():
             sink.flush()
+        for hook in self.hooks.values():
+            hook.flush()
 
     def close(self) -> None:
         """Closes every sink."""
         for sink in self.sinks.values():
             sink.close()
+        for hook in self.hooks.values():
+            hook.close()
 
 
 @dataclass
@@ -188,25 +224,44 @@ class Runner:
 
     def _write(self, decisions: Decisions) -> None:
         sinks = self.outputs.sinks
-        decision_sink = sinks.get("decisions")
-        alert_sink = sinks.get("alerts")
-        rows: list[dict[str, Any]] | None = None
+        hooks = self.outputs.hooks
         alerts = decisions.alerts()
+        made: dict[str, list[dict[str, Any]]] = {}  # dicts are built once, only if needed
+
+        def all_rows() -> list[dict[str, Any]]:
+            if "all" not in made:
+                made["all"] = decision_dicts(decisions)
+            return made["all"]
+
+        def alert_rows() -> list[dict[str, Any]]:
+            if "alerts" not in made:
+                made["alerts"] = (
+                    [made["all"][i] for i in alerts.tolist()]
+                    if "all" in made
+                    else decision_dicts(_subset(decisions, alerts))
+                )
+            return made["alerts"]
+
+        decision_sink = sinks.get("decisions")
         if decision_sink is not None:
             if hasattr(decision_sink, "write_table"):
                 decision_sink.write_table(decision_table(decisions))
             else:
-                rows = decision_dicts(decisions)
-                decision_sink.write_dicts(rows)
-        if alert_sink is not None and len(alerts):
-            if hasattr(alert_sink, "write_table"):
-                alert_sink.write_table(decision_table(decisions).take(alerts))
-            else:
-                if rows is None:
-                    rows = decision_dicts(_subset(decisions, alerts))
-                    alert_sink.write_dicts(rows)
+                decision_sink.write_dicts(all_rows())
+        store = hooks.get("store")
+        if store is not None:
+            store.write_dicts(all_rows())
+        if len(alerts):
+            alert_sink = sinks.get("alerts")
+            if alert_sink is not None:
+                if hasattr(alert_sink, "write_table"):
+                    alert_sink.write_table(decision_table(decisions).take(alerts))
                 else:
-                    alert_sink.write_dicts([rows[i] for i in alerts.tolist()])
+                    alert_sink.write_dicts(alert_rows())
+            for name in ("webhook", "command"):
+                hook = hooks.get(name)
+                if hook is not None:
+                    hook.write_dicts(alert_rows())
         enriched_sink = sinks.get("enriched")
         if enriched_sink is not None:
             enriched_sink.write_dicts(enriched_dicts(decisions))

@@ -1,0 +1,145 @@
+"""``fraudstream decisions``: look up decisions in the decision store.
+
+``show TX_ID`` prints one decision record as JSON; ``list`` a table of the newest ones,
+optionally of one tier and/or one card.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fraudstream.io.sqlstore import DecisionStore, database_url, sqlite_file
+
+DEFAULT_STORE = "fraudstream-decisions.db"
+
+decisions_app = typer.Typer(
+    name="decisions",
+    help="Look up decisions in the decision store (SQLite file or database URL).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_err = Console(stderr=True, soft_wrap=True)
+
+
+class Tier(StrEnum):
+    """Decision tiers."""
+
+    approve = "approve"
+    review = "review"
+    decline = "decline"
+
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        help="Decision store: a SQLite file path or a SQLAlchemy URL.",
+        envvar="FRAUDSTREAM_STORE",
+    ),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _open(store: str) -> DecisionStore:
+    try:
+        path = sqlite_file(database_url(store))
+    except ValueError as exc:
+        _fail(str(exc))
+    if path is not None and not path.exists():
+        _fail(f"no decision store at {path}")
+    try:
+        return DecisionStore(store)
+    except Exception as exc:  # a bad URL, a missing driver, a database that is down
+        _fail(f"cannot open decision store {store}: {type(exc).__name__}: {exc}")
+
+
+@decisions_app.command("show")
+def show(
+    transaction_id: Annotated[str, typer.Argument(help="Transaction id.")],
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Prints the decision for one transaction as JSON."""
+    decisions = _open(store)
+    try:
+        record = decisions.get(transaction_id)
+    finally:
+        decisions.close()
+    if record is None:
+        _fail(f"no decision for transaction {transaction_id!r} in {store}")
+    typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+def _short_time(iso: str | None) -> str:
+    """``2019-01-01 00:06:00`` from ``2019-01-01T00:06:00.000Z`` (a table cell)."""
+    if not iso:
+        return ""
+    return iso.replace("T", " ").removesuffix("Z").split(".")[0]
+
+
+@decisions_app.command("list")
+def list_decisions(
+    decision: Annotated[
+        Tier | None, typer.Option("--decision", help="Only this tier.", case_sensitive=False)
+    ] = None,
+    card: Annotated[str | None, typer.Option("--card", help="Only this card id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many (newest first).")] = 20,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Lists the newest decisions as a table."""
+    decisions = _open(store)
+    try:
+        records = decisions.list(
+            decision=None if decision is None else decision.value, limit=limit, card_id=card
+        )
+    finally:
+        decisions.close()
+    table = Table(title=f"decisions in {store}", title_justify="left")
+    # Ids wrap rather than being cut: a shortened id finds nothing with `decisions show`.
+    table.add_column("time (UTC)", overflow="fold")
+    table.add_column("transaction", overflow="fold")
+    table.add_column("card", overflow="fold")
+    table.add_column("decision", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("first reason", overflow="fold")
+    console = Console()
+    # The reason takes what the other columns leave (rich would squeeze them all instead).
+    fixed = 19 + 8 + 5 + 3 * 6 + 1 + 4
+    fixed += max([11] + [len(str(r["transaction_id"])) for r in records])
+    fixed += max([4] + [len(str(r["card_id"] or "")) for r in records])
+    room = max(console.width - fixed, 12)
+    style = {"decline": "bold red", "review": "yellow", "approve": "green"}
+    for record in records:
+        reasons = record["reasons"]
+        first = ""
+        if reasons:
+            reason = reasons[0]
+            rule = reason.get("rule", "")
+            message = reason.get("message", "")
+            first = f"{rule}: {message}" if message else str(rule)
+        score = record["score"]
+        table.add_row(
+            escape(_short_time(record["event_time"])),
+            escape(str(record["transaction_id"])),
+            escape(str(record["card_id"] or "")),
+            f"[{style.get(record['decision'], '')}]{escape(record['decision'])}[/]"
+            if record["decision"] in style
+            else escape(record["decision"]),
+            "" if score is None else f"{score:.3f}",
+            escape(first if len(first) <= room else first[: room - 1] + "…"),
+        )
+    if not records:
+        console.print("no decisions match", highlight=False)
+        return
+    console.print(table)
