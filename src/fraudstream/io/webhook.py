@@ -19,6 +19,7 @@ import os
 import shlex
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class RetryingDelivery:
+class RetryingDelivery(ABC):
     """Deliveries with retries and backoff, and a retry table for the undeliverable.
 
     Subclasses implement ``deliver(body, delivery_id, attempt)``, raising ``DeliveryError``
@@ -124,9 +125,9 @@ class RetryingDelivery:
         self.last_error: str | None = None
         self.failing = False  # the last delivery failed after all its tries
 
+    @abstractmethod
     def deliver(self, body: bytes, delivery_id: str, attempt: int) -> None:
         """Delivers one alert once; raises DeliveryError on failure."""
-        raise NotImplementedError
 
     # sink interface
 
@@ -217,8 +218,8 @@ class RetryingDelivery:
 
     # internals
 
-    def _close_transport(self) -> None:
-        pass
+    def _close_transport(self) -> None:  # noqa: B027 - optional hook, nothing by default
+        """Releases a delivery transport (an HTTP client); nothing to release by default."""
 
     def _attempt(self, body: bytes, delivery_id: str, attempt: int) -> None:
         self.attempts += 1
