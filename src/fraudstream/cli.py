@@ -18,6 +18,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fraudstream.cli_options import (
+    AnonymousNetworksOption,
+    IdleTimeoutOption,
+    IpCountriesOption,
+    LatenessOption,
+    OutOfOrdernessOption,
+    ProfilesOption,
+    RulesOption,
+    TimeMode,
+    TimeOption,
+)
 from fraudstream.config import ConfigError
 
 app = typer.Typer(
@@ -28,13 +39,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
-
-
-class TimeMode(StrEnum):
-    """Which clock the detectors use."""
-
-    event = "event"
-    processing = "processing"
 
 
 class InputFormat(StrEnum):
@@ -132,8 +136,8 @@ def run(
     format: Annotated[
         InputFormat | None, typer.Option("--format", help="Input format (default: by suffix).")
     ] = None,
-    rules: Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")] = None,
-    profiles: Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")] = None,
+    rules: RulesOption = None,
+    profiles: ProfilesOption = None,
     decisions: Annotated[
         str | None, typer.Option(help="Decisions output (.jsonl, .parquet, -).")
     ] = None,
@@ -143,22 +147,12 @@ def run(
     enriched: Annotated[str | None, typer.Option(help="Enriched transactions output.")] = None,
     dead_letters: Annotated[str | None, typer.Option(help="Dead-letter output.")] = None,
     late: Annotated[str | None, typer.Option(help="Late-record output.")] = None,
-    time: Annotated[
-        TimeMode, typer.Option("--time", help="event or processing time.")
-    ] = TimeMode.event,
-    out_of_orderness_ms: Annotated[int, typer.Option(help="Watermark delay (ms).")] = 0,
-    allowed_lateness_ms: Annotated[
-        int, typer.Option(help="Decide records this far behind the watermark (ms).")
-    ] = 300_000,
-    idle_timeout_ms: Annotated[
-        int, typer.Option(help="Advance time after this long without input (ms).")
-    ] = 1_000,
-    ip_countries: Annotated[
-        Path | None, typer.Option(help="CSV network,country for ip_country_mismatch.")
-    ] = None,
-    anonymous_networks: Annotated[
-        Path | None, typer.Option(help="CSV network,label for anonymous_network.")
-    ] = None,
+    time: TimeOption = TimeMode.event,
+    out_of_orderness_ms: OutOfOrdernessOption = 0,
+    allowed_lateness_ms: LatenessOption = 300_000,
+    idle_timeout_ms: IdleTimeoutOption = 1_000,
+    ip_countries: IpCountriesOption = None,
+    anonymous_networks: AnonymousNetworksOption = None,
     store: Annotated[
         str | None,
         typer.Option(help="Decision store: a SQLite path or an SQLAlchemy URL (upsert by id)."),

@@ -12,20 +12,24 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fraudstream.cli_options import (
+    AnonymousNetworksOption,
+    IdleTimeoutOption,
+    IpCountriesOption,
+    LatenessOption,
+    OutOfOrdernessOption,
+    ProfilesOption,
+    RulesOption,
+    TimeMode,
+    TimeOption,
+)
+
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
-
-
-class TimeMode(StrEnum):
-    """Which clock the detectors use (the same values as ``fraudstream run --time``)."""
-
-    event = "event"
-    processing = "processing"
 
 
 def api_token(environ: dict[str, str] | None = None) -> tuple[str, bool]:
@@ -58,7 +62,7 @@ def serve(
     from fraudstream.web.app import create_app
 
     pipeline = cli._pipeline_parts(
-        rules, profiles, cli.TimeMode(time.value), out_of_orderness_ms, allowed_lateness_ms,
+        rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     if not token:
@@ -80,24 +84,14 @@ def serve_command(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
-    rules: Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")] = None,
-    profiles: Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")] = None,
-    time: Annotated[
-        TimeMode, typer.Option("--time", help="event or processing time.")
-    ] = TimeMode.event,
-    out_of_orderness_ms: Annotated[int, typer.Option(help="Watermark delay (ms).")] = 0,
-    allowed_lateness_ms: Annotated[
-        int, typer.Option(help="Decide records this far behind the watermark (ms).")
-    ] = 300_000,
-    idle_timeout_ms: Annotated[
-        int, typer.Option(help="Advance time after this long without input (ms).")
-    ] = 1_000,
-    ip_countries: Annotated[
-        Path | None, typer.Option(help="CSV network,country for ip_country_mismatch.")
-    ] = None,
-    anonymous_networks: Annotated[
-        Path | None, typer.Option(help="CSV network,label for anonymous_network.")
-    ] = None,
+    rules: RulesOption = None,
+    profiles: ProfilesOption = None,
+    time: TimeOption = TimeMode.event,
+    out_of_orderness_ms: OutOfOrdernessOption = 0,
+    allowed_lateness_ms: LatenessOption = 300_000,
+    idle_timeout_ms: IdleTimeoutOption = 1_000,
+    ip_countries: IpCountriesOption = None,
+    anonymous_networks: AnonymousNetworksOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the decision API (FastAPI) with the embedded pipeline in this process."""

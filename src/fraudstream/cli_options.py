@@ -1,0 +1,34 @@
+"""Command-line options shared by the commands that build a pipeline (`run`, `serve`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class TimeMode(StrEnum):
+    """Which clock the detectors use."""
+
+    event = "event"
+    processing = "processing"
+
+
+RulesOption = Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")]
+ProfilesOption = Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")]
+TimeOption = Annotated[TimeMode, typer.Option("--time", help="event or processing time.")]
+OutOfOrdernessOption = Annotated[int, typer.Option(help="Watermark delay (ms).")]
+LatenessOption = Annotated[
+    int, typer.Option(help="Decide records this far behind the watermark (ms).")
+]
+IdleTimeoutOption = Annotated[
+    int, typer.Option(help="Advance time after this long without input (ms).")
+]
+IpCountriesOption = Annotated[
+    Path | None, typer.Option(help="CSV network,country for ip_country_mismatch.")
+]
+AnonymousNetworksOption = Annotated[
+    Path | None, typer.Option(help="CSV network,label for anonymous_network.")
+]
