@@ -108,11 +108,6 @@ class Detector(ABC, Generic[T]):
         """The reason a person reads, with the values that fired ``rule``."""
 
 
-def threshold_names(thresholds_type: type[Any]) -> tuple[str, ...]:
-    """Field names of a thresholds dataclass."""
-    return tuple(f.name for f in dataclasses.fields(thresholds_type))
-
-
 def nan_column(n: int) -> F64:
     """A float feature column with no values yet."""
     return np.full(n, np.nan, dtype=np.float64)

@@ -21,7 +21,6 @@ import numpy.typing as npt
 from fraudstream.engine.batch import TxBatch
 
 NO_WATERMARK = np.iinfo(np.int64).min // 4
-END_OF_TIME = np.iinfo(np.int64).max // 4
 
 
 @dataclass(slots=True)
@@ -50,14 +49,12 @@ class EventClock:
     ([80], [99])
     """
 
-    def __init__(
-        self, out_of_orderness_ms: int = 0, allowed_lateness_ms: int = 0, idle_timeout_ms: int = 0
-    ) -> None:
-        if out_of_orderness_ms < 0 or allowed_lateness_ms < 0 or idle_timeout_ms < 0:
-            raise ValueError("out-of-orderness, lateness and idle timeout must be >= 0")
+    def __init__(self, out_of_orderness_ms: int = 0, allowed_lateness_ms: int = 0) -> None:
+        # Idleness is the source's to notice (it reports IDLE); the runner then calls flush().
+        if out_of_orderness_ms < 0 or allowed_lateness_ms < 0:
+            raise ValueError("out-of-orderness and lateness must be >= 0")
         self.out_of_orderness_ms = out_of_orderness_ms
         self.allowed_lateness_ms = allowed_lateness_ms
-        self.idle_timeout_ms = idle_timeout_ms
         self.watermark = int(NO_WATERMARK)
         self.pending = TxBatch.empty()
 

@@ -8,8 +8,6 @@ Python string per record. Keys are compared byte for byte, so two keys never sha
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -257,11 +255,3 @@ class KeySpace:
             grown = np.zeros(size, dtype=np.uint8)
             grown[: self._arena.size] = self._arena
             self._arena = grown
-
-    def snapshot(self) -> dict[str, Any]:
-        """The keys as plain arrays (a checkpoint)."""
-        used = len(self)
-        return {
-            "key_start": self._start[: used + 1].copy(),
-            "arena": self._arena[: int(self._state[1])].copy(),
-        }

@@ -8,7 +8,6 @@ came for the idle timeout, so the runtime can advance time without dummy records
 from __future__ import annotations
 
 import csv
-import io
 import os
 import select
 import sys
@@ -176,14 +175,12 @@ class JsonLinesSink:
         """Appends records."""
         if not records:
             return
-        buffer = io.BytesIO()
         encode = self._encoder.encode_into
         data = bytearray()
         for record in records:
             encode(record, data, -1)
             data.extend(b"\n")
-        buffer.write(data)
-        self.handle.write(buffer.getvalue())
+        self.handle.write(data)
         self.count += len(records)
 
     def flush(self) -> None:

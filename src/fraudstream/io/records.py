@@ -135,9 +135,6 @@ def _nullable(values: np.ndarray[Any, Any]) -> pa.Array:
     return pa.Array.from_buffers(pa.float64(), len(values), [bitmap, pa.py_buffer(data)])
 
 
-REASON_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("message", pa.string())]))
-
-
 def decision_table(decisions: Decisions) -> pa.Table:
     """Decisions as an Arrow table (Parquet output), without per-row Python for approvals."""
     tx = decisions.tx
