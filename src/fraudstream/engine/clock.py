@@ -49,12 +49,15 @@ class EventClock:
     ([80], [99])
     """
 
-    def __init__(self, out_of_orderness_ms: int = 0, allowed_lateness_ms: int = 0) -> None:
-        # Idleness is the source's to notice (it reports IDLE); the runner then calls flush().
-        if out_of_orderness_ms < 0 or allowed_lateness_ms < 0:
-            raise ValueError("out-of-orderness and lateness must be >= 0")
+    def __init__(
+        self, out_of_orderness_ms: int = 0, allowed_lateness_ms: int = 0, idle_timeout_ms: int = 0
+    ) -> None:
+        if out_of_orderness_ms < 0 or allowed_lateness_ms < 0 or idle_timeout_ms < 0:
+            raise ValueError("out-of-orderness, lateness and idle timeout must be >= 0")
         self.out_of_orderness_ms = out_of_orderness_ms
         self.allowed_lateness_ms = allowed_lateness_ms
+        # Idleness is noticed by the source (it yields IDLE); the runner then calls flush().
+        self.idle_timeout_ms = idle_timeout_ms
         self.watermark = int(NO_WATERMARK)
         self.pending = TxBatch.empty()
 

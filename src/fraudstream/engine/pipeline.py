@@ -101,7 +101,9 @@ class Pipeline:
         self.ip_country = np.empty(0, dtype=np.int32)
         self.ip_network = np.empty(0, dtype=np.int32)
         self.reference = reference or IpReference.default()
-        self.clock = EventClock(self.time.out_of_orderness_ms, self.time.allowed_lateness_ms)
+        self.clock = EventClock(
+            self.time.out_of_orderness_ms, self.time.allowed_lateness_ms, self.time.idle_timeout_ms
+        )
         self.dedup = Dedup()
         self.states: dict[str, StateTable] = {}
         self.instances: dict[str, _Instance] = {}

@@ -54,6 +54,11 @@ class StateTable:
     def __getitem__(self, name: str) -> np.ndarray[Any, Any]:
         return self.arrays[name]
 
+    def reset(self, slots: np.ndarray[Any, Any]) -> None:
+        """Returns the given slots to a fresh key's values."""
+        for name, (_, initial) in self.spec.items():
+            self.arrays[name][slots] = initial
+
     def snapshot(self, used: int) -> dict[str, np.ndarray[Any, Any]]:
         """A copy of the first ``used`` slots of every field."""
         return {name: array[:used].copy() for name, array in self.arrays.items()}
