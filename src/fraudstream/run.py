@@ -38,7 +38,21 @@ class DictSink(Protocol):
 
 
 class Source(Protocol):
-    """Anything that yields validated batches (or IDLE)."""
+    """Anything that yields validated batches (or IDLE), and can say and find where it is.
+
+    How a source takes part in checkpoints (see :mod:`fraudstream.engine.checkpoint`):
+
+    * ``position()`` is called between batches, after the last batch yielded has been fully
+      processed; it returns a JSON-serialisable dict naming the point *after* that batch
+      (a file's byte offset or row, Kafka's next offset per partition). It goes into the
+      checkpoint manifest as is.
+    * ``seek(position)`` is called once, before ``batches()``, when a run resumes from a
+      checkpoint: the source starts reading right after that point.
+    * ``commit(position)`` is called after the checkpoint holding ``position`` is durable
+      (renamed into place). A Kafka source commits its group offsets there (so a consumer that
+      takes over resumes from them); a file source has nothing to do. A crash before
+      ``commit`` is harmless: the restart seeks to the checkpoint's own position.
+    """
 
     live: bool
     total_bytes: int
@@ -46,6 +60,15 @@ class Source(Protocol):
 
     def batches(self, decoder: Decoder) -> Any:
         """Validated batches and their dead letters, or IDLE."""
+
+    def position(self) -> dict[str, Any]:
+        """Where the source stands after the last batch it yielded (JSON-serialisable)."""
+
+    def seek(self, position: dict[str, Any]) -> None:
+        """Starts the next ``batches()`` right after ``position`` (called before reading)."""
+
+    def commit(self, position: dict[str, Any]) -> None:
+        """A checkpoint holding ``position`` is durable (Kafka commits offsets here)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ came for the idle timeout, so the runtime can advance time without dummy records
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import select
 import sys
@@ -50,6 +51,41 @@ class FileSource:
         self.batch_rows = batch_rows
         self.total_bytes = path.stat().st_size
         self.done_bytes = 0
+        # Checkpoint position after the last batch yielded: JSON lines -> byte offset and
+        # line number; CSV -> data rows read; Parquet -> rows read.
+        self._offset = 0
+        self._line = 0
+        self._rows = 0
+
+    def position(self) -> dict[str, Any]:
+        """Where reading stands after the last batch yielded (for a checkpoint)."""
+        return {
+            "format": self.format,
+            "file": self.path.name,
+            "offset": self._offset,
+            "line": self._line,
+            "rows": self._rows,
+        }
+
+    def seek(self, position: dict[str, Any]) -> None:
+        """Resumes right after ``position`` (taken from an earlier run over the same file)."""
+        if position.get("format") != self.format:
+            raise ValueError(
+                f"checkpoint was taken on a {position.get('format')} input, not {self.format}"
+            )
+        offset = int(position.get("offset", 0))
+        if offset > self.total_bytes:
+            raise ValueError(
+                f"checkpoint position {offset} is past the end of {self.path} "
+                f"({self.total_bytes} bytes): is it the same file?"
+            )
+        self._offset = offset
+        self._line = int(position.get("line", 0))
+        self._rows = int(position.get("rows", 0))
+        self.done_bytes = offset
+
+    def commit(self, position: dict[str, Any]) -> None:
+        """Nothing to do: a file is read again from the checkpoint's position."""
 
     def batches(self, decoder: Decoder) -> Iterator[Item]:
         """Validated batches in file order."""
@@ -62,7 +98,8 @@ class FileSource:
 
     def _jsonl(self, decoder: Decoder) -> Iterator[Item]:
         with self.path.open("rb") as handle:
-            position = 0
+            handle.seek(self._offset)
+            position = self._line
             while True:
                 lines = handle.readlines(self.batch_rows * 128)
                 if not lines:
@@ -73,7 +110,8 @@ class FileSource:
                     if line.strip():
                         kept.append(line.rstrip(b"\r\n"))
                         positions.append(position)
-                self.done_bytes = handle.tell()
+                self.done_bytes = self._offset = handle.tell()
+                self._line = position
                 now = time.time() * 1000
                 yield decoder.lines(kept, positions, [now] * len(kept))
 
@@ -83,14 +121,18 @@ class FileSource:
             reader = csv.DictReader(handle)
             rows: list[dict[str, Any]] = []
             positions: list[int] = []
+            for _ in itertools.islice(reader, self._rows):  # resuming: skip rows already read
+                pass
             for row in reader:
                 rows.append({k: (None if v == "" else v) for k, v in row.items() if k})
                 positions.append(reader.line_num)
                 if len(rows) >= self.batch_rows:
+                    self._rows += len(rows)
                     yield self._csv_batch(decoder, rows, positions)
                     self.done_bytes = min(self.total_bytes, self.done_bytes + 1)
                     rows, positions = [], []
             if rows:
+                self._rows += len(rows)
                 yield self._csv_batch(decoder, rows, positions)
             self.done_bytes = self.total_bytes
 
@@ -102,10 +144,28 @@ class FileSource:
     def _parquet(self, decoder: Decoder) -> Iterator[Item]:
         parquet = pq.ParquetFile(self.path)
         total_rows = max(parquet.metadata.num_rows, 1)
-        position = 1
-        for record_batch in parquet.iter_batches(batch_size=self.batch_rows, use_threads=False):
+        # Resuming: start at the row group holding the next row, then drop the rows before it.
+        first_group, skip = 0, self._rows
+        groups = parquet.metadata.num_row_groups
+        while first_group < groups and skip >= parquet.metadata.row_group(first_group).num_rows:
+            skip -= parquet.metadata.row_group(first_group).num_rows
+            first_group += 1
+        position = self._rows + 1
+        batches = parquet.iter_batches(
+            batch_size=self.batch_rows,
+            row_groups=range(first_group, groups),
+            use_threads=False,
+        )
+        for record_batch in batches:
+            if skip:
+                dropped = min(skip, record_batch.num_rows)
+                record_batch = record_batch.slice(dropped)
+                skip -= dropped
+                if record_batch.num_rows == 0:
+                    continue
             item = decoder.table(record_batch, position, time.time() * 1000)
             position += record_batch.num_rows
+            self._rows = position - 1
             self.done_bytes = int(self.total_bytes * (position - 1) / total_rows)
             yield item
 
@@ -120,12 +180,24 @@ class StdinSource:
     def __init__(self, stream: IO[bytes] | None = None, idle_timeout_ms: int = 1_000) -> None:
         self.stream = stream or sys.stdin.buffer
         self.idle_timeout_s = idle_timeout_ms / 1000
+        self._lines = 0
+
+    def position(self) -> dict[str, Any]:
+        """Lines read so far (a pipe cannot be read again, so this is for the record only)."""
+        return {"format": "stdin", "line": self._lines}
+
+    def seek(self, position: dict[str, Any]) -> None:
+        """A pipe cannot rewind: resuming means the producer sends what follows the position."""
+        self._lines = int(position.get("line", 0))
+
+    def commit(self, position: dict[str, Any]) -> None:
+        """Nothing to do for a pipe."""
 
     def batches(self, decoder: Decoder) -> Iterator[Item]:
         """Whatever lines are available, as soon as they are; IDLE after a quiet timeout."""
         fd = self.stream.fileno()
         partial = b""
-        position = 0
+        position = self._lines
         idle_reported = False
         while True:
             ready, _, _ = select.select([fd], [], [], self.idle_timeout_s)
@@ -148,10 +220,12 @@ class StdinSource:
                 if line.strip():
                     lines.append(line.rstrip(b"\r"))
                     positions.append(position)
+            self._lines = position
             if lines:
                 yield decoder.lines(lines, positions, [now] * len(lines))
         if partial.strip():
             position += 1
+            self._lines = position
             yield decoder.lines([partial], [position], [time.time() * 1000])
 
 
