@@ -109,7 +109,7 @@ class EventClock:
 def processing_order(steps: npt.NDArray[np.int64], batch: TxBatch) -> npt.NDArray[np.int64]:
     """Indices ordering records by (release step, timestamp, transaction_id)."""
     ts = batch.timestamp_ms
-    order = np.lexsort((ts, steps))
+    order: npt.NDArray[np.int64] = np.lexsort((ts, steps))
     if len(order) < 2:
         return order
     s, t = steps[order], ts[order]

@@ -394,7 +394,7 @@ def _pylist(table: pa.Table, rows: np.ndarray[Any, Any] | None = None) -> list[d
             rows = None
         except pa.ArrowException:
             pass
-    if rows is None:
+    if rows is None and not any(_nanosecond(field.type) for field in table.schema):
         try:
             records: list[dict[str, Any]] = table.to_pylist()
             return records
@@ -414,6 +414,8 @@ def _values(name: str, column: pa.Array, rows: np.ndarray[Any, Any] | None) -> l
         except pa.ArrowException:
             every = _values(name, column, None)
             return [every[row] for row in rows.tolist()]
+    if _nanosecond(column.type):
+        return _nanosecond_values(name, column)
     try:
         values: list[Any] = column.to_pylist()
         return values
@@ -431,6 +433,44 @@ def _values(name: str, column: pa.Array, rows: np.ndarray[Any, Any] | None) -> l
             text = texts[k] or f"<{column.type}>"
             values.append(Unconvertible(text) if name in KNOWN_FIELDS else text)
     return values
+
+
+def _nanosecond(kind: pa.DataType) -> bool:
+    """Types whose Python values depend on the Arrow version or on pandas being importable
+    (nanosecond temporals go to pandas; half floats stay numpy in older Arrow): converted
+    here, the same way everywhere."""
+    temporal = pa.types.is_timestamp(kind) or pa.types.is_time64(kind) or pa.types.is_duration(kind)
+    return (temporal and getattr(kind, "unit", "") == "ns") or pa.types.is_float16(kind)
+
+
+def _nanosecond_values(name: str, column: pa.Array) -> list[Any]:
+    """Half floats become floats. Whole microseconds become Python values; a value with
+    nanoseconds Python cannot hold becomes its text (or Unconvertible for a known field), as
+    the module doc says."""
+    if pa.types.is_float16(column.type):  # older Arrow gives numpy half floats
+        return [None if v is None else float(v) for v in column.to_pylist()]
+    micro = pa.timestamp("us", column.type.tz) if pa.types.is_timestamp(column.type) else None
+    if micro is None:
+        micro = pa.time64("us") if pa.types.is_time64(column.type) else pa.duration("us")
+    exact = pc.cast(column, micro, safe=False).to_pylist()
+    counts = pc.cast(column, pa.int64()).to_pylist()
+    values: list[Any] = []
+    for k, (value, count) in enumerate(zip(exact, counts, strict=True)):
+        if count is None or count % 1000 == 0:
+            values.append(value)
+        else:
+            text = _text_of(column.slice(k, 1))
+            values.append(Unconvertible(text) if name in KNOWN_FIELDS else text)
+    return values
+
+
+def _text_of(value: pa.Array) -> str:
+    """Arrow's text of one value; an instant in a zone Arrow cannot look up is given in UTC."""
+    try:
+        return str(pc.cast(value, pa.string())[0].as_py())
+    except pa.ArrowException:
+        utc = value.cast(pa.timestamp(value.type.unit))
+        return f"{pc.cast(utc, pa.string())[0].as_py()}Z"
 
 
 # --- the columnar checks -----------------------------------------------------------------------
