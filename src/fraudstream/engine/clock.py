@@ -96,6 +96,15 @@ class EventClock:
         order = processing_order(steps[out], ready)
         return Released(ready.take(order), batch.take(np.flatnonzero(late)))
 
+    def snapshot(self) -> tuple[int, TxBatch]:
+        """(watermark, records still waiting for it): the clock's whole state."""
+        return self.watermark, self.pending
+
+    def restore(self, watermark: int, pending: TxBatch) -> None:
+        """Loads a :meth:`snapshot`."""
+        self.watermark = int(watermark)
+        self.pending = pending
+
     def flush(self) -> TxBatch:
         """End of input (or an idle source): the watermark jumps and releases everything."""
         ready = self.pending

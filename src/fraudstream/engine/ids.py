@@ -154,6 +154,38 @@ class IdSet:
     def __len__(self) -> int:
         return self._count
 
+    def snapshot(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The set as arrays: sorted runs (hash, sequence) and the ids' bytes (views)."""
+        count = self._count
+        return {
+            "big_hashes": self._big[0],
+            "big_seqs": self._big[1],
+            "small_hashes": self._small[0],
+            "small_seqs": self._small[1],
+            "offsets": self._start[: count + 1],
+            "bytes": self._arena[: int(self._start[count])],
+        }
+
+    def restore(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Loads a :meth:`snapshot` (in place)."""
+        offsets = np.asarray(arrays["offsets"], dtype=np.int64)
+        data = np.asarray(arrays["bytes"], dtype=np.uint8)
+        count = len(offsets) - 1
+        self._count = count
+        self._start = np.zeros(max(1025, 2 * (count + 1)), dtype=np.int64)
+        self._start[: count + 1] = offsets
+        self._arena = np.empty(max(16 * 1024, 2 * len(data)), dtype=np.uint8)
+        self._arena[: len(data)] = data
+        self._big = (
+            np.array(arrays["big_hashes"], dtype=np.uint64),
+            np.array(arrays["big_seqs"], dtype=np.int64),
+        )
+        self._small = (
+            np.array(arrays["small_hashes"], dtype=np.uint64),
+            np.array(arrays["small_seqs"], dtype=np.int64),
+        )
+        self._in_older = None
+
     def _probe(
         self, column: pa.Array, older: IdSet | None = None
     ) -> tuple[I64, U8, U64, I64, Bools]:

@@ -184,6 +184,11 @@ class KeySpace:
     """
 
     def __init__(self, keys: list[str] | None = None, expected_keys: int = 2048) -> None:
+        self._clear(expected_keys)
+        if keys:
+            self.slots(pa.array(keys, pa.string()))
+
+    def _clear(self, expected_keys: int) -> None:
         slots = 1 << max(11, int(expected_keys).bit_length())
         self._table = np.full((2 * slots, 4), _EMPTY, dtype=np.uint64)
         self._hash = np.zeros(slots, dtype=np.uint64)
@@ -191,8 +196,6 @@ class KeySpace:
         self._arena = np.zeros(16 * slots, dtype=np.uint8)
         self._state = np.zeros(2, dtype=np.int64)
         self._decoded: list[str] = []
-        if keys:
-            self.slots(pa.array(keys, pa.string()))
 
     def __len__(self) -> int:
         return int(self._state[0])
@@ -209,6 +212,36 @@ class KeySpace:
                 for s in range(len(self._decoded), used)
             )
         return self._decoded
+
+    def snapshot(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The keys in slot order, as offsets and bytes (the hash table is rebuilt on restore).
+
+        Arrays are views of live state: write them before the next batch changes them.
+        """
+        used = len(self)
+        return {"offsets": self._start[: used + 1], "bytes": self._arena[: int(self._state[1])]}
+
+    def restore(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Replaces every key with a snapshot's, in place (shared key spaces stay shared).
+
+        Keys are inserted in slot order, so each gets the slot it had.
+        """
+        offsets = np.ascontiguousarray(arrays["offsets"], dtype=np.int64)
+        data = np.ascontiguousarray(arrays["bytes"], dtype=np.uint8)
+        used = max(len(offsets) - 1, 0)
+        self._clear(max(used, 2048))
+        if used:
+            column = pa.Array.from_buffers(
+                pa.large_string(), used, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+            )
+            self.slots(column.cast(pa.string()) if len(data) < 2**31 else column)
+
+    def retain(self, slots: npt.NDArray[np.int64]) -> None:
+        """Keeps only the keys at ``slots`` (ascending), renumbered 0.. in that order."""
+        keys = pa.array(self.keys, pa.string()).take(pa.array(slots, pa.int64()))
+        self._clear(max(len(slots), 2048))
+        if len(slots):
+            self.slots(keys)
 
     def slot(self, key: str) -> int:
         """The slot of one key, assigned if new."""

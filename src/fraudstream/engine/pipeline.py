@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from fraudstream.decide import Decisions, combine, explain
+from fraudstream.decide import Decisions, Reasons, combine, explain
 from fraudstream.detectors import RULE_FAMILY, Detector, DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
+from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
 from fraudstream.engine.state import StateTable
@@ -79,6 +80,17 @@ class Dedup:
             self.previous, self.current = self.current, IdSet(expected_ids=self.horizon)
         return np.flatnonzero(duplicate)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Both generations as arrays (views: write them before the next batch)."""
+        arrays = {f"current.{k}": v for k, v in self.current.snapshot().items()}
+        arrays.update({f"previous.{k}": v for k, v in self.previous.snapshot().items()})
+        return arrays
+
+    def restore(self, arrays: dict[str, Any]) -> None:
+        """Loads a :meth:`snapshot`."""
+        for name, ids in (("current", self.current), ("previous", self.previous)):
+            ids.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name)})
+
 
 class Pipeline:
     """All keyed state and the step from validated transactions to decisions."""
@@ -89,8 +101,10 @@ class Pipeline:
         profiles: ProfileTable | None = None,
         time_config: TimeConfig | None = None,
         reference: IpReference | None = None,
+        state_ttl_ms: int | None = None,
     ) -> None:
         self.time = time_config or TimeConfig()
+        self.expiry = StateExpiry(state_ttl_ms) if state_ttl_ms else None
         self.cards = KeySpace()
         self.profiles = profiles or ProfileTable()
         self.users = self.profiles.users
@@ -156,12 +170,14 @@ class Pipeline:
         if self.time.mode == "processing":
             clock_ms = batch.arrival_ms.astype(np.int64)
             result.decisions = self.process(batch, clock_ms, now_ms)
-            return result
-        released = self.clock.admit(batch)
-        result.late = released.late
-        if len(released.ready):
-            ready = released.ready
-            result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
+        else:
+            released = self.clock.admit(batch)
+            result.late = released.late
+            if len(released.ready):
+                ready = released.ready
+                result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
+        if self.expiry is not None and self.expiry.due():
+            self.expiry.reclaim(self)
         return result
 
     def flush(self, now_ms: float | None = None) -> StepResult:
@@ -229,10 +245,28 @@ class Pipeline:
         self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
         self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
 
+    def tables_keyed_by(self, key: str) -> list[StateTable]:
+        """The detector state tables indexed by card slots ("card") or user slots ("user")."""
+        return [
+            self.states[name]
+            for name, instance in self.instances.items()
+            if instance.detector.key == key and name in self.states
+        ]
+
     def process(self, tx: TxBatch, clock_ms: np.ndarray[Any, Any], now_ms: float) -> Decisions:
         """Runs released transactions, in processing order, through detectors and decide."""
         n = len(tx)
         inputs = self.detector_input(tx, clock_ms)
+        if self.expiry is not None:
+            slots = {"card": inputs.card, "user": inputs.user}
+            cut = self.expiry.first_split(slots, inputs.time_ms)
+            if cut is not None:  # a key expires inside the batch: decide it in two parts
+                head, tail = np.arange(cut), np.arange(cut, n)
+                return concat_decisions(
+                    self.process(tx.take(head), clock_ms[head], now_ms),
+                    self.process(tx.take(tail), clock_ms[tail], now_ms),
+                )
+            self.expiry.expire(self, slots, inputs.time_ms)
         fired: dict[str, np.ndarray[Any, Any]] = {}
         features: dict[str, Any] = {}
         found: list[tuple[_Instance, str, str, dict[str, Any]]] = []
@@ -264,6 +298,18 @@ class Pipeline:
         self._sweep_timers(int(clock_ms[-1]) if n else None)
         return Decisions(tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms)
 
+    def snapshot(self) -> Any:
+        """Every piece of keyed state, for a checkpoint (see :mod:`.checkpoint`)."""
+        from fraudstream.engine.checkpoint import snapshot_pipeline
+
+        return snapshot_pipeline(self)
+
+    def restore(self, snapshot: Any) -> None:
+        """Loads a :meth:`snapshot` (rules, keys, state, clock, dedup, profiles) in place."""
+        from fraudstream.engine.checkpoint import restore_pipeline
+
+        restore_pipeline(self, snapshot)
+
     def _sweep_timers(self, latest_ms: int | None) -> None:
         now = self.clock.watermark if self.time.mode == "event" else latest_ms
         if now is None or now - self.last_sweep_ms < TIMER_SWEEP_MS:
@@ -272,6 +318,27 @@ class Pipeline:
         for name, instance in self.instances.items():
             keys = self.users if instance.detector.key == "user" else self.cards
             instance.detector.on_time(self.states[name], now, len(keys))
+
+
+def concat_decisions(first: Decisions, second: Decisions) -> Decisions:
+    """The decisions of two consecutive parts of one batch, as one."""
+
+    def join(a: Any, b: Any) -> Any:
+        return pa.concat_arrays([a, b]) if isinstance(a, pa.Array) else np.concatenate([a, b])
+
+    ra, rb = first.reasons, second.reasons
+    offsets = np.concatenate([ra.offsets, rb.offsets[1:] + ra.offsets[-1]])
+    reasons = Reasons(offsets, ra.rules + rb.rules, ra.messages + rb.messages)
+    return Decisions(
+        TxBatch.concat([first.tx, second.tx]),
+        np.concatenate([first.time_ms, second.time_ms]),
+        np.concatenate([first.score, second.score]),
+        np.concatenate([first.tier, second.tier]),
+        {k: np.concatenate([v, second.fired[k]]) for k, v in first.fired.items()},
+        reasons,
+        {k: join(v, second.features[k]) for k, v in first.features.items()},
+        first.processed_at_ms,
+    )
 
 
 _BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")

@@ -64,8 +64,18 @@ class StateTable:
         return {name: array[:used].copy() for name, array in self.arrays.items()}
 
     def restore(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        """Loads a snapshot taken by :meth:`snapshot`."""
+        """Loads a snapshot taken by :meth:`snapshot`; slots past it get fresh values."""
         used = max((len(a) for a in arrays.values()), default=0)
         self.ensure(used)
+        for name, (_, initial) in self.spec.items():
+            self.arrays[name][used:] = initial
         for name, array in arrays.items():
             self.arrays[name][: len(array)] = array
+
+    def retain(self, slots: np.ndarray[Any, Any], used: int) -> None:
+        """Keeps only the rows at ``slots`` (of the first ``used``), moved to 0.. in order."""
+        for name, (_, initial) in self.spec.items():
+            array = self.arrays[name]
+            kept = array[slots].copy()
+            array[: len(kept)] = kept
+            array[len(kept) : max(used, len(kept))] = initial

@@ -1,0 +1,337 @@
+"""Checkpoints: the pipeline's whole state, source positions and sink markers, saved atomically.
+
+A checkpoint is taken between micro-batches, when every record the source has yielded has
+gone through the pipeline (decided, buffered for the watermark, late or a duplicate). It is a
+directory ``chk-<n>/`` in the checkpoint directory (a local path, or any fsspec URL)::
+
+    chk-00000007/
+      state.npz       every keyed array: key spaces (keys in slot order), detector state
+                      tables, profile table, the id set of the dedup, last-seen times (TTL)
+      pending.arrow   records buffered by the event clock, not yet released (Arrow IPC)
+      manifest.json   format version, checkpoint id, run id, rules in force, watermark,
+                      profiles, source position, sink commit markers, summary counts;
+                      written last
+
+It is written as ``chk-<n>.tmp/`` and renamed when complete, so a crash leaves either the
+previous checkpoint or the new one, never half of one; the last ``keep`` are kept.
+
+The order of a checkpoint (see :meth:`fraudstream.run.Runner.checkpoint`): (1) sinks make
+what they have durable and return a marker (a JSON-lines file its byte size, Parquet output
+its finished part count, the Iceberg table commits its buffer tagged with the checkpoint id);
+(2) the state and manifest are written and renamed into place; (3) the source's ``commit`` is
+called (Kafka commits offsets). On resume from checkpoint n, sinks cut back to their markers
+(a file is truncated, later Parquet parts are deleted, Iceberg rows committed by this run
+after checkpoint n are deleted: a crash between the Iceberg commit and the rename) and the
+source seeks to n's position, so outputs equal those of a run that never crashed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import fsspec  # type: ignore[import-untyped]
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from fraudstream.engine.batch import TxBatch
+
+if TYPE_CHECKING:
+    from fraudstream.engine.pipeline import Pipeline
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^chk-(\d+)$")
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "CheckpointStore",
+    "PipelineSnapshot",
+    "batch_from_table",
+    "batch_to_table",
+    "restore_pipeline",
+    "snapshot_pipeline",
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit this run."""
+
+
+@dataclass(slots=True)
+class PipelineSnapshot:
+    """Everything keyed: arrays by name, the clock's pending records, and JSON metadata."""
+
+    arrays: dict[str, np.ndarray[Any, Any]]
+    pending: TxBatch
+    meta: dict[str, Any]
+
+
+# --- the pipeline's state ------------------------------------------------------------------
+
+
+def _put(arrays: dict[str, Any], prefix: str, values: dict[str, Any]) -> None:
+    arrays.update({f"{prefix}/{k}": v for k, v in values.items()})
+
+
+def _get(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
+    start = prefix + "/"
+    return {k[len(start) :]: v for k, v in arrays.items() if k.startswith(start)}
+
+
+def snapshot_pipeline(pipeline: Pipeline) -> PipelineSnapshot:
+    """The pipeline's state as arrays (views of live state: write them before going on)."""
+    arrays: dict[str, Any] = {}
+    _put(arrays, "keys/cards", pipeline.cards.snapshot())
+    _put(arrays, "keys/users", pipeline.users.snapshot())
+    _put(arrays, "keys/ips", pipeline.ips.snapshot())
+    for name, space in pipeline.codes.items():
+        _put(arrays, f"keys/codes/{name}", space.snapshot())
+    arrays["ips/country"] = pipeline.ip_country
+    arrays["ips/network"] = pipeline.ip_network
+    _put(arrays, "dedup", pipeline.dedup.snapshot())
+    states = []
+    for name, table in pipeline.states.items():
+        instance = pipeline.instances.get(name)
+        if instance is None:
+            used = table.capacity  # a disabled rule's state: kept whole, in case it returns
+        else:
+            keys = pipeline.users if instance.detector.key == "user" else pipeline.cards
+            used = len(keys)
+        _put(arrays, f"state/{name}", table.snapshot(used))
+        states.append(name)
+    profiles = pipeline.profiles
+    _put(arrays, "profiles", profiles.table.snapshot(len(pipeline.users)))
+    expiry = None
+    if pipeline.expiry is not None:
+        expiry, seen = pipeline.expiry.snapshot()
+        _put(arrays, "expiry", seen)
+    watermark, pending = pipeline.clock.snapshot()
+    meta = {
+        "rules": pipeline.rules.to_document(),
+        "time": asdict(pipeline.time),
+        "watermark": watermark,
+        "last_sweep_ms": pipeline.last_sweep_ms,
+        "dedup_horizon": pipeline.dedup.horizon,
+        "states": states,
+        "profiles": {
+            "profiles": profiles.profiles,
+            "first_names": profiles.first_names,
+            "last_names": profiles.last_names,
+        },
+        "expiry": expiry,
+    }
+    return PipelineSnapshot(arrays, pending, meta)
+
+
+def restore_pipeline(pipeline: Pipeline, snapshot: PipelineSnapshot) -> None:
+    """Loads a snapshot into a pipeline built with the same configuration (in place)."""
+    from fraudstream.rules import RuleSet
+
+    arrays, meta = snapshot.arrays, snapshot.meta
+    pipeline.apply_rules(RuleSet.from_document(meta["rules"]))
+    pipeline.cards.restore(_get(arrays, "keys/cards"))
+    pipeline.users.restore(_get(arrays, "keys/users"))
+    pipeline.ips.restore(_get(arrays, "keys/ips"))
+    for name, space in pipeline.codes.items():
+        space.restore(_get(arrays, f"keys/codes/{name}"))
+    pipeline.ip_country = np.array(arrays["ips/country"], dtype=np.int32)
+    pipeline.ip_network = np.array(arrays["ips/network"], dtype=np.int32)
+    pipeline.dedup.horizon = int(meta["dedup_horizon"])
+    pipeline.dedup.restore(_get(arrays, "dedup"))
+    for name in meta["states"]:
+        table = pipeline.states.get(name)
+        if table is not None:
+            table.restore(_get(arrays, f"state/{name}"))
+    profiles = pipeline.profiles
+    profiles.table.restore(_get(arrays, "profiles"))
+    profiles.profiles = dict(meta["profiles"]["profiles"])
+    profiles.first_names = list(meta["profiles"]["first_names"])
+    profiles.last_names = list(meta["profiles"]["last_names"])
+    if pipeline.expiry is not None and meta.get("expiry"):
+        pipeline.expiry.restore(meta["expiry"], _get(arrays, "expiry"))
+    pipeline.clock.restore(int(meta["watermark"]), snapshot.pending)
+    pipeline.last_sweep_ms = int(meta["last_sweep_ms"])
+
+
+_TEXT = (
+    "transaction_id", "card_id", "user_id", "currency", "zipcode", "merchant_id",
+    "merchant_category", "country", "channel", "device_id", "ip",
+)  # fmt: skip
+_NUMBERS = ("timestamp_ms", "amount", "lat", "lon", "position", "arrival_ms")
+
+
+def batch_to_table(batch: TxBatch) -> pa.Table:
+    """A TxBatch as an Arrow table (extras as JSON text), for the pending-records file."""
+    columns: dict[str, Any] = {name: getattr(batch, name) for name in _TEXT}
+    columns.update({name: pa.array(getattr(batch, name)) for name in _NUMBERS})
+    extras = batch.extras
+    columns["extras"] = pa.array(
+        [None if e is None else msgspec.json.encode(e).decode() for e in extras]
+        if extras is not None
+        else [None] * len(batch),
+        pa.string(),
+    )
+    return pa.table(columns)
+
+
+def batch_from_table(table: pa.Table) -> TxBatch:
+    """The inverse of :func:`batch_to_table`."""
+    values: dict[str, Any] = {
+        name: table.column(name).combine_chunks().cast(pa.string()) for name in _TEXT
+    }
+    dtypes = {"timestamp_ms": np.int64, "position": np.int64}
+    for name in _NUMBERS:
+        column = table.column(name).to_numpy()
+        values[name] = np.ascontiguousarray(column, dtype=dtypes.get(name, np.float64))
+    raw = table.column("extras").to_pylist()
+    extras = None
+    if any(e is not None for e in raw):
+        extras = np.empty(len(raw), dtype=object)
+        extras[:] = [None if e is None else msgspec.json.decode(e) for e in raw]
+    return TxBatch(**values, extras=extras)
+
+
+# --- on disk -----------------------------------------------------------------------------
+
+
+class CheckpointStore:
+    """Numbered checkpoints in a directory (local path or fsspec URL), written atomically.
+
+    >>> import tempfile
+    >>> store = CheckpointStore(tempfile.mkdtemp())
+    >>> store.latest() is None, store.next_id()
+    (True, 1)
+    """
+
+    def __init__(self, url: str, keep: int = 3) -> None:
+        if keep < 1:
+            raise CheckpointError(f"keep at least one checkpoint, got {keep}")
+        self.url = url
+        self.keep = keep
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def ids(self) -> list[int]:
+        """Complete checkpoints (renamed, with a manifest), oldest first."""
+        found = []
+        for entry in self.fs.ls(self.root, detail=False):
+            match = _NAME.match(entry.rstrip("/").rsplit("/", 1)[-1])
+            if match and self.fs.exists(self._path(match.group(0), MANIFEST)):
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def latest(self) -> int | None:
+        """The newest complete checkpoint's id, or None."""
+        ids = self.ids()
+        return ids[-1] if ids else None
+
+    def next_id(self) -> int:
+        """The id the next checkpoint gets."""
+        return (self.latest() or 0) + 1
+
+    def run_id(self, fresh: bool) -> str:
+        """This directory's run id (a new one when ``fresh``); it tags lakehouse commits."""
+        path = self._path("run.json")
+        if not fresh and self.fs.exists(path):
+            return str(json.loads(self.fs.cat_file(path))["run_id"])
+        run_id = uuid.uuid4().hex
+        self._write_bytes(path, json.dumps({"run_id": run_id}).encode())
+        return run_id
+
+    def clear(self) -> None:
+        """Removes every checkpoint (a fresh run in a used directory)."""
+        for entry in self.fs.ls(self.root, detail=False):
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("chk-"):
+                self.fs.rm(entry, recursive=True)
+
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        with self.fs.open(path, "wb") as handle:
+            handle.write(data)
+            if self.local:
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def write(self, checkpoint_id: int, snapshot: PipelineSnapshot, info: dict[str, Any]) -> str:
+        """Writes checkpoint ``checkpoint_id`` (tmp dir, then rename); returns its path."""
+        name = f"chk-{checkpoint_id:08d}"
+        tmp = self._path(name + ".tmp")
+        if self.fs.exists(tmp):
+            self.fs.rm(tmp, recursive=True)
+        self.fs.makedirs(tmp, exist_ok=True)
+        index = {key: f"a{i}" for i, key in enumerate(snapshot.arrays)}
+        with self.fs.open(f"{tmp}/state.npz", "wb") as handle:
+            np.savez(handle, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
+            if self.local:
+                handle.flush()
+                os.fsync(handle.fileno())
+        sink = io.BytesIO()
+        table = batch_to_table(snapshot.pending)
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        self._write_bytes(f"{tmp}/pending.arrow", sink.getvalue())
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "checkpoint_id": checkpoint_id,
+            "created_at_ms": int(time.time() * 1000),
+            "arrays": index,
+            "pipeline": snapshot.meta,
+            **info,
+        }
+        self._write_bytes(f"{tmp}/{MANIFEST}", json.dumps(manifest).encode())
+        final = self._path(name)
+        self.fs.mv(tmp, final, recursive=True)
+        if self.local:
+            self._sync_dir(self.root)
+        self.prune()
+        return final
+
+    @staticmethod
+    def _sync_dir(path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def prune(self) -> None:
+        """Keeps the newest ``keep`` checkpoints; removes older ones and leftover tmp dirs."""
+        ids = self.ids()
+        for old in ids[: -self.keep]:
+            self.fs.rm(self._path(f"chk-{old:08d}"), recursive=True)
+        for entry in self.fs.ls(self.root, detail=False):
+            if entry.rstrip("/").endswith(".tmp"):
+                self.fs.rm(entry, recursive=True)
+
+    def read(self, checkpoint_id: int) -> tuple[dict[str, Any], PipelineSnapshot]:
+        """(manifest, snapshot) of a complete checkpoint."""
+        base = self._path(f"chk-{checkpoint_id:08d}")
+        try:
+            manifest = json.loads(self.fs.cat_file(f"{base}/{MANIFEST}"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{base}: unreadable manifest ({exc})") from None
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{base}: checkpoint format {version}, this version reads {FORMAT_VERSION}"
+            )
+        with self.fs.open(f"{base}/state.npz", "rb") as handle:
+            stored = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+            arrays = {key: stored[name] for key, name in manifest["arrays"].items()}
+        with pa.ipc.open_file(pa.BufferReader(self.fs.cat_file(f"{base}/pending.arrow"))) as r:
+            pending = batch_from_table(r.read_all())
+        return manifest, PipelineSnapshot(arrays, pending, manifest["pipeline"])

@@ -1,0 +1,153 @@
+"""State time-to-live per card and per user, so memory stays bounded on an endless stream.
+
+Semantics (deterministic, whatever the micro-batches or restarts): a key's state *expires*
+when its next record comes more than ``ttl_ms`` after its previous one (in the pipeline's
+clock: event time, or arrival time in processing-time mode). That record finds the key fresh,
+as if it had never been seen. Nothing depends on when a sweep happens to run.
+
+Reclaiming memory is separate: from time to time the key spaces are compacted, dropping keys
+whose last record is so old that any record still admissible would find them expired anyway
+(older than the latest time minus out-of-orderness, allowed lateness and the TTL). Compaction
+renumbers slots but changes no decision. Users with a profile are never dropped (profiles are
+configuration, not state).
+
+Counted: ``expired_keys`` (keys found expired on arrival) and ``reclaimed_keys`` (slots freed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from fraudstream.engine.pipeline import Pipeline
+
+NEVER = np.iinfo(np.int64).min // 4
+I64 = npt.NDArray[np.int64]
+__all__ = ["NEVER", "StateExpiry"]
+
+
+class StateExpiry:
+    """Last-seen times per card and user slot, expiry on arrival, and compaction."""
+
+    def __init__(self, ttl_ms: int, reclaim_fraction: float = 0.1) -> None:
+        if ttl_ms <= 0:
+            raise ValueError(f"state TTL must be > 0 ms, got {ttl_ms}")
+        self.ttl_ms = int(ttl_ms)
+        self.reclaim_fraction = reclaim_fraction
+        self.seen: dict[str, I64] = {
+            "card": np.empty(0, np.int64),
+            "user": np.empty(0, np.int64),
+        }
+        self.latest_ms = int(NEVER)
+        self.last_reclaim_ms = int(NEVER)
+        self.expired_keys = 0
+        self.reclaimed_keys = 0
+
+    def _grow(self, key: str, size: int) -> I64:
+        seen = self.seen[key]
+        if len(seen) < size:
+            grown = np.full(max(size, 2 * len(seen), 1024), NEVER, dtype=np.int64)
+            grown[: len(seen)] = seen
+            self.seen[key] = seen = grown
+        return seen
+
+    def first_split(self, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64) -> int | None:
+        """The first row (> 0) that follows its key's previous row of the batch by more than
+        the TTL: the batch must be cut there (that key expires in the middle of it)."""
+        cut: int | None = None
+        for column in slots.values():
+            order = np.argsort(column, kind="stable")
+            s, t = column[order], time_ms[order]
+            same = s[1:] == s[:-1]
+            inner = np.flatnonzero(same & (t[1:] - t[:-1] > self.ttl_ms))
+            if len(inner):
+                row = int(order[inner + 1].min())
+                cut = row if cut is None else min(cut, row)
+        return cut
+
+    def expire(
+        self, pipeline: Pipeline, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64
+    ) -> None:
+        """Resets the keys of a batch (cut by :meth:`first_split`) that come back after more
+        than the TTL, then records each key's last time."""
+        if len(time_ms):
+            self.latest_ms = max(self.latest_ms, int(time_ms.max()))
+        for key, column in slots.items():
+            keys = pipeline.cards if key == "card" else pipeline.users
+            seen = self._grow(key, len(keys))
+            order = np.argsort(column, kind="stable")
+            s, t = column[order], time_ms[order]
+            first = np.ones(len(s), dtype=bool)
+            first[1:] = s[1:] != s[:-1]
+            last = np.ones(len(s), dtype=bool)
+            last[:-1] = first[1:]
+            previous = seen[s[first]]
+            stale = s[first][(previous != NEVER) & (t[first] - previous > self.ttl_ms)]
+            if len(stale):
+                self.expired_keys += len(stale)
+                for table in pipeline.tables_keyed_by(key):
+                    table.reset(stale)
+            seen[s[last]] = t[last]
+
+    def reclaim(self, pipeline: Pipeline, force: bool = False) -> int:
+        """Compacts key spaces when enough keys are long expired; returns slots freed."""
+        if self.latest_ms == NEVER:
+            return 0
+        time = pipeline.time
+        cutoff = self.latest_ms - time.out_of_orderness_ms - time.allowed_lateness_ms - self.ttl_ms
+        self.last_reclaim_ms = self.latest_ms
+        freed = 0
+        for key in ("card", "user"):
+            keys = pipeline.cards if key == "card" else pipeline.users
+            used = len(keys)
+            seen = self._grow(key, used)[:used]
+            keep_mask = seen >= cutoff
+            if key == "user":
+                profile = pipeline.profiles.table
+                profile.ensure(used)
+                keep_mask |= profile["profile_index"][:used] >= 0
+                keep_mask |= seen == NEVER  # a profile's user with no record yet
+            dropped = used - int(keep_mask.sum())
+            if dropped == 0 or (not force and dropped < self.reclaim_fraction * used):
+                continue
+            keep = np.flatnonzero(keep_mask)
+            keys.retain(keep)
+            for table in pipeline.tables_keyed_by(key):
+                table.retain(keep, used)
+            if key == "user":
+                pipeline.profiles.table.retain(keep, used)
+            fresh = np.full(len(self.seen[key]), NEVER, dtype=np.int64)
+            fresh[: len(keep)] = seen[keep]
+            self.seen[key] = fresh
+            freed += dropped
+        self.reclaimed_keys += freed
+        return freed
+
+    def due(self) -> bool:
+        """Whether a compaction check is due (every eighth of the TTL, at most hourly)."""
+        interval = min(self.ttl_ms // 8, 3_600_000) or 1
+        return self.latest_ms - self.last_reclaim_ms >= interval
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, I64]]:
+        """(JSON counters, arrays) for a checkpoint."""
+        meta = {
+            "ttl_ms": self.ttl_ms,
+            "latest_ms": self.latest_ms,
+            "last_reclaim_ms": self.last_reclaim_ms,
+            "expired_keys": self.expired_keys,
+            "reclaimed_keys": self.reclaimed_keys,
+        }
+        return meta, {f"seen_{k}": v for k, v in self.seen.items()}
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, I64]) -> None:
+        """Loads a :meth:`snapshot`."""
+        self.latest_ms = int(meta["latest_ms"])
+        self.last_reclaim_ms = int(meta["last_reclaim_ms"])
+        self.expired_keys = int(meta["expired_keys"])
+        self.reclaimed_keys = int(meta["reclaimed_keys"])
+        for key in self.seen:
+            if f"seen_{key}" in arrays:
+                self.seen[key] = np.array(arrays[f"seen_{key}"], dtype=np.int64)
