@@ -1,378 +1,83 @@
-"""The decision API: FastAPI around one embedded :class:`Pipeline`, in the same process.
+"""The web app: the decision API and the analyst's page around one embedded pipeline.
 
-Endpoints (all JSON; DESIGN.md's decision record is what a decision looks like):
+:func:`create_app` puts together, in one process:
 
-* ``POST /v1/transactions``: decides one transaction synchronously; 200 with the decision,
-  422 ``{"detail": [{"field": ..., "message": ...}]}`` for an invalid record (the field is the
-  validation message's prefix), 409 for a duplicate ``transaction_id`` or a record too late
-  for the allowed lateness, 413 for a body over 64 KiB.
-* ``POST /v1/transactions/batch``: a JSON list (at most 10,000) decided in order; 200 with one
-  result per item (``status`` 200 with ``decision``, or the item's 4xx ``status`` and
-  ``detail``); 413 for a body over 4 MiB.
-* ``GET /v1/decisions/{transaction_id}``: a decision kept in memory (the last 100,000); 404.
-* ``GET /v1/decisions/stream``: Server-Sent Events, one ``data: <decision JSON>`` per new
-  decision (``?limit=N`` closes the stream after N events).
-* ``GET /v1/dead-letters``, ``GET /v1/late``: the most recent rejected / late records.
-* ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+* the decision API (this module): ``POST /v1/transactions`` decides one transaction
+  synchronously; 200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
+  for an invalid record (the field is the validation message's prefix), 409 for a duplicate
+  ``transaction_id`` or a record too late for the allowed lateness, 413 for a body over
+  64 KiB. ``POST /v1/transactions/batch``: a JSON list (at most 10,000) decided in order; 200
+  with one result per item (``status`` 200 with ``decision``, or the item's 4xx ``status`` and
+  ``detail``); 413 over 4 MiB. ``GET /v1/decisions/{transaction_id}`` (the last 100,000 kept
+  in memory; 404). ``GET /v1/decisions/stream``: Server-Sent Events, one ``data: <decision
+  JSON>`` per new decision (``?limit=N`` closes after N events; ``?transaction=true`` adds the
+  transaction's amount, place and merchant as ``transaction``). ``GET /v1/dead-letters``,
+  ``GET /v1/late``, ``GET /healthz``, ``/openapi.json`` and ``/docs``;
+* the review queue and labels (:mod:`fraudstream.web.review`), the rules and profiles admin
+  (:mod:`fraudstream.web.admin`), the metrics (:mod:`fraudstream.web.metrics`) and the page
+  (:mod:`fraudstream.web.pages`).
 
-Every POST needs ``Authorization: Bearer <token>`` (401 otherwise); GETs are open (the server
-binds to localhost). Bad input is never a 5xx: it is a 4xx naming the field, and the record
-goes to the dead letters.
-
-The pipeline is single-threaded. Requests are decided one micro-batch at a time on the event
-loop (under a lock, for any caller on another thread): the requests that are ready when the
-pipeline becomes free are decided together as one batch, in arrival order, each record with
-its own position, so results map back to requests exactly. Each step is submit + flush, so a
-record is decided (or found late) before its request returns; with an out-of-orderness of 0
-(the default) flushing changes nothing, and the decisions equal ``fraudstream run`` over the
-same records in the same order.
+Every mutating request needs ``Authorization: Bearer <token>`` (401 otherwise); GETs are open
+(the server binds to localhost). Bodies are size limited (413). Bad input is never a 5xx: it
+is a 4xx naming the field, and a bad transaction goes to the dead letters. Deciding itself is
+:class:`~fraudstream.web.service.DecisionService`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
-import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fraudstream.engine.batch import TxBatch
-from fraudstream.engine.pipeline import Pipeline, StepResult
-from fraudstream.io.decode import DeadLetter, Decoder
-from fraudstream.io.records import decision_dicts, late_dicts
-from fraudstream.schema import CardTokenizer, mask_card_numbers
+from fraudstream.engine.pipeline import Pipeline
+from fraudstream.schema import CardTokenizer
+from fraudstream.web.admin import Admin, admin_router
+from fraudstream.web.guard import (
+    ADMIN_MAX_BYTES,
+    BodyLimit,
+    TooLarge,
+    install_validation_errors,
+    json_response,
+    read_body,
+    token_dependency,
+)
+from fraudstream.web.metrics import Metrics, metrics_router
+from fraudstream.web.pages import install_pages
+from fraudstream.web.review import ReviewDesk, ReviewStore, review_router
+from fraudstream.web.schemas import BatchItem, Decision, ErrorBody, Transaction
+from fraudstream.web.service import (
+    MAX_DEAD_LETTERS_KEPT,
+    MAX_DECISIONS_KEPT,
+    MAX_LATE_KEPT,
+    DecisionService,
+    error_body,
+)
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_ITEMS",
+    "MAX_SINGLE_BYTES",
+    "DecisionService",
+    "create_app",
+]
 
 MAX_SINGLE_BYTES = 64 * 1024
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH_ITEMS = 10_000
-MAX_DECISIONS_KEPT = 100_000
-MAX_DEAD_LETTERS_KEPT = 10_000
-MAX_LATE_KEPT = 10_000
-SUBSCRIBER_QUEUE = 1_000
 HEARTBEAT_S = 15.0
+_TRANSACTION_PATHS = frozenset({"/v1/transactions", "/v1/transactions/batch"})
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-
-
-# --- documentation models (OpenAPI); requests are decoded with msgspec ------------------------
-
-
-class Transaction(BaseModel):
-    """A card transaction (DESIGN.md); unknown extra fields are carried through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    transaction_id: str = Field(min_length=1, max_length=128)
-    card_id: str = Field(
-        min_length=1, max_length=128, description="aliases: account_id, card_number"
-    )
-    user_id: str | None = None
-    timestamp: int | str = Field(description="epoch ms, or ISO-8601 with an offset")
-    amount: float = Field(ge=0)
-    currency: str | None = Field(default=None, description="ISO-4217, default USD")
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180, description="alias: lng")
-    zipcode: str | None = None
-    merchant_id: str | None = None
-    merchant_category: str | None = None
-    country: str | None = None
-    channel: str | None = None
-    device_id: str | None = None
-    ip: str | None = None
-
-
-class Reason(BaseModel):
-    rule: str
-    message: str
-
-
-class Decision(BaseModel):
-    """The decision record (DESIGN.md)."""
-
-    transaction_id: str
-    card_id: str
-    user_id: str
-    event_time: str
-    decision: str = Field(description="approve | review | decline")
-    score: float
-    reasons: list[Reason]
-    model: dict[str, Any] | None
-    features: dict[str, Any]
-    processed_at: str
-    latency_ms: float
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    detail: list[FieldError]
-
-
-class BatchItem(BaseModel):
-    index: int
-    status: int
-    decision: Decision | None = None
-    detail: list[FieldError] | None = None
-
-
-# --- deciding ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one submitted record."""
-
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass(slots=True)
-class _Job:
-    records: list[Any]
-    raws: list[bytes | str] | None
-    arrival_ms: float
-    future: asyncio.Future[list[Outcome]] | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
-def _error(field_name: str, message: str) -> dict[str, Any]:
-    return {"detail": [{"field": field_name, "message": message}]}
-
-
-def _field_of(reason: str) -> str:
-    return reason.split(":", 1)[0].strip() or "record"
-
-
-class _Subscriber:
-    """One SSE client: a bounded queue that drops its oldest event when full."""
-
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
-        self.dropped = 0
-
-    def put(self, event: bytes) -> None:
-        if self.queue.full():
-            try:
-                self.queue.get_nowait()
-                self.dropped += 1
-            except asyncio.QueueEmpty:  # pragma: no cover - only with one consumer
-                pass
-        self.queue.put_nowait(event)
-
-
-class DecisionService:
-    """The pipeline, what it decided, what it rejected, and who is listening."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        tokenizer: CardTokenizer,
-        max_decisions: int = MAX_DECISIONS_KEPT,
-        max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
-        max_late: int = MAX_LATE_KEPT,
-    ) -> None:
-        self.pipeline = pipeline
-        self.decoder = Decoder(tokenizer, "api")
-        self.lock = threading.Lock()
-        self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.max_decisions = max_decisions
-        self.dead_letters: deque[dict[str, Any]] = deque(maxlen=max_dead_letters)
-        self.late: deque[dict[str, Any]] = deque(maxlen=max_late)
-        self.subscribers: set[_Subscriber] = set()
-        self.position = 0
-        self.counts = {"decided": 0, "dead_letters": 0, "duplicates": 0, "late": 0}
-        self._pending: list[_Job] = []
-        self._leading = False
-
-    # The async entry point: micro-batches whatever is ready when the pipeline is free.
-    async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
-        """Decides ``records`` in order (after any submitted earlier); one outcome each."""
-        loop = asyncio.get_running_loop()
-        job = _Job(records, raws, time.time() * 1000, loop.create_future())
-        self._pending.append(job)
-        if not self._leading:
-            self._leading = True
-            try:
-                await asyncio.sleep(0)  # let requests that are ready join this batch
-                self._drain()
-            finally:
-                self._leading = False
-                if self._pending:  # the leader was cancelled: decide the rest soon
-                    loop.call_soon(self._drain)
-        assert job.future is not None
-        return await job.future
-
-    def _drain(self) -> None:
-        while self._pending:
-            jobs, self._pending = self._pending, []
-            self.decide_jobs(jobs)
-
-    def decide_now(self, records: list[Any]) -> list[Outcome]:
-        """The synchronous path (any thread): decides ``records`` as one batch."""
-        job = _Job(records, None, time.time() * 1000)
-        self.decide_jobs([job])
-        return job.outcomes
-
-    def decide_jobs(self, jobs: list[_Job]) -> None:
-        """Runs the jobs' records through the pipeline as one batch, in order."""
-        try:
-            with self.lock:
-                self._decide_jobs(jobs)
-        except BaseException as exc:
-            for job in jobs:
-                if job.future is not None and not job.future.done():
-                    job.future.set_exception(exc)
-            raise
-        for job in jobs:
-            if job.future is not None and not job.future.done():
-                job.future.set_result(job.outcomes)
-
-    def _decide_jobs(self, jobs: list[_Job]) -> None:
-        slots: dict[int, tuple[_Job, int]] = {}
-        batches: list[TxBatch] = []
-        for job in jobs:
-            n = len(job.records)
-            positions = list(range(self.position + 1, self.position + n + 1))
-            self.position += n
-            job.outcomes = [Outcome(500, {})] * n
-            for index, position in enumerate(positions):
-                slots[position] = (job, index)
-            batch, dead = self.decoder.records(
-                job.records, positions, [job.arrival_ms] * n, job.raws
-            )
-            for letter in dead:
-                self._dead_letter(letter)
-                _, index = slots[letter.position]
-                job.outcomes[index] = Outcome(422, _error(_field_of(letter.reason), letter.reason))
-            batches.append(batch)
-        batch = batches[0] if len(batches) == 1 else TxBatch.concat(batches)
-        if len(batch):
-            now = time.time() * 1000
-            self._collect(self.pipeline.submit(batch, now), slots)
-            self._collect(self.pipeline.flush(now), slots)
-
-    def _collect(self, result: StepResult, slots: dict[int, tuple[_Job, int]]) -> None:
-        if len(result.duplicates):
-            self._duplicates(result.duplicates, slots)
-        if len(result.late):
-            self._late(result.late, slots)
-        decisions = result.decisions
-        if decisions is None or len(decisions) == 0:
-            return
-        rows = decision_dicts(decisions)
-        positions = decisions.tx.position.tolist()
-        kept = self.decisions
-        self.counts["decided"] += len(rows)
-        events = []
-        for position, row in zip(positions, rows, strict=True):
-            job, index = slots[position]
-            job.outcomes[index] = Outcome(200, row)
-            kept[row["transaction_id"]] = row
-            if self.subscribers:
-                events.append(b"data: " + _encoder.encode(row) + b"\n\n")
-        while len(kept) > self.max_decisions:
-            kept.popitem(last=False)
-        for subscriber in self.subscribers:
-            for event in events:
-                subscriber.put(event)
-
-    def _duplicates(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
-        self.counts["duplicates"] += len(batch)
-        for i in range(len(batch)):
-            record = batch.record(i)
-            position = int(batch.position[i])
-            message = (
-                f"duplicate: transaction_id {record['transaction_id']!r} "
-                "was already processed; not decided twice"
-            )
-            self._dead_letter(DeadLetter("api", position, message, _raw_of(record)))
-            job, index = slots[position]
-            job.outcomes[index] = Outcome(409, _error("transaction_id", message))
-
-    def _late(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
-        self.counts["late"] += len(batch)
-        clock = self.pipeline.clock
-        rows = late_dicts(batch, clock.watermark, clock.allowed_lateness_ms)
-        self.late.extend(rows)
-        for row in rows:
-            job, index = slots[row["position"]]
-            message = f"{row['reason']}; not decided, kept in the late output"
-            job.outcomes[index] = Outcome(409, _error("timestamp", message))
-
-    def _dead_letter(self, letter: DeadLetter) -> None:
-        self.counts["dead_letters"] += 1
-        self.dead_letters.append(letter.to_dict())
-
-    def reject(self, reason: str, raw: bytes | str) -> dict[str, Any]:
-        """A request body that is not even a record (bad JSON): dead letter + 4xx body."""
-        self.position += 1
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        reason = mask_card_numbers(reason)
-        self._dead_letter(DeadLetter("api", self.position, reason, mask_card_numbers(text[:4096])))
-        return _error(_field_of(reason), reason)
-
-    # --- the live feed ---------------------------------------------------------------------
-
-    def subscribe(self, size: int = SUBSCRIBER_QUEUE) -> _Subscriber:
-        subscriber = _Subscriber(size)
-        self.subscribers.add(subscriber)
-        return subscriber
-
-    def unsubscribe(self, subscriber: _Subscriber) -> None:
-        self.subscribers.discard(subscriber)
-
-
-def _raw_of(record: dict[str, Any]) -> str:
-    try:
-        return mask_card_numbers(_encoder.encode(record).decode())
-    except (TypeError, ValueError):
-        return mask_card_numbers(repr(record))
-
-
-# --- HTTP -----------------------------------------------------------------------------------
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 past ``limit`` bytes (declared or actually sent)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise _TooLarge
-        except ValueError:
-            pass
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json(status: int, body: Any) -> Response:
-    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
-
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
@@ -429,7 +134,7 @@ class _FastDecide:
         if len(body) > MAX_SINGLE_BYTES:
             status, payload = (
                 413,
-                _error("body", f"request body larger than {MAX_SINGLE_BYTES} bytes"),
+                error_body("body", f"request body larger than {MAX_SINGLE_BYTES} bytes"),
             )
         else:
             try:
@@ -459,40 +164,75 @@ def create_app(
     tokenizer: CardTokenizer | None = None,
     *,
     max_decisions: int = MAX_DECISIONS_KEPT,
+    data_dir: Path | None = None,
+    reviews_url: str | None = None,
+    background: list[Callable[[DecisionService], Coroutine[Any, Any, None]]] | None = None,
 ) -> FastAPI:
-    """The decision API around ``pipeline``; POSTs need ``Authorization: Bearer <token>``."""
+    """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
+
+    ``data_dir`` keeps what must survive a restart: the reviews and labels (a SQLite file,
+    unless ``reviews_url`` names another database) and the audit logs of rule and profile
+    changes. Without it they live in memory. ``background`` coroutines (a live simulator)
+    run while the app serves.
+    """
     if not token:
         raise ValueError("the API token must not be empty")
     service = DecisionService(
         pipeline, tokenizer or CardTokenizer.from_environment(), max_decisions=max_decisions
     )
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    if reviews_url is None and data_dir is not None:
+        reviews_url = str(data_dir / "reviews.db")
+    desk = ReviewDesk(ReviewStore(reviews_url), service)
+    metrics = Metrics(service, desk)
+    admin = Admin(service, data_dir)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(start(service)) for start in background or []]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            desk.store.close()
+
     app = FastAPI(
-        title="fraudstream decision API",
+        title="fraudstream",
         version="1",
-        description="Decide card transactions with the embedded fraudstream pipeline.",
+        description="Decide card transactions with the embedded fraudstream pipeline; "
+        "review alerts, label them, and change rules and profiles while it runs.",
+        lifespan=lifespan,
     )
     app.state.service = service
-    bearer = HTTPBearer(auto_error=False, description="FRAUDSTREAM_TOKEN")
-    expected = token.encode()
+    app.state.review = desk
+    app.state.metrics = metrics
+    app.state.admin = admin
+    authorized = token_dependency(token)
 
-    def authorized(
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-    ) -> None:
-        given = credentials.credentials.encode() if credentials is not None else b""
-        if credentials is None or not hmac.compare_digest(given, expected):
-            raise HTTPException(
-                401,
-                [{"field": "Authorization", "message": "a valid bearer token is required"}],
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, exc: TooLarge) -> Response:
+        path = request.url.path
+        limit = ADMIN_MAX_BYTES
+        if path in _TRANSACTION_PATHS:
+            limit = MAX_BATCH_BYTES if path.endswith("/batch") else MAX_SINGLE_BYTES
+        return json_response(413, error_body("body", f"request body larger than {limit} bytes"))
 
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> Response:
-        limit = MAX_BATCH_BYTES if request.url.path.endswith("/batch") else MAX_SINGLE_BYTES
-        return _json(413, _error("body", f"request body larger than {limit} bytes"))
+    install_validation_errors(app)
+    app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
+    app.add_middleware(_FastDecide, service=service, token=token.encode())
+    _decision_routes(app, service, authorized)
+    app.include_router(review_router(desk, authorized))
+    app.include_router(admin_router(admin, authorized))
+    app.include_router(metrics_router(metrics))
+    install_pages(app)
+    return app
 
+
+def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) -> None:
     transaction_schema = Transaction.model_json_schema()
-    app.add_middleware(_FastDecide, service=service, token=expected)
 
     @app.post(
         "/v1/transactions",
@@ -503,13 +243,13 @@ def create_app(
         summary="Decide one transaction",
     )
     async def post_transaction(request: Request) -> Response:
-        body = await _read_body(request, MAX_SINGLE_BYTES)
+        body = await read_body(request, MAX_SINGLE_BYTES)
         try:
             record = _decoder.decode(body)
         except msgspec.DecodeError as exc:
-            return _json(422, service.reject(f"body: invalid JSON: {exc}", body))
+            return json_response(422, service.reject(f"body: invalid JSON: {exc}", body))
         outcome = (await service.decide([record], [body]))[0]
-        return _json(outcome.status, outcome.body)
+        return json_response(outcome.status, outcome.body)
 
     @app.post(
         "/v1/transactions/batch",
@@ -522,17 +262,17 @@ def create_app(
         summary="Decide a list of transactions, in order",
     )
     async def post_batch(request: Request) -> Response:
-        body = await _read_body(request, MAX_BATCH_BYTES)
+        body = await read_body(request, MAX_BATCH_BYTES)
         try:
             records = _decoder.decode(body)
         except msgspec.DecodeError as exc:
-            return _json(422, service.reject(f"body: invalid JSON: {exc}", body))
+            return json_response(422, service.reject(f"body: invalid JSON: {exc}", body))
         if not isinstance(records, list):
             reason = f"body: must be a JSON list of transactions, got {type(records).__name__}"
-            return _json(422, service.reject(reason, body))
+            return json_response(422, service.reject(reason, body))
         if len(records) > MAX_BATCH_ITEMS:
             reason = f"body: at most {MAX_BATCH_ITEMS} transactions, got {len(records)}"
-            return _json(422, service.reject(reason, body))
+            return json_response(422, service.reject(reason, body))
         outcomes = await service.decide(records, None) if records else []
         items: list[dict[str, Any]] = []
         for index, outcome in enumerate(outcomes):
@@ -540,14 +280,15 @@ def create_app(
                 items.append({"index": index, "status": 200, "decision": outcome.body})
             else:
                 items.append({"index": index, "status": outcome.status, **outcome.body})
-        return _json(200, items)
+        return json_response(200, items)
 
     @app.get("/v1/decisions/stream", summary="Live feed of decisions (Server-Sent Events)")
     async def stream(
         request: Request,
         limit: int | None = Query(None, ge=1, description="close after this many events"),
+        transaction: bool = Query(False, description="add the transaction's amount and place"),
     ) -> StreamingResponse:
-        subscriber = service.subscribe()
+        subscriber = service.subscribe(with_transaction=transaction)
 
         async def events() -> AsyncIterator[bytes]:
             sent = 0
@@ -583,17 +324,17 @@ def create_app(
         if row is None:
             message = f"no decision for transaction_id {transaction_id!r} (kept: the last "
             message += f"{service.max_decisions:,})"
-            return _json(404, _error("transaction_id", message))
-        return _json(200, row)
+            return json_response(404, error_body("transaction_id", message))
+        return json_response(200, row)
 
     @app.get("/v1/dead-letters", summary="The most recent rejected records")
     async def dead_letters(limit: int = Query(100, ge=1, le=MAX_DEAD_LETTERS_KEPT)) -> Response:
         letters = list(service.dead_letters)[-limit:]
-        return _json(200, letters)
+        return json_response(200, letters)
 
     @app.get("/v1/late", summary="The most recent records too late to decide")
     async def late(limit: int = Query(100, ge=1, le=MAX_LATE_KEPT)) -> Response:
-        return _json(200, list(service.late)[-limit:])
+        return json_response(200, list(service.late)[-limit:])
 
     @app.get("/healthz", summary="Liveness and counts")
     async def healthz() -> JSONResponse:
@@ -603,8 +344,6 @@ def create_app(
                 **service.counts,
                 "kept_decisions": len(service.decisions),
                 "subscribers": len(service.subscribers),
-                "watermark": int(np.int64(pipeline.clock.watermark)),
+                "watermark": int(np.int64(service.pipeline.clock.watermark)),
             }
         )
-
-    return app

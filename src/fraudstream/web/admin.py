@@ -1,0 +1,341 @@
+"""Rules and profiles, changed while the pipeline runs: no restart, every change audited.
+
+* ``GET /v1/rules``: the running rule set, each rule with its effective thresholds (defaults
+  filled in) and the decision thresholds; ``GET /v1/rules/file``: the same as a rules file
+  (YAML) to keep; ``GET /v1/rules/audit``: the changes, newest first.
+* ``PATCH /v1/rules/{rule_id}`` (token): ``enabled``, ``score``, ``severity`` and/or
+  ``thresholds``; ``PATCH /v1/rules`` (token): the global ``review_threshold`` /
+  ``decline_threshold``. A change is validated exactly like a rules file entry
+  (:func:`fraudstream.rules.replace_rule`), applied with :meth:`Pipeline.apply_rules` between
+  two batches (detector state survives), and logged by :class:`fraudstream.rules.AuditLog`
+  with who, when and the before/after. A refused change is logged too, with the reason.
+* ``GET /v1/profiles``, ``GET /v1/profiles/{user_id}``, ``PUT /v1/profiles/{user_id}``
+  (token): the profiles; a change (fields given replace, ``null`` clears) takes effect for
+  the next transaction, and is logged (``profiles.audit.jsonl``).
+
+The audit logs are JSON lines in the app's data directory (kept in memory without one).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from fraudstream.config import ConfigError
+from fraudstream.detectors import RULE_FAMILY
+from fraudstream.profiles import PROFILE_FIELDS
+from fraudstream.rules import AuditLog, RuleSet, replace_rule
+from fraudstream.web.guard import json_response
+from fraudstream.web.service import DecisionService, error_body
+
+__all__ = ["Admin", "admin_router", "effective_rules"]
+
+AUDIT_KEPT = 500
+
+
+def effective_rules(rules: RuleSet) -> dict[str, Any]:
+    """The rule set as shown: every rule with all its thresholds (defaults filled in)."""
+    shown = []
+    for rule in rules.rules:
+        family = RULE_FAMILY[rule.detector]
+        defaults = family.thresholds_type()
+        names = family.rule_thresholds.get(rule.detector, ())
+        default_values = {name: getattr(defaults, name) for name in names}
+        shown.append(
+            {
+                "id": rule.id,
+                "detector": rule.detector,
+                "enabled": rule.enabled,
+                "score": rule.score,
+                "severity": rule.severity,
+                "description": rule.description,
+                "thresholds": default_values | dict(rule.thresholds),
+                "defaults": default_values,
+            }
+        )
+    return {
+        "decision": {
+            "review_threshold": rules.review_threshold,
+            "decline_threshold": rules.decline_threshold,
+        },
+        "rules": shown,
+    }
+
+
+def _flat(rules: dict[str, Any]) -> dict[str, Any]:
+    out = {f"decision.{k}": v for k, v in rules["decision"].items()}
+    for rule in rules["rules"]:
+        for name in ("enabled", "score", "severity"):
+            out[f"{rule['id']}.{name}"] = rule[name]
+        for name, value in rule["thresholds"].items():
+            out[f"{rule['id']}.{name}"] = value
+    return out
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``"small_then_large.large_amount: 500.0 -> 100.0"`` for each value that changed."""
+    old, new = _flat(before), _flat(after)
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _tail(path: Path | None, keep: int) -> list[dict[str, Any]]:
+    if path is None or not path.is_file():
+        return []
+    lines: deque[str] = deque(maxlen=keep)
+    with path.open(encoding="utf-8") as handle:
+        lines.extend(line for line in handle if line.strip())
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _rules_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit-file entry as shown: who, when, what changed (before/after as effective)."""
+    shown = {k: entry.get(k) for k in ("at", "who", "source", "note")}
+    try:
+        before = effective_rules(RuleSet.from_document(entry["before"]))
+        after = entry.get("after")
+        if after is None:
+            shown["changes"] = []
+            shown["refused"] = True
+        else:
+            shown["changes"] = changes_between(
+                before, effective_rules(RuleSet.from_document(after))
+            )
+            shown["refused"] = False
+    except (ConfigError, KeyError, TypeError):
+        shown |= {"changes": [], "refused": entry.get("after") is None}
+    return shown
+
+
+class Admin:
+    """Live changes of the pipeline's rules and profiles, with their audit trails."""
+
+    def __init__(self, service: DecisionService, data_dir: Path | None) -> None:
+        self.service = service
+        self.pipeline = service.pipeline
+        self.lock: threading.Lock = service.lock  # never mid-batch
+        rules_path = data_dir / "rules.audit.jsonl" if data_dir is not None else None
+        self.profiles_path = data_dir / "profiles.audit.jsonl" if data_dir is not None else None
+        self.rules_log = AuditLog(rules_path) if rules_path is not None else None
+        self.rules_audit: deque[dict[str, Any]] = deque(
+            (_rules_entry(e) for e in _tail(rules_path, AUDIT_KEPT)), maxlen=AUDIT_KEPT
+        )
+        self.profiles_audit: deque[dict[str, Any]] = deque(
+            _tail(self.profiles_path, AUDIT_KEPT), maxlen=AUDIT_KEPT
+        )
+
+    # --- rules ---------------------------------------------------------------------------
+
+    def rules(self) -> dict[str, Any]:
+        """The running rules, as shown."""
+        return effective_rules(self.pipeline.rules)
+
+    def change(self, make: Callable[[RuleSet], RuleSet], who: str, note: str) -> RuleSet:
+        """Applies ``make(current)`` to the running pipeline; ConfigError when refused."""
+        with self.lock:
+            before = self.pipeline.rules
+            try:
+                after = make(before)
+            except ConfigError as exc:
+                self._audit(who, before, None, f"refused: {exc}")
+                raise
+            if after != before:
+                self.pipeline.apply_rules(after)
+                self._audit(who, before, after, note)
+            return after
+
+    def _audit(self, who: str, before: RuleSet, after: RuleSet | None, note: str) -> None:
+        if self.rules_log is not None:
+            self.rules_log.record(who, "web", before, after, note)
+        entry: dict[str, Any] = {"at": _now(), "who": who, "source": "web", "note": note}
+        entry["before"] = before.to_document()
+        entry["after"] = after.to_document() if after is not None else None
+        self.rules_audit.append(_rules_entry(entry))
+
+    # --- profiles ------------------------------------------------------------------------
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every profile, users in natural order (user_2 before user_10)."""
+        found = self.pipeline.profiles.profiles
+        return [found[k] for k in sorted(found, key=_natural)]
+
+    def upsert_profile(
+        self, user_id: str, fields: dict[str, Any], who: str, note: str
+    ) -> dict[str, Any]:
+        """Creates or changes a profile for the next transaction; ConfigError when invalid."""
+        with self.lock:
+            table = self.pipeline.profiles
+            before = table.get(user_id)
+            merged = dict.fromkeys(PROFILE_FIELDS) | (before or {}) | fields
+            merged["user_id"] = user_id
+            after = table.upsert(merged)
+            entry: dict[str, Any] = {"at": _now(), "who": who, "user_id": user_id, "note": note}
+            entry |= {"before": _clean_nan(before), "after": _clean_nan(after)}
+            if self.profiles_path is not None:
+                self.profiles_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.profiles_path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry, allow_nan=False, default=str) + "\n")
+            self.profiles_audit.append(entry)
+            return after
+
+
+def _natural(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+class _Change(BaseModel):
+    who: str = Field(min_length=1, max_length=64, description="who makes the change")
+    note: str = Field(default="", max_length=2000)
+
+
+class RuleChange(_Change):
+    """What to change in one rule (fields left out stay)."""
+
+    enabled: bool | None = None
+    score: float | None = Field(default=None, ge=0, le=1)
+    severity: Literal["low", "medium", "high", "critical"] | None = None
+    thresholds: dict[str, bool | int | float] | None = None
+
+
+class DecisionChange(_Change):
+    """The global decision thresholds (fields left out stay)."""
+
+    review_threshold: float | None = Field(default=None, ge=0, le=1)
+    decline_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class ProfileChange(_Change):
+    """Profile fields to set; ``null`` clears one; fields left out stay."""
+
+    first_name: str | None = Field(default=None, max_length=128)
+    last_name: str | None = Field(default=None, max_length=128)
+    max_speed_kmh: float | None = Field(default=None, ge=0)
+    home_lat: float | None = Field(default=None, ge=-90, le=90)
+    home_lon: float | None = Field(default=None, ge=-180, le=180)
+    home_country: str | None = Field(default=None, max_length=64)
+    review_threshold: float | None = Field(default=None, ge=0, le=1)
+    decline_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+def _clean_nan(profile: dict[str, Any] | None) -> dict[str, Any] | None:
+    if profile is None:
+        return None
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in profile.items()}
+
+
+def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
+    """Rules and profiles: reads open, changes with the token."""
+    router = APIRouter(tags=["admin"])
+    changes = [Depends(authorized)]
+
+    @router.get("/v1/rules", summary="The running rules with their effective thresholds")
+    async def rules() -> Response:
+        return json_response(200, admin.rules())
+
+    @router.get("/v1/rules/file", summary="The running rules as a rules file (YAML)")
+    async def rules_file() -> Response:
+        text = yaml.safe_dump(admin.pipeline.rules.to_document(), sort_keys=False)
+        return Response(text, media_type="application/yaml")
+
+    @router.get("/v1/rules/audit", summary="Changes of the running rules, newest first")
+    async def rules_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
+        return json_response(200, list(reversed(admin.rules_audit))[:limit])
+
+    @router.patch("/v1/rules", summary="Change the decision thresholds", dependencies=changes)
+    async def change_decision(body: DecisionChange) -> Response:
+        def make(current: RuleSet) -> RuleSet:
+            document = current.to_document()
+            for name in ("review_threshold", "decline_threshold"):
+                value = getattr(body, name)
+                if value is not None:
+                    document["decision"][name] = value
+            return RuleSet.from_document(document)
+
+        try:
+            admin.change(make, body.who, body.note)
+        except ConfigError as exc:
+            return json_response(422, error_body("decision", str(exc)))
+        return json_response(200, admin.rules())
+
+    @router.patch("/v1/rules/{rule_id}", summary="Change one rule", dependencies=changes)
+    async def change_rule(rule_id: str, body: RuleChange) -> Response:
+        if admin.pipeline.rules.get(rule_id) is None:
+            return json_response(404, error_body("rule_id", f"no rule {rule_id!r}"))
+
+        def make(current: RuleSet) -> RuleSet:
+            rule = current.get(rule_id)
+            assert rule is not None
+            edits: dict[str, Any] = {
+                name: getattr(body, name)
+                for name in ("enabled", "score", "severity")
+                if getattr(body, name) is not None
+            }
+            if body.thresholds is not None:
+                edits["thresholds"] = dict(rule.thresholds) | body.thresholds
+            return replace_rule(current, rule_id, **edits)
+
+        try:
+            admin.change(make, body.who, body.note)
+        except ConfigError as exc:
+            field = "thresholds" if "threshold" in str(exc) else "rule"
+            return json_response(422, error_body(field, str(exc)))
+        return json_response(200, admin.rules())
+
+    @router.get("/v1/profiles", summary="Every user profile")
+    async def profiles() -> Response:
+        return json_response(200, [_clean_nan(p) for p in admin.profiles()])
+
+    @router.get("/v1/profiles/audit", summary="Changes of profiles, newest first")
+    async def profiles_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
+        return json_response(200, list(reversed(admin.profiles_audit))[:limit])
+
+    @router.get("/v1/profiles/{user_id}", summary="One user profile")
+    async def profile(user_id: str) -> Response:
+        found = admin.pipeline.profiles.get(user_id)
+        if found is None:
+            return json_response(404, error_body("user_id", f"no profile for {user_id!r}"))
+        return json_response(200, _clean_nan(found))
+
+    @router.put(
+        "/v1/profiles/{user_id}", summary="Create or change a profile", dependencies=changes
+    )
+    async def put_profile(user_id: str, body: ProfileChange) -> Response:
+        if not 1 <= len(user_id) <= 128:
+            return json_response(422, error_body("user_id", "must be 1..128 characters"))
+        fields = {
+            name: getattr(body, name)
+            for name in body.model_fields_set
+            if name in PROFILE_FIELDS and name != "user_id"
+        }
+        try:
+            after = admin.upsert_profile(user_id, fields, body.who, body.note)
+        except ConfigError as exc:
+            named = next((f for f in PROFILE_FIELDS if f in str(exc)), "profile")
+            return json_response(422, error_body(named, str(exc)))
+        return json_response(200, _clean_nan(after))
+
+    return router

@@ -1,0 +1,312 @@
+"""Deciding for the web app: one embedded :class:`Pipeline`, what it decided, who is listening.
+
+The pipeline is single-threaded. Requests are decided one micro-batch at a time on the event
+loop (under a lock, for any caller on another thread): the requests that are ready when the
+pipeline becomes free are decided together as one batch, in arrival order, each record with
+its own position, so results map back to requests exactly. Each step is submit + flush, so a
+record is decided (or found late) before its request returns; with an out-of-orderness of 0
+(the default) flushing changes nothing, and the decisions equal ``fraudstream run`` over the
+same records in the same order.
+
+Other parts of the app (the review queue, the metrics) register a *listener*: called on the
+event loop's thread after every batch with the decision rows and the transactions' own
+fields (amount, place, merchant), which the decision record does not carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.pipeline import Pipeline, StepResult
+from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.records import decision_dicts, late_dicts
+from fraudstream.schema import CardTokenizer, mask_card_numbers
+
+__all__ = [
+    "MAX_DECISIONS_KEPT",
+    "DecisionService",
+    "Listener",
+    "Outcome",
+    "error_body",
+    "transaction_summaries",
+]
+
+MAX_DECISIONS_KEPT = 100_000
+MAX_DEAD_LETTERS_KEPT = 10_000
+MAX_LATE_KEPT = 10_000
+SUBSCRIBER_QUEUE = 1_000
+
+_encoder = msgspec.json.Encoder()
+
+Listener = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+"""Called with the decision rows of a batch and, row for row, the transactions' summaries."""
+
+_SUMMARY_TEXT = ("currency", "merchant_id", "merchant_category", "country", "channel")
+
+
+def transaction_summaries(tx: TxBatch) -> list[dict[str, Any]]:
+    """What a person reviewing a decision wants of its transaction: amount, place, merchant."""
+    columns: dict[str, list[Any]] = {name: getattr(tx, name).to_pylist() for name in _SUMMARY_TEXT}
+    amounts = tx.amount.tolist()
+    lats = tx.lat.tolist()
+    lons = tx.lon.tolist()
+    out = []
+    for i, amount in enumerate(amounts):
+        summary: dict[str, Any] = {"amount": amount}
+        if not math.isnan(lats[i]):
+            summary["lat"], summary["lon"] = lats[i], lons[i]
+        for name, values in columns.items():
+            if values[i] is not None:
+                summary[name] = values[i]
+        out.append(summary)
+    return out
+
+
+def error_body(field_name: str, message: str) -> dict[str, Any]:
+    """The API's 4xx body: ``{"detail": [{"field": ..., "message": ...}]}``."""
+    return {"detail": [{"field": field_name, "message": message}]}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one submitted record."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Job:
+    records: list[Any]
+    raws: list[bytes | str] | None
+    arrival_ms: float
+    future: asyncio.Future[list[Outcome]] | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def _field_of(reason: str) -> str:
+    return reason.split(":", 1)[0].strip() or "record"
+
+
+class _Subscriber:
+    """One SSE client: a bounded queue that drops its oldest event when full."""
+
+    def __init__(self, size: int, with_transaction: bool = False) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+        self.with_transaction = with_transaction
+
+    def put(self, event: bytes) -> None:
+        if self.queue.full():
+            try:
+                self.queue.get_nowait()
+                self.dropped += 1
+            except asyncio.QueueEmpty:  # pragma: no cover - only with one consumer
+                pass
+        self.queue.put_nowait(event)
+
+
+class DecisionService:
+    """The pipeline, what it decided, what it rejected, and who is listening."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        tokenizer: CardTokenizer,
+        max_decisions: int = MAX_DECISIONS_KEPT,
+        max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
+        max_late: int = MAX_LATE_KEPT,
+    ) -> None:
+        self.pipeline = pipeline
+        self.decoder = Decoder(tokenizer, "api")
+        self.lock = threading.Lock()
+        self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.max_decisions = max_decisions
+        self.dead_letters: deque[dict[str, Any]] = deque(maxlen=max_dead_letters)
+        self.late: deque[dict[str, Any]] = deque(maxlen=max_late)
+        self.subscribers: set[_Subscriber] = set()
+        self.position = 0
+        self.counts = {"decided": 0, "dead_letters": 0, "duplicates": 0, "late": 0}
+        self.listeners: list[Listener] = []
+        self._pending: list[_Job] = []
+        self._leading = False
+
+    # The async entry point: micro-batches whatever is ready when the pipeline is free.
+    async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
+        """Decides ``records`` in order (after any submitted earlier); one outcome each."""
+        loop = asyncio.get_running_loop()
+        job = _Job(records, raws, time.time() * 1000, loop.create_future())
+        self._pending.append(job)
+        if not self._leading:
+            self._leading = True
+            try:
+                await asyncio.sleep(0)  # let requests that are ready join this batch
+                self._drain()
+            finally:
+                self._leading = False
+                if self._pending:  # the leader was cancelled: decide the rest soon
+                    loop.call_soon(self._drain)
+        assert job.future is not None
+        return await job.future
+
+    def _drain(self) -> None:
+        while self._pending:
+            jobs, self._pending = self._pending, []
+            self.decide_jobs(jobs)
+
+    def decide_now(self, records: list[Any]) -> list[Outcome]:
+        """The synchronous path (any thread): decides ``records`` as one batch."""
+        job = _Job(records, None, time.time() * 1000)
+        self.decide_jobs([job])
+        return job.outcomes
+
+    def decide_jobs(self, jobs: list[_Job]) -> None:
+        """Runs the jobs' records through the pipeline as one batch, in order."""
+        try:
+            with self.lock:
+                self._decide_jobs(jobs)
+        except BaseException as exc:
+            for job in jobs:
+                if job.future is not None and not job.future.done():
+                    job.future.set_exception(exc)
+            raise
+        for job in jobs:
+            if job.future is not None and not job.future.done():
+                job.future.set_result(job.outcomes)
+
+    def _decide_jobs(self, jobs: list[_Job]) -> None:
+        slots: dict[int, tuple[_Job, int]] = {}
+        batches: list[TxBatch] = []
+        for job in jobs:
+            n = len(job.records)
+            positions = list(range(self.position + 1, self.position + n + 1))
+            self.position += n
+            job.outcomes = [Outcome(500, {})] * n
+            for index, position in enumerate(positions):
+                slots[position] = (job, index)
+            batch, dead = self.decoder.records(
+                job.records, positions, [job.arrival_ms] * n, job.raws
+            )
+            for letter in dead:
+                self._dead_letter(letter)
+                _, index = slots[letter.position]
+                job.outcomes[index] = Outcome(
+                    422, error_body(_field_of(letter.reason), letter.reason)
+                )
+            batches.append(batch)
+        batch = batches[0] if len(batches) == 1 else TxBatch.concat(batches)
+        if len(batch):
+            now = time.time() * 1000
+            self._collect(self.pipeline.submit(batch, now), slots)
+            self._collect(self.pipeline.flush(now), slots)
+
+    def _collect(self, result: StepResult, slots: dict[int, tuple[_Job, int]]) -> None:
+        if len(result.duplicates):
+            self._duplicates(result.duplicates, slots)
+        if len(result.late):
+            self._late(result.late, slots)
+        decisions = result.decisions
+        if decisions is None or len(decisions) == 0:
+            return
+        rows = decision_dicts(decisions)
+        positions = decisions.tx.position.tolist()
+        kept = self.decisions
+        self.counts["decided"] += len(rows)
+        for position, row in zip(positions, rows, strict=True):
+            job, index = slots[position]
+            job.outcomes[index] = Outcome(200, row)
+            kept[row["transaction_id"]] = row
+        while len(kept) > self.max_decisions:
+            kept.popitem(last=False)
+        summaries: list[dict[str, Any]] | None = None
+        if self.listeners or any(s.with_transaction for s in self.subscribers):
+            summaries = transaction_summaries(decisions.tx)
+        if self.subscribers:
+            self._publish(rows, summaries)
+        for listener in self.listeners:
+            assert summaries is not None
+            listener(rows, summaries)
+
+    def _publish(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]] | None) -> None:
+        plain: list[bytes] | None = None
+        full: list[bytes] | None = None
+        for subscriber in self.subscribers:
+            if subscriber.with_transaction:
+                if full is None:
+                    assert summaries is not None
+                    full = [
+                        b"data: " + _encoder.encode({**row, "transaction": summary}) + b"\n\n"
+                        for row, summary in zip(rows, summaries, strict=True)
+                    ]
+                events = full
+            else:
+                if plain is None:
+                    plain = [b"data: " + _encoder.encode(row) + b"\n\n" for row in rows]
+                events = plain
+            for event in events:
+                subscriber.put(event)
+
+    def _duplicates(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
+        self.counts["duplicates"] += len(batch)
+        for i in range(len(batch)):
+            record = batch.record(i)
+            position = int(batch.position[i])
+            message = (
+                f"duplicate: transaction_id {record['transaction_id']!r} "
+                "was already processed; not decided twice"
+            )
+            self._dead_letter(DeadLetter("api", position, message, _raw_of(record)))
+            job, index = slots[position]
+            job.outcomes[index] = Outcome(409, error_body("transaction_id", message))
+
+    def _late(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
+        self.counts["late"] += len(batch)
+        clock = self.pipeline.clock
+        rows = late_dicts(batch, clock.watermark, clock.allowed_lateness_ms)
+        self.late.extend(rows)
+        for row in rows:
+            job, index = slots[row["position"]]
+            message = f"{row['reason']}; not decided, kept in the late output"
+            job.outcomes[index] = Outcome(409, error_body("timestamp", message))
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self.counts["dead_letters"] += 1
+        self.dead_letters.append(letter.to_dict())
+
+    def reject(self, reason: str, raw: bytes | str) -> dict[str, Any]:
+        """A request body that is not even a record (bad JSON): dead letter + 4xx body."""
+        self.position += 1
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        reason = mask_card_numbers(reason)
+        self._dead_letter(DeadLetter("api", self.position, reason, mask_card_numbers(text[:4096])))
+        return error_body(_field_of(reason), reason)
+
+    # --- the live feed ---------------------------------------------------------------------
+
+    def subscribe(
+        self, size: int = SUBSCRIBER_QUEUE, with_transaction: bool = False
+    ) -> _Subscriber:
+        """A new live-feed client (``with_transaction``: events carry a ``transaction``)."""
+        subscriber = _Subscriber(size, with_transaction)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: _Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+
+def _raw_of(record: dict[str, Any]) -> str:
+    try:
+        return mask_card_numbers(_encoder.encode(record).decode())
+    except (TypeError, ValueError):
+        return mask_card_numbers(repr(record))
