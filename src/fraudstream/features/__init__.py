@@ -1,0 +1,14 @@
+"""Streaming features for models, computed by the runtime's own keyed state.
+
+- :mod:`.kernels`: numba kernels over per-customer and per-terminal rings (exact windows).
+- :mod:`.engine`: :class:`StreamingFeatures`, the state and the step the pipeline calls.
+- :mod:`.catalog`: feature names (the handbook's 15, ours).
+- :mod:`.reference`: the same features written plainly, the oracle the tests use.
+"""
+
+from __future__ import annotations
+
+from .catalog import BOOK_FEATURES, OUR_FEATURES
+from .engine import FeatureConfig, StreamingFeatures
+
+__all__ = ["BOOK_FEATURES", "OUR_FEATURES", "FeatureConfig", "StreamingFeatures"]
