@@ -49,8 +49,12 @@ def combine(
     scores: Mapping[str, float],
     review: F64,
     decline: F64,
+    model: F64 | None = None,
 ) -> tuple[F64, npt.NDArray[np.int8]]:
     """Noisy-or score and tier per row.
+
+    ``model`` is the model's score per row (its weight x its probability): one more piece of
+    evidence in the noisy-or, like a rule whose score differs per transaction.
 
     >>> import numpy as np
     >>> s, t = combine({"a": np.array([True, False, True]), "b": np.array([True, False, False])},
@@ -62,6 +66,8 @@ def combine(
     keep = np.ones(n, dtype=np.float64)
     for rule, mask in fired.items():
         keep[mask] *= 1.0 - scores[rule]
+    if model is not None:
+        keep *= 1.0 - model
     score = np.round(1.0 - keep, 6)
     tier = np.zeros(n, dtype=np.int8)
     tier[score >= review] = REVIEW

@@ -122,6 +122,8 @@ class Pipeline:
         self.states: dict[str, StateTable] = {}
         self.instances: dict[str, _Instance] = {}
         self.last_sweep_ms = -(2**62)
+        # Streaming features + an optional model (fraudstream.models.stage.ModelStage).
+        self.model_stage: Any = None
         self.apply_rules(rules or RuleSet.default())
 
     # --- rules -------------------------------------------------------------------------------
@@ -293,8 +295,11 @@ class Pipeline:
         decline = profile["decline_threshold"][inputs.user]
         review = np.where(np.isnan(review), self.rules.review_threshold, review)
         decline = np.where(np.isnan(decline), self.rules.decline_threshold, decline)
-        score, tier = combine(fired, self.scores, review, decline)
-        reasons = explain(messages, self.scores, n)
+        stage = self.model_stage
+        model = stage.score(tx, inputs, features) if stage is not None else None
+        score, tier = combine(fired, self.scores, review, decline, model)
+        scores = self.scores if stage is None else stage.explain(tier, fired, messages, self.scores)
+        reasons = explain(messages, scores, n)
         self._sweep_timers(int(clock_ms[-1]) if n else None)
         return Decisions(tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms)
 
