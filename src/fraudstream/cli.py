@@ -20,12 +20,15 @@ from rich.table import Table
 
 from fraudstream.cli_options import (
     AnonymousNetworksOption,
+    GroupIdOption,
     IdleTimeoutOption,
     IpCountriesOption,
     LatenessOption,
     OutOfOrdernessOption,
     ProfilesOption,
+    ProfilesTopicOption,
     RulesOption,
+    StopAtEndOption,
     TimeMode,
     TimeOption,
 )
@@ -177,21 +180,40 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
     ] = False,
+    group_id: GroupIdOption = "fraudstream",
+    profiles_topic: ProfilesTopicOption = None,
+    stop_at_end: StopAtEndOption = False,
 ) -> None:
-    """Decide every transaction of a file or a stream (stdin) and write the outputs."""
+    """Decide every transaction of a file, a stream (stdin) or a Kafka topic; write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.rules import AuditLog, RulesFileWatcher
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
 
+    kafka: Any = None  # a kafka:// input (fraudstream.io.kafka_run.KafkaInput)
     try:
         pipeline = _pipeline_parts(
             rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
             ip_countries, anonymous_networks,
         )  # fmt: skip
         source: Any
+        if profiles_topic and not input.lower().startswith("kafka://"):
+            raise ConfigError("--profiles-topic needs a kafka:// --input")
         if input == "-":
             source = StdinSource(idle_timeout_ms=idle_timeout_ms or 1_000)
+        elif input.lower().startswith("kafka://"):
+            from fraudstream.io.kafka_run import KafkaInput
+
+            kafka = KafkaInput.open(
+                input,
+                group_id=group_id,
+                table=pipeline.profiles,
+                profiles_topic=profiles_topic,
+                idle_timeout_ms=idle_timeout_ms or 1_000,
+                stop_at_end=stop_at_end,
+                warn=lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
+            )
+            source = kafka.source
         else:
             path = Path(input)
             if not path.is_file():
@@ -230,13 +252,20 @@ def run(
             CardTokenizer.from_environment(),
             between_batches=watcher.poll if watcher is not None else None,
         )
+        if kafka is not None:  # users-config upserts apply between batches
+            runner.between_batches = kafka.between_batches(runner.between_batches)
         summary = _run_with_progress(runner, source, quiet or input == "-")
+        if kafka is not None:
+            kafka.finish()  # a normal end: outputs are closed, the offsets can be committed
     except ConfigError as exc:
         fail(str(exc))
         return
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}")
         return
+    finally:
+        if kafka is not None:
+            kafka.close()
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
@@ -442,6 +471,27 @@ def _register_decisions() -> None:
 
 
 _register_decisions()
+
+
+def _register_produce() -> None:
+    # Kafka is an extra (confluent-kafka): without it, `produce` says how to install it.
+    try:
+        import confluent_kafka  # noqa: F401
+
+        from fraudstream.produce_cli import produce_command
+    except ImportError as exc:
+        missing = exc.name or "confluent-kafka"
+
+        @app.command("produce")
+        def produce_missing() -> None:
+            """Send transactions to a Kafka topic (needs the kafka extra)."""
+            fail(f"produce needs {missing}: pip install 'fraudstream[kafka]'")
+
+        return
+    app.command("produce")(produce_command)
+
+
+_register_produce()
 
 
 def main() -> None:

@@ -32,3 +32,20 @@ IpCountriesOption = Annotated[
 AnonymousNetworksOption = Annotated[
     Path | None, typer.Option(help="CSV network,label for anonymous_network.")
 ]
+GroupIdOption = Annotated[
+    str, typer.Option(help="Kafka consumer group of a kafka:// input (offsets at checkpoints).")
+]
+ProfilesTopicOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Compacted Kafka topic of user profiles (a topic on the input's cluster, "
+        "or kafka://host:port/topic); upserts apply to the next batch."
+    ),
+]
+StopAtEndOption = Annotated[
+    bool,
+    typer.Option(
+        "--stop-at-end",
+        help="kafka:// input: stop once every partition is read to its end (a backfill).",
+    ),
+]

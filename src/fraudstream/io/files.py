@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Union
 
 import msgspec
 import pyarrow as pa
@@ -23,6 +23,9 @@ import pyarrow.parquet as pq
 
 from fraudstream.engine.batch import TxBatch
 from fraudstream.io.decode import DeadLetter, Decoder
+
+if TYPE_CHECKING:
+    from fraudstream.io.kafka_sink import KafkaSink
 
 Format = Literal["jsonl", "csv", "parquet"]
 IDLE = None
@@ -375,11 +378,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
-Sink = JsonLinesSink | ParquetSink
+Sink = Union[JsonLinesSink, ParquetSink, "KafkaSink"]  # noqa: UP007
 
 
 def open_sink(target: str) -> Sink:
     """A sink for a path by suffix (.parquet -> Parquet, else JSON lines); '-' is stdout."""
+    if target.lower().startswith("kafka://"):  # a topic: kafka://host:port/topic
+        from fraudstream.io.kafka_sink import open_kafka_sink
+
+        return open_kafka_sink(target)
     if target != "-" and target.lower().endswith((".parquet", ".pq")):
         return ParquetSink(target)
     return JsonLinesSink(target)
