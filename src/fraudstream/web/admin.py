@@ -190,7 +190,7 @@ class Admin:
         with self.lock:
             table = self.pipeline.profiles
             before = table.get(user_id)
-            merged = dict.fromkeys(PROFILE_FIELDS) | (before or {}) | fields
+            merged = dict.fromkeys(PROFILE_FIELDS) | (_clean_nan(before) or {}) | fields
             merged["user_id"] = user_id
             after = table.upsert(merged)
             entry: dict[str, Any] = {"at": _now(), "who": who, "user_id": user_id, "note": note}
@@ -239,6 +239,13 @@ class ProfileChange(_Change):
     home_country: str | None = Field(default=None, max_length=64)
     review_threshold: float | None = Field(default=None, ge=0, le=1)
     decline_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+def _like(default: Any, value: Any) -> Any:
+    """A JSON number as the threshold's own type (150 for a float threshold is 150.0)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _clean_nan(profile: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -295,7 +302,12 @@ def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
                 if getattr(body, name) is not None
             }
             if body.thresholds is not None:
-                edits["thresholds"] = dict(rule.thresholds) | body.thresholds
+                defaults = RULE_FAMILY[rule.detector].thresholds_type()
+                given = {
+                    name: _like(getattr(defaults, name, None), value)
+                    for name, value in body.thresholds.items()
+                }
+                edits["thresholds"] = dict(rule.thresholds) | given
             return replace_rule(current, rule_id, **edits)
 
         try:

@@ -90,7 +90,8 @@ class BodyLimit:
     """413 for a body over ``limit`` bytes on any path not in ``own_limits`` (ASGI middleware).
 
     Paths in ``own_limits`` (the transaction endpoints) read their bodies with their own
-    limits. The check runs before the endpoint, so a huge body is never buffered.
+    limits. The body is read here first (at most ``limit`` bytes are ever buffered), so the
+    endpoint never sees a body past the limit, declared or not.
     """
 
     def __init__(self, app: ASGIApp, limit: int, own_limits: frozenset[str]) -> None:
@@ -106,26 +107,29 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await self._refuse(send)
                 return
-        received = 0
-        refused = False
-
-        async def counted() -> Message:
-            nonlocal received, refused
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # small limits: read it all first, then hand it on
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    refused = True
-                    raise TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except TooLarge:
-            if refused:
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
                 await self._refuse(send)
                 return
-            raise
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         body = _encoder.encode(error_body("body", f"request body larger than {self.limit} bytes"))

@@ -52,7 +52,9 @@ function ruleRow(rule) {
   const inputs = Object.entries(rule.thresholds).map(([name, value]) => {
     const input = typeof value === "boolean"
       ? h("input", { type: "checkbox", checked: value, dataset: { threshold: name, kind: "bool" } })
-      : h("input", { type: "number", step: "any", value, class: "small", dataset: { threshold: name, kind: "number" } });
+      : typeof value === "number"
+        ? h("input", { type: "number", step: "any", value, class: "small", dataset: { threshold: name, kind: "number" } })
+        : h("span", { class: "mono", title: "set in a rules file" }, JSON.stringify(value));
     const changed = JSON.stringify(value) !== JSON.stringify(rule.defaults[name]);
     return h("label", { class: changed ? "threshold changed" : "threshold", title: `default ${rule.defaults[name]}` }, `${name} `, input);
   });
@@ -73,7 +75,7 @@ function ruleRow(rule) {
         status(`${rule.id}: ${input.dataset.threshold} must be a number`, "error");
         return;
       }
-      thresholds[input.dataset.threshold] = value;
+      if (value !== rule.thresholds[input.dataset.threshold]) thresholds[input.dataset.threshold] = value;
     }
     await change(`/v1/rules/${encodeURIComponent(rule.id)}`, {
       enabled: enabled.checked,

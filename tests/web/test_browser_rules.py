@@ -1,0 +1,91 @@
+"""The rules page in a real browser: a threshold changed on the page applies to the very next
+decision of the running pipeline (no restart), and the change is in the audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser_support import (
+    LiveServer,
+    browser_page,
+    live_server,
+    needs_chromium,
+    open_app,
+    screenshot,
+)
+
+pytestmark = needs_chromium
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path_factory.mktemp("rules"))
+
+
+@pytest.fixture
+def page(server: LiveServer) -> Iterator[Any]:
+    yield from browser_page(server)
+
+
+def small_then(server: LiveServer, card: str, amount: float, at_ms: int) -> dict[str, Any]:
+    """A 0.50 test charge, then ``amount`` 15 s later on the same card; the second decision."""
+    for suffix, value, offset in (("a", 0.5, 0), ("b", amount, 15_000)):
+        record = {"transaction_id": f"{card}-{suffix}", "card_id": card, "amount": value,
+                  "timestamp": at_ms + offset}  # fmt: skip
+        response = server.post("/v1/transactions", record)
+        assert response.status_code == 200, response.text
+    decision: dict[str, Any] = response.json()
+    return decision
+
+
+def fired(decision: dict[str, Any]) -> list[str]:
+    return [reason["rule"] for reason in decision["reasons"]]
+
+
+def test_a_threshold_changed_on_the_page_decides_the_next_transaction(
+    page: Any, server: LiveServer
+) -> None:
+    now = int(time.time() * 1000)
+    before = small_then(server, "card-before", 200.0, now)
+    assert "small_then_large" not in fired(before)  # 200 is not "large" (> 500)
+    assert before["decision"] == "approve"
+
+    open_app(page, server, "rules", analyst="Rosa Rules")
+    row = page.locator("#rules-body tr[data-rule='small_then_large']")
+    threshold = row.locator("input[data-threshold='large_amount']")
+    threshold.wait_for()
+    assert threshold.input_value() == "500"
+    threshold.fill("150")
+    page.fill("#rules-note", "card testing wave: smaller follow-ups")
+    row.locator("button.apply").click()
+    entry = page.locator("#audit-list li", has_text="small_then_large.large_amount: 500.0 -> 150.0")
+    entry.wait_for()
+    assert "Rosa Rules" in entry.text_content()
+    assert "card testing wave" in entry.text_content()
+    page.wait_for_selector("#rules-body tr[data-rule='small_then_large'] label.changed")
+    screenshot(page, "rules-changed")
+
+    # The page's live feed, filtered by the rule, shows the next decision following it.
+    page.click("nav button[data-tab='feed']")
+    page.wait_for_selector("#feed-rule option[value='small_then_large']", state="attached")
+    page.select_option("#feed-rule", "small_then_large")
+    page.wait_for_selector("#live-status[data-state='on']")
+    after = small_then(server, "card-after", 200.0, now + 60_000)
+    assert "small_then_large" in fired(after)
+    assert after["decision"] == "decline"
+    assert "> 150.00" in after["reasons"][0]["message"]
+    shown = page.locator("#feed-body tr[data-id='card-after-b']")
+    shown.wait_for()
+    assert shown.get_attribute("data-decision") == "decline"
+    assert page.locator("#feed-body tr[data-id='card-after-a']").count() == 0  # filtered out
+    screenshot(page, "feed-after-change")
+
+    audit = server.data_dir / "web" / "rules.audit.jsonl"
+    logged = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["who"], e["source"]) for e in logged] == [("Rosa Rules", "web")]
+    rule = next(r for r in logged[0]["after"]["rules"] if r["id"] == "small_then_large")
+    assert rule["thresholds"] == {"large_amount": 150.0}
