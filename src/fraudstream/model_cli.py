@@ -1,0 +1,224 @@
+"""Commands for models: ``features``, ``train``, ``evaluate`` and the handbook simulation.
+
+    fraudstream simulate --scenario handbook --output hb.parquet --labels-out labels.parquet
+    fraudstream features --input hb.parquet --labels labels.parquet --output features.parquet
+    fraudstream evaluate --features features.parquet --labels labels.parquet --plot pr.png
+    fraudstream train --features features.parquet --labels labels.parquet --kind xgboost \\
+        --output models/xgb
+    fraudstream run --input hb.parquet --labels labels.parquet --model models/xgb ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fraudstream.config import ConfigError
+
+__all__ = ["register", "simulate_handbook"]
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+class FeatureSet(StrEnum):
+    """Which features a model uses."""
+
+    book = "book"
+    ours = "ours"
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def simulate_handbook(
+    customers: int, terminals: int, days: int, seed: int, output: str, labels_out: str | None
+) -> None:
+    """The handbook simulation to Parquet (or JSON lines on stdout); counts vs the book."""
+    import msgspec
+    import pyarrow.parquet as pq
+
+    from fraudstream.simulate.handbook import (
+        BOOK,
+        HandbookConfig,
+        handbook_labels,
+        handbook_table,
+        scenario_counts,
+    )
+
+    config = HandbookConfig(customers, terminals, days, seed=seed)
+    try:
+        config.check()
+    except ValueError as exc:
+        _fail(str(exc))
+    table = handbook_table(config)
+    if output == "-":
+        encoder = msgspec.json.Encoder()
+        out = sys.stdout.buffer
+        for batch in table.to_batches(65_536):
+            out.write(b"".join(encoder.encode(r) + b"\n" for r in batch.to_pylist()))
+        out.flush()
+    elif output.endswith(".parquet"):
+        pq.write_table(table, output, compression="zstd")
+    else:
+        with open(output, "wb") as handle:
+            encoder = msgspec.json.Encoder()
+            for batch in table.to_batches(65_536):
+                handle.write(b"".join(encoder.encode(r) + b"\n" for r in batch.to_pylist()))
+    if labels_out:
+        pq.write_table(handbook_labels(table), labels_out, compression="zstd")
+    counts = scenario_counts(table)
+    full = (customers, terminals, days) == (5_000, 10_000, 183)
+    summary = Table(title="handbook simulation", title_justify="left")
+    for column in ("", "ours", "book (full size)", "ours / book"):
+        summary.add_column(column, justify="right" if column else "left")
+    names: dict[str | int, str] = {
+        "transactions": "transactions",
+        "frauds": "frauds",
+        1: "  scenario 1 (amount > 220)",
+        2: "  scenario 2 (terminals)",
+        3: "  scenario 3 (customers)",
+    }
+    for key, label in names.items():
+        ratio = f"{counts[key] / BOOK[key]:.3f}" if full else "-"
+        summary.add_row(label, f"{counts[key]:,}", f"{BOOK[key]:,}", ratio)
+    rate = counts["frauds"] / max(counts["transactions"], 1)
+    summary.add_row("fraud rate", f"{rate:.2%}", f"{BOOK['frauds'] / BOOK['transactions']:.2%}", "")
+    err.print(summary)
+
+
+def _frame(features: Path, labels: Path | None) -> Any:
+    """The feature table joined with the truth (labels; unlabelled = genuine), with days."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from fraudstream.io.labels import read_labels
+
+    if not features.is_file():
+        raise ConfigError(f"--features {features}: no such file")
+    frame = pq.read_table(features).to_pandas()
+    if labels is not None:
+        truth = read_labels(labels).table().to_pandas()
+        truth = truth.drop_duplicates("transaction_id", keep="last")
+        frame = frame.merge(truth[["transaction_id", "is_fraud"]], on="transaction_id", how="left")
+    elif "is_fraud" not in frame.columns:
+        raise ConfigError("--labels is needed (the feature table has no is_fraud column)")
+    frame["is_fraud"] = frame["is_fraud"].fillna(False).astype(bool)
+    frame["day"] = (frame["timestamp"].to_numpy() // 86_400_000).astype(np.int64)
+    return frame
+
+
+def _feature_names(frame: Any, feature_set: FeatureSet) -> list[str]:
+    from fraudstream.features.catalog import BOOK_FEATURES, OUR_FEATURES
+
+    wanted = BOOK_FEATURES if feature_set is FeatureSet.book else OUR_FEATURES
+    missing = [name for name in BOOK_FEATURES if name not in frame.columns]
+    if missing:
+        raise ConfigError(f"--features: missing columns {', '.join(missing)}")
+    return [name for name in wanted if name in frame.columns]
+
+
+FeaturesPath = Annotated[
+    Path, typer.Option("--features", help="Table from `fraudstream features`.")
+]
+LabelsPath = Annotated[
+    Path | None, typer.Option("--labels", help="Labels (transaction_id, is_fraud, label_time).")
+]
+
+
+def features_command(
+    input: Annotated[str, typer.Option("--input", "-i", help="Transactions file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Features Parquet file.")],
+    labels: LabelsPath = None,
+    rules: Annotated[Path | None, typer.Option(help="Rules file (as for run).")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Profiles file (as for run).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Also score with this model.")] = None,
+) -> None:
+    """Write, for every transaction, the feature values the live pipeline used for it."""
+    from fraudstream.cli import _pipeline_parts, _run_with_progress
+    from fraudstream.cli_options import TimeMode
+    from fraudstream.io.files import FileSource, guess_format
+    from fraudstream.models.dataset import FeatureCollector, attach
+    from fraudstream.run import Outputs, Runner
+    from fraudstream.schema import CardTokenizer
+
+    try:
+        path = Path(input)
+        if not path.is_file():
+            raise ConfigError(f"--input {input}: no such file")
+        pipeline = _pipeline_parts(rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
+        stage = attach(pipeline, labels, model)
+        collector = FeatureCollector(stage)
+        runner = Runner(pipeline, Outputs(), CardTokenizer.from_environment(), collector)
+        summary = _run_with_progress(runner, FileSource(path, guess_format(input)), False)
+        rows = collector.write(output)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    err.print(
+        f"{rows:,} feature rows -> {output} ({summary.dead_letters:,} dead letters, "
+        f"{stage.features.labels_applied:,} labels applied, {summary.throughput:,.0f} tx/s)"
+    )
+
+
+def train_command(
+    features: FeaturesPath,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Artifact directory.")],
+    labels: LabelsPath = None,
+    kind: Annotated[
+        str, typer.Option(help="logistic_regression, random_forest or xgboost.")
+    ] = "xgboost",
+    feature_set: Annotated[FeatureSet, typer.Option(help="book (15) or ours.")] = FeatureSet.ours,
+    class_balance: Annotated[str, typer.Option(help="balanced or none.")] = "none",
+    train_start: Annotated[str, typer.Option(help="First training day.")] = "2018-07-25",
+    train_days: Annotated[int, typer.Option(help="Training days.")] = 7,
+    delay_days: Annotated[int, typer.Option(help="Label delay before the test days.")] = 7,
+) -> None:
+    """Train a model on a feature table; saves a versioned artifact with test metrics."""
+    from datetime import date
+
+    from fraudstream.models.evaluate import Protocol, metrics, split
+    from fraudstream.models.train import train_model
+
+    try:
+        try:
+            start = date.fromisoformat(train_start)
+        except ValueError:
+            raise ConfigError(
+                f"--train-start must be a date like 2018-07-25, got {train_start!r}"
+            ) from None
+        protocol = Protocol(start, train_days, delay_days)
+        frame = _frame(features, labels)
+        names = _feature_names(frame, feature_set)
+        train, test = split(frame, protocol)
+        artifact = train_model(
+            kind, train[names].to_numpy(float), train["is_fraud"].to_numpy(), names,
+            name=f"{kind}-{feature_set.value}", class_balance=class_balance,
+            training_window=protocol.window(),
+        )  # fmt: skip
+        if len(test) and test["is_fraud"].any():
+            figures = metrics(test, artifact.predict(test[names].to_numpy(float)))
+            artifact.info.metrics.update({f"test_{k}": round(v, 4) for k, v in figures.items()})
+        artifact.save(output)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    err.print(f"model {artifact.info.name} version {artifact.info.version} -> {output}")
+    err.print(json.dumps(artifact.info.metrics, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the model commands to the ``fraudstream`` app."""
+    from fraudstream.models.report import evaluate_command
+
+    app.command("features")(features_command)
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
