@@ -37,11 +37,39 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
+from fraudstream.config import ConfigError
 from fraudstream.io.records import iso_ms
 
 metadata = MetaData()
+
+
+class StoreUnavailable(ConfigError):
+    """The database cannot be reached or refuses us: one line, password hidden."""
+
+
+def shown_url(target: str) -> str:
+    """A database URL or path as it may be shown: the password replaced by ``***``.
+
+    >>> shown_url("postgresql+psycopg://fraud:s3cret@db:5432/fraud")
+    'postgresql+psycopg://fraud:***@db:5432/fraud'
+    """
+    if "://" not in target:
+        return target
+    try:
+        return make_url(target).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def unavailable(target: str, exc: DBAPIError) -> StoreUnavailable:
+    """The error to raise when connecting to ``target`` failed with ``exc``."""
+    cause = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in cause.splitlines() if line.strip()]
+    detail = " ".join(lines[:2]) or type(exc).__name__
+    return StoreUnavailable(f"decision store {shown_url(target)}: {detail}")
+
 
 decisions_table = Table(
     "fraud_detection_results",
@@ -236,7 +264,11 @@ class DecisionStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine, tables=[decisions_table])
+        try:
+            metadata.create_all(self.engine, tables=[decisions_table])
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise unavailable(url, exc) from None
         self.count = 0
 
     # sink interface
@@ -246,8 +278,11 @@ class DecisionStore:
         if not records:
             return
         rows = [_row(r) for r in records]
-        with self.engine.begin() as connection:
-            upsert(connection, decisions_table, rows, ["transaction_id"])
+        try:
+            with self.engine.begin() as connection:
+                upsert(connection, decisions_table, rows, ["transaction_id"])
+        except (OperationalError, InterfaceError) as exc:  # the database went away
+            raise unavailable(self.url, exc) from None
         self.count += len(records)
 
     def flush(self) -> None:
