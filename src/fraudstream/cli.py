@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections import Counter
 from enum import StrEnum
@@ -74,6 +75,7 @@ def _pipeline_parts(
     idle_timeout_ms: int,
     ip_countries: Path | None,
     anonymous_networks: Path | None,
+    state_ttl_ms: int | None = None,
 ) -> Any:
     from fraudstream.engine.pipeline import Pipeline, TimeConfig, warm_up
     from fraudstream.profiles import ProfileTable
@@ -98,7 +100,7 @@ def _pipeline_parts(
         time_mode.value, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms
     )
     warm_up(rule_set)  # compile the kernels now, not on the first live record
-    return Pipeline(rule_set, table, time_config, reference)
+    return Pipeline(rule_set, table, time_config, reference, state_ttl_ms)
 
 
 def print_summary(summary: Any, console: Console = err) -> None:
@@ -114,6 +116,12 @@ def print_summary(summary: Any, console: Console = err) -> None:
     if summary.duplicates:
         table.add_row("  of which duplicates", f"{summary.duplicates:,}")
     table.add_row("late", f"{summary.late:,}")
+    if summary.expired_keys or summary.reclaimed_keys:
+        table.add_row("expired keys (TTL)", f"{summary.expired_keys:,}")
+        table.add_row("  slots reclaimed", f"{summary.reclaimed_keys:,}")
+    if summary.checkpoints:
+        resumed = "" if summary.resumed_from is None else f" (resumed {summary.resumed_from})"
+        table.add_row("checkpoints", f"{summary.checkpoints:,}{resumed}")
     table.add_row("throughput", f"{summary.throughput:,.0f} tx/s ({summary.seconds:.2f} s)")
     console.print(table)
     if summary.dead_reasons:
@@ -174,6 +182,28 @@ def run(
         Path | None,
         typer.Option(help="Where rules changes are logged (default: RULES.audit.jsonl)."),
     ] = None,
+    lakehouse: Annotated[
+        str | None,
+        typer.Option(help="Iceberg lakehouse: a directory, or a pyiceberg catalog YAML/JSON."),
+    ] = None,
+    checkpoint_dir: Annotated[
+        str | None, typer.Option(help="Checkpoint here (a directory or an fsspec URL).")
+    ] = None,
+    checkpoint_interval_s: Annotated[
+        float, typer.Option(help="Checkpoint every N seconds.")
+    ] = 10.0,
+    checkpoint_every_records: Annotated[
+        int | None, typer.Option(help="Also checkpoint every N records.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Restart from the latest complete checkpoint.")
+    ] = False,
+    batch_rows: Annotated[
+        int, typer.Option(help="Records per micro-batch read from a file.")
+    ] = 262_144,
+    state_ttl_hours: Annotated[
+        float, typer.Option(help="Forget a card's/user's state after this long idle (0: never).")
+    ] = 720.0,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,
@@ -194,7 +224,7 @@ def run(
     try:
         pipeline = _pipeline_parts(
             rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks,
+            ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours),
         )  # fmt: skip
         source: Any
         if profiles_topic and not input.lower().startswith("kafka://"):
@@ -218,7 +248,11 @@ def run(
             path = Path(input)
             if not path.is_file():
                 raise ConfigError(f"--input {input}: no such file")
-            source = FileSource(path, format.value if format else guess_format(input))
+            if batch_rows < 1:
+                raise ConfigError(f"--batch-rows must be >= 1, got {batch_rows}")
+            source = FileSource(
+                path, format.value if format else guess_format(input), batch_rows=batch_rows
+            )
         secret = None
         if webhook_secret_env:
             value = os.environ.get(webhook_secret_env)
@@ -235,6 +269,7 @@ def run(
             webhook=webhook,
             webhook_secret=secret,
             alert_command=shlex.split(alert_command) if alert_command else None,
+            lakehouse=lakehouse,
         )
         watcher = None
         if rules is not None:  # editing the rules file changes the running pipeline
@@ -251,6 +286,9 @@ def run(
             outputs,
             CardTokenizer.from_environment(),
             between_batches=watcher.poll if watcher is not None else None,
+            recovery=_recovery(
+                checkpoint_dir, checkpoint_interval_s, checkpoint_every_records, resume
+            ),
         )
         if kafka is not None:  # users-config upserts apply between batches
             runner.between_batches = kafka.between_batches(runner.between_batches)
@@ -270,6 +308,29 @@ def run(
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def _ttl_ms(hours: float) -> int | None:
+    if hours < 0:
+        raise ConfigError(f"--state-ttl-hours must be >= 0, got {hours}")
+    return round(hours * 3_600_000) or None
+
+
+def _recovery(
+    directory: str | None, interval_s: float, every_records: int | None, resume: bool
+) -> Any:
+    """Checkpointing for `run`, or None without --checkpoint-dir."""
+    if directory is None:
+        if resume or every_records is not None:
+            raise ConfigError("--resume and --checkpoint-every-records need --checkpoint-dir")
+        return None
+    from fraudstream.engine.checkpoint import CheckpointStore
+    from fraudstream.recovery import Recovery
+
+    try:
+        return Recovery(CheckpointStore(directory), interval_s, every_records, resume)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def settle_garbage_collector() -> None:
@@ -393,12 +454,15 @@ def demo(
         "late": directory / "late.jsonl",
     }
     pipeline = _pipeline_parts(None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None)
+    lake = directory / "lakehouse"  # the Iceberg table; `fraudstream query` reads it
+    shutil.rmtree(lake, ignore_errors=True)  # a rerun replaces the demo's table
     outputs = Outputs(
         decisions=str(paths["decisions"]),
         alerts=str(paths["alerts"]),
         enriched=str(paths["enriched"]),
         dead_letters=str(paths["dead_letters"]),
         late=str(paths["late"]),
+        lakehouse=str(lake),
     )
     runner = Runner(pipeline, outputs, CardTokenizer.from_environment())
     summary = _run_with_progress(runner, FileSource(transactions, "jsonl"), False)
@@ -410,6 +474,8 @@ def demo(
     # Plain lines with whole paths: a table would cut them to the terminal's width.
     lines = [f"  {name.replace('_', ' '):<13} {path}" for name, path in shown.items()]
     sys.stderr.write("outputs\n" + "\n".join(lines) + "\n")
+    sys.stderr.write(f"lakehouse (Iceberg) {lake}\n")
+    sys.stderr.write(f"  query it: fraudstream query --lakehouse {lake} alert-rate\n")
     if picture is not None:
         err.save_svg(str(picture), title="fraudstream demo")
 
@@ -471,6 +537,24 @@ def _register_decisions() -> None:
 
 
 _register_decisions()
+
+
+def _register_query() -> None:
+    try:
+        from fraudstream.query_cli import query_command
+    except ImportError as exc:  # the lake extra (pyiceberg, duckdb) is not installed
+        missing = exc.name or "pyiceberg"
+
+        @app.command("query")
+        def query_missing() -> None:
+            """SQL over the Iceberg lakehouse (needs the lake extra)."""
+            fail(f"query needs {missing}: pip install 'fraudstream[lake]'")
+
+        return
+    app.command("query")(query_command)
+
+
+_register_query()
 
 
 def _register_produce() -> None:

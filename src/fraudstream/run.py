@@ -85,15 +85,27 @@ class Outputs:
     webhook_secret: bytes | None = None
     alert_command: list[str] | None = None  # alerts piped to this command, one by one
     retry_store: str | None = None  # undeliverable alerts wait here (default: the store)
+    lakehouse: str | None = None  # Iceberg: a directory, or a pyiceberg catalog config file
     sinks: dict[str, Sink] = field(default_factory=dict)
     hooks: dict[str, DictSink] = field(default_factory=dict)
+    # Set by checkpointing (fraudstream.recovery): sinks take part in checkpoints; a resumed
+    # run opens each sink at its marker from the checkpoint it resumes from.
+    checkpointed: bool = False
+    resume: dict[str, dict[str, Any]] | None = None
+    run_id: str | None = None
+    resume_checkpoint: int = 0
 
     def open(self) -> None:
         """Opens every configured sink."""
+        markers = self.resume
         for name in ("decisions", "alerts", "enriched", "dead_letters", "late"):
             target = getattr(self, name)
             if target:
-                self.sinks[name] = open_sink(target)
+                self.sinks[name] = open_sink(
+                    target,
+                    checkpointed=self.checkpointed,
+                    resume=markers.get(name, {}) if markers is not None else None,
+                )
         retry = self.retry_store or self.store or "fraudstream-alerts.db"
         if self.store:
             from fraudstream.io.sqlstore import DecisionStore
@@ -107,6 +119,25 @@ class Outputs:
             from fraudstream.io.webhook import CommandHook
 
             self.hooks["command"] = CommandHook(self.alert_command, retry_db=retry)
+        if self.lakehouse:
+            from fraudstream.io.lakehouse import LakehouseSink
+
+            self.hooks["lakehouse"] = LakehouseSink.open(
+                self.lakehouse, run_id=self.run_id, resume_from=self.resume_checkpoint
+            )
+
+    def commit(self, checkpoint_id: int) -> dict[str, dict[str, Any]]:
+        """Makes every output durable for checkpoint ``checkpoint_id``; returns the markers."""
+        markers: dict[str, dict[str, Any]] = {}
+        for name, sink in self.sinks.items():
+            markers[name] = sink.checkpoint() if hasattr(sink, "checkpoint") else {}
+            sink.flush()
+        for name, hook in self.hooks.items():
+            hook.flush()
+            checkpoint = getattr(hook, "checkpoint", None)
+            if checkpoint is not None:
+                markers[name] = checkpoint(checkpoint_id)
+        return markers
 
     def flush(self) -> None:
         """Makes everything written so far visible."""
@@ -137,6 +168,27 @@ class Summary:
     late: int = 0
     seconds: float = 0.0
     dead_reasons: Counter[str] = field(default_factory=Counter)
+    expired_keys: int = 0  # keys whose state expired (TTL) when they came back
+    reclaimed_keys: int = 0  # key slots freed by compaction (TTL)
+    checkpoints: int = 0  # checkpoints taken by this process
+    resumed_from: int | None = None  # the checkpoint this process resumed from
+    restore_seconds: float = 0.0  # time to restore that checkpoint
+
+    _COUNTERS = ("tiers", "alerts_by_rule", "fired_by_rule", "dead_reasons")
+    _COUNTS = ("records", "decided", "dead_letters", "duplicates", "late")
+
+    def state(self) -> dict[str, Any]:
+        """The counts a checkpoint keeps, so a resumed run's summary covers the whole input."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self._COUNTS}
+        out.update({name: dict(getattr(self, name)) for name in self._COUNTERS})
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Loads :meth:`state`."""
+        for name in self._COUNTS:
+            setattr(self, name, int(state.get(name, 0)))
+        for name in self._COUNTERS:
+            setattr(self, name, Counter(state.get(name, {})))
 
     @property
     def throughput(self) -> float:
@@ -156,6 +208,11 @@ class Summary:
             "late": self.late,
             "seconds": round(self.seconds, 3),
             "throughput_tx_s": round(self.throughput),
+            "expired_keys": self.expired_keys,
+            "reclaimed_keys": self.reclaimed_keys,
+            "checkpoints": self.checkpoints,
+            "resumed_from": self.resumed_from,
+            "restore_seconds": round(self.restore_seconds, 3),
         }
 
 
@@ -169,6 +226,7 @@ class Runner:
         tokenizer: CardTokenizer,
         on_decisions: Callable[[Decisions], None] | None = None,
         between_batches: Callable[[], Any] | None = None,
+        recovery: Any = None,
     ) -> None:
         self.pipeline = pipeline
         self.outputs = outputs
@@ -176,11 +234,15 @@ class Runner:
         self.summary = Summary()
         self.on_decisions = on_decisions
         self.between_batches = between_batches  # e.g. reloading a changed rules file
+        self.recovery = recovery  # fraudstream.recovery.Recovery: checkpoints and resume
 
     def run(self, source: Source, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Runs the source to its end; returns the summary."""
         decoder = Decoder(self.tokenizer, getattr(source, "name", "input"))
         started = time.perf_counter()
+        recovery = self.recovery
+        if recovery is not None:
+            recovery.start(self, source)  # restores state and positions when resuming
         self.outputs.open()
         try:
             item: Item
@@ -198,10 +260,18 @@ class Runner:
                     self.outputs.flush()
                 if progress is not None:
                     progress(source.done_bytes, source.total_bytes)
+                if recovery is not None and recovery.due(self.summary.records, self.outputs):
+                    recovery.take(self, source)
             self._handle(self.pipeline.flush())
+            if recovery is not None:
+                recovery.take(self, source)  # the end: outputs committed once, state final
         finally:
             self.outputs.close()
             self.summary.seconds = time.perf_counter() - started
+            expiry = self.pipeline.expiry
+            if expiry is not None:
+                self.summary.expired_keys = expiry.expired_keys
+                self.summary.reclaimed_keys = expiry.reclaimed_keys
         return self.summary
 
     def _dead(self, dead: list[DeadLetter]) -> None:
@@ -274,6 +344,9 @@ class Runner:
         store = hooks.get("store")
         if store is not None:
             store.write_dicts(all_rows())
+        lakehouse: Any = hooks.get("lakehouse")
+        if lakehouse is not None:
+            lakehouse.write_decisions(decisions)
         if len(alerts):
             alert_sink = sinks.get("alerts")
             if alert_sink is not None:

@@ -248,7 +248,7 @@ class CheckpointStore:
         path = self._path("run.json")
         if not fresh and self.fs.exists(path):
             return str(json.loads(self.fs.cat_file(path))["run_id"])
-        run_id = uuid.uuid4().hex
+        run_id = uuid.uuid4().hex[:16]
         self._write_bytes(path, json.dumps({"run_id": run_id}).encode())
         return run_id
 

@@ -236,17 +236,41 @@ class StdinSource:
 
 
 class JsonLinesSink:
-    """Records as JSON lines, to a file or standard output ('-')."""
+    """Records as JSON lines, to a file or standard output ('-').
 
-    def __init__(self, target: str) -> None:
+    Checkpoints: :meth:`checkpoint` makes the file durable and returns its size; a resumed run
+    opens it with that marker (``resume``) and truncates whatever came after it.
+    """
+
+    def __init__(self, target: str, resume: dict[str, Any] | None = None) -> None:
         self.target = target
         self._encoder = msgspec.json.Encoder()
         if target == "-":
             self.handle: IO[bytes] = sys.stdout.buffer
         else:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(target, "wb")  # noqa: SIM115 - closed in close()
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if resume is None:
+                self.handle = open(target, "wb")  # noqa: SIM115 - closed in close()
+            else:
+                size = int(resume.get("bytes", 0))
+                have = path.stat().st_size if path.exists() else 0
+                if have < size:
+                    raise ValueError(
+                        f"{target}: {have} bytes, but the checkpoint recorded {size}: "
+                        "the output was changed since"
+                    )
+                os.truncate(target, size) if path.exists() else path.touch()
+                self.handle = open(target, "ab")  # noqa: SIM115 - closed in close()
         self.count = 0
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Flushes to disk; returns the commit marker (the file's size)."""
+        self.handle.flush()
+        if self.target == "-":
+            return {}
+        os.fsync(self.handle.fileno())
+        return {"bytes": os.fstat(self.handle.fileno()).st_size}
 
     def write_dicts(self, records: list[dict[str, Any]]) -> None:
         """Appends records."""
@@ -274,22 +298,34 @@ class JsonLinesSink:
 class ParquetSink:
     """Records as a Parquet file, one row group per written batch."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, schema: pa.Schema | None = None) -> None:
         self.target = target
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         self.writer: pq.ParquetWriter | None = None
+        self.schema = schema  # given: the file takes this schema (parts of one output)
         self.count = 0
 
     def write_table(self, table: pa.Table) -> None:
         """Appends a table (cast to the file's schema after the first)."""
         if table.num_rows == 0:
             return
+        if self.writer is None and self.schema is not None:
+            self._open(self.schema)
+        if self.writer is None:
+            self._open(table.schema)
+        if self.writer is not None and table.schema != self.writer.schema:
+            table = table.cast(self.writer.schema)
+        assert self.writer is not None
+        self.writer.write_table(table)
+        self.count += table.num_rows
+
+    def _open(self, schema: pa.Schema) -> None:
         if self.writer is None:
             # Ids are (nearly) unique per row: dictionary-encoding them only costs time.
             unique = {"transaction_id", "previous_transaction_id", "card_id", "user_id"}
             unique |= {"reasons", "raw", "more"}
             strings = []
-            for f in table.schema:
+            for f in schema:
                 children = list(f.type) if pa.types.is_struct(f.type) else [f]
                 prefix = f"{f.name}." if pa.types.is_struct(f.type) else ""
                 strings += [
@@ -301,15 +337,12 @@ class ParquetSink:
             # them cost more than they help a reader of decisions.
             self.writer = pq.ParquetWriter(
                 self.target,
-                table.schema,
+                schema,
                 compression="lz4",
                 use_dictionary=strings or False,
-                write_statistics=["event_time"] if "event_time" in table.column_names else False,
+                write_statistics=["event_time"] if "event_time" in schema.names else False,
             )
-        elif table.schema != self.writer.schema:
-            table = table.cast(self.writer.schema)
-        self.writer.write_table(table)
-        self.count += table.num_rows
+            self.schema = schema
 
     def write_dicts(self, records: list[dict[str, Any]]) -> None:
         """Appends records; nested values are stored as JSON text.
@@ -321,7 +354,7 @@ class ParquetSink:
         if not records:
             return
         rows = [{k: _flat(v) for k, v in r.items()} for r in records]
-        if self.writer is None:
+        if self.writer is None and self.schema is None:
             names = list(dict.fromkeys(k for r in rows for k in r))
             columns = {}
             for name in names:
@@ -333,7 +366,8 @@ class ParquetSink:
             columns["more"] = pa.nulls(len(rows), pa.string())
             self.write_table(pa.table(columns))
             return
-        schema = self.writer.schema
+        schema = self.writer.schema if self.writer is not None else self.schema
+        assert schema is not None
         known = [f for f in schema if f.name != "more"]
         more: list[dict[str, Any]] = [{} for _ in rows]
         arrays = []
@@ -378,15 +412,85 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
-Sink = Union[JsonLinesSink, ParquetSink, "KafkaSink"]  # noqa: UP007
+class ParquetParts:
+    """Parquet output of a checkpointed run: a directory of part files, one per checkpoint.
+
+    A Parquet file cannot be cut back after a crash (its footer comes last), so each
+    checkpoint closes the current part (``part-00000.parquet``, ...); the commit marker is the
+    number of finished parts, and a resumed run deletes any part after it. Readers (pyarrow,
+    DuckDB, pandas) read the directory as one dataset.
+    """
+
+    def __init__(self, target: str, resume: dict[str, Any] | None = None) -> None:
+        self.target = Path(target)
+        if self.target.is_file():
+            raise ValueError(f"{target}: a checkpointed Parquet output is a directory of parts")
+        self.target.mkdir(parents=True, exist_ok=True)
+        self.parts = int(resume.get("parts", 0)) if resume is not None else 0
+        for part in self.target.glob("part-*.parquet"):
+            if int(part.stem.split("-")[1]) >= self.parts:
+                part.unlink()  # written after the checkpoint we resume from (or a fresh run)
+        self.schema: pa.Schema | None = None
+        if self.parts:
+            self.schema = pq.read_schema(self._name(0))
+        self.current: ParquetSink | None = None
+        self.count = 0
+
+    def _name(self, index: int) -> Path:
+        return self.target / f"part-{index:05d}.parquet"
+
+    def _part(self) -> ParquetSink:
+        if self.current is None:
+            self.current = ParquetSink(str(self._name(self.parts)) + ".inprogress", self.schema)
+        return self.current
+
+    def write_table(self, table: pa.Table) -> None:
+        """Appends a table to the current part."""
+        self._part().write_table(table)
+        self.count += table.num_rows
+
+    def write_dicts(self, records: list[dict[str, Any]]) -> None:
+        """Appends records to the current part."""
+        self._part().write_dicts(records)
+        self.count += len(records)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Finishes the current part (if any rows) and returns the number of parts."""
+        part = self.current
+        if part is not None and part.writer is not None:
+            self.schema = part.schema
+            part.close()
+            final = self._name(self.parts)
+            with open(part.target, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(part.target, final)
+            self.parts += 1
+        self.current = None
+        return {"parts": self.parts}
+
+    def flush(self) -> None:
+        """Rows become readable when their part is finished at a checkpoint."""
+
+    def close(self) -> None:
+        """Finishes the current part."""
+        self.checkpoint()
 
 
-def open_sink(target: str) -> Sink:
-    """A sink for a path by suffix (.parquet -> Parquet, else JSON lines); '-' is stdout."""
+Sink = Union[JsonLinesSink, ParquetSink, ParquetParts, "KafkaSink"]  # noqa: UP007
+
+
+def open_sink(
+    target: str, *, checkpointed: bool = False, resume: dict[str, Any] | None = None
+) -> Sink:
+    """A sink for a path by suffix (.parquet -> Parquet, else JSON lines); '-' is stdout.
+
+    ``checkpointed``: the output takes part in checkpoints (Parquet becomes a directory of
+    parts); ``resume``: the sink's commit marker from the checkpoint a run resumes from.
+    """
     if target.lower().startswith("kafka://"):  # a topic: kafka://host:port/topic
         from fraudstream.io.kafka_sink import open_kafka_sink
 
         return open_kafka_sink(target)
     if target != "-" and target.lower().endswith((".parquet", ".pq")):
-        return ParquetSink(target)
-    return JsonLinesSink(target)
+        return ParquetParts(target, resume) if checkpointed else ParquetSink(target)
+    return JsonLinesSink(target, resume)
