@@ -5,9 +5,10 @@ replayed at a steady rate through the same path as ``POST /v1/transactions``, ea
 with the wall clock when it is sent, so the map's clicks (also "now") and the simulated
 traffic share one event time. The batch demo spreads a user's normal transactions at least
 45 minutes apart and jitters them around home; a replay a few seconds apart would turn that
-jitter into impossible speeds, so a replayed *normal* record is placed at the user's home.
-Injected frauds keep their shape (the far city, the burst, the tiny charges), so they alert
-live as they do in the batch run. Ids are ``live-<lap>-<id>``: the stream loops forever.
+jitter into impossible speeds, so a replayed record is placed at the user's home, except an
+injected ``impossible_travel`` one (the far city). The other injected frauds keep their shape
+(the burst, the tiny charges, the other zipcode, the new device), so they alert live as they
+do in the batch run. Ids are ``live-<lap>-<id>``: the stream loops forever.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def live_record(
     now_ms: int,
     lap: int,
 ) -> dict[str, Any]:
-    """One simulated record as sent live: new id, the wall-clock time, normal ones at home.
+    """One simulated record as sent live: new id, the wall-clock time, at home unless it travels.
 
     >>> live_record({"transaction_id": "tx-1", "user_id": "u", "timestamp": 0, "lat": 1.0,
     ...              "lon": 2.0, "scenario": "normal"}, {"u": (51.5, -0.1)}, 5, 0)["lat"]
@@ -45,7 +46,8 @@ def live_record(
     out["transaction_id"] = f"live-{lap}-{record['transaction_id']}"
     out["timestamp"] = now_ms
     home = homes.get(str(record.get("user_id")))
-    if record.get("scenario") == "normal" and home is not None and "lat" in record:
+    scenario = record.get("scenario")
+    if scenario not in (None, "impossible_travel") and home is not None and "lat" in record:
         out["lat"], out["lon"] = home
     return out
 

@@ -1,8 +1,11 @@
-"""``fraudstream serve``: the decision API on 127.0.0.1:8888 with the embedded pipeline.
+"""``fraudstream serve``: the analyst's app and the decision API on 127.0.0.1:8888.
 
 The pipeline is built exactly as ``fraudstream run`` builds it (same options, same defaults).
-Every POST needs ``Authorization: Bearer $FRAUDSTREAM_TOKEN``; when the variable is unset a
-token is generated and printed once to stderr.
+Every mutating request needs ``Authorization: Bearer $FRAUDSTREAM_TOKEN``; when the variable
+is unset a token is generated and printed once to stderr, with the page's URL carrying it in
+the fragment (``/#token=...``: kept by the browser, never sent to the server). Reviews,
+labels and the audit logs of rule and profile changes go to ``--data-dir`` (in memory
+without it); ``--reviews-db`` puts reviews and labels in another database (PostgreSQL).
 
 ``python -m fraudstream.web.serve --port 8899`` runs it without the ``fraudstream`` command.
 """
@@ -53,6 +56,8 @@ def serve(
     anonymous_networks: Path | None = None,
     token: str | None = None,
     log_level: str = "warning",
+    data_dir: Path | None = None,
+    reviews_db: str | None = None,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
@@ -69,14 +74,35 @@ def serve(
         token, generated = api_token()
         if generated:
             sys.stderr.write(
-                f"{TOKEN_VARIABLE} is not set; POST requests need this bearer token:\n  {token}\n"
+                f"{TOKEN_VARIABLE} is not set; changes need this bearer token:\n  {token}\n"
             )
-            sys.stderr.flush()
-    app = create_app(pipeline, token, CardTokenizer.from_environment())
+    app = create_app(
+        pipeline,
+        token,
+        CardTokenizer.from_environment(),
+        data_dir=data_dir,
+        reviews_url=reviews_db,
+    )
     cli.settle_garbage_collector()
-    sys.stderr.write(f"fraudstream decision API on http://{host}:{port} (docs: /docs)\n")
+    kept = f"in {data_dir}" if data_dir is not None else "in memory only (see --data-dir)"
+    if reviews_db is not None:
+        kept = f"reviews and labels in {_without_password(reviews_db)}"
+    sys.stderr.write(
+        f"fraudstream on http://{host}:{port} (API docs: /docs; reviews and audit logs {kept})\n"
+        f"  the analyst app: http://{host}:{port}/#token={token}\n"
+    )
     sys.stderr.flush()
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def serve_command(
@@ -93,8 +119,18 @@ def serve_command(
     ip_countries: IpCountriesOption = None,
     anonymous_networks: AnonymousNetworksOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep reviews, labels and audit logs here (default: in memory)."),
+    ] = None,
+    reviews_db: Annotated[
+        str | None,
+        typer.Option(help="Reviews and labels in this database (SQLAlchemy URL or SQLite path)."),
+    ] = None,
 ) -> None:
-    """Serve the decision API (FastAPI) with the embedded pipeline in this process."""
+    """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from fraudstream.config import ConfigError
 
     if not 0 <= port <= 65535:
@@ -103,9 +139,12 @@ def serve_command(
         serve(
             host, port, rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
+            data_dir=data_dir, reviews_db=reviews_db,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(f"--reviews-db / --data-dir: {str(exc).splitlines()[0]}")
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
 
