@@ -425,8 +425,24 @@ def demo(
     picture: Annotated[
         Path | None, typer.Option("--svg", help="Also save the printed summary as an SVG picture.")
     ] = None,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the analyst app, the simulator feeding it live "
+            "(default: only when run in a terminal).",
+        ),
+    ] = None,
+    serve_seconds: Annotated[
+        float | None, typer.Option(help="Stop serving after N seconds (default: Ctrl-C).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the analyst app (127.0.0.1).")] = 8888,
 ) -> None:
-    """The main job: simulate the demo users with injected frauds and decide them all."""
+    """The main job: simulate the demo users with injected frauds and decide them all.
+
+    Then, in a terminal (or with --serve), the analyst app at http://127.0.0.1:8888 with
+    the simulator feeding it live.
+    """
     if picture is not None:
         err.record = True
     from fraudstream.io.files import FileSource
@@ -478,6 +494,28 @@ def demo(
     sys.stderr.write(f"  query it: fraudstream query --lakehouse {lake} alert-rate\n")
     if picture is not None:
         err.save_svg(str(picture), title="fraudstream demo")
+    if serve is None:  # scripts, CI and tests (no terminal) get the batch demo only
+        serve = sys.stdin.isatty() and sys.stderr.isatty()
+    if serve:
+        _serve_demo(directory, profiles_path, records, port, serve_seconds)
+
+
+def _serve_demo(
+    directory: Path, profiles: Path, records: Any, port: int, seconds: float | None
+) -> None:
+    if seconds is not None and seconds <= 0:
+        fail(f"--serve-seconds must be > 0, got {seconds}")
+    if not 0 < port <= 65535:
+        fail(f"--port must be within 1..65535, got {port}")
+    try:
+        from fraudstream.web.live import serve_demo
+    except ImportError as exc:
+        fail(f"serving needs {exc.name or 'fastapi'}: pip install 'fraudstream[web]'")
+        return
+    try:
+        serve_demo(directory, profiles, records, port=port, seconds=seconds)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> None:
