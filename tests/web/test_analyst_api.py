@@ -258,3 +258,18 @@ def test_the_live_feed_can_carry_the_transaction(tmp_path: Path) -> None:
     assert got[0]["transaction_id"] == "s-1"
     assert got[0]["transaction"] == {"amount": 12.5, "lat": 10.0, "lon": 20.0,
                                      "currency": "USD", "merchant_id": "m-9"}  # fmt: skip
+
+
+def test_queueing_an_alert_again_keeps_its_review(tmp_path: Path) -> None:
+    with TestClient(new_app(tmp_path)) as client:
+        desk = client.app.state.review  # type: ignore[attr-defined]
+        row = {"transaction_id": "b-1", "card_id": "c", "user_id": "u", "decision": "review",
+               "event_time": "2026-01-01T00:00:00.000Z", "score": 0.7, "reasons": [],
+               "model": None, "features": {}}  # fmt: skip
+        assert desk.observe([row], [{"amount": 3.0}]) == 1
+        verdict = {"verdict": "escalate", "analyst": "ann"}
+        assert client.post("/v1/reviews/b-1", json=verdict, headers=AUTH).status_code == 200
+        assert desk.observe([row, {**row, "transaction_id": "b-2"}], [{}, {}]) == 1
+        statuses = {i["transaction_id"]: i["status"] for i in
+                    client.get("/v1/review-queue").json()}  # fmt: skip
+        assert statuses == {"b-1": "escalated", "b-2": "open"}

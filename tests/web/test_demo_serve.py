@@ -50,6 +50,11 @@ def test_demo_serves_the_app_fed_live_then_stops(tmp_path: Path) -> None:
         assert seen and seen[-1] >= 3, f"the simulator did not feed the app: {seen}"
         profiles = httpx.get(f"http://127.0.0.1:{port}/v1/profiles", timeout=5).json()
         assert profiles[0]["first_name"] == "Lena"
+        queue = httpx.get(f"http://127.0.0.1:{port}/v1/review-queue?limit=1000", timeout=5).json()
+        batch = [item for item in queue if item["transaction_id"].startswith("tx-")]
+        assert batch, "the batch run's alerts wait for review"
+        assert {item["status"] for item in batch} == {"open"}
+        assert all("amount" in item["transaction"] for item in batch)
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200
         unauthorised = httpx.patch(f"http://127.0.0.1:{port}/v1/rules", json={"who": "x"})
@@ -64,3 +69,5 @@ def test_demo_serves_the_app_fed_live_then_stops(tmp_path: Path) -> None:
     assert (directory / "decisions.jsonl").is_file()  # the batch demo ran first
     assert re.search(rf"http://127\.0\.0\.1:{port}/#token=demo-test-token", stderr), stderr
     assert (directory / "web" / "reviews.db").is_file()
+    queued = re.search(r"review +(\d+) new alerts of the batch run", stderr)
+    assert queued and int(queued.group(1)) == len(batch), stderr

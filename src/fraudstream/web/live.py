@@ -23,9 +23,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from fraudstream.web.review import ReviewDesk
 from fraudstream.web.service import DecisionService
 
-__all__ = ["LIVE_RATE", "live_record", "replay", "serve_demo"]
+__all__ = ["LIVE_RATE", "live_record", "queue_batch_alerts", "replay", "serve_demo"]
 
 LIVE_RATE = 5.0
 
@@ -76,6 +79,39 @@ def replay(
     return run
 
 
+_DECISION_FIELDS = ("transaction_id", "card_id", "user_id", "event_time", "decision", "score")
+_SUMMARY_FIELDS = (
+    "amount", "lat", "lon", "currency", "merchant_id", "merchant_category", "country", "channel",
+)  # fmt: skip
+
+
+def queue_batch_alerts(desk: ReviewDesk, enriched: Path, chunk: int = 2_000) -> int:
+    """The batch run's alerts into the review queue (its decisions into the cards' history).
+
+    ``enriched`` is the batch's enriched output (transaction + decision per line). An alert
+    already queued (a second ``demo`` in the same directory) keeps its review status.
+    Returns how many alerts were new.
+    """
+    queued = 0
+    rows: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
+    with enriched.open("rb") as handle:
+        for line in handle:
+            record = msgspec.json.decode(line)
+            row = {name: record.get(name) for name in _DECISION_FIELDS}
+            row["reasons"] = record.get("reasons", [])
+            row["model"] = record.get("model")
+            row["features"] = record.get("features", {})
+            rows.append(row)
+            summaries.append({k: record[k] for k in _SUMMARY_FIELDS if record.get(k) is not None})
+            if len(rows) >= chunk:
+                queued += desk.observe(rows, summaries)
+                rows, summaries = [], []
+    if rows:
+        queued += desk.observe(rows, summaries)
+    return queued
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -124,6 +160,8 @@ def serve_demo(
     app = create_app(
         pipeline, token, data_dir=directory / "web", background=[replay(list(records), homes, rate)]
     )
+    enriched = directory / "enriched.jsonl"
+    waiting = queue_batch_alerts(app.state.review, enriched) if enriched.is_file() else 0
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     )
@@ -134,6 +172,7 @@ def serve_demo(
         f"  open        http://{host}:{port}/#token={token}\n"
         f"  token       {token}  ({source})\n"
         f"  API docs    http://{host}:{port}/docs\n"
+        f"  review      {waiting:,} new alerts of the batch run queued for review\n"
     )
     sys.stderr.flush()
     if seconds:

@@ -119,8 +119,8 @@ class ReviewStore:
             self.engine = make_engine(url)
         metadata.create_all(self.engine)
 
-    def enqueue(self, items: list[dict[str, Any]]) -> None:
-        """New alerts, ``open``."""
+    def enqueue(self, items: list[dict[str, Any]]) -> int:
+        """New alerts, ``open``; an alert already queued keeps its status. Returns how many."""
         now = _now_ms()
         rows = [
             {
@@ -137,8 +137,23 @@ class ReviewStore:
             }
             for item in items
         ]
+        ids = [row["transaction_id"] for row in rows]
         with self.engine.begin() as connection:
-            upsert(connection, queue_table, rows, ["transaction_id"])
+            known = {
+                found
+                for start in range(0, len(ids), 500)
+                for found in connection.execute(
+                    select(queue_table.c.transaction_id).where(
+                        queue_table.c.transaction_id.in_(ids[start : start + 500])
+                    )
+                ).scalars()
+            }
+            fresh = list(
+                {r["transaction_id"]: r for r in rows if r["transaction_id"] not in known}.values()
+            )
+            if fresh:
+                connection.execute(queue_table.insert(), fresh)
+        return len(fresh)
 
     def queue(self, statuses: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
         """Queue entries in these statuses, the highest score first, then the newest."""
@@ -264,8 +279,11 @@ class ReviewDesk:
         self.history: OrderedDict[str, deque[tuple[dict[str, Any], dict[str, Any]]]] = OrderedDict()
         service.listeners.append(self.observe)
 
-    def observe(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> None:
-        """A service listener: alerts into the queue, every decision into its card's history."""
+    def observe(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> int:
+        """A service listener: alerts into the queue, every decision into its card's history.
+
+        Returns how many alerts were new to the queue.
+        """
         alerts = []
         history = self.history
         for row, summary in zip(rows, summaries, strict=True):
@@ -280,8 +298,7 @@ class ReviewDesk:
             line.append((row, summary))
             if row["decision"] != "approve":
                 alerts.append({**row, "transaction": summary})
-        if alerts:
-            self.store.enqueue(alerts)
+        return self.store.enqueue(alerts) if alerts else 0
 
     def waiting(self) -> int:
         """Alerts waiting for an analyst."""

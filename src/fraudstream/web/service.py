@@ -48,7 +48,7 @@ SUBSCRIBER_QUEUE = 1_000
 
 _encoder = msgspec.json.Encoder()
 
-Listener = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+Listener = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 """Called with the decision rows of a batch and, row for row, the transactions' summaries."""
 
 _SUMMARY_TEXT = ("currency", "merchant_id", "merchant_category", "country", "channel")
