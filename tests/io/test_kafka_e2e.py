@@ -13,16 +13,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from test_kafka_support import (  # noqa: F401 - kafka_cluster is a fixture
+import pytest
+from test_kafka_support import (
     FAST_GROUP,
     MockCluster,
     committed,
     end_offsets,
-    kafka_cluster,
+    mock_cluster,
     read_topic,
 )
 from typer.testing import CliRunner
@@ -37,6 +39,12 @@ from fraudstream.rules import RuleSet
 from fraudstream.run import Outputs, Runner, Summary
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.demo import demo_profiles, demo_records, write_profiles
+
+
+@pytest.fixture
+def kafka_cluster() -> Iterator[MockCluster]:
+    yield from mock_cluster()
+
 
 OUT_OF_ORDERNESS_MS = 60 * 86_400_000
 TIME = TimeConfig(out_of_orderness_ms=OUT_OF_ORDERNESS_MS)

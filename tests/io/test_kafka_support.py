@@ -37,7 +37,9 @@ class MockCluster:
         """``kafka://<bootstrap>/<topic>[?settings]``."""
         return f"kafka://{self.bootstrap}/{topic}" + (f"?{settings}" if settings else "")
 
-    def produce(self, topic: str, values: list[bytes], keys: list[bytes | None]) -> None:
+    def produce(
+        self, topic: str, values: list[bytes] | list[bytes | None], keys: list[bytes | None]
+    ) -> None:
         """Sends messages and waits for every acknowledgement."""
         producer = Producer({"bootstrap.servers": self.bootstrap, "logger": QUIET})
         errors: list[Any] = []
@@ -47,13 +49,17 @@ class MockCluster:
         assert not errors, errors
 
 
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster]:
-    """A fresh 3-broker mock cluster per test."""
+def mock_cluster() -> Iterator[MockCluster]:
+    """A fresh 3-broker mock cluster (each test module wraps this in its fixture)."""
     owner = Producer({"test.mock.num.brokers": 3, "logger": QUIET})
     brokers = owner.list_topics(timeout=10).brokers.values()
     yield MockCluster(",".join(f"{b.host}:{b.port}" for b in brokers), owner)
     owner.flush(5)
+
+
+@pytest.fixture
+def kafka_cluster() -> Iterator[MockCluster]:
+    yield from mock_cluster()
 
 
 def read_topic(
@@ -103,6 +109,14 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
     finally:
         consumer.close()
+
+
+def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+    """Polls ``condition`` until it holds; fails naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
