@@ -1,4 +1,4 @@
-"""The web side: the decision API (FastAPI) around the embedded pipeline, and ``serve``."""
+"""The web side: the analyst's app and the decision API (FastAPI) around the embedded pipeline."""
 
 from __future__ import annotations
 
