@@ -84,6 +84,11 @@ def serve(
         reviews_url=reviews_db,
     )
     cli.settle_garbage_collector()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(
+            f"warning: reads (the page, every GET) are open to anyone who reaches {host}:{port}; "
+            "changes still need the token. Put it behind an authenticating proxy.\n"
+        )
     kept = f"in {data_dir}" if data_dir is not None else "in memory only (see --data-dir)"
     if reviews_db is not None:
         kept = f"reviews and labels in {_without_password(reviews_db)}"
