@@ -96,14 +96,7 @@ class KafkaSink:
         topic = self.uri.topic
         encode = self._encode
         for record in records:
-            value = encode(record)
-            key = record_key(record)
-            while True:
-                try:
-                    produce(topic, value, key, on_delivery=self._on_delivery)
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    self.producer.poll(0.1)
+            self._produce(produce, topic, encode(record), record_key(record))
         self.count += len(records)
         self.producer.poll(0)
 
@@ -111,14 +104,23 @@ class KafkaSink:
         """Queues one message as given (``fraudstream produce`` sends input lines unchanged)."""
         if self._fatal is not None:
             raise KafkaError(self._fatal)
-        while True:
-            try:
-                self.producer.produce(self.uri.topic, value, key, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        self._produce(self.producer.produce, self.uri.topic, value, key)
         self.count += 1
         self.producer.poll(0)
+
+    def _produce(self, produce: Any, topic: str, value: bytes, key: bytes | None) -> None:
+        while True:
+            try:
+                produce(topic, value, key, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.producer.poll(0.1)
+            except KafkaException as exc:  # refused at once (too large, ...)
+                error = exc.args[0]
+                raise KafkaError(
+                    f"{self.target}: message for key {key!r} refused: "
+                    f"{error.str()} ({error.name()})"
+                ) from None
 
     def flush(self) -> None:
         """Waits until every queued message is acknowledged; raises if any was not."""
