@@ -452,6 +452,10 @@ def demo(
 
     if count < 1:
         fail(f"--count must be >= 1, got {count}")
+    if serve_seconds is not None and serve_seconds <= 0:
+        fail(f"--serve-seconds must be > 0, got {serve_seconds}")
+    if not 0 < port <= 65535:
+        fail(f"--port must be within 1..65535, got {port}")
     directory.mkdir(parents=True, exist_ok=True)
     transactions = directory / "transactions.jsonl"
     profiles_path = directory / "profiles.yaml"
@@ -503,10 +507,6 @@ def demo(
 def _serve_demo(
     directory: Path, profiles: Path, records: Any, port: int, seconds: float | None
 ) -> None:
-    if seconds is not None and seconds <= 0:
-        fail(f"--serve-seconds must be > 0, got {seconds}")
-    if not 0 < port <= 65535:
-        fail(f"--port must be within 1..65535, got {port}")
     try:
         from fraudstream.web.live import serve_demo
     except ImportError as exc:
