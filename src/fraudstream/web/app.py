@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -191,6 +192,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(start(service)) for start in background or []]
+        for task in tasks:
+            task.add_done_callback(_report_failure)
         try:
             yield
         finally:
@@ -229,6 +232,12 @@ def create_app(
     app.include_router(metrics_router(metrics))
     install_pages(app)
     return app
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A background task (the demo's simulator) that stopped on an error says so."""
+    if not task.cancelled() and task.exception() is not None:
+        sys.stderr.write(f"error: background task stopped: {task.exception()!r}\n")
 
 
 def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) -> None:
