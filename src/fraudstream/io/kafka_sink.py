@@ -7,12 +7,14 @@ a card (dead letters of unreadable input) are keyed by ``source:position``, so a
 the same bad input lands in the same partition.
 
 The producer is idempotent (``enable.idempotence``): retries inside the client never write a
-message twice. ``flush()`` waits for every message to be acknowledged and raises
-:class:`~fraudstream.io.kafka.KafkaError` naming the first failure if any was not, so a
-checkpoint is never taken over an undelivered alert. Across a crash, messages sent after the
+message twice. ``checkpoint()`` and ``close()`` wait for every message to be acknowledged
+and raise :class:`~fraudstream.io.kafka.KafkaError` naming the first failure if any was not,
+so a checkpoint is never taken (nor offsets committed) over an undelivered alert;
+``flush()``, called after every live batch, raises for failures already reported without
+waiting. Across a crash, messages sent after the
 last checkpoint are sent again on resume (at-least-once); consumers deduplicate by
 ``transaction_id`` as the decision store does. With ``transactional_id`` (``?transactional.id=``
-in the URI) every flush commits a Kafka transaction instead, and ``read_committed`` readers
+in the URI) every checkpoint commits a Kafka transaction instead, and ``read_committed`` readers
 see each checkpoint's messages once.
 """
 
@@ -123,24 +125,37 @@ class KafkaSink:
                 ) from None
 
     def flush(self) -> None:
+        """Pushes what is queued and raises for any delivery already known to have failed.
+
+        Does not wait for acknowledgements: the run calls this after every live batch, and a
+        round trip per batch would cap the stream at the broker's latency. Messages leave
+        within ``linger.ms`` anyway; :meth:`checkpoint` and :meth:`close` wait for them all.
+        """
+        self.producer.poll(0)
+        self._raise_failures()
+
+    def wait(self) -> None:
         """Waits until every queued message is acknowledged; raises if any was not."""
         left = self.producer.flush(self.flush_timeout_s)
-        if self._fatal is not None:
-            raise KafkaError(self._fatal)
+        self._raise_failures()
         if left:
             raise KafkaError(
                 f"{self.target}: {left} messages not acknowledged within {self.flush_timeout_s:g} s"
             )
-        if self._failed:
-            failed, first = self._failed, self._failures[0]
-            self._failed, self._failures = 0, []
-            raise KafkaError(f"{self.target}: {failed} messages not delivered ({first})")
         if self.transactional:
             try:
                 self.producer.commit_transaction(self.flush_timeout_s)
                 self.producer.begin_transaction()
             except KafkaException as exc:
                 raise KafkaError(f"{self.target}: transaction not committed ({exc})") from None
+
+    def _raise_failures(self) -> None:
+        if self._fatal is not None:
+            raise KafkaError(self._fatal)
+        if self._failed:
+            failed, first = self._failed, self._failures[0]
+            self._failed, self._failures = 0, []
+            raise KafkaError(f"{self.target}: {failed} messages not delivered ({first})")
 
     def checkpoint(self) -> dict[str, Any]:
         """Waits for every message (raising if any was not delivered); returns the marker.
@@ -149,12 +164,12 @@ class KafkaSink:
         the marker: what it sends again after the checkpoint is deduplicated downstream by
         ``transaction_id`` (or, with a transactional producer, was never committed).
         """
-        self.flush()
+        self.wait()
         return {"topic": self.uri.topic, "delivered": self.delivered}
 
     def close(self) -> None:
-        """Flushes (raising if anything was not delivered)."""
-        self.flush()
+        """Waits for every message (raising if anything was not delivered)."""
+        self.wait()
 
     def _on_delivery(self, error: Any, _message: Any) -> None:
         if error is None:
