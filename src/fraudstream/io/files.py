@@ -26,6 +26,7 @@ from fraudstream.io.decode import DeadLetter, Decoder
 
 if TYPE_CHECKING:
     from fraudstream.io.kafka_sink import KafkaSink
+    from fraudstream.io.parquet_parts import ParquetParts
 
 Format = Literal["jsonl", "csv", "parquet"]
 IDLE = None
@@ -412,71 +413,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
-class ParquetParts:
-    """Parquet output of a checkpointed run: a directory of part files, one per checkpoint.
-
-    A Parquet file cannot be cut back after a crash (its footer comes last), so each
-    checkpoint closes the current part (``part-00000.parquet``, ...); the commit marker is the
-    number of finished parts, and a resumed run deletes any part after it. Readers (pyarrow,
-    DuckDB, pandas) read the directory as one dataset.
-    """
-
-    def __init__(self, target: str, resume: dict[str, Any] | None = None) -> None:
-        self.target = Path(target)
-        if self.target.is_file():
-            raise ValueError(f"{target}: a checkpointed Parquet output is a directory of parts")
-        self.target.mkdir(parents=True, exist_ok=True)
-        self.parts = int(resume.get("parts", 0)) if resume is not None else 0
-        for part in self.target.glob("part-*.parquet"):
-            if int(part.stem.split("-")[1]) >= self.parts:
-                part.unlink()  # written after the checkpoint we resume from (or a fresh run)
-        self.schema: pa.Schema | None = None
-        if self.parts:
-            self.schema = pq.read_schema(self._name(0))
-        self.current: ParquetSink | None = None
-        self.count = 0
-
-    def _name(self, index: int) -> Path:
-        return self.target / f"part-{index:05d}.parquet"
-
-    def _part(self) -> ParquetSink:
-        if self.current is None:
-            self.current = ParquetSink(str(self._name(self.parts)) + ".inprogress", self.schema)
-        return self.current
-
-    def write_table(self, table: pa.Table) -> None:
-        """Appends a table to the current part."""
-        self._part().write_table(table)
-        self.count += table.num_rows
-
-    def write_dicts(self, records: list[dict[str, Any]]) -> None:
-        """Appends records to the current part."""
-        self._part().write_dicts(records)
-        self.count += len(records)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Finishes the current part (if any rows) and returns the number of parts."""
-        part = self.current
-        if part is not None and part.writer is not None:
-            self.schema = part.schema
-            part.close()
-            final = self._name(self.parts)
-            with open(part.target, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(part.target, final)
-            self.parts += 1
-        self.current = None
-        return {"parts": self.parts}
-
-    def flush(self) -> None:
-        """Rows become readable when their part is finished at a checkpoint."""
-
-    def close(self) -> None:
-        """Finishes the current part."""
-        self.checkpoint()
-
-
-Sink = Union[JsonLinesSink, ParquetSink, ParquetParts, "KafkaSink"]  # noqa: UP007
+Sink = Union[JsonLinesSink, ParquetSink, "ParquetParts", "KafkaSink"]  # noqa: UP007
 
 
 def open_sink(
@@ -492,5 +429,9 @@ def open_sink(
 
         return open_kafka_sink(target)
     if target != "-" and target.lower().endswith((".parquet", ".pq")):
-        return ParquetParts(target, resume) if checkpointed else ParquetSink(target)
+        if checkpointed:
+            from fraudstream.io.parquet_parts import ParquetParts
+
+            return ParquetParts(target, resume)
+        return ParquetSink(target)
     return JsonLinesSink(target, resume)
