@@ -1,0 +1,187 @@
+"""Throughput of the Flink runtime against the naive per-record PyFlink job and the embedded one.
+
+    python benchmarks/flink_throughput.py [--records 200000] [--cards 20000] [--only NAME]
+
+On the same JSON-lines workload (seeded, under benchmarks/data/):
+
+- ``fraudstream flink run --target local``: every standard detector, decisions written by
+  Flink's FileSink, parallelism 1 and 2. Start-up (MiniCluster, Python workers, job
+  submission) is measured separately with a 1,000-record run and reported apart; the tx/s
+  figure is records / (wall time - start-up).
+- the naive baseline: Flink's fraud-detection walkthrough as a PyFlink
+  ``KeyedProcessFunction`` (small-then-large only; per record: JSON parse, a keyed
+  ``ValueState`` read/write, a timer), in process mode and in thread mode, start-up
+  subtracted the same way.
+- the embedded runtime (``fraudstream run``) on the same file, every detector.
+
+Bar: the Flink runtime >= 10 x the naive baseline. Appends a line to
+benchmarks/results/flink_throughput.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import record, workload  # noqa: E402
+
+BAR = 10.0
+
+
+def naive_job(path: str, mode: str, out: str) -> None:
+    """In a fresh process: the walkthrough detector, a Python call and state access per record."""
+    from pyflink.common import Configuration, Types, WatermarkStrategy
+    from pyflink.common.serialization import Encoder
+    from pyflink.datastream import KeyedProcessFunction, StreamExecutionEnvironment
+    from pyflink.datastream.connectors.file_system import FileSink, FileSource, StreamFormat
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    from fraudstream.flink.job import python_path
+
+    small, large, minute = 1.00, 500.00, 60 * 1000
+
+    class FraudDetector(KeyedProcessFunction):  # type: ignore[misc]
+        """Apache Flink's walkthrough FraudDetector, line for line in PyFlink."""
+
+        def open(self, runtime_context: Any) -> None:
+            self.flag = runtime_context.get_state(ValueStateDescriptor("flag", Types.BOOLEAN()))
+            self.timer = runtime_context.get_state(ValueStateDescriptor("timer", Types.LONG()))
+
+        def process_element(self, value: Any, ctx: Any) -> Any:
+            _, amount = value
+            if self.flag.value() is not None:
+                if amount > large:
+                    yield f"alert {ctx.get_current_key()}"
+                self._clean_up(ctx)
+            if amount < small:
+                self.flag.update(True)
+                timer = ctx.timer_service().current_processing_time() + minute
+                ctx.timer_service().register_processing_time_timer(timer)
+                self.timer.update(timer)
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Any:
+            self.timer.clear()
+            self.flag.clear()
+            return iter(())
+
+        def _clean_up(self, ctx: Any) -> None:
+            timer = self.timer.value()
+            if timer is not None:
+                ctx.timer_service().delete_processing_time_timer(timer)
+            self.timer.clear()
+            self.flag.clear()
+
+    def parse(line: str) -> tuple[str, float]:
+        record = json.loads(line)
+        return record["card_id"], float(record["amount"])
+
+    os.environ["PYTHONPATH"] = python_path()
+    conf = Configuration()
+    conf.set_string("python.execution-mode", mode)
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(1)
+    source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), path).build()
+    alerts = (
+        env.from_source(source, WatermarkStrategy.no_watermarks(), "transactions")
+        .map(parse, output_type=Types.TUPLE([Types.STRING(), Types.DOUBLE()]))
+        .key_by(lambda tx: tx[0], key_type=Types.STRING())
+        .process(FraudDetector(), output_type=Types.STRING())
+    )
+    alerts.sink_to(FileSink.for_row_format(out, Encoder.simple_string_encoder()).build())
+    env.execute("naive walkthrough")
+
+
+def timed(command: list[str]) -> float:
+    """Wall seconds of a command in a fresh process (it must succeed)."""
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def flink_command(path: Path, out: Path, parallelism: int) -> list[str]:
+    """`fraudstream flink run --target local` writing decisions."""
+    return [
+        sys.executable, "-m", "fraudstream", "flink", "run", "--input", str(path),
+        "--decisions", str(out / "decisions"), "--checkpoint-dir", str(out / "chk"),
+        "--parallelism", str(parallelism), "--target", "local", "--quiet",
+    ]  # fmt: skip
+
+
+def rate(records: int, seconds: float, startup: float) -> dict[str, Any]:
+    """tx/s with start-up subtracted (and the raw wall time)."""
+    work = max(seconds - startup, 1e-9)
+    return {"records": records, "seconds": seconds, "startup_s": startup, "tx_s": records / work}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--cards", type=int, default=20_000)
+    args = parser.parse_args()
+    if len(sys.argv) > 1 and sys.argv[1] == "naive":
+        return
+    data = workload(args.records, args.cards, ".jsonl")
+    small = workload(1_000, 1_000, ".jsonl")
+    runs: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+
+        def fresh(name: str) -> Path:
+            target = work / name
+            shutil.rmtree(target, ignore_errors=True)
+            return target
+
+        for parallelism in (1, 2):
+            startup = timed(flink_command(small, fresh("startup"), parallelism))
+            seconds = timed(flink_command(data, fresh("flink"), parallelism))
+            runs[f"flink runtime, all detectors, parallelism {parallelism}"] = rate(
+                args.records, seconds, startup
+            )
+            print(f"  flink p{parallelism}: {runs[list(runs)[-1]]}")
+        for mode in ("process", "thread"):
+            here = str(Path(__file__).resolve())
+            base = [sys.executable, here, "--naive-mode", mode]
+            startup = timed([*base, "--naive-input", str(small), "--naive-out", str(fresh("n0"))])
+            seconds = timed([*base, "--naive-input", str(data), "--naive-out", str(fresh("n1"))])
+            runs[f"naive KeyedProcessFunction (walkthrough), {mode} mode"] = rate(
+                args.records, seconds, startup
+            )
+            print(f"  naive {mode}: {runs[list(runs)[-1]]}")
+        embedded = [
+            sys.executable, "-m", "fraudstream", "run", "--input", str(data),
+            "--decisions", str(work / "embedded.jsonl"), "--quiet",
+        ]  # fmt: skip
+        startup = timed([*embedded[:4], str(small), *embedded[5:]])
+        seconds = timed(embedded)
+        runs["embedded runtime (fraudstream run), all detectors"] = rate(
+            args.records, seconds, startup
+        )
+        print(f"  embedded: {runs[list(runs)[-1]]}")
+    best_naive = max(v["tx_s"] for k, v in runs.items() if k.startswith("naive"))
+    for parallelism in (1, 2):
+        figure = runs[f"flink runtime, all detectors, parallelism {parallelism}"]["tx_s"]
+        print(
+            f"flink p{parallelism}: {figure:,.0f} tx/s = {figure / best_naive:.1f} x the best "
+            f"naive ({best_naive:,.0f} tx/s); bar {BAR:g} x"
+        )
+    record("flink_throughput", {"records": args.records, "cards": args.cards, "runs": runs})
+
+
+if __name__ == "__main__":
+    if "--naive-mode" in sys.argv:
+        options = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
+        naive_job(options["--naive-input"], options["--naive-mode"], options["--naive-out"])
+    else:
+        main()

@@ -1,0 +1,295 @@
+"""The job's Python operators: thin Flink wrappers around :mod:`fraudstream.flink.stages`.
+
+Each function keeps its stage's state in Flink keyed state, so checkpoints, restarts and
+rescaling are Flink's: the sequencer (keyed by one constant key) holds the lines not yet
+cut into a micro-batch (a ``ListState``, one append per line) and its dedup/clock snapshot;
+each detector shard holds its pipeline snapshot (one ``ValueState`` per shard, written once
+per micro-batch part); the join holds the stage answers of a micro-batch until both stages
+have answered for every record. A Python-side cache only saves re-reading state: it is
+rebuilt from Flink state whenever the function is opened again (after a restore).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from pyflink.common import Types  # type: ignore[import-untyped]
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext  # type: ignore[import-untyped]
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor  # type: ignore[import-untyped]
+
+from fraudstream.flink.chunks import Chunk, read_chunk
+from fraudstream.flink.stages import (
+    DetectorStage,
+    Key,
+    PipelineParts,
+    Released,
+    Sequencer,
+    StageResult,
+    assemble,
+)
+from fraudstream.io.records import decision_dicts, enriched_dicts
+from fraudstream.run import _subset
+
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+END_OF_INPUT = 2**63 - 2  # an event-time timer only the end-of-input watermark reaches
+USER_PARTS = OutputTag("user-parts", PICKLED)
+DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
+LATE = OutputTag("late", Types.STRING())
+DECISIONS = OutputTag("decisions", Types.STRING())
+ALERTS = OutputTag("alerts", Types.STRING())
+ENRICHED = OutputTag("enriched", Types.STRING())
+_encode = msgspec.json.Encoder().encode
+
+__all__ = [
+    "ALERTS",
+    "DEAD_LETTERS",
+    "DECISIONS",
+    "ENRICHED",
+    "LATE",
+    "PICKLED",
+    "USER_PARTS",
+    "ChunkSequenceFunction",
+    "DecideFunction",
+    "DetectorFunction",
+    "Fault",
+    "SequenceFunction",
+]
+
+
+def _lines(records: list[dict[str, Any]]) -> str:
+    """JSON lines as one string (the FileSink's encoder adds the last newline)."""
+    return "\n".join(_encode(r).decode() for r in records)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A test-only fault: fail once, after ``after`` decisions and a completed checkpoint."""
+
+    after: int
+    marker: str
+    checkpoints: str
+
+    def due(self, decided: int) -> bool:
+        """True the first time it should fire (the marker file makes it fire only once)."""
+        if decided < self.after or os.path.exists(self.marker):
+            return False
+        return bool(glob.glob(os.path.join(self.checkpoints, "*", "chk-*", "_metadata")))
+
+
+class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Decode, dedupe, event clock, sharding (keyed by one constant: parallelism 1).
+
+    Lines are cut into micro-batches of about ``batch_bytes`` (the embedded file source's
+    cut, so a replayed file is cut the same way); a live source is also flushed every
+    ``flush_ms``, and after ``idle_timeout_ms`` without input the watermark catches up.
+    """
+
+    def __init__(
+        self,
+        parts: PipelineParts,
+        shards: int,
+        batch_bytes: int,
+        live: bool,
+        flush_ms: int,
+        source: str = "input",
+    ) -> None:
+        self.parts = parts
+        self.shards = shards
+        self.batch_bytes = batch_bytes
+        self.live = live
+        self.flush_ms = flush_ms
+        self.source = source
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.core_state = runtime_context.get_state(ValueStateDescriptor("sequencer", PICKLED))
+        self.lines_state = runtime_context.get_list_state(ListStateDescriptor("lines", PICKLED))
+        self.core: Sequencer | None = None
+        self.buffer: list[bytes] = []
+        self.buffer_bytes = 0
+        self.timer_at = 0
+        self.last_input = time.time()
+
+    def _load(self, ctx: Any) -> Sequencer:
+        core = Sequencer(self.parts, self.shards, self.source)
+        snapshot = self.core_state.value()
+        if snapshot is None:
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+        else:
+            core.restore(snapshot)
+        self.buffer = list(self.lines_state.get() or [])
+        self.buffer_bytes = sum(len(line) + 1 for line in self.buffer)
+        self.core = core
+        return core
+
+    def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
+        core = self.core or self._load(ctx)
+        line = value.encode()
+        self.buffer.append(line)
+        self.lines_state.add(line)
+        self.buffer_bytes += len(line) + 1
+        if self.buffer_bytes >= self.batch_bytes:
+            yield from self._cut(core)
+        if self.live:
+            now = time.time()
+            self.last_input = now
+            if self.timer_at == 0:
+                self.timer_at = int(now * 1000) + self.flush_ms
+                ctx.timer_service().register_processing_time_timer(self.timer_at)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        core = self.core or self._load(ctx)
+        if timestamp >= END_OF_INPUT:  # the source is finished
+            yield from self._cut(core)
+            yield from self._emit(core.flush())
+            return
+        self.timer_at = 0
+        yield from self._cut(core)
+        idle_ms = (time.time() - self.last_input) * 1000
+        if idle_ms >= self.parts.time.idle_timeout_ms:
+            yield from self._emit(core.flush())  # a quiet source still advances time
+        if core.pipeline.pending:
+            self.timer_at = int(time.time() * 1000) + self.flush_ms
+            ctx.timer_service().register_processing_time_timer(self.timer_at)
+
+    def _cut(self, core: Sequencer) -> Iterator[Any]:
+        if not self.buffer:
+            return
+        released = core.lines(self.buffer, time.time() * 1000)
+        self.buffer, self.buffer_bytes = [], 0
+        self.lines_state.clear()
+        yield from self._emit(released)
+
+    def _emit(self, released: Released) -> Iterator[Any]:
+        assert self.core is not None
+        self.core_state.update(self.core.snapshot())
+        yield from _released(released)
+
+
+class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """The sequencer for bounded files: one call per chunk (see :mod:`fraudstream.flink.chunks`).
+
+    Its Flink state is the sequencer snapshot and the index of the next chunk, so a chunk
+    the source sends again after a restart is skipped (the source may replay from the start).
+    """
+
+    def __init__(self, parts: PipelineParts, shards: int, source: str = "input") -> None:
+        self.parts = parts
+        self.shards = shards
+        self.source = source
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.core_state = runtime_context.get_state(ValueStateDescriptor("sequencer", PICKLED))
+        self.core: Sequencer | None = None
+        self.next_chunk = 0
+
+    def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
+        chunk = Chunk.from_json(value)
+        core = self.core
+        if core is None:
+            core = self.core = Sequencer(self.parts, self.shards, self.source)
+            snapshot = self.core_state.value()
+            if snapshot is not None:
+                core.restore(snapshot["sequencer"])
+                self.next_chunk = snapshot["next_chunk"]
+        if chunk.index < self.next_chunk:
+            return  # already sequenced before a restart
+        core.lines_seen = chunk.first_line - 1
+        released = core.lines(read_chunk(chunk), time.time() * 1000)
+        self.next_chunk = chunk.index + 1
+        outputs = list(_released(released))
+        if chunk.last:
+            outputs.extend(_released(core.flush()))
+        self.core_state.update({"sequencer": core.snapshot(), "next_chunk": self.next_chunk})
+        yield from outputs
+
+
+def _released(released: Released) -> Iterator[Any]:
+    """A sequencer step as the job's outputs: side outputs and card / user parts."""
+    if released.dead_letters:
+        yield DEAD_LETTERS, _lines(released.dead_letters)
+    if released.late:
+        yield LATE, _lines(released.late)
+    for shard, part in released.card_parts.items():
+        yield (shard, part)
+    for shard, part in released.user_parts.items():
+        yield USER_PARTS, (shard, part)
+
+
+class DetectorFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """The card (or user) detectors of one shard: one state value per shard key."""
+
+    def __init__(self, parts: PipelineParts, key: Key) -> None:
+        self.parts = parts
+        self.key = key
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor(f"{self.key}-shard", PICKLED))
+        self.cache: dict[int, DetectorStage] = {}
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        shard, part = value
+        stage = self.cache.get(shard)
+        if stage is None:
+            stage = DetectorStage(self.parts, self.key)
+            snapshot = self.state.value()
+            if snapshot is not None:
+                stage.restore(snapshot)
+            self.cache[shard] = stage
+        result = stage.process(part, time.time() * 1000)
+        self.state.update(stage.snapshot())
+        yield (part.batch, result)
+
+
+class DecideFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Joins both stages' answers for a micro-batch and writes its decisions (keyed by batch)."""
+
+    def __init__(
+        self, parts: PipelineParts, wanted: frozenset[str], fault: Fault | None = None
+    ) -> None:
+        self.parts = parts
+        self.wanted = wanted  # which of decisions, alerts, enriched are written
+        self.fault = fault
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_list_state(ListStateDescriptor("answers", PICKLED))
+        self.cache: dict[int, list[StageResult]] = {}
+        self.full = self.parts.pipeline()
+        self.decided = 0
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        batch, result = value
+        have = self.cache.get(batch)
+        if have is None:
+            have = list(self.state.get() or [])
+        have.append(result)
+        total = result.total
+        cards = sum(len(r.seq) for r in have if r.key == "card")
+        users = sum(len(r.seq) for r in have if r.key == "user")
+        if cards < total or users < total:
+            self.state.add(result)
+            self.cache[batch] = have
+            return
+        self.cache.pop(batch, None)
+        self.state.clear()
+        decisions = assemble(have, self.full, time.time() * 1000)
+        if "decisions" in self.wanted:
+            rows = decision_dicts(decisions)
+            yield DECISIONS, _lines(rows)
+            alerts = [row for row in rows if row["decision"] != "approve"]
+        else:
+            alerts = decision_dicts(_subset(decisions, decisions.alerts()))
+        if alerts and "alerts" in self.wanted:
+            yield ALERTS, _lines(alerts)
+        if "enriched" in self.wanted:
+            yield ENRICHED, _lines(enriched_dicts(decisions))
+        self.decided += len(decisions)
+        if self.fault is not None and self.fault.due(self.decided):
+            with open(self.fault.marker, "w") as handle:
+                handle.write(f"failed after {self.decided} decisions\n")
+            raise RuntimeError(f"injected fault after {self.decided} decisions (test only)")

@@ -1,0 +1,261 @@
+"""The Flink job graph: source -> sequencer -> card / user detector shards -> decide -> sinks.
+
+::
+
+  FileSource / KafkaSource (lines)          parallelism 1
+    -> key 0: SequenceFunction              parallelism 1 (decode, dedup, event clock, cut)
+       -> key card shard: DetectorFunction   parallelism P (card-keyed detectors)
+       -> key user shard: DetectorFunction   parallelism P (user-keyed detectors)
+          -> key micro-batch: DecideFunction parallelism P (join, combine, explain)
+  dead letters, late, decisions, alerts, enriched -> FileSink (exactly once) or KafkaSink
+
+Records travel as micro-batches (a part = one shard's records of one released batch), so a
+Python call handles thousands of records and the numba kernels run over arrays, while every
+piece of state sits in Flink keyed state under a stable operator uid.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fraudstream.flink.stages import PipelineParts
+
+KAFKA_CONNECTOR = "flink-sql-connector-kafka-4.0.1-2.0.jar"
+OUTPUTS = ("decisions", "alerts", "enriched", "dead_letters", "late")
+BATCH_BYTES = 262_144 * 128  # the embedded file source's read size (io.files.BATCH_ROWS x 128)
+
+__all__ = ["BATCH_BYTES", "KAFKA_CONNECTOR", "OUTPUTS", "FlinkJob", "python_path"]
+
+
+@dataclass
+class FlinkJob:
+    """Everything `fraudstream flink run` needs to build and run the job."""
+
+    parts: PipelineParts
+    inputs: list[str]  # files or directories (file:// or any Flink file system URI)
+    outputs: dict[str, str]  # output name -> directory (or kafka topic with kafka_servers)
+    checkpoint_dir: str
+    monitor_ms: int | None = None  # watch the input directories for new files
+    parallelism: int = 1
+    shards: int = 32
+    checkpoint_interval_ms: int = 10_000
+    state_backend: str = "hashmap"  # or "rocksdb"
+    restart_attempts: int = 3
+    restart_delay_ms: int = 1_000
+    jobmanager: str | None = None  # host:port of a remote cluster's REST endpoint
+    jars: list[str] = field(default_factory=list)
+    kafka_servers: str | None = None  # with a connector jar: read/write Kafka topics
+    kafka_topic: str = "card-transactions"
+    batch_bytes: int = BATCH_BYTES
+    flush_ms: int = 200
+    execution_mode: str = "process"  # PyFlink's "process" (Beam workers) or "thread" (pemja)
+    fault: Any = None  # functions.Fault (tests only)
+
+    def configuration(self) -> Any:
+        """The Flink configuration: thread mode, checkpoints, state backend, restarts."""
+        from pyflink.common import Configuration  # type: ignore[import-untyped]
+
+        conf = Configuration()
+        conf.set_string("python.execution-mode", self.execution_mode)
+        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.client.executable", sys.executable)
+        conf.set_string("python.fn-execution.bundle.size", "100000")
+        conf.set_string("state.backend.type", self.state_backend)
+        conf.set_string("execution.checkpointing.dir", _uri(self.checkpoint_dir))
+        conf.set_string("execution.checkpointing.interval", f"{self.checkpoint_interval_ms} ms")
+        conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", str(self.restart_attempts))
+        conf.set_string("restart-strategy.fixed-delay.delay", f"{self.restart_delay_ms} ms")
+        conf.set_string("pipeline.max-parallelism", str(max(self.shards, 1)))
+        if self.jobmanager:
+            host, _, port = self.jobmanager.rpartition(":")
+            conf.set_string("execution.target", "remote")
+            conf.set_string("rest.address", host)
+            conf.set_string("rest.port", port)
+        return conf
+
+    def environment(self) -> Any:
+        """A StreamExecutionEnvironment for this job (MiniCluster unless ``jobmanager``)."""
+        os.environ["PYTHONPATH"] = python_path()  # the embedded interpreter's sys.path
+        from pyflink.datastream import StreamExecutionEnvironment  # type: ignore[import-untyped]
+
+        env = StreamExecutionEnvironment.get_execution_environment(self.configuration())
+        if self.jars:
+            env.add_jars(*[_uri(jar) for jar in self.jars])
+        if self.jobmanager:  # ship the package to the cluster's Python workers
+            env.add_python_file(str(Path(__file__).resolve().parents[1]))
+        return env
+
+    def build(self, env: Any) -> None:
+        """Adds the job graph to ``env``."""
+        from pyflink.common import Types
+
+        from fraudstream.flink.functions import (
+            ALERTS,
+            DEAD_LETTERS,
+            DECISIONS,
+            ENRICHED,
+            LATE,
+            PICKLED,
+            USER_PARTS,
+            ChunkSequenceFunction,
+            DecideFunction,
+            DetectorFunction,
+            SequenceFunction,
+        )
+
+        env.set_parallelism(1)  # source, its key-by and the sequencer keep arrival order
+        live = self.monitor_ms is not None or self.kafka_servers is not None
+        if live:
+            function: Any = SequenceFunction(
+                self.parts, self.shards, self.batch_bytes, live, self.flush_ms
+            )
+            records = self._source(env)
+        else:
+            from fraudstream.flink.chunks import plan_chunks
+
+            function = ChunkSequenceFunction(self.parts, self.shards)
+            chunks = plan_chunks(self.inputs, self.batch_bytes)
+            records = env.from_collection(
+                [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
+            ).uid("fraudstream-chunks")
+        sequenced = (
+            records.key_by(lambda _: 0, key_type=Types.INT())
+            .process(function, output_type=PICKLED)
+            .name("decode, dedupe, event clock")
+            .uid("fraudstream-sequencer")
+        )
+        env.set_parallelism(self.parallelism)
+        cards = (
+            sequenced.key_by(lambda v: v[0], key_type=Types.INT())
+            .process(DetectorFunction(self.parts, "card"), output_type=PICKLED)
+            .name("card detectors")
+            .uid("fraudstream-card-detectors")
+        )
+        users = (
+            sequenced.get_side_output(USER_PARTS)
+            .key_by(lambda v: v[0], key_type=Types.INT())
+            .process(DetectorFunction(self.parts, "user"), output_type=PICKLED)
+            .name("user detectors")
+            .uid("fraudstream-user-detectors")
+        )
+        decided = (
+            cards.union(users)
+            .key_by(lambda v: v[0], key_type=Types.LONG())
+            .process(
+                DecideFunction(self.parts, frozenset(self.outputs), self.fault), output_type=PICKLED
+            )
+            .name("decide")
+            .uid("fraudstream-decide")
+        )
+        streams = {
+            "dead_letters": sequenced.get_side_output(DEAD_LETTERS),
+            "late": sequenced.get_side_output(LATE),
+            "decisions": decided.get_side_output(DECISIONS),
+            "alerts": decided.get_side_output(ALERTS),
+            "enriched": decided.get_side_output(ENRICHED),
+        }
+        for name, target in self.outputs.items():
+            self._sink(streams[name], name, target)
+
+    def _source(self, env: Any) -> Any:
+        from pyflink.common import Duration, WatermarkStrategy
+
+        if self.kafka_servers:
+            from pyflink.common.serialization import SimpleStringSchema  # type: ignore[import-untyped]
+            from pyflink.datastream.connectors.kafka import (  # type: ignore[import-untyped]
+                KafkaOffsetsInitializer,
+                KafkaSource,
+            )
+
+            kafka = (
+                KafkaSource.builder()
+                .set_bootstrap_servers(self.kafka_servers)
+                .set_topics(self.kafka_topic)
+                .set_group_id("fraudstream-flink")
+                .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+                .set_value_only_deserializer(SimpleStringSchema())
+                .build()
+            )
+            stream = env.from_source(kafka, WatermarkStrategy.no_watermarks(), "kafka")
+            return stream.uid("fraudstream-kafka-source")
+        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # type: ignore[import-untyped]
+
+        builder = FileSource.for_record_stream_format(
+            StreamFormat.text_line_format(), *[_uri(path) for path in self.inputs]
+        )
+        if self.monitor_ms is not None:
+            builder = builder.monitor_continuously(Duration.of_millis(self.monitor_ms))
+        stream = env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "files")
+        return stream.uid("fraudstream-file-source")
+
+    def _sink(self, stream: Any, name: str, target: str) -> None:
+        if self.kafka_servers and not target.startswith(("/", ".", "file:")):
+            from pyflink.common.serialization import SimpleStringSchema
+            from pyflink.datastream.connectors.base import DeliveryGuarantee  # type: ignore[import-untyped]
+            from pyflink.datastream.connectors.kafka import (
+                KafkaRecordSerializationSchema,
+                KafkaSink,
+            )
+
+            sink = (
+                KafkaSink.builder()
+                .set_bootstrap_servers(self.kafka_servers)
+                .set_record_serializer(
+                    KafkaRecordSerializationSchema.builder()
+                    .set_topic(target)
+                    .set_value_serialization_schema(SimpleStringSchema())
+                    .build()
+                )
+                .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                .set_transactional_id_prefix(f"fraudstream-{name}")
+                .build()
+            )
+            stream.sink_to(sink).name(f"{name} -> kafka {target}").uid(f"fraudstream-{name}-kafka")
+            return
+        from pyflink.common.serialization import Encoder
+        from pyflink.datastream.connectors.file_system import (
+            BucketAssigner,
+            FileSink,
+            OutputFileConfig,
+            RollingPolicy,
+        )
+
+        sink = (
+            FileSink.for_row_format(_uri(target), Encoder.simple_string_encoder())
+            .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
+            .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+            .with_output_file_config(
+                OutputFileConfig.builder().with_part_prefix(name).with_part_suffix(".jsonl").build()
+            )
+            .build()
+        )
+        stream.sink_to(sink).name(f"{name} -> {target}").uid(f"fraudstream-{name}-files")
+
+    def run(self) -> Any:
+        """Builds the graph and runs it to the end (a bounded input) or until cancelled."""
+        env = self.environment()
+        self.build(env)
+        return env.execute("fraudstream")
+
+
+def python_path() -> str:
+    """sys.path for Flink's embedded interpreter: this venv's packages and fraudstream."""
+    parts = [str(Path(__file__).resolve().parents[2]), *site.getsitepackages()]
+    existing = os.environ.get("PYTHONPATH")
+    if existing:
+        parts.append(existing)
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def _uri(path: str) -> str:
+    """A Flink file-system URI: local paths become absolute file:// URIs."""
+    if "://" in path:
+        return path
+    return Path(path).resolve().as_uri()
