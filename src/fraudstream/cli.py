@@ -616,6 +616,17 @@ def _register_produce() -> None:
 _register_produce()
 
 
+def _register_flink() -> None:
+    # apache-flink is an extra: `flink run` imports it only when it runs, and says how to
+    # install it when it is missing.
+    from fraudstream.flink.cli import flink_app
+
+    app.add_typer(flink_app)
+
+
+_register_flink()
+
+
 def main() -> None:
     """Entry point: readable one-line errors instead of tracebacks."""
     try:
