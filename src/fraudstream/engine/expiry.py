@@ -54,24 +54,22 @@ class StateExpiry:
             self.seen[key] = seen = grown
         return seen
 
-    def first_split(self, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64) -> int | None:
-        """The first row (> 0) that follows its key's previous row of the batch by more than
-        the TTL: the batch must be cut there (that key expires in the middle of it)."""
-        cut: int | None = None
+    def cuts(self, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64) -> I64:
+        """Rows (> 0, ascending) that follow their key's previous row of the batch by more
+        than the TTL: the batch is decided in parts cut there (the key expires in between)."""
+        found = []
         for column in slots.values():
             order = np.argsort(column, kind="stable")
             s, t = column[order], time_ms[order]
-            same = s[1:] == s[:-1]
-            inner = np.flatnonzero(same & (t[1:] - t[:-1] > self.ttl_ms))
-            if len(inner):
-                row = int(order[inner + 1].min())
-                cut = row if cut is None else min(cut, row)
-        return cut
+            inner = np.flatnonzero((s[1:] == s[:-1]) & (t[1:] - t[:-1] > self.ttl_ms))
+            found.append(order[inner + 1])
+        rows: I64 = np.unique(np.concatenate(found)).astype(np.int64)
+        return rows
 
     def expire(
         self, pipeline: Pipeline, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64
     ) -> None:
-        """Resets the keys of a batch (cut by :meth:`first_split`) that come back after more
+        """Resets the keys of a batch (cut by :meth:`cuts`) that come back after more
         than the TTL, then records each key's last time."""
         if len(time_ms):
             self.latest_ms = max(self.latest_ms, int(time_ms.max()))

@@ -261,12 +261,13 @@ class Pipeline:
         inputs = self.detector_input(tx, clock_ms)
         if self.expiry is not None:
             slots = {"card": inputs.card, "user": inputs.user}
-            cut = self.expiry.first_split(slots, inputs.time_ms)
-            if cut is not None:  # a key expires inside the batch: decide it in two parts
-                head, tail = np.arange(cut), np.arange(cut, n)
+            cuts = self.expiry.cuts(slots, inputs.time_ms)
+            if len(cuts):  # keys expire inside the batch: decide it in parts, in order
                 return concat_decisions(
-                    self.process(tx.take(head), clock_ms[head], now_ms),
-                    self.process(tx.take(tail), clock_ms[tail], now_ms),
+                    [
+                        self.process(tx.take(rows), clock_ms[rows], now_ms)
+                        for rows in np.split(np.arange(n), cuts)
+                    ]
                 )
             self.expiry.expire(self, slots, inputs.time_ms)
         fired: dict[str, np.ndarray[Any, Any]] = {}
@@ -325,23 +326,31 @@ class Pipeline:
             instance.detector.on_time(self.states[name], now, len(keys))
 
 
-def concat_decisions(first: Decisions, second: Decisions) -> Decisions:
-    """The decisions of two consecutive parts of one batch, as one."""
+def concat_decisions(parts: list[Decisions]) -> Decisions:
+    """The decisions of consecutive parts of one batch, as one."""
+    first = parts[0]
 
-    def join(a: Any, b: Any) -> Any:
-        return pa.concat_arrays([a, b]) if isinstance(a, pa.Array) else np.concatenate([a, b])
+    def join(columns: list[Any]) -> Any:
+        if isinstance(columns[0], pa.Array):
+            return pa.concat_arrays(columns)
+        return np.concatenate(columns)
 
-    ra, rb = first.reasons, second.reasons
-    offsets = np.concatenate([ra.offsets, rb.offsets[1:] + ra.offsets[-1]])
-    reasons = Reasons(offsets, ra.rules + rb.rules, ra.messages + rb.messages)
+    offsets = [parts[0].reasons.offsets]
+    for part in parts[1:]:
+        offsets.append(part.reasons.offsets[1:] + offsets[-1][-1])
+    reasons = Reasons(
+        np.concatenate(offsets),
+        [rule for part in parts for rule in part.reasons.rules],
+        [message for part in parts for message in part.reasons.messages],
+    )
     return Decisions(
-        TxBatch.concat([first.tx, second.tx]),
-        np.concatenate([first.time_ms, second.time_ms]),
-        np.concatenate([first.score, second.score]),
-        np.concatenate([first.tier, second.tier]),
-        {k: np.concatenate([v, second.fired[k]]) for k, v in first.fired.items()},
+        TxBatch.concat([part.tx for part in parts]),
+        np.concatenate([part.time_ms for part in parts]),
+        np.concatenate([part.score for part in parts]),
+        np.concatenate([part.tier for part in parts]),
+        {k: np.concatenate([part.fired[k] for part in parts]) for k in first.fired},
         reasons,
-        {k: join(v, second.features[k]) for k, v in first.features.items()},
+        {k: join([part.features[k] for part in parts]) for k in first.features},
         first.processed_at_ms,
     )
 
