@@ -46,8 +46,19 @@ class FeatureConfig:
     windows_days: tuple[int, ...] = (1, 7, 30)
     delay_days: int = 7
     slack_days: int = 1  # how far behind its key's newest record a record may arrive
-    initial_width: int = 16
+    initial_width: int = 16  # ring widths are powers of two (a mask, not a modulo)
     cap: int = 1024
+
+    def check(self) -> None:
+        """Rejects settings the kernels cannot use."""
+        for name in ("initial_width", "cap"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"features: {name} must be a power of two, got {value}")
+        if not self.windows_days or min(self.windows_days) < 1:
+            raise ValueError("features: windows_days must be whole days >= 1")
+        if list(self.windows_days) != sorted(self.windows_days):
+            raise ValueError("features: windows_days must be in increasing order")
 
 
 class _Rings:
@@ -62,6 +73,8 @@ class _Rings:
             for name, (dtype, fill) in fields.items()
         }
         self.count = np.zeros(1024, dtype=np.int64)
+        self.head = np.zeros(1024, dtype=np.int64)  # number of each key's oldest live entry
+        self.newest = np.full(1024, np.iinfo(np.int64).min // 4, dtype=np.int64)
 
     def ensure(self, keys: int) -> None:
         capacity = len(self.count)
@@ -76,6 +89,12 @@ class _Rings:
         count = np.zeros(capacity, dtype=np.int64)
         count[: len(self.count)] = self.count
         self.count = count
+        head = np.zeros(capacity, dtype=np.int64)
+        head[: len(self.head)] = self.head
+        self.head = head
+        newest = np.full(capacity, np.iinfo(np.int64).min // 4, dtype=np.int64)
+        newest[: len(self.newest)] = self.newest
+        self.newest = newest
 
     def widen(self) -> None:
         width = self.width * 2
@@ -84,7 +103,8 @@ class _Rings:
         self.width = width
 
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.arrays.values()) + self.count.nbytes)
+        arrays = (*self.arrays.values(), self.count, self.head, self.newest)
+        return int(sum(a.nbytes for a in arrays))
 
 
 class StreamingFeatures:
@@ -97,6 +117,7 @@ class StreamingFeatures:
         self, config: FeatureConfig | None = None, labels: LabelFeed | None = None
     ) -> None:
         self.config = cfg = config or FeatureConfig()
+        cfg.check()
         self.labels = labels
         self.customer_names = customer_features(cfg.windows_days)
         self.terminal_names = terminal_features(cfg.windows_days)
@@ -121,7 +142,9 @@ class StreamingFeatures:
         self.seq_terminal = np.empty(0, dtype=np.int32)
         self.seq_known = np.empty(0, dtype=np.int64)  # when each transaction became a known fraud
         self.pending = Labels.empty()  # labels of transactions not seen yet
-        self.labels_applied = 0
+        self.labels_applied = 0  # labels that changed what is known
+        self.labels_ignored = 0  # not-fraud labels of transactions never labelled fraud
+        self.fraud_labelled = KeySpace()  # ids ever labelled fraud
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -163,6 +186,22 @@ class StreamingFeatures:
             )
         if not len(due):
             return
+        # A not-fraud label only matters for a transaction once labelled fraud: most labels
+        # are those, and a lookup in the small set of fraud-labelled ids is cheap.
+        relevant = due.is_fraud.copy()
+        legit = np.flatnonzero(~due.is_fraud)
+        if len(legit) and len(self.fraud_labelled):
+            ids = due.transaction_id.take(pa.array(legit))
+            relevant[legit] = self.fraud_labelled.slots(ids, insert=False) >= 0
+        if not relevant.all():
+            keep = pa.array(relevant)
+            due = Labels(
+                due.transaction_id.filter(keep), due.is_fraud[relevant], due.label_time[relevant]
+            )
+            self.labels_ignored += int((~relevant).sum())
+        if not len(due):
+            return
+        self.fraud_labelled.slots(due.transaction_id.filter(pa.array(due.is_fraud)))
         seq = self.transactions.slots(due.transaction_id, insert=False).astype(np.int64)
         unseen = seq < 0
         self.pending = Labels.empty()
@@ -176,7 +215,7 @@ class StreamingFeatures:
         ):
             apply_labels(
                 seq, due.is_fraud, due.label_time, seq_key, rings.arrays["seq"],
-                rings.arrays["known"], rings.count,
+                rings.arrays["known"], rings.count, rings.head,
             )  # fmt: skip
         self.labels_applied += int((~unseen).sum())
 
@@ -195,11 +234,11 @@ class StreamingFeatures:
         mode); ``event_ms`` the transaction's own time for the calendar features.
         """
         n = len(time_ms)
-        seq = self._sequence(transaction_id, customer, terminal)
-        if n:
-            self._take_labels(int(time_ms.max()))
         self.customers.ensure(int(customer.max(initial=-1)) + 1)
         self.terminals.ensure(int(terminal.max(initial=-1)) + 1)
+        seq = self._sequence(transaction_id, customer, terminal)
+        if n:
+            self._take_labels(int(time_ms.max()))  # after ensure: labels may name new keys
         keys = len(self.customers.count)
         if len(self.stats) < keys:
             self.stats = np.concatenate([self.stats, np.zeros((keys - len(self.stats), 3))])
@@ -217,7 +256,8 @@ class StreamingFeatures:
             row = customer_kernel(
                 row, customer, time_ms, amount, seq, self.seq_known, self.windows_ms,
                 self.customer_horizon, cfg.cap, c["time"], c["amount"], c["seq"], c["known"],
-                self.customers.count, self.stats, self.last_ms, cust,
+                self.customers.count, self.customers.head, self.customers.newest, self.stats,
+                self.last_ms, cust,
             )  # fmt: skip
             if row < n:
                 self.customers.widen()
@@ -227,7 +267,8 @@ class StreamingFeatures:
             row = terminal_kernel(
                 row, terminal, time_ms, seq, self.seq_known, self.windows_ms,
                 cfg.delay_days * DAY_MS, self.terminal_horizon, cfg.cap, t["time"], t["seq"],
-                t["known"], self.terminals.count, term,
+                t["known"], self.terminals.count, self.terminals.head, self.terminals.newest,
+                term,
             )  # fmt: skip
             if row < n:
                 self.terminals.widen()

@@ -10,11 +10,12 @@ never influences it, whatever order labels and transactions arrive in. A transac
 its rings with the fraud time already known for it (``seq_known``, labels that came with or
 before it); labels of transactions already in a ring are marked there (:func:`apply_labels`).
 
-A ring overwrites its oldest entry only when that entry is older than the key's horizon (the
-longest window plus its delay plus ``slack``); otherwise the kernel stops and the caller
-doubles the ring width (up to a cap) and calls again from that row, so windows stay exact.
-At the cap a key's windows count at most its last ``cap`` transactions (as the velocity
-detector's ring does).
+Entries older than the key's horizon (the longest window plus its delay plus ``slack``,
+measured from the newest time the key has seen) expire; a ring overwrites only expired
+entries. When it would have to overwrite a live one, the kernel stops and the caller doubles
+the ring width (up to a cap) and calls again from that row, so windows stay exact for any
+record at most ``slack`` behind its key's newest one. At the cap a key's windows count at
+most its last ``cap`` transactions, this one included (as the velocity detector's ring does).
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ I32 = npt.NDArray[np.int32]
 NEVER = np.iinfo(np.int64).max  # "not known as a fraud"
 DAY_MS = 86_400_000
 
-# Output columns of the kernel, in order (the names the catalog gives them).
-CUSTOMER_COLUMNS = 12  # 3 x (count, avg), ratio, z, since previous, known frauds, tx, max ratio
-TERMINAL_COLUMNS = 9  # 3 x (count, risk), count 1 d now, known frauds 30 d, share known
-
 
 @numba.njit(cache=True, nogil=True)
 def unroll(
@@ -46,6 +43,33 @@ def unroll(
         for j in range(max(0, k - old), k):
             out[s, j % width] = ring[s, j % old]
     return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _admit(
+    s: int, t: int, horizon_ms: int, cap: int, r_time: I64, count: I64, head: I64, newest: I64
+) -> bool:
+    """Expires the key's entries older than its horizon; False when the ring must widen.
+
+    ``head[s]`` is the number of the key's oldest live entry: entries before it are older
+    than ``newest - horizon`` (the newest time the key has seen), so no record within the
+    allowed lateness can need them. At the cap the oldest live entry is dropped instead.
+    """
+    width = r_time.shape[1]
+    mask = width - 1
+    k = count[s]
+    latest = max(newest[s], t)
+    h = head[s]
+    while h < k and r_time[s, h & mask] <= latest - horizon_ms:
+        h += 1
+    if k - h >= width:
+        if width < cap:
+            head[s] = h
+            return False
+        h = k - width + 1
+    head[s] = h
+    newest[s] = latest
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -64,6 +88,8 @@ def customer_kernel(
     r_seq: I64,
     r_known: I64,
     count: I64,
+    head: I64,
+    newest: I64,
     stats: F64,
     last_ms: I64,
     out: F64,
@@ -77,39 +103,49 @@ def customer_kernel(
     """
     n = key.size
     width = r_time.shape[1]
-    longest = windows_ms[windows_ms.size - 1]
+    mask = width - 1  # widths are powers of two
+    windows = windows_ms.size
+    longest = windows_ms[windows - 1]
+    counts = np.empty(windows)
+    totals = np.empty(windows)
     for i in range(start, n):
         s = key[i]
         if s < 0:
             out[i, :] = np.nan
             continue
         t = time_ms[i]
-        k = count[s]
-        pos = k % width
-        if k >= width and r_time[s, pos] > t - horizon_ms and width < cap:
+        if not _admit(s, t, horizon_ms, cap, r_time, count, head, newest):
             return i
-        for w in range(windows_ms.size):
-            lo = t - windows_ms[w]
-            c = 1.0
-            total = amount[i]
-            for j in range(min(k, width)):
-                e = r_time[s, j]
-                if lo < e <= t:
-                    c += 1.0
-                    total += r_amount[s, j]
-            out[i, 2 * w] = c
-            out[i, 2 * w + 1] = total / c
+        k = count[s]
+        counts[:] = 0.0
+        totals[:] = 0.0
+        counts[0] = 1.0  # this transaction
+        totals[0] = amount[i]
         known = 0.0
         biggest = 0.0
-        lo = t - longest
-        for j in range(min(k, width)):
-            e = r_time[s, j]
-            if lo < e <= t:
-                if r_known[s, j] <= t:
-                    known += 1.0
-                if r_amount[s, j] > biggest:
-                    biggest = r_amount[s, j]
-        b = 2 * windows_ms.size
+        oldest = t - longest
+        for j in range(head[s], k):
+            p = j & mask
+            e = r_time[s, p]
+            if e > t or e <= oldest:
+                continue
+            a = r_amount[s, p]
+            w = 0  # the shortest window holding it (windows ascend; the longest holds it)
+            while e <= t - windows_ms[w]:
+                w += 1
+            counts[w] += 1.0
+            totals[w] += a
+            if r_known[s, p] <= t:
+                known += 1.0
+            if a > biggest:
+                biggest = a
+        for w in range(windows):
+            if w > 0:
+                counts[w] += counts[w - 1]
+                totals[w] += totals[w - 1]
+            out[i, 2 * w] = counts[w]
+            out[i, 2 * w + 1] = totals[w] / counts[w]
+        b = 2 * windows
         m_n, mean, m2 = stats[s, 0], stats[s, 1], stats[s, 2]
         out[i, b] = amount[i] / mean if m_n > 0 and mean > 0 else np.nan
         std = np.sqrt(m2 / m_n) if m_n > 1 else 0.0
@@ -125,6 +161,7 @@ def customer_kernel(
         m2 += delta * (amount[i] - mean)
         stats[s, 0], stats[s, 1], stats[s, 2] = m_n, mean, m2
         last_ms[s] = t
+        pos = k & mask
         r_time[s, pos] = t
         r_amount[s, pos] = amount[i]
         r_seq[s, pos] = seq[i]
@@ -148,6 +185,8 @@ def terminal_kernel(
     r_seq: I64,
     r_known: I64,
     count: I64,
+    head: I64,
+    newest: I64,
     out: F64,
 ) -> int:
     """Terminal features for rows ``start..``; returns the row it stopped at (n when done).
@@ -155,50 +194,62 @@ def terminal_kernel(
     Columns: for each window w, over the delayed window ``(t - delay - w, t - delay]``, the
     transactions and the share of them known as frauds by ``t`` (the handbook's terminal
     risk); transactions in ``(t - 1 d, t]`` this one included; frauds known by ``t`` in
-    ``(t - longest, t]``; the share of the key's transactions known as frauds by ``t``.
+    ``(t - longest, t]``; the share of the key's live transactions known as frauds by ``t``.
     """
     n = key.size
     width = r_time.shape[1]
-    longest = windows_ms[windows_ms.size - 1]
+    mask = width - 1  # widths are powers of two
+    windows = windows_ms.size
+    longest = windows_ms[windows - 1]
+    counts = np.empty(windows)
+    frauds = np.empty(windows)
     for i in range(start, n):
         s = key[i]
         if s < 0:
             out[i, :] = np.nan
             continue
         t = time_ms[i]
-        k = count[s]
-        pos = k % width
-        if k >= width and r_time[s, pos] > t - horizon_ms and width < cap:
+        if not _admit(s, t, horizon_ms, cap, r_time, count, head, newest):
             return i
-        valid = min(k, width)
+        k = count[s]
         hi = t - delay_ms
-        for w in range(windows_ms.size):
-            lo = hi - windows_ms[w]
-            c = 0.0
-            frauds = 0.0
-            for j in range(valid):
-                e = r_time[s, j]
-                if lo < e <= hi:
-                    c += 1.0
-                    if r_known[s, j] <= t:
-                        frauds += 1.0
-            out[i, 2 * w] = c
-            out[i, 2 * w + 1] = frauds / c if c > 0 else 0.0
-        b = 2 * windows_ms.size
+        counts[:] = 0.0
+        frauds[:] = 0.0
         recent = 1.0
         known = 0.0
         known_all = 0.0
-        for j in range(valid):
-            e = r_time[s, j]
-            if t - DAY_MS < e <= t:
-                recent += 1.0
-            if r_known[s, j] <= t:
+        live = 0.0
+        oldest = hi - longest
+        for j in range(head[s], k):
+            p = j & mask
+            e = r_time[s, p]
+            fraud = r_known[s, p] <= t
+            live += 1.0
+            if fraud:
                 known_all += 1.0
-                if t - longest < e <= t:
+            if e <= t:
+                if e > t - DAY_MS:
+                    recent += 1.0
+                if fraud and e > t - longest:
                     known += 1.0
+            if oldest < e <= hi:
+                w = 0  # the shortest delayed window holding it
+                while e <= hi - windows_ms[w]:
+                    w += 1
+                counts[w] += 1.0
+                if fraud:
+                    frauds[w] += 1.0
+        for w in range(windows):
+            if w > 0:
+                counts[w] += counts[w - 1]
+                frauds[w] += frauds[w - 1]
+            out[i, 2 * w] = counts[w]
+            out[i, 2 * w + 1] = frauds[w] / counts[w] if counts[w] > 0 else 0.0
+        b = 2 * windows
         out[i, b] = recent
         out[i, b + 1] = known
-        out[i, b + 2] = known_all / valid if valid > 0 else 0.0
+        out[i, b + 2] = known_all / live if live > 0 else 0.0
+        pos = k & mask
         r_time[s, pos] = t
         r_seq[s, pos] = seq[i]
         r_known[s, pos] = seq_known[seq[i]] if seq[i] >= 0 else NEVER
@@ -215,6 +266,7 @@ def apply_labels(
     r_seq: I64,
     r_known: I64,
     count: I64,
+    head: I64,
 ) -> int:
     """Marks labelled transactions in their key's ring; returns how many were found.
 
@@ -222,21 +274,22 @@ def apply_labels(
     not-fraud label clears it (an analyst overturning a chargeback).
     """
     width = r_seq.shape[1]
+    mask = width - 1
     found = 0
     for i in range(label_seq.size):
         q = label_seq[i]
         if q < 0 or q >= seq_key.size:
             continue
         s = seq_key[q]
-        if s < 0:
+        if s < 0 or s >= count.size:
             continue
-        for j in range(min(count[s], width)):
-            if r_seq[s, j] == q:
+        for j in range(head[s], count[s]):
+            if r_seq[s, j & mask] == q:
                 if is_fraud[i]:
-                    if label_time[i] < r_known[s, j]:
-                        r_known[s, j] = label_time[i]
+                    if label_time[i] < r_known[s, j & mask]:
+                        r_known[s, j & mask] = label_time[i]
                 else:
-                    r_known[s, j] = NEVER
+                    r_known[s, j & mask] = NEVER
                 found += 1
                 break
     return found

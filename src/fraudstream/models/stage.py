@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from fraudstream.decide import APPROVE
 from fraudstream.features import StreamingFeatures
-from fraudstream.models.artifact import ModelArtifact
+from fraudstream.models.artifact import ModelArtifact, finite
 
 __all__ = ["MODEL_RULE", "ModelStage"]
 
@@ -70,8 +70,11 @@ class ModelStage:
         names = self.model.features
         x = np.empty((n, len(names)), dtype=np.float64)
         for k, name in enumerate(names):
-            x[:, k] = _column(features, name, n)
-        p = self.model.predict(x)
+            column = _column(features, name, n)
+            if np.isinf(column).any():
+                column = finite(column)
+            x[:, k] = column
+        p = self.model.predict(x, is_finite=True)
         features["model_probability"] = p
         self._x, self._p = x, p
         return p * self.weight
