@@ -58,10 +58,10 @@ def reference_features(
         row["customer_tx_seen"] = float(len(mine))
         theirs = [o for o in seen if o.terminal == tx.terminal]
         for d in windows_days:
-            inside = [o for o in theirs if t - delay - d * DAY_MS < o.time_ms <= t - delay]
-            frauds = sum(known(o, t) for o in inside)
-            row[f"terminal_tx_{d}d"] = float(len(inside))
-            row[f"terminal_risk_{d}d"] = frauds / len(inside) if inside else 0.0
+            delayed = [o for o in theirs if t - delay - d * DAY_MS < o.time_ms <= t - delay]
+            frauds = sum(known(o, t) for o in delayed)
+            row[f"terminal_tx_{d}d"] = float(len(delayed))
+            row[f"terminal_risk_{d}d"] = frauds / len(delayed) if delayed else 0.0
         row["terminal_tx_1d_now"] = float(1 + sum(t - DAY_MS < o.time_ms <= t for o in theirs))
         row[f"terminal_known_frauds_{max(windows_days)}d"] = float(
             sum(known(o, t) for o in theirs if t - longest < o.time_ms <= t)
