@@ -58,6 +58,7 @@ class Scenario(StrEnum):
 
     flink_walkthrough = "flink-walkthrough"
     demo = "demo"
+    handbook = "handbook"
 
 
 def fail(message: str) -> None:
@@ -213,6 +214,15 @@ def run(
     group_id: GroupIdOption = "fraudstream",
     profiles_topic: ProfilesTopicOption = None,
     stop_at_end: StopAtEndOption = False,
+    model: Annotated[
+        Path | None, typer.Option(help="Score every transaction with this model artifact.")
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Label stream (transaction_id, is_fraud, label_time).")
+    ] = None,
+    model_weight: Annotated[
+        float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
+    ] = 1.0,
 ) -> None:
     """Decide every transaction of a file, a stream (stdin) or a Kafka topic; write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
@@ -226,6 +236,12 @@ def run(
             rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
             ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours),
         )  # fmt: skip
+        if model is not None or labels is not None:
+            from fraudstream.models.dataset import attach
+
+            if not 0.0 <= model_weight <= 1.0:
+                raise ConfigError(f"--model-weight must be within [0, 1], got {model_weight}")
+            attach(pipeline, labels, model, model_weight)
         source: Any
         if profiles_topic and not input.lower().startswith("kafka://"):
             raise ConfigError("--profiles-topic needs a kafka:// --input")
@@ -369,15 +385,34 @@ def simulate(
     ] = None,
     fast: Annotated[bool, typer.Option("--fast", help="No pacing: as fast as possible.")] = False,
     rate: Annotated[float, typer.Option(help="Records per second when paced.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="Random seed (demo).")] = 7,
+    seed: Annotated[int | None, typer.Option(help="Random seed (demo 7, handbook 4).")] = None,
     users: Annotated[
         int, typer.Option(help="Generated users besides the seed-002 four (demo).")
     ] = 200,
     output: Annotated[str, typer.Option("--output", "-o", help="File, or - for stdout.")] = "-",
     profiles_out: Annotated[Path | None, typer.Option(help="Write the demo profiles here.")] = None,
+    customers: Annotated[int, typer.Option(help="Customers (handbook).")] = 5_000,
+    terminals: Annotated[int, typer.Option(help="Terminals (handbook).")] = 10_000,
+    days: Annotated[int, typer.Option(help="Days from 2018-04-01 (handbook).")] = 183,
+    labels_out: Annotated[
+        str | None, typer.Option(help="Handbook: also write its label stream (7-day delay) here.")
+    ] = None,
 ) -> None:
-    """Print simulated transactions as JSON lines (paced at --rate unless --fast)."""
+    """Print simulated transactions as JSON lines (paced at --rate unless --fast).
+
+    The handbook scenario writes all its transactions at once (Parquet when --output ends
+    in .parquet) and prints its fraud counts next to the book's.
+    """
     from fraudstream.simulate.pacing import paced
+
+    if scenario is Scenario.handbook:
+        from fraudstream.model_cli import simulate_handbook
+
+        simulate_handbook(
+            customers, terminals, days, 4 if seed is None else seed, output, labels_out
+        )
+        return
+    seed = 7 if seed is None else seed
 
     if count is not None and count < 0:
         fail(f"--count must be >= 0, got {count}")
@@ -575,6 +610,18 @@ def _register_decisions() -> None:
 
 
 _register_decisions()
+
+
+def _register_models() -> None:
+    # features / train / evaluate (scikit-learn, xgboost: the models extra)
+    try:
+        from fraudstream.model_cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_models()
 
 
 def _register_query() -> None:
