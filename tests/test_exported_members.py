@@ -7,5 +7,6 @@ def test_all_lists_exactly_the_public_names() -> None:
     modules |= {"rules", "run", "schema", "testing", "simulate", "cli", "web", "store_cli"}
     modules |= {"cli_options", "produce_cli"}
     modules |= {"recovery", "query_cli"}
+    modules |= {"features", "models", "model_cli"}
     assert set(fraudstream.__all__) - {"__version__"} == public - modules
     assert fraudstream.__all__ == sorted(fraudstream.__all__)
