@@ -172,6 +172,14 @@ def run(
     batch_bytes: Annotated[
         int, typer.Option(help="Micro-batch size in input bytes (the embedded file cut).")
     ] = 262_144 * 128,
+    read_lines: Annotated[
+        bool,
+        typer.Option(
+            "--read-lines/--read-chunks",
+            help="Bounded files: Flink's FileSource line by line, or chunks read by the "
+            "sequencer (faster).",
+        ),
+    ] = False,
     fail_once_after: Annotated[
         int | None, typer.Option(hidden=True, help="Tests: fail once after N decisions.")
     ] = None,
@@ -235,6 +243,7 @@ def run(
         jars=jar or [],
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
+        read_lines=read_lines,
         execution_mode=execution_mode.value,
         fault=fault,
     )

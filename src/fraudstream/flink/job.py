@@ -53,6 +53,7 @@ class FlinkJob:
     kafka_topic: str = "card-transactions"
     batch_bytes: int = BATCH_BYTES
     flush_ms: int = 200
+    read_lines: bool = False  # bounded files through Flink's FileSource line by line
     execution_mode: str = "process"  # PyFlink's "process" (Beam workers) or "thread" (pemja)
     fault: Any = None  # functions.Fault (tests only)
 
@@ -112,15 +113,15 @@ class FlinkJob:
 
         env.set_parallelism(1)  # source, its key-by and the sequencer keep arrival order
         live = self.monitor_ms is not None or self.kafka_servers is not None
-        if live:
+        if live or self.read_lines:
             function: Any = SequenceFunction(
-                self.parts, self.shards, self.batch_bytes, live, self.flush_ms
+                self.parts, self.shards, self.batch_bytes, live, self.flush_ms, fault=self.fault
             )
             records = self._source(env)
         else:
             from fraudstream.flink.chunks import plan_chunks
 
-            function = ChunkSequenceFunction(self.parts, self.shards)
+            function = ChunkSequenceFunction(self.parts, self.shards, fault=self.fault)
             chunks = plan_chunks(self.inputs, self.batch_bytes)
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
