@@ -79,6 +79,7 @@ class KafkaSource:
         self._resume: dict[int, int] = {}  # partition -> offset from the checkpoint resumed
         self._assigned: set[int] = set()
         self._at_end: set[int] = set()
+        self._end_offset: dict[int, int] = {}  # partition -> offset of its last end event
         self._stopping = False
         self._fatal: str | None = None
         self.commits = 0
@@ -175,6 +176,7 @@ class KafkaSource:
                     continue
                 elif error.code() == ClientError._PARTITION_EOF and partition is not None:
                     self._at_end.add(partition)
+                    self._end_offset[partition] = message.offset()  # where reading stands
                 else:
                     self._consumer_error(error)
             if by_partition:
@@ -195,7 +197,26 @@ class KafkaSource:
                 idle_reported = True
                 yield IDLE
             if self.stop_at_end and self._assigned and self._assigned <= self._at_end:
-                return
+                if self._read_to_the_end():
+                    return
+
+    def _read_to_the_end(self) -> bool:
+        """Whether every assigned partition is read up to the broker's high watermark now.
+
+        End-of-partition events say the fetcher caught up with the watermark it last saw;
+        the broker is asked again before stopping, as replicas may still be advancing it.
+        """
+        for partition in sorted(self._assigned):
+            tp = TopicPartition(self.uri.topic, partition)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            except KafkaException as exc:
+                log.warning("%s: end offsets unknown (%s); reading on", self, exc)
+                return False
+            if max(self._next.get(partition, 0), self._end_offset.get(partition, 0)) < high:
+                self._at_end.discard(partition)
+                return False
+        return True
 
     def _next_messages(self) -> list[Any]:
         """What is queued, at once; if nothing, the first message to arrive (within the poll
