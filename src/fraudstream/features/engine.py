@@ -36,7 +36,7 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 
-__all__ = ["FeatureConfig", "StreamingFeatures"]
+__all__ = ["FeatureConfig", "StreamingFeatures", "warm_up"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,3 +284,15 @@ class StreamingFeatures:
         out.update({name: cust[:, k] for k, name in enumerate(self.customer_names)})
         out.update({name: term[:, k] for k, name in enumerate(self.terminal_names)})
         return out
+
+
+def warm_up() -> None:
+    """Compiles (or loads from cache) the feature kernels, so no live record waits for it."""
+    labels = Labels(pa.array(["w0"]), np.array([True]), np.array([1], dtype=np.int64))
+    engine = StreamingFeatures(FeatureConfig(initial_width=1), LabelFeed(labels))
+    for start in (0, 2):
+        engine.compute(
+            pa.array([f"w{start}", f"w{start + 1}"]), np.array([0, 0], np.int32),
+            np.array([0, 0], np.int32), np.array([start, start + 1], dtype=np.int64),
+            np.array([1.0, 2.0]),
+        )  # fmt: skip

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from fraudstream.decide import Decisions
 from fraudstream.features import FeatureConfig, StreamingFeatures
 from fraudstream.features.catalog import DETECTOR_FEATURES
+from fraudstream.features.engine import warm_up
 from fraudstream.io.labels import LabelFeed, read_labels
 from fraudstream.models.artifact import ModelArtifact
 from fraudstream.models.stage import ModelStage
@@ -36,6 +37,9 @@ def attach(
     feed = LabelFeed(read_labels(labels)) if labels is not None else None
     artifact = ModelArtifact.load(model) if model is not None else None
     stage = ModelStage(StreamingFeatures(config, feed), artifact, weight)
+    warm_up()
+    if artifact is not None:  # the first prediction loads the model's own code paths
+        artifact.predict(np.zeros((1, len(artifact.features))))
     pipeline.model_stage = stage
     return stage
 

@@ -55,7 +55,7 @@ class HandbookConfig:
     terminals: int = 10_000
     days: int = 183
     radius: float = 5.0
-    seed: int = 0
+    seed: int = 4  # the CLI default; its counts are printed in docs/models.md
 
     def check(self) -> None:
         """Rejects sizes that cannot make a simulation."""
