@@ -53,13 +53,6 @@ class StateBackend(StrEnum):
     rocksdb = "rocksdb"
 
 
-class ExecutionMode(StrEnum):
-    """PyFlink's Python execution modes."""
-
-    process = "process"
-    thread = "thread"
-
-
 def _fail(message: str) -> None:
     _err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
@@ -159,9 +152,6 @@ def run(
     ] = StateBackend.hashmap,
     restart_attempts: Annotated[int, typer.Option(help="Fixed-delay restarts.")] = 3,
     restart_delay_ms: Annotated[int, typer.Option(help="Delay between restarts.")] = 1_000,
-    execution_mode: Annotated[
-        ExecutionMode, typer.Option(help="PyFlink Python execution mode.")
-    ] = ExecutionMode.process,
     jar: Annotated[
         list[str] | None, typer.Option(help="Connector jar to add (e.g. the Kafka connector).")
     ] = None,
@@ -244,7 +234,6 @@ def run(
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
         read_lines=read_lines,
-        execution_mode=execution_mode.value,
         fault=fault,
     )
     started = time.perf_counter()

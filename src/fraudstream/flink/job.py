@@ -54,7 +54,9 @@ class FlinkJob:
     batch_bytes: int = BATCH_BYTES
     flush_ms: int = 200
     read_lines: bool = False  # bounded files through Flink's FileSource line by line
-    execution_mode: str = "process"  # PyFlink's "process" (Beam workers) or "thread" (pemja)
+    # PyFlink's "process" mode (Beam workers). "thread" (pemja) hangs here inside pyarrow
+    # calls made by the decoder (PyFlink 2.3, pyarrow 16), so it is not offered by the CLI.
+    execution_mode: str = "process"
     fault: Any = None  # functions.Fault (tests only)
 
     def configuration(self) -> Any:
