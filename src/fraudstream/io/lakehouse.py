@@ -42,6 +42,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
+from fraudstream.config import ConfigError
 from fraudstream.decide import Decisions
 from fraudstream.io.records import decision_table
 
@@ -67,17 +68,20 @@ __all__ = [
 def open_catalog(location: str) -> tuple[Catalog, str]:
     """(catalog, table name) for a lakehouse location: a directory, a config file, or
     ``catalog:NAME``."""
-    if location.startswith("catalog:"):
-        return load_catalog(location.split(":", 1)[1]), DEFAULT_TABLE
     path = Path(location)
-    if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
-        config = yaml.safe_load(path.read_text()) if path.suffix != ".json" else None
-        config = config if config is not None else json.loads(path.read_text())
-        if not isinstance(config, dict) or not isinstance(config.get("catalog"), dict):
-            raise ValueError(f"{location}: expected a 'catalog' mapping of pyiceberg properties")
-        properties = {k: str(v) for k, v in config["catalog"].items()}
-        name = properties.pop("name", "fraudstream")
-        return load_catalog(name, **properties), str(config.get("table", DEFAULT_TABLE))
+    try:
+        if location.startswith("catalog:"):
+            return load_catalog(location.split(":", 1)[1]), DEFAULT_TABLE
+        if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
+            text = path.read_text()
+            config = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            if not isinstance(config, dict) or not isinstance(config.get("catalog"), dict):
+                raise ConfigError("expected a 'catalog' mapping of pyiceberg properties")
+            properties = {k: str(v) for k, v in config["catalog"].items()}
+            name = properties.pop("name", "fraudstream")
+            return load_catalog(name, **properties), str(config.get("table", DEFAULT_TABLE))
+    except (ValueError, yaml.YAMLError, ImportError) as exc:  # pyiceberg's config errors too
+        raise ConfigError(f"--lakehouse {location}: {exc}") from None
     path.mkdir(parents=True, exist_ok=True)
     warehouse = path.resolve() / "warehouse"
     warehouse.mkdir(exist_ok=True)
@@ -96,7 +100,7 @@ def open_table(location: str, schema: pa.Schema | None = None) -> Table:
         return catalog.load_table(name)
     except NoSuchTableError:
         if schema is None:
-            raise ValueError(f"{location}: no table {name} yet (run with --lakehouse)") from None
+            raise ConfigError(f"{location}: no table {name} yet (run with --lakehouse)") from None
     namespace = name.rsplit(".", 1)[0]
     try:
         catalog.create_namespace(namespace)
