@@ -219,3 +219,18 @@ def test_store_is_atomic_keeps_the_last_few_and_checks_the_format(tmp_path: Path
         store.read(4)
     store.prune()
     assert not (tmp_path / "chk-00000005.tmp").exists()
+
+
+def test_any_fsspec_url_works_as_the_checkpoint_directory() -> None:
+    store = CheckpointStore("memory://fraudstream-tests/checkpoints", keep=2)
+    pipeline = Pipeline()
+    pipeline.submit(to_batch([{"transaction_id": "a", "card_id": "c", "timestamp": T0,
+                               "amount": 0.5}], 0), now_ms=0.0)  # fmt: skip
+    for _ in range(3):
+        store.write(store.next_id(), pipeline.snapshot(), {"run_id": "r"})
+    assert store.ids() == [2, 3] and not store.local
+    manifest, snapshot = store.read(3)
+    restored = Pipeline()
+    restored.restore(snapshot)
+    assert manifest["checkpoint_id"] == 3 and restored.cards.keys == ["c"]
+    assert "a" in restored.dedup
