@@ -85,6 +85,27 @@ class ModelArtifact:
             raise ConfigError(f"model kind must be one of {', '.join(KINDS)}, got {info.kind!r}")
         self.info = info
         self.model = model
+        self._linear: tuple[F64, F64, F64, F64, float] | None = None
+        if info.kind == "logistic_regression":
+            steps = model.named_steps
+            self._linear = (
+                np.asarray(steps["impute"].statistics_, dtype=np.float64),
+                np.asarray(steps["scale"].mean_, dtype=np.float64),
+                np.asarray(steps["scale"].scale_, dtype=np.float64),
+                np.asarray(steps["model"].coef_[0], dtype=np.float64),
+                float(steps["model"].intercept_[0]),
+            )
+
+    def _standardised(self, x: F64) -> F64:
+        """The linear model's input: missing values imputed, then standardised (numpy only).
+
+        The same arithmetic as its scikit-learn pipeline, without the per-call validation
+        and copies that cost more than the model itself on the hot path.
+        """
+        assert self._linear is not None
+        median, mean, scale, _, _ = self._linear
+        filled = np.where(np.isnan(x), median, x)
+        return (filled - mean) / scale
 
     @property
     def features(self) -> list[str]:
@@ -103,6 +124,9 @@ class ModelArtifact:
         if self.info.kind == "xgboost":
             out = self.model.inplace_predict(x)
             return np.asarray(out, dtype=np.float64)
+        if self._linear is not None:
+            z = self._standardised(x) @ self._linear[3] + self._linear[4]
+            return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -700.0, 700.0))), dtype=np.float64)
         return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
 
     def contributions(self, x: F64, exact: bool = False) -> F64:
@@ -120,12 +144,12 @@ class ModelArtifact:
                 xgboost.DMatrix(x, missing=np.nan), pred_contribs=True, approx_contribs=not exact
             )
             return np.asarray(contribs[:, :-1], dtype=np.float64)  # last column: the bias
+        if self._linear is not None:
+            return np.asarray(self._standardised(x) * self._linear[3], dtype=np.float64)
         steps = dict(self.model.named_steps)
         prepared = x
         for _name, step in self.model.steps[:-1]:
             prepared = step.transform(prepared)
-        if kind == "logistic_regression":
-            return np.asarray(prepared * steps["model"].coef_[0], dtype=np.float64)
         return _forest_contributions(steps["model"], np.asarray(prepared, dtype=np.float64))
 
     # --- files ---------------------------------------------------------------------------------
