@@ -206,3 +206,38 @@ def test_the_cli_runs_on_kafka_and_matches_the_file_run(
     }
     dead = lines(tmp_path / "dead.jsonl")
     assert {d["reason"].split(":")[0] for d in dead} == {"invalid JSON", "card_id"}
+
+
+def test_with_default_time_settings_partitions_are_merged_by_event_time(
+    kafka_cluster: MockCluster, tmp_path: Path
+) -> None:
+    # A backlog on 4 partitions: a user's cards in different partitions, read side by side.
+    # The source releases records in event-time order across partitions (each in offset
+    # order), so with the default lateness nothing is late and every decision equals the
+    # file run's, geo-velocity pairs across a user's cards included.
+    records = demo_records(count=4000, users=40, seed=29)
+    path = tmp_path / "tx.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))
+    outputs = Outputs(decisions=str(tmp_path / "file.jsonl"))
+    Runner(Pipeline(), outputs, CardTokenizer(b"test")).run(FileSource(path, "jsonl"))
+    kafka_cluster.produce(
+        "card-transactions",
+        [msgspec.json.encode(r) for r in records],
+        [r["card_id"].encode() for r in records],
+    )
+    pipeline = Pipeline()
+    kafka = KafkaInput.open(
+        kafka_cluster.uri("card-transactions"),
+        group_id="defaults",
+        table=pipeline.profiles,
+        stop_at_end=True,
+    )
+    outputs = Outputs(decisions=str(tmp_path / "kafka.jsonl"))
+    try:
+        summary = Runner(pipeline, outputs, CardTokenizer(b"test")).run(kafka.source)
+    finally:
+        kafka.close()
+    assert summary.late == 0 and summary.records == len(records)
+    expected = verdicts(lines(tmp_path / "file.jsonl"))
+    assert verdicts(lines(tmp_path / "kafka.jsonl")) == expected
+    assert sum(decision != "approve" for decision, _, _ in expected.values()) > 20

@@ -41,11 +41,13 @@ from fraudstream.io.kafka import (
     log,
     topic_partitions,
 )
+from fraudstream.io.kafka_align import PartitionAligner
 
 __all__ = ["KafkaSource"]
 
 BATCH_MESSAGES = 10_000
 POLL_TIMEOUT_S = 0.1
+ALIGN_WAIT_S = 0.5  # a partition that sends nothing this long stops holding the others
 
 
 class KafkaSource:
@@ -81,6 +83,7 @@ class KafkaSource:
         self._at_end: set[int] = set()
         self._end_offset: dict[int, int] = {}  # partition -> offset of its last end event
         self._stopping = False
+        self.aligner = PartitionAligner(max_buffered=20 * batch_messages)
         self._fatal: str | None = None
         self.commits = 0
         ensure_reachable(uri)
@@ -114,7 +117,10 @@ class KafkaSource:
 
     def position(self) -> dict[str, Any]:
         """Next offset per partition after the last batch yielded (JSON-serialisable)."""
-        offsets = {str(p): o for p, o in sorted(self._next.items())}
+        offsets = {}
+        for partition, read_up_to in sorted(self._next.items()):
+            buffered = self.aligner.first_unreleased(partition)  # not decided yet
+            offsets[str(partition)] = read_up_to if buffered is None else buffered
         return {"format": "kafka", "topic": self.uri.topic, "offsets": offsets}
 
     def seek(self, position: dict[str, Any]) -> None:
@@ -152,14 +158,15 @@ class KafkaSource:
     # --- reading -------------------------------------------------------------------------------
 
     def batches(self, decoder: Decoder) -> Iterator[Item]:
-        """Validated batches, one per partition per poll, in offset order; IDLE when quiet."""
+        """Validated batches, partitions merged in event-time order (each in offset order);
+        IDLE when quiet."""
         decoders = {p: Decoder(decoder.tokenize, f"{self.uri.topic}[{p}]") for p in self.partitions}
         if not self._subscribed:
             self.consumer.subscribe(
                 [self.uri.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
             )
             self._subscribed = True
-        quiet_since = time.monotonic()
+        quiet_since = last_message_at = time.monotonic()
         idle_reported = False
         while not self._stopping:
             messages = self._next_messages()
@@ -179,25 +186,34 @@ class KafkaSource:
                     self._end_offset[partition] = message.offset()  # where reading stands
                 else:
                     self._consumer_error(error)
-            if by_partition:
+            now = time.time() * 1000
+            for partition, batch in by_partition.items():
+                if partition not in decoders:  # the topic grew
+                    decoders[partition] = Decoder(
+                        decoder.tokenize, f"{self.uri.topic}[{partition}]"
+                    )
+                values = [m.value() or b"" for m in batch]
+                offsets = [m.offset() for m in batch]
+                valid, dead = decoders[partition].lines(values, offsets, [now] * len(values))
+                self.aligner.add(partition, valid, dead, offsets)
+                self._next[partition] = offsets[-1] + 1
+            # Released in event-time order across partitions; everything once the source has
+            # been quiet for ALIGN_WAIT_S (nothing more is on its way to be merged with).
+            if messages:
+                last_message_at = time.monotonic()
+            quiet = time.monotonic() - last_message_at >= ALIGN_WAIT_S
+            released = self.aligner.release(self._assigned - self._at_end, force=quiet)
+            if released is not None:
                 quiet_since = time.monotonic()
                 idle_reported = False
-                now = time.time() * 1000
-                for partition, batch in by_partition.items():
-                    if partition not in decoders:  # the topic grew
-                        decoders[partition] = Decoder(
-                            decoder.tokenize, f"{self.uri.topic}[{partition}]"
-                        )
-                    values = [m.value() or b"" for m in batch]
-                    offsets = [m.offset() for m in batch]
-                    item = decoders[partition].lines(values, offsets, [now] * len(values))
-                    self._next[partition] = offsets[-1] + 1
-                    yield item
+                yield released
+            elif by_partition:
+                quiet_since = time.monotonic()
             elif not idle_reported and time.monotonic() - quiet_since >= self.idle_timeout_s:
                 idle_reported = True
                 yield IDLE
             if self.stop_at_end and self._assigned and self._assigned <= self._at_end:
-                if self._read_to_the_end():
+                if self.aligner.holding() == 0 and self._read_to_the_end():
                     return
 
     def _read_to_the_end(self) -> bool:
@@ -257,6 +273,7 @@ class KafkaSource:
             self._assigned.discard(tp.partition)
             self._at_end.discard(tp.partition)
             self._next.pop(tp.partition, None)
+            self.aligner.drop(tp.partition)  # its new owner reads the buffered records
         log.info("%s: partitions revoked, now %s", self, sorted(self._assigned))
 
     def _on_error(self, error: Any) -> None:
