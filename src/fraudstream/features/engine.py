@@ -75,6 +75,7 @@ class _Rings:
         self.count = np.zeros(1024, dtype=np.int64)
         self.head = np.zeros(1024, dtype=np.int64)  # number of each key's oldest live entry
         self.newest = np.full(1024, np.iinfo(np.int64).min // 4, dtype=np.int64)
+        self.marked = np.zeros(1024, dtype=np.int64)  # > 0 once a key had a fraud marked
 
     def ensure(self, keys: int) -> None:
         capacity = len(self.count)
@@ -95,6 +96,9 @@ class _Rings:
         newest = np.full(capacity, np.iinfo(np.int64).min // 4, dtype=np.int64)
         newest[: len(self.newest)] = self.newest
         self.newest = newest
+        marked = np.zeros(capacity, dtype=np.int64)
+        marked[: len(self.marked)] = self.marked
+        self.marked = marked
 
     def widen(self) -> None:
         width = self.width * 2
@@ -103,7 +107,7 @@ class _Rings:
         self.width = width
 
     def nbytes(self) -> int:
-        arrays = (*self.arrays.values(), self.count, self.head, self.newest)
+        arrays = (*self.arrays.values(), self.count, self.head, self.newest, self.marked)
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -137,7 +141,14 @@ class StreamingFeatures:
         self.stats = np.zeros((1024, 3), dtype=np.float64)
         self.last_ms = np.zeros(1024, dtype=np.int64)
         # transaction ids -> sequence numbers (only kept when labels can arrive)
+        # Transaction ids -> sequence numbers, to find the transaction a label names. A live
+        # feed needs every id; a file feed only the ids its fraud labels name (a small set
+        # looked up per batch instead of an index of every transaction).
         self.transactions = KeySpace(expected_keys=1 << 16) if labels is not None else None
+        self.named: KeySpace | None = None
+        if labels is not None and not labels.live:
+            self.named = KeySpace(expected_keys=1 << 12)
+            self.named.slots(labels.fraud_ids())
         self.seq_customer = np.empty(0, dtype=np.int32)
         self.seq_terminal = np.empty(0, dtype=np.int32)
         self.seq_known = np.empty(0, dtype=np.int64)  # when each transaction became a known fraud
@@ -158,15 +169,23 @@ class StreamingFeatures:
     def _sequence(self, transaction_id: pa.Array, customer: I32, terminal: I32) -> I64:
         if self.transactions is None:
             return np.full(len(customer), -1, dtype=np.int64)
-        seq = self.transactions.slots(transaction_id).astype(np.int64)
+        if self.named is None:
+            seq = self.transactions.slots(transaction_id).astype(np.int64)
+        else:
+            seq = np.full(len(transaction_id), -1, dtype=np.int64)
+            rows = np.flatnonzero(self.named.slots(transaction_id, insert=False) >= 0)
+            if len(rows):
+                ids = transaction_id.take(pa.array(rows))
+                seq[rows] = self.transactions.slots(ids)
         size = len(self.transactions)
         if size > len(self.seq_customer):
             grown = max(size, 2 * len(self.seq_customer), 1024) - len(self.seq_customer)
             self.seq_customer = np.concatenate([self.seq_customer, np.full(grown, -1, np.int32)])
             self.seq_terminal = np.concatenate([self.seq_terminal, np.full(grown, -1, np.int32)])
             self.seq_known = np.concatenate([self.seq_known, np.full(grown, NEVER, np.int64)])
-        self.seq_customer[seq] = customer
-        self.seq_terminal[seq] = terminal
+        known = seq >= 0
+        self.seq_customer[seq[known]] = customer[known]
+        self.seq_terminal[seq[known]] = terminal[known]
         return seq
 
     def _take_labels(self, until_ms: int) -> None:
@@ -215,7 +234,7 @@ class StreamingFeatures:
         ):
             apply_labels(
                 seq, due.is_fraud, due.label_time, seq_key, rings.arrays["seq"],
-                rings.arrays["known"], rings.count, rings.head,
+                rings.arrays["known"], rings.count, rings.head, rings.marked,
             )  # fmt: skip
         self.labels_applied += int((~unseen).sum())
 
@@ -256,7 +275,8 @@ class StreamingFeatures:
             row = customer_kernel(
                 row, customer, time_ms, amount, seq, self.seq_known, self.windows_ms,
                 self.customer_horizon, cfg.cap, c["time"], c["amount"], c["seq"], c["known"],
-                self.customers.count, self.customers.head, self.customers.newest, self.stats,
+                self.customers.count, self.customers.head, self.customers.newest,
+                self.customers.marked, self.stats,
                 self.last_ms, cust,
             )  # fmt: skip
             if row < n:
@@ -268,6 +288,7 @@ class StreamingFeatures:
                 row, terminal, time_ms, seq, self.seq_known, self.windows_ms,
                 cfg.delay_days * DAY_MS, self.terminal_horizon, cfg.cap, t["time"], t["seq"],
                 t["known"], self.terminals.count, self.terminals.head, self.terminals.newest,
+                self.terminals.marked,
                 term,
             )  # fmt: skip
             if row < n:

@@ -90,6 +90,7 @@ def customer_kernel(
     count: I64,
     head: I64,
     newest: I64,
+    marked: I64,
     stats: F64,
     last_ms: I64,
     out: F64,
@@ -117,6 +118,7 @@ def customer_kernel(
         if not _admit(s, t, horizon_ms, cap, r_time, count, head, newest):
             return i
         k = count[s]
+        any_marked = marked[s] > 0  # no fraud ever marked: the known times need no reading
         counts[:] = 0.0
         totals[:] = 0.0
         counts[0] = 1.0  # this transaction
@@ -135,7 +137,7 @@ def customer_kernel(
                 w += 1
             counts[w] += 1.0
             totals[w] += a
-            if r_known[s, p] <= t:
+            if any_marked and r_known[s, p] <= t:
                 known += 1.0
             if a > biggest:
                 biggest = a
@@ -166,6 +168,8 @@ def customer_kernel(
         r_amount[s, pos] = amount[i]
         r_seq[s, pos] = seq[i]
         r_known[s, pos] = seq_known[seq[i]] if seq[i] >= 0 else NEVER
+        if r_known[s, pos] != NEVER:
+            marked[s] += 1
         count[s] = k + 1
     return n
 
@@ -187,6 +191,7 @@ def terminal_kernel(
     count: I64,
     head: I64,
     newest: I64,
+    marked: I64,
     out: F64,
 ) -> int:
     """Terminal features for rows ``start..``; returns the row it stopped at (n when done).
@@ -212,6 +217,7 @@ def terminal_kernel(
         if not _admit(s, t, horizon_ms, cap, r_time, count, head, newest):
             return i
         k = count[s]
+        any_marked = marked[s] > 0  # no fraud ever marked: the known times need no reading
         hi = t - delay_ms
         counts[:] = 0.0
         frauds[:] = 0.0
@@ -223,7 +229,7 @@ def terminal_kernel(
         for j in range(head[s], k):
             p = j & mask
             e = r_time[s, p]
-            fraud = r_known[s, p] <= t
+            fraud = any_marked and r_known[s, p] <= t
             live += 1.0
             if fraud:
                 known_all += 1.0
@@ -253,6 +259,8 @@ def terminal_kernel(
         r_time[s, pos] = t
         r_seq[s, pos] = seq[i]
         r_known[s, pos] = seq_known[seq[i]] if seq[i] >= 0 else NEVER
+        if r_known[s, pos] != NEVER:
+            marked[s] += 1
         count[s] = k + 1
     return n
 
@@ -267,6 +275,7 @@ def apply_labels(
     r_known: I64,
     count: I64,
     head: I64,
+    marked: I64,
 ) -> int:
     """Marks labelled transactions in their key's ring; returns how many were found.
 
@@ -288,6 +297,7 @@ def apply_labels(
                 if is_fraud[i]:
                     if label_time[i] < r_known[s, j & mask]:
                         r_known[s, j & mask] = label_time[i]
+                        marked[s] += 1  # counts markings, never less than the marked entries
                 else:
                     r_known[s, j & mask] = NEVER
                 found += 1

@@ -153,17 +153,27 @@ class LabelFeed:
     ['c', 'a']
     """
 
-    def __init__(self, labels: Labels | None = None) -> None:
+    def __init__(self, labels: Labels | None = None, live: bool = False) -> None:
         self._labels = labels or Labels.empty()
         self._next = 0
         self.delivered = 0
+        # A live feed takes labels while running (push), about any past transaction; a
+        # file's labels are all known upfront, so only the transactions they name matter.
+        self.live = live
+
+    def fraud_ids(self) -> pa.Array:
+        """Every transaction id a fraud label of this feed names (so far)."""
+        return self._labels.transaction_id.filter(pa.array(self._labels.is_fraud))
 
     def __len__(self) -> int:
         """Labels not yet due."""
         return len(self._labels) - self._next
 
     def push(self, labels: Labels) -> None:
-        """Adds labels that arrived while running (e.g. an analyst's review)."""
+        """Adds labels that arrived while running (e.g. an analyst's review).
+
+        Only a ``live`` feed's pushes reach transactions decided before them.
+        """
         rest = self._labels.slice(self._next, len(self._labels))
         self._labels = Labels(
             pa.concat_arrays([rest.transaction_id, labels.transaction_id.cast(pa.string())]),
