@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5_000_000)
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--intervals", default="10,1", help="checkpoint intervals to measure, in seconds"
+    )
     parser.add_argument("--step", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
@@ -104,11 +107,9 @@ def main() -> None:
         return
     parquet = workload(args.records, args.cards, ".parquet")
     print(f"checkpoint overhead: {args.records:,} transactions from Parquet, one core")
-    rows = {
-        "no checkpoints": best_of(parquet, 0, args.repeat),
-        "every 10 s": best_of(parquet, 10, args.repeat),
-        "every 1 s (stress)": best_of(parquet, 1, args.repeat),
-    }
+    rows = {"no checkpoints": best_of(parquet, 0, args.repeat)}
+    for interval in (float(x) for x in args.intervals.split(",")):
+        rows[f"every {interval:g} s"] = best_of(parquet, interval, args.repeat)
     base = rows["no checkpoints"]["tx_s"]
     print(f"  workload md5 (first MiB): {md5_head(parquet)}; best of {args.repeat} runs each")
     print(f"  {'run':<22} {'tx/s':>10} {'overhead':>9} {'chk':>4} {'mean chk s':>11} {'MiB':>7}")
@@ -121,8 +122,9 @@ def main() -> None:
             f"  {name:<22} {figures['tx_s']:>10,.0f} {overhead:>8.1%} {count:>4.0f} "
             f"{mean:>11.3f} {figures['checkpoint_mb']:>7.1f}"
         )
-    verdict = "meets" if rows["every 10 s"]["overhead"] <= BAR_OVERHEAD else "misses"
-    print(f"  bar: <= {BAR_OVERHEAD:.0%} at a 10 s interval: {verdict} it")
+    if "every 10 s" in rows:
+        verdict = "meets" if rows["every 10 s"]["overhead"] <= BAR_OVERHEAD else "misses"
+        print(f"  bar: <= {BAR_OVERHEAD:.0%} at a 10 s interval: {verdict} it")
     record("checkpoint_overhead", {"records": args.records, "cards": args.cards, "runs": rows})
 
 
