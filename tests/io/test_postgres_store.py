@@ -184,3 +184,34 @@ def test_run_store_on_postgresql_writes_each_decision_once(pg_url: str, tmp_path
     )
     alerted = {json.loads(line)["transaction_id"] for line in alerts.read_text().splitlines()}
     assert alerted == {d["transaction_id"] for d in stored if d["decision"] != "approve"}
+
+
+def test_undeliverable_alerts_wait_in_a_postgresql_retry_table(pg_url: str) -> None:
+    from test_webhook import Receiver, alert
+
+    from fraudstream.io.webhook import WebhookSink
+
+    down = Receiver(failures=10_000)
+    alerts = [alert(i) for i in range(4)]
+    try:
+        sink = WebhookSink(
+            down.url, b"s", pg_url, max_attempts=2, backoff_s=0.001, retry_delay_s=0.0
+        )
+        sink.write_dicts(alerts)
+        sink.write_dicts(alerts[:1])  # the same alert again: one retry row per delivery id
+        assert sorted(row["delivery_id"] for row in sink.pending()) == [
+            a["transaction_id"] for a in alerts
+        ]
+        sink.close()
+    finally:
+        down.stop()
+    up = Receiver(port=down.server.server_port)
+    try:
+        later = WebhookSink(up.url, b"s", pg_url, retry_delay_s=0.0)
+        assert later.pending_count() == len(alerts)
+        later.flush()
+        assert later.pending_count() == 0
+        assert sorted(up.delivered_ids()) == [a["transaction_id"] for a in alerts]
+        later.close()
+    finally:
+        up.stop()
