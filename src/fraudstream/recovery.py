@@ -60,6 +60,10 @@ class Recovery:
     def start(self, runner: Any, source: Any) -> None:
         """Before the run: restores the newest checkpoint (resume) or clears old ones."""
         started = time.perf_counter()
+        stage = getattr(runner.pipeline, "model_stage", None)
+        if stage is not None and not hasattr(stage, "snapshot"):
+            # Its streaming feature state would not survive a restart: refuse, not diverge.
+            raise ConfigError("--checkpoint-dir: this model stage cannot be checkpointed yet")
         store = self.store
         latest = store.latest() if self.resume else None
         if not self.resume:

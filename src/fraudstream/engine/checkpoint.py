@@ -113,6 +113,11 @@ def snapshot_pipeline(pipeline: Pipeline) -> PipelineSnapshot:
     if pipeline.expiry is not None:
         expiry, seen = pipeline.expiry.snapshot()
         _put(arrays, "expiry", seen)
+    model = None
+    stage = getattr(pipeline, "model_stage", None)
+    if stage is not None:  # streaming features / model: their own (meta, arrays)
+        model, model_arrays = stage.snapshot()
+        _put(arrays, "model", model_arrays)
     watermark, pending = pipeline.clock.snapshot()
     meta = {
         "rules": pipeline.rules.to_document(),
@@ -127,6 +132,7 @@ def snapshot_pipeline(pipeline: Pipeline) -> PipelineSnapshot:
             "last_names": profiles.last_names,
         },
         "expiry": expiry,
+        "model": model,
     }
     return PipelineSnapshot(arrays, pending, meta)
 
@@ -157,6 +163,9 @@ def restore_pipeline(pipeline: Pipeline, snapshot: PipelineSnapshot) -> None:
     profiles.last_names = list(meta["profiles"]["last_names"])
     if pipeline.expiry is not None and meta.get("expiry"):
         pipeline.expiry.restore(meta["expiry"], _get(arrays, "expiry"))
+    stage = getattr(pipeline, "model_stage", None)
+    if stage is not None and meta.get("model") is not None:
+        stage.restore(meta["model"], _get(arrays, "model"))
     pipeline.clock.restore(int(meta["watermark"]), snapshot.pending)
     pipeline.last_sweep_ms = int(meta["last_sweep_ms"])
 
