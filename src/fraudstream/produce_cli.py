@@ -8,12 +8,12 @@ second, steady, no drift); without it records go as fast as the cluster takes th
 JSON-lines input is sent line by line unchanged, malformed lines included (the run sends them
 to its dead letters). CSV and Parquet rows are sent as JSON objects. ``--profiles`` sends a
 profiles file (YAML/JSON/CSV) to ``--profiles-topic`` keyed by user id, and with the demo
-scenario ``--profiles-topic`` alone sends the demo users' profiles.
+scenario ``--profiles-topic`` alone sends the demo users' profiles. Other simulations
+(``fraudstream simulate --scenario handbook -o tx.parquet``) are sent with ``--input``.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
@@ -253,4 +253,3 @@ def _send_profiles(
         profile = normalise_profile(row, f"{path or 'demo profiles'}: entry {index}")
         sink.send(encode(row), profile["user_id"].encode())
     sink.close()
-    sys.stderr.flush()

@@ -146,3 +146,37 @@ def test_produce_paces_and_keys_by_card(kafka_cluster: MockCluster) -> None:
     for key, value, _, _ in messages:
         assert key == str(value["card_id"]).encode()
     assert msgspec.json.encode(messages[0][1])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_produce_sends_table_rows_as_json_keyed_by_card_token(
+    kafka_cluster: MockCluster, tmp_path: Path, suffix: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from test_kafka_support import read_topic
+
+    table = pa.table(
+        {
+            "transaction_id": ["a", "b", "c"],
+            "card_number": ["4111111111111111", "4111111111111111", "5500005555555559"],
+            "timestamp": [1, 2, 3],
+            "amount": [1.5, 2.5, 900.0],
+            "zipcode": ["01234", "01234", None],
+        }
+    )
+    path = tmp_path / f"tx{suffix}"
+    if suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    result = CliRunner().invoke(
+        app, ["produce", "--to", kafka_cluster.uri("rows"), "--input", str(path), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    messages = sorted(read_topic(kafka_cluster.bootstrap, "rows"), key=lambda m: m[1]["amount"])
+    assert [m[1]["transaction_id"] for m in messages] == ["a", "b", "c"]
+    assert messages[0][1]["zipcode"] == "01234"  # text stays text (leading zero kept)
+    keys = [m[0] for m in messages]
+    assert keys[0] == keys[1] != keys[2] and all(k and k.startswith(b"tok_") for k in keys)
