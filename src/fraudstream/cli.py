@@ -259,6 +259,7 @@ def run(
                 stop_at_end=stop_at_end,
                 warn=lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
             )
+            kafka.stop_on_signals()  # SIGTERM / Ctrl-C: finish the batch, commit, exit 0
             source = kafka.source
         else:
             path = Path(input)

@@ -27,6 +27,7 @@ from test_kafka_support import (
     FAST_GROUP,
     MockCluster,
     committed,
+    end_offsets,
     mock_cluster,
     read_topic,
     wait_for,
@@ -244,3 +245,32 @@ def test_checkpoint_positions_round_trip_through_seek(kafka_cluster: MockCluster
     finally:
         resumed.close()
     assert count == sum(o - o // 2 for o in everything["offsets"].values())
+
+
+def test_sigterm_ends_a_live_run_with_its_offsets_committed(
+    kafka_cluster: MockCluster, tmp_path: Path
+) -> None:
+    records = card_records(500)
+    kafka_cluster.produce(
+        "card-transactions",
+        [msgspec.json.encode(r) for r in records],
+        [r["card_id"].encode() for r in records],
+    )
+    store = tmp_path / "decisions.db"
+    summary_path = tmp_path / "summary.json"
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:
+        live = subprocess.Popen(
+            run_command(kafka_cluster, "live", store, "--summary-json", str(summary_path)),
+            env=ENV, stderr=log,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: store.exists() and len(stored(store)) == len(records), 60, "decisions")
+        finally:
+            live.send_signal(signal.SIGTERM)  # as a container stop does
+            code = live.wait(timeout=60)
+    assert code == 0, log_path.read_text()
+    assert json.loads(summary_path.read_text())["records"] == len(records)
+    assert committed(kafka_cluster.bootstrap, "live", "card-transactions") == end_offsets(
+        kafka_cluster.bootstrap, "card-transactions"
+    )

@@ -2,18 +2,21 @@
 
 Wiring only: the consumer group source (:mod:`fraudstream.io.kafka_source`), the optional
 ``users-config`` feed (:mod:`fraudstream.io.kafka_profiles`) loaded before the first batch
-and polled between batches, and, when a run ends normally (``--stop-at-end``, the end of a
-backfill), a commit of the final offsets after every output was flushed and closed.
-An interrupted or crashed run commits nothing beyond its last checkpoint.
+and polled between batches, and, when a run ends normally (``--stop-at-end`` at the end of a
+backfill, SIGTERM or a first Ctrl-C), a commit of the final offsets after every output was
+flushed and closed. A crashed (or twice-interrupted) run commits nothing beyond its last
+checkpoint.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from fraudstream.config import ConfigError
-from fraudstream.io.kafka import KafkaURI, is_kafka_uri
+from fraudstream.io.kafka import KafkaURI, is_kafka_uri, log
 from fraudstream.io.kafka_profiles import KafkaProfileFeed
 from fraudstream.io.kafka_source import KafkaSource
 from fraudstream.profiles import ProfileTable
@@ -39,6 +42,7 @@ class KafkaInput:
     def __init__(self, source: KafkaSource, feed: KafkaProfileFeed | None = None) -> None:
         self.source = source
         self.feed = feed
+        self._previous: dict[int, Any] = {}  # signal handlers replaced by stop_on_signals
 
     @classmethod
     def open(
@@ -85,12 +89,30 @@ class KafkaInput:
 
         return both
 
+    def stop_on_signals(self) -> None:
+        """SIGTERM or a first Ctrl-C ends the run normally: the batch in hand is finished, the
+        outputs closed and the offsets committed (a second Ctrl-C interrupts at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, _frame: Any) -> None:
+            if self.source.stopping and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            log.warning("%s: stopping after the current batch", self.source)
+            self.source.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, stop)
+
     def finish(self) -> None:
         """After a normal end (outputs flushed and closed): commit the final offsets."""
         self.source.commit(self.source.position())
 
     def close(self) -> None:
-        """Leaves the group and releases the clients."""
+        """Leaves the group, releases the clients and restores the signal handlers."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
         self.source.close()
         if self.feed is not None:
             self.feed.close()

@@ -215,6 +215,9 @@ class KafkaSource:
             if self.stop_at_end and self._assigned and self._assigned <= self._at_end:
                 if self.aligner.holding() == 0 and self._read_to_the_end():
                     return
+        rest = self.aligner.release(set(), force=True)  # stopped: nothing left behind
+        if rest is not None:
+            yield rest
 
     def _read_to_the_end(self) -> bool:
         """Whether every assigned partition is read up to the broker's high watermark now.
@@ -245,8 +248,14 @@ class KafkaSource:
                 messages += consume(self.batch_messages - 1, 0)
         return messages
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
     def stop(self) -> None:
-        """Ends :meth:`batches` after the batch being processed."""
+        """Ends :meth:`batches` after the batch being processed (records buffered for the
+        partition merge are released first, so the final position covers all it read)."""
         self._stopping = True
 
     def close(self) -> None:

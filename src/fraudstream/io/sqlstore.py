@@ -147,6 +147,22 @@ def make_engine(target: str) -> Engine:
     return engine
 
 
+def create_tables(engine: Engine, tables: Sequence[Table], attempts: int = 3) -> None:
+    """Creates missing tables; another process creating them at the same time is fine.
+
+    Two writers opening a new store at once both see no table and both create it: the loser
+    gets "already exists" (a unique violation on PostgreSQL) and simply checks again.
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, tables=list(tables))
+            return
+        except DBAPIError as exc:
+            raced = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not raced or attempt == attempts - 1:
+                raise
+
+
 def upsert(
     connection: Connection,
     table: Table,
@@ -265,7 +281,7 @@ class DecisionStore:
         self.url = url
         self.engine = make_engine(url)
         try:
-            metadata.create_all(self.engine, tables=[decisions_table])
+            create_tables(self.engine, [decisions_table])
         except DBAPIError as exc:
             self.engine.dispose()
             raise unavailable(url, exc) from None
