@@ -101,13 +101,15 @@ def query_command(
     from fraudstream.cli import fail
 
     statement = ALERT_RATE_BY_RULE_BY_DAY if sql.strip() == "alert-rate" else sql
+    problem = None
     try:
         result = run_query(lakehouse, statement)
     except ValueError as exc:
-        fail(str(exc))
-        return
+        problem = str(exc)
     except duckdb.Error as exc:
-        fail(f"query: {str(exc).splitlines()[0]}")
+        problem = f"query: {str(exc).splitlines()[0]}"
+    if problem is not None:  # outside the except: no DuckDB object kept alive by the context
+        fail(problem)
         return
     console = Console(soft_wrap=True)
     rows = result.to_pylist()
