@@ -1,18 +1,19 @@
 """Throughput of the Flink runtime against the naive per-record PyFlink job and the embedded one.
 
-    python benchmarks/flink_throughput.py [--records 200000] [--cards 20000] [--only NAME]
+    python benchmarks/flink_throughput.py [--records 1000000] [--cards 50000] [--output alerts]
 
 On the same JSON-lines workload (seeded, under benchmarks/data/):
 
-- ``fraudstream flink run --target local``: every standard detector, decisions written by
-  Flink's FileSink, parallelism 1 and 2. Start-up (MiniCluster, Python workers, job
-  submission) is measured separately with a 1,000-record run and reported apart; the tx/s
-  figure is records / (wall time - start-up).
+- ``fraudstream flink run --target local``: every standard detector decides every record;
+  the alerts (``--output alerts``, like the walkthrough job) or every decision
+  (``--output decisions``) written by Flink's FileSink; parallelism 1 and 2. Start-up
+  (MiniCluster, Python workers, job submission) is measured separately with a 1,000-record
+  run and reported apart; the tx/s figure is records / (wall time - start-up).
 - the naive baseline: Flink's fraud-detection walkthrough as a PyFlink
   ``KeyedProcessFunction`` (small-then-large only; per record: JSON parse, a keyed
   ``ValueState`` read/write, a timer), in process mode and in thread mode, start-up
   subtracted the same way.
-- the embedded runtime (``fraudstream run``) on the same file, every detector.
+- the embedded runtime (``fraudstream run``) on the same file, every detector, same output.
 
 Bar: the Flink runtime >= 10 x the naive baseline. Appends a line to
 benchmarks/results/flink_throughput.jsonl.
@@ -111,11 +112,11 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def flink_command(path: Path, out: Path, parallelism: int) -> list[str]:
-    """`fraudstream flink run --target local` writing decisions."""
+def flink_command(path: Path, out: Path, parallelism: int, output: str) -> list[str]:
+    """`fraudstream flink run --target local` writing alerts or decisions."""
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path),
-        "--decisions", str(out / "decisions"), "--checkpoint-dir", str(out / "chk"),
+        f"--{output}", str(out / output), "--checkpoint-dir", str(out / "chk"),
         "--parallelism", str(parallelism), "--target", "local", "--quiet",
     ]  # fmt: skip
 
@@ -128,11 +129,10 @@ def rate(records: int, seconds: float, startup: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--cards", type=int, default=50_000)
+    parser.add_argument("--output", choices=("alerts", "decisions"), default="alerts")
     args = parser.parse_args()
-    if len(sys.argv) > 1 and sys.argv[1] == "naive":
-        return
     data = workload(args.records, args.cards, ".jsonl")
     small = workload(1_000, 1_000, ".jsonl")
     runs: dict[str, Any] = {}
@@ -145,8 +145,8 @@ def main() -> None:
             return target
 
         for parallelism in (1, 2):
-            startup = timed(flink_command(small, fresh("startup"), parallelism))
-            seconds = timed(flink_command(data, fresh("flink"), parallelism))
+            startup = timed(flink_command(small, fresh("startup"), parallelism, args.output))
+            seconds = timed(flink_command(data, fresh("flink"), parallelism, args.output))
             runs[f"flink runtime, all detectors, parallelism {parallelism}"] = rate(
                 args.records, seconds, startup
             )
@@ -162,7 +162,7 @@ def main() -> None:
             print(f"  naive {mode}: {runs[list(runs)[-1]]}")
         embedded = [
             FRAUDSTREAM, "run", "--input", str(data),
-            "--decisions", str(work / "embedded.jsonl"), "--quiet",
+            f"--{args.output}", str(work / "embedded.jsonl"), "--quiet",
         ]  # fmt: skip
         startup = timed([*embedded[:3], str(small), *embedded[4:]])
         seconds = timed(embedded)
@@ -177,7 +177,8 @@ def main() -> None:
             f"flink p{parallelism}: {figure:,.0f} tx/s = {figure / best_naive:.1f} x the best "
             f"naive ({best_naive:,.0f} tx/s); bar {BAR:g} x"
         )
-    record("flink_throughput", {"records": args.records, "cards": args.cards, "runs": runs})
+    result = {"records": args.records, "cards": args.cards, "output": args.output, "runs": runs}
+    record("flink_throughput", result)
 
 
 if __name__ == "__main__":
