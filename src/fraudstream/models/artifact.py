@@ -125,7 +125,10 @@ class ModelArtifact:
             out = self.model.inplace_predict(x)
             return np.asarray(out, dtype=np.float64)
         if self._linear is not None:
-            z = self._standardised(x) @ self._linear[3] + self._linear[4]
+            # standardising folded into the weights: ((x - mean) / scale) @ coef + b
+            median, mean, scale, coef, intercept = self._linear
+            weights = coef / scale
+            z = np.where(np.isnan(x), median, x) @ weights + (intercept - mean @ weights)
             return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -700.0, 700.0))), dtype=np.float64)
         return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
 

@@ -68,7 +68,12 @@ class ModelStage:
             return None
         n = len(tx)
         names = self.model.features
-        x = np.empty((n, len(names)), dtype=np.float64)
+        # column by column: column-major writes are contiguous (XGBoost wants rows, C order)
+        shape = (n, len(names))
+        if self.model.info.kind == "xgboost":
+            x = np.empty(shape, dtype=np.float64, order="C")
+        else:
+            x = np.empty(shape, dtype=np.float64, order="F")
         for k, name in enumerate(names):
             column = _column(features, name, n)
             if np.isinf(column).any():
