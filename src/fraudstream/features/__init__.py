@@ -4,6 +4,7 @@
 - :mod:`.engine`: :class:`StreamingFeatures`, the state and the step the pipeline calls.
 - :mod:`.catalog`: feature names (the handbook's 15, ours).
 - :mod:`.reference`: the same features written plainly, the oracle the tests use.
+- :mod:`.checkpoint`: the feature state as arrays for checkpoints, and back.
 """
 
 from __future__ import annotations

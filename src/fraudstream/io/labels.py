@@ -165,6 +165,15 @@ class LabelFeed:
         """Every transaction id a fraud label of this feed names (so far)."""
         return self._labels.transaction_id.filter(pa.array(self._labels.is_fraud))
 
+    @property
+    def position(self) -> int:
+        """How many labels have been handed out (kept in checkpoints)."""
+        return self._next
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._next = max(0, min(int(value), len(self._labels)))
+
     def __len__(self) -> int:
         """Labels not yet due."""
         return len(self._labels) - self._next
