@@ -181,6 +181,12 @@ def train_command(
     train_start: Annotated[str, typer.Option(help="First training day.")] = "2018-07-25",
     train_days: Annotated[int, typer.Option(help="Training days.")] = 7,
     delay_days: Annotated[int, typer.Option(help="Label delay before the test days.")] = 7,
+    n_estimators: Annotated[
+        int | None, typer.Option(help="Trees (forest, XGBoost); default 100.")
+    ] = None,
+    max_depth: Annotated[
+        int | None, typer.Option(help="Tree depth (forest 20, XGBoost 6).")
+    ] = None,
 ) -> None:
     """Train a model on a feature table; saves a versioned artifact with test metrics."""
     from datetime import date
@@ -196,13 +202,19 @@ def train_command(
                 f"--train-start must be a date like 2018-07-25, got {train_start!r}"
             ) from None
         protocol = Protocol(start, train_days, delay_days)
+        params: dict[str, Any] = {}
+        for name, value in (("n_estimators", n_estimators), ("max_depth", max_depth)):
+            if value is not None:
+                if value < 1 or kind == "logistic_regression":
+                    raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, for trees only")
+                params[name] = value
         frame = _frame(features, labels)
         names = _feature_names(frame, feature_set)
         train, test = split(frame, protocol)
         artifact = train_model(
             kind, train[names].to_numpy(float), train["is_fraud"].to_numpy(), names,
             name=f"{kind}-{feature_set.value}", class_balance=class_balance,
-            training_window=protocol.window(),
+            training_window=protocol.window(), params=params,
         )  # fmt: skip
         if len(test) and test["is_fraud"].any():
             figures = metrics(test, artifact.predict(test[names].to_numpy(float)))
