@@ -227,6 +227,32 @@ def train_command(
     err.print(json.dumps(artifact.info.metrics, indent=2))
 
 
+def serve_model_command(
+    model: Annotated[Path, typer.Option(help="Model artifact directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8890,
+) -> None:
+    """Serve a model artifact over HTTP (GET /v1/model, POST /v1/score) for other systems."""
+    import uvicorn
+
+    from fraudstream.models.artifact import ModelArtifact
+    from fraudstream.models.serve import model_app
+    from fraudstream.web.serve import TOKEN_VARIABLE, api_token
+
+    try:
+        artifact = ModelArtifact.load(model)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    token, generated = api_token()
+    if generated:
+        err.print(f"{TOKEN_VARIABLE} not set; this run's token: {token}", highlight=False)
+    err.print(
+        f"model {artifact.info.name} {artifact.info.version} on http://{host}:{port}/v1/score"
+    )
+    uvicorn.run(model_app(artifact, token), host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
     """Adds the model commands to the ``fraudstream`` app."""
     from fraudstream.models.report import evaluate_command
@@ -234,3 +260,4 @@ def register(app: typer.Typer) -> None:
     app.command("features")(features_command)
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
+    app.command("serve-model")(serve_model_command)
