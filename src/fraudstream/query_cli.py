@@ -62,7 +62,7 @@ def run_query(location: str, sql: str, view: str = "decisions") -> pa.Table:
     >>> run_query(tempfile.mkdtemp(), "SELECT 1")
     Traceback (most recent call last):
     ...
-    ValueError: ...: no table fraudstream.decisions yet (run with --lakehouse)
+    fraudstream.config.ConfigError: ...: no table fraudstream.decisions yet (run with --lakehouse)
     """
     import duckdb
 

@@ -96,7 +96,15 @@ class Outputs:
     resume_checkpoint: int = 0
 
     def open(self) -> None:
-        """Opens every configured sink."""
+        """Opens every configured sink; if one cannot be opened, those already open are
+        closed again before the error goes on."""
+        try:
+            self._open_all()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_all(self) -> None:
         markers = self.resume
         for name in ("decisions", "alerts", "enriched", "dead_letters", "late"):
             target = getattr(self, name)

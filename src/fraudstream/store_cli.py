@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fraudstream.io.sqlstore import DecisionStore, database_url, sqlite_file
+from fraudstream.io.sqlstore import DecisionStore, database_url, shown_url, sqlite_file
 
 DEFAULT_STORE = "fraudstream-decisions.db"
 
@@ -62,7 +62,7 @@ def _open(store: str) -> DecisionStore:
     try:
         return DecisionStore(store)
     except Exception as exc:  # a bad URL, a missing driver, a database that is down
-        _fail(f"cannot open decision store {store}: {type(exc).__name__}: {exc}")
+        _fail(f"cannot open decision store {shown_url(store)}: {type(exc).__name__}: {exc}")
 
 
 @decisions_app.command("show")

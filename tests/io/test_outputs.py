@@ -369,3 +369,15 @@ def test_parquet_outputs_keep_fields_the_first_record_lacks(
         assert name in enriched.column_names, name
     assert enriched.column("lat").to_pylist() == [r.get("lat") for r in records]
     assert enriched.column("scenario").to_pylist() == [r.get("scenario") for r in records]
+
+
+def test_outputs_that_fail_to_open_close_what_was_opened(tmp_path: Path) -> None:
+    from fraudstream.run import Outputs
+
+    outputs = Outputs(
+        decisions=str(tmp_path / "decisions.jsonl"),
+        store="postgresql+psycopg://nobody:secret@127.0.0.1:1/none",  # nothing listens on port 1
+    )
+    with pytest.raises(Exception, match="127.0.0.1"):
+        outputs.open()
+    assert outputs.sinks["decisions"].handle.closed  # type: ignore[attr-defined]
