@@ -1,10 +1,10 @@
 """The job's stages, without Flink: sharded detectors + join decide like one Pipeline.
 
 Property: for any stream (cards shared by several users, disorder, repeated ids, bad lines)
-cut into any micro-batches, and any number of shards, sequencer -> card / user detector
-shards -> assemble gives the decisions, reasons (in order), dead letters and late records of
-the embedded pipeline fed the same micro-batches; with every stage's state pickled and
-restored between batches, as Flink does after a restart.
+cut into any micro-batches, any number of shards, with or without a state TTL, sequencer ->
+card / user detector shards -> assemble gives the decisions, reasons (in order), dead
+letters and late records of the embedded pipeline fed the same micro-batches; with every
+stage's state pickled and restored between batches, as Flink does after a restart.
 """
 
 from __future__ import annotations
@@ -143,15 +143,17 @@ def comparable(run: tuple[Any, ...]) -> tuple[Any, ...]:
     st.lists(st.integers(1, 25), max_size=6),
     st.integers(1, 9),
     st.sampled_from([0, 60_000]),
+    st.sampled_from([None, 600_000]),
 )
 def test_sharded_stages_decide_like_the_embedded_pipeline(
-    lines: list[bytes], sizes: list[int], shards: int, out_of_orderness_ms: int
+    lines: list[bytes], sizes: list[int], shards: int, out_of_orderness_ms: int, ttl: int | None
 ) -> None:
     parts = PipelineParts(
         RuleSet.default(),
         ProfileTable(),
         TimeConfig("event", out_of_orderness_ms, 120_000, 1_000),
         IpReference.default(),
+        ttl,  # state TTL: keys idle for 10 minutes start afresh
     )
     batches = cuts(lines, sizes)
     assert comparable(sharded(parts, batches, shards)) == comparable(embedded(parts, batches))

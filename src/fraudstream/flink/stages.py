@@ -270,6 +270,9 @@ class DetectorStage:
         decisions = self.pipeline.process(part.tx, part.tx.timestamp_ms, now_ms)
         if part.sweep_after is not None:
             self._sweep(part.sweep_after)
+        expiry = self.pipeline.expiry
+        if expiry is not None and expiry.due():  # as Pipeline.submit: compact long-idle keys
+            expiry.reclaim(self.pipeline)
         messages: dict[str, tuple[list[int], list[str]]] = {}
         reasons = decisions.reasons
         for row in reasons:
