@@ -35,6 +35,7 @@ class Decisions:
     reasons: Reasons
     features: dict[str, Any]
     processed_at_ms: float
+    model: tuple[str, str] | None = None  # (name, version) of the model that scored them
 
     def __len__(self) -> int:
         return len(self.score)

@@ -409,6 +409,7 @@ def _subset(decisions: Decisions, rows: np.ndarray[Any, Any]) -> Decisions:
             for k, v in decisions.features.items()
         },
         processed_at_ms=decisions.processed_at_ms,
+        model=decisions.model,
     )
 
 

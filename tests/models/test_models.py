@@ -150,6 +150,12 @@ def test_run_with_a_model_gives_model_reasons(data: dict[str, Path], tmp_path: P
     assert "top: " in reason["message"] and " = " in reason["message"]
     probability = with_model[0]["features"]["model_probability"]
     assert with_model[0]["score"] >= probability - 1e-6  # the model is one noisy-or input
+    info = json.loads((model / "model.json").read_text())
+    for record in records:  # DESIGN.md: model = {name, version, probability, top contributions}
+        assert record["model"]["name"] == info["name"]
+        assert record["model"]["version"] == info["version"]
+        assert record["model"]["probability"] == record["features"]["model_probability"]
+    assert with_model[0]["model"]["top_contributions"] == reason["message"].split("top: ")[1]
 
 
 def test_bad_model_and_labels_are_one_line_errors(tmp_path: Path, data: dict[str, Path]) -> None:

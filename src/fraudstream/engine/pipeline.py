@@ -302,7 +302,11 @@ class Pipeline:
         scores = self.scores if stage is None else stage.explain(tier, fired, messages, self.scores)
         reasons = explain(messages, scores, n)
         self._sweep_timers(int(clock_ms[-1]) if n else None)
-        return Decisions(tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms)
+        info = stage.model.info if stage is not None and stage.model is not None else None
+        model_id = (info.name, info.version) if info is not None else None
+        return Decisions(
+            tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms, model_id
+        )
 
     def snapshot(self) -> Any:
         """Every piece of keyed state, for a checkpoint (see :mod:`.checkpoint`)."""
@@ -352,6 +356,7 @@ def concat_decisions(parts: list[Decisions]) -> Decisions:
         reasons,
         {k: join([part.features[k] for part in parts]) for k in first.features},
         first.processed_at_ms,
+        first.model,
     )
 
 

@@ -79,6 +79,7 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     latency = _latency_ms(decisions).tolist()
     processed = iso_ms(decisions.processed_at_ms)
     reasons = decisions.reasons
+    probability = features.get("model_probability") if decisions.model else None
     out = []
     for i in range(n):
         out.append(
@@ -90,7 +91,7 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
                 "decision": TIERS[tiers[i]],
                 "score": scores[i],
                 "reasons": reasons.get(i, []),
-                "model": None,
+                "model": None if probability is None else _model(decisions, i, probability[i]),
                 "features": {
                     name: column[i]
                     for name, column in zip(names, columns, strict=True)
@@ -101,6 +102,19 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _model(decisions: Decisions, row: int, probability: float | None) -> dict[str, Any]:
+    """The decision's ``model`` field (DESIGN.md): name, version, probability and, when the
+    model gave a reason, its top contributions (as the reason says them)."""
+    name, version = decisions.model or ("", "")
+    top = [r["message"] for r in decisions.reasons.get(row, []) if r.get("rule") == "model"]
+    return {
+        "name": name,
+        "version": version,
+        "probability": probability,
+        "top_contributions": top[0].split("top: ", 1)[-1] if top else None,
+    }
 
 
 def enriched_dicts(decisions: Decisions) -> list[dict[str, Any]]:
