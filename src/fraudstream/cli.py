@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fraudstream.cli_options import (
+    DEFAULT_STATE_TTL_HOURS,
     AnonymousNetworksOption,
     GroupIdOption,
     IdleTimeoutOption,
@@ -204,7 +205,7 @@ def run(
     ] = 262_144,
     state_ttl_hours: Annotated[
         float, typer.Option(help="Forget a card's/user's state after this long idle (0: never).")
-    ] = 720.0,
+    ] = DEFAULT_STATE_TTL_HOURS,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,

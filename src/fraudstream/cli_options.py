@@ -16,6 +16,9 @@ class TimeMode(StrEnum):
     processing = "processing"
 
 
+# A card or user idle this long starts fresh, so memory stays bounded on an endless stream.
+DEFAULT_STATE_TTL_HOURS = 720.0
+
 RulesOption = Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")]
 ProfilesOption = Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")]
 TimeOption = Annotated[TimeMode, typer.Option("--time", help="event or processing time.")]

@@ -141,7 +141,7 @@ def serve_demo(
     import uvicorn
 
     from fraudstream import cli
-    from fraudstream.cli_options import TimeMode
+    from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, TimeMode
     from fraudstream.config import ConfigError, load_rows
     from fraudstream.web.app import create_app
     from fraudstream.web.serve import TOKEN_VARIABLE, api_token
@@ -154,8 +154,9 @@ def serve_demo(
         if row.get("home_lat") is not None and row.get("home_lon") is not None
     }
     pipeline = cli._pipeline_parts(
-        None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None
-    )
+        None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None,
+        cli._ttl_ms(DEFAULT_STATE_TTL_HOURS),
+    )  # fmt: skip
     token, generated = api_token()
     app = create_app(
         pipeline, token, data_dir=directory / "web", background=[replay(list(records), homes, rate)]

@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from fraudstream.cli_options import (
+    DEFAULT_STATE_TTL_HOURS,
     AnonymousNetworksOption,
     IdleTimeoutOption,
     IpCountriesOption,
@@ -68,7 +69,7 @@ def serve(
 
     pipeline = cli._pipeline_parts(
         rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
-        idle_timeout_ms, ip_countries, anonymous_networks,
+        idle_timeout_ms, ip_countries, anonymous_networks, cli._ttl_ms(DEFAULT_STATE_TTL_HOURS),
     )  # fmt: skip
     if not token:
         token, generated = api_token()
