@@ -8,15 +8,11 @@ dialog, so the speeds do not depend on how fast the test clicks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from browser_support import (
     LiveServer,
-    browser_page,
-    live_server,
     needs_chromium,
     open_app,
     screenshot,
@@ -32,16 +28,6 @@ EAST_50_KM = """([x, y]) => {
   const to = map.latLngToContainerPoint([from.lat, lon]);
   return [Math.round(to.x), Math.round(to.y)];
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    yield from live_server(tmp_path_factory.mktemp("map"))
-
-
-@pytest.fixture
-def page(server: LiveServer) -> Iterator[Any]:
-    yield from browser_page(server)
 
 
 def local(moment: datetime) -> str:

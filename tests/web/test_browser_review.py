@@ -4,30 +4,16 @@ becomes a label (who, when, note), which the API serves to the models."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from browser_support import (
     LiveServer,
-    browser_page,
-    live_server,
     needs_chromium,
     open_app,
     screenshot,
 )
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    yield from live_server(tmp_path_factory.mktemp("review"))
-
-
-@pytest.fixture
-def page(server: LiveServer) -> Iterator[Any]:
-    yield from browser_page(server)
 
 
 def test_confirming_an_alert_moves_it_from_the_queue_to_the_labels(

@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from browser_support import (
     LiveServer,
-    browser_page,
-    live_server,
     needs_chromium,
     open_app,
     screenshot,
 )
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    yield from live_server(tmp_path_factory.mktemp("rules"))
-
-
-@pytest.fixture
-def page(server: LiveServer) -> Iterator[Any]:
-    yield from browser_page(server)
 
 
 def small_then(server: LiveServer, card: str, amount: float, at_ms: int) -> dict[str, Any]:
