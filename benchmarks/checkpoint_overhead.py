@@ -13,17 +13,22 @@ line to benchmarks/results/checkpoint_overhead.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import md5_head, one_core, record, workload  # noqa: E402
+from common import (  # noqa: E402
+    best_of,
+    md5_head,
+    one_core,
+    record,
+    report_step,
+    timed_run,
+    workload,
+)
 
 BAR_OVERHEAD = 0.15
 
@@ -31,7 +36,6 @@ BAR_OVERHEAD = 0.15
 def run_once(path: str, interval: float) -> None:
     """In a fresh process: one run (interval 0: no checkpoints); prints a JSON line."""
     one_core()
-    from fraudstream.cli import settle_garbage_collector
     from fraudstream.engine.checkpoint import CheckpointStore
     from fraudstream.engine.pipeline import Pipeline, warm_up
     from fraudstream.io.files import FileSource
@@ -51,44 +55,25 @@ def run_once(path: str, interval: float) -> None:
             CardTokenizer(b"benchmark"),
             recovery=recovery,
         )
-        settle_garbage_collector()
-        started = time.perf_counter()
-        summary = runner.run(FileSource(Path(path), "parquet"))
-        seconds = time.perf_counter() - started
+        summary, seconds = timed_run(runner, FileSource(Path(path), "parquet"))
         size = sum(f.stat().st_size for f in (work / "checkpoints").rglob("*") if f.is_file())
-        print(
-            json.dumps(
-                {
-                    "records": summary.records,
-                    "seconds": seconds,
-                    "tx_s": summary.records / seconds,
-                    "checkpoints": recovery.taken if recovery else 0,
-                    "checkpoint_s": recovery.seconds if recovery else 0.0,
-                    "checkpoint_mb": size / 2**20 if recovery else 0.0,
-                }
-            )
+        report_step(
+            {
+                "records": summary.records,
+                "seconds": seconds,
+                "tx_s": summary.records / seconds,
+                "checkpoints": recovery.taken if recovery else 0,
+                "checkpoint_s": recovery.seconds if recovery else 0.0,
+                "checkpoint_mb": size / 2**20 if recovery else 0.0,
+            }
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def best_of(path: Path, interval: float, repeat: int) -> dict[str, float]:
-    """The fastest of ``repeat`` fresh-process runs (the machine is shared)."""
-    runs = []
-    for _ in range(repeat):
-        done = subprocess.run(
-            [sys.executable, __file__, "--step", str(path), str(interval)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"benchmark step failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda r: -r["tx_s"])
-    best: dict[str, float] = dict(runs[0])
-    best["median_tx_s"] = runs[len(runs) // 2]["tx_s"]
-    return best
+def fastest(path: Path, interval: float, repeat: int) -> dict[str, float]:
+    """The fastest of ``repeat`` fresh-process runs at one interval (the machine is shared)."""
+    return best_of(__file__, ["--step", str(path), str(interval)], repeat)
 
 
 def main() -> None:
@@ -107,9 +92,9 @@ def main() -> None:
         return
     parquet = workload(args.records, args.cards, ".parquet")
     print(f"checkpoint overhead: {args.records:,} transactions from Parquet, one core")
-    rows = {"no checkpoints": best_of(parquet, 0, args.repeat)}
+    rows = {"no checkpoints": fastest(parquet, 0, args.repeat)}
     for interval in (float(x) for x in args.intervals.split(",")):
-        rows[f"every {interval:g} s"] = best_of(parquet, interval, args.repeat)
+        rows[f"every {interval:g} s"] = fastest(parquet, interval, args.repeat)
     base = rows["no checkpoints"]["tx_s"]
     print(f"  workload md5 (first MiB): {md5_head(parquet)}; best of {args.repeat} runs each")
     print(f"  {'run':<22} {'tx/s':>10} {'overhead':>9} {'chk':>4} {'mean chk s':>11} {'MiB':>7}")

@@ -16,7 +16,6 @@ pipeline's own features (our feature set). Bar: 300,000 tx/s with the model on.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -24,7 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DATA, md5_head, one_core, peak_rss_mb, record  # noqa: E402
+from common import (  # noqa: E402
+    DATA,
+    best_of,
+    md5_head,
+    one_core,
+    peak_rss_mb,
+    record,
+    report_step,
+    timed_run,
+)
 
 BAR_TX_S = 300_000
 
@@ -69,7 +77,6 @@ def model_artifact(kind: str, tx: Path, labels: Path) -> Path:
 def run_pipeline(path: str, labels: str, model: str, out: str) -> None:
     """In a fresh process: the pipeline (with model unless ``model`` is '-') over one file."""
     one_core()
-    from fraudstream.cli import settle_garbage_collector
     from fraudstream.engine.pipeline import Pipeline, warm_up
     from fraudstream.io.files import FileSource
     from fraudstream.models.dataset import attach
@@ -83,40 +90,24 @@ def run_pipeline(path: str, labels: str, model: str, out: str) -> None:
         stage = attach(pipeline, labels, model)  # compiles the feature kernels, as `run` does
     runner = Runner(pipeline, Outputs(decisions=out), CardTokenizer(b"benchmark"))
     source = FileSource(Path(path), "parquet")
-    settle_garbage_collector()
-    started = time.perf_counter()
-    summary = runner.run(source)
-    seconds = time.perf_counter() - started
-    print(
-        json.dumps(
-            {
-                "records": summary.records,
-                "decided": summary.decided,
-                "alerts": summary.tiers["review"] + summary.tiers["decline"],
-                "model_reasons": summary.fired_by_rule.get("model", 0),
-                "seconds": seconds,
-                "tx_s": summary.records / seconds,
-                "feature_state_mb": stage.features.nbytes() / 2**20 if stage else 0.0,
-                "peak_rss_mb": peak_rss_mb(),
-            }
-        )
+    summary, seconds = timed_run(runner, source)
+    report_step(
+        {
+            "records": summary.records,
+            "decided": summary.decided,
+            "alerts": summary.tiers["review"] + summary.tiers["decline"],
+            "model_reasons": summary.fired_by_rule.get("model", 0),
+            "seconds": seconds,
+            "tx_s": summary.records / seconds,
+            "feature_state_mb": stage.features.nbytes() / 2**20 if stage else 0.0,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     )
 
 
 def child(*args: str, repeat: int) -> dict[str, float]:
-    """Best of ``repeat`` fresh processes (the machine is shared), median kept."""
-    runs = []
-    for _ in range(repeat):
-        done = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"benchmark step failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda r: -r["tx_s"])
-    best: dict[str, float] = dict(runs[0])
-    best["median_tx_s"] = runs[len(runs) // 2]["tx_s"]
-    return best
+    """Best of ``repeat`` fresh processes running a step of this script (median kept)."""
+    return best_of(__file__, list(args), repeat)
 
 
 def main() -> None:

@@ -14,15 +14,22 @@ this kind of machine (about 440,000 tx/s on 5 M records, measured for the issue)
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import md5_head, one_core, peak_rss_mb, record, workload  # noqa: E402
+from common import (  # noqa: E402
+    best_of,
+    md5_head,
+    one_core,
+    peak_rss_mb,
+    record,
+    report_step,
+    timed_run,
+    workload,
+)
 
 FLINK_JAVA_WALKTHROUGH_TX_S = 440_000
 BAR_TX_S = 500_000
@@ -31,7 +38,6 @@ BAR_TX_S = 500_000
 def run_pipeline(path: str, out: str) -> None:
     """In a fresh process: the pipeline over one file; prints a JSON line of figures."""
     one_core()
-    from fraudstream.cli import settle_garbage_collector
     from fraudstream.engine.pipeline import Pipeline, warm_up
     from fraudstream.io.files import FileSource, guess_format
     from fraudstream.run import Outputs, Runner
@@ -41,27 +47,22 @@ def run_pipeline(path: str, out: str) -> None:
     pipeline = Pipeline()
     runner = Runner(pipeline, Outputs(decisions=out), CardTokenizer(b"benchmark"))
     source = FileSource(Path(path), guess_format(path))
-    settle_garbage_collector()  # as `fraudstream run` does before its run
-    started = time.perf_counter()
-    summary = runner.run(source)
-    seconds = time.perf_counter() - started
+    summary, seconds = timed_run(runner, source)
     state_bytes = sum(
         array.nbytes for table in pipeline.states.values() for array in table.arrays.values()
     )
     cards = len(pipeline.cards)
-    print(
-        json.dumps(
-            {
-                "records": summary.records,
-                "decided": summary.decided,
-                "alerts": summary.tiers["review"] + summary.tiers["decline"],
-                "seconds": seconds,
-                "tx_s": summary.records / seconds,
-                "cards": cards,
-                "state_mb_per_100k_cards": state_bytes / 2**20 * 100_000 / max(cards, 1),
-                "peak_rss_mb": peak_rss_mb(),
-            }
-        )
+    report_step(
+        {
+            "records": summary.records,
+            "decided": summary.decided,
+            "alerts": summary.tiers["review"] + summary.tiers["decline"],
+            "seconds": seconds,
+            "tx_s": summary.records / seconds,
+            "cards": cards,
+            "state_mb_per_100k_cards": state_bytes / 2**20 * 100_000 / max(cards, 1),
+            "peak_rss_mb": peak_rss_mb(),
+        }
     )
 
 
@@ -87,28 +88,14 @@ def run_baseline(path: str) -> None:
             if tx["amount"] < 1.0:
                 flags[tx["card_id"]] = tx["timestamp"]
     seconds = time.perf_counter() - started
-    print(json.dumps({"records": records, "alerts": alerts, "seconds": seconds,
-                      "tx_s": records / seconds}))  # fmt: skip
+    report_step(
+        {"records": records, "alerts": alerts, "seconds": seconds, "tx_s": records / seconds}
+    )
 
 
 def child(*args: str, repeat: int = 1) -> dict[str, float]:
-    """Runs a step ``repeat`` times in fresh processes; the best run, with the median kept.
-
-    The machines are shared: the best of a few runs is the one least disturbed by others.
-    """
-    runs = []
-    for _ in range(repeat):
-        done = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"benchmark step failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda r: -r["tx_s"])
-    best: dict[str, float] = dict(runs[0])
-    best["median_tx_s"] = runs[len(runs) // 2]["tx_s"]
-    best["runs"] = len(runs)
-    return best
+    """Runs a step of this script ``repeat`` times in fresh processes; the best run."""
+    return best_of(__file__, list(args), repeat)
 
 
 def main() -> None:
