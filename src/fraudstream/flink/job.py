@@ -134,17 +134,21 @@ class FlinkJob:
             .name("decode, dedupe, event clock")
             .uid("fraudstream-sequencer")
         )
+        # The key-by of the parts runs where the sequencer runs (parallelism 1, chained), so
+        # each shard receives its parts over one channel, in the sequencer's order; with the
+        # cluster's parallelism it would be a round-robin hop and parts could overtake.
+        card_parts = sequenced.key_by(lambda v: v[0], key_type=Types.INT())
+        user_parts = sequenced.get_side_output(USER_PARTS).key_by(
+            lambda v: v[0], key_type=Types.INT()
+        )
         env.set_parallelism(self.parallelism)
         cards = (
-            sequenced.key_by(lambda v: v[0], key_type=Types.INT())
-            .process(DetectorFunction(self.parts, "card"), output_type=PICKLED)
+            card_parts.process(DetectorFunction(self.parts, "card"), output_type=PICKLED)
             .name("card detectors")
             .uid("fraudstream-card-detectors")
         )
         users = (
-            sequenced.get_side_output(USER_PARTS)
-            .key_by(lambda v: v[0], key_type=Types.INT())
-            .process(DetectorFunction(self.parts, "user"), output_type=PICKLED)
+            user_parts.process(DetectorFunction(self.parts, "user"), output_type=PICKLED)
             .name("user detectors")
             .uid("fraudstream-user-detectors")
         )
