@@ -13,12 +13,9 @@ benchmarks/results/crash_recovery.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,27 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    """Runs the full-size crash test and records its figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--kills", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--batch-rows", type=int, default=20_000)
-    parser.add_argument("--every-records", type=int, default=100_000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fraudstream-crash"))
-    args = parser.parse_args()
+    """Runs the full-size crash test (the test module's options) and records its figures."""
     spec = importlib.util.spec_from_file_location(
         "crash_recovery_test", ROOT / "tests" / "test_crash_recovery.py"
     )
     assert spec is not None and spec.loader is not None
     harness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(harness)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    started = time.perf_counter()
-    figures = harness.crash_test(
-        args.workdir, args.records, args.kills, args.seed, args.batch_rows, args.every_records
-    )
-    figures["total_s"] = round(time.perf_counter() - started, 1)
+    figures = harness.full_size(__doc__.splitlines()[0])
     figures["equal_outputs"] = True  # crash_test asserts it; reaching here means it held
     print(json.dumps(figures, indent=2))
     record("crash_recovery", figures)
