@@ -72,6 +72,50 @@ def _admit(
     return True
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window_of(e: int, hi: int, windows_ms: I64) -> int:
+    """The shortest window ``(hi - w, hi]`` holding event time ``e`` (windows ascend; the
+    caller checked that the longest one holds it)."""
+    w = 0
+    while e <= hi - windows_ms[w]:
+        w += 1
+    return w
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _accumulate(counts: F64, values: F64) -> None:
+    """Per-window sums (each entry counted in its shortest window) made cumulative in place:
+    entry ``w`` then covers window ``w`` and every shorter one."""
+    for w in range(1, counts.size):
+        counts[w] += counts[w - 1]
+        values[w] += values[w - 1]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append(
+    s: int,
+    t: int,
+    q: int,
+    seq_known: I64,
+    r_time: I64,
+    r_seq: I64,
+    r_known: I64,
+    count: I64,
+    marked: I64,
+) -> int:
+    """Adds transaction ``q`` (time ``t``) to key ``s``'s ring, with the fraud time already
+    known for it; returns its position in the ring (for columns only one kernel keeps)."""
+    k = count[s]
+    pos = k & (r_time.shape[1] - 1)
+    r_time[s, pos] = t
+    r_seq[s, pos] = q
+    r_known[s, pos] = seq_known[q] if q >= 0 else NEVER
+    if r_known[s, pos] != NEVER:
+        marked[s] += 1
+    count[s] = k + 1
+    return int(pos)
+
+
 @numba.njit(cache=True, nogil=True)
 def customer_kernel(
     start: int,
@@ -132,19 +176,15 @@ def customer_kernel(
             if e > t or e <= oldest:
                 continue
             a = r_amount[s, p]
-            w = 0  # the shortest window holding it (windows ascend; the longest holds it)
-            while e <= t - windows_ms[w]:
-                w += 1
+            w = _window_of(e, t, windows_ms)
             counts[w] += 1.0
             totals[w] += a
             if any_marked and r_known[s, p] <= t:
                 known += 1.0
             if a > biggest:
                 biggest = a
+        _accumulate(counts, totals)
         for w in range(windows):
-            if w > 0:
-                counts[w] += counts[w - 1]
-                totals[w] += totals[w - 1]
             out[i, 2 * w] = counts[w]
             out[i, 2 * w + 1] = totals[w] / counts[w]
         b = 2 * windows
@@ -163,14 +203,8 @@ def customer_kernel(
         m2 += delta * (amount[i] - mean)
         stats[s, 0], stats[s, 1], stats[s, 2] = m_n, mean, m2
         last_ms[s] = t
-        pos = k & mask
-        r_time[s, pos] = t
+        pos = _append(s, t, seq[i], seq_known, r_time, r_seq, r_known, count, marked)
         r_amount[s, pos] = amount[i]
-        r_seq[s, pos] = seq[i]
-        r_known[s, pos] = seq_known[seq[i]] if seq[i] >= 0 else NEVER
-        if r_known[s, pos] != NEVER:
-            marked[s] += 1
-        count[s] = k + 1
     return n
 
 
@@ -239,29 +273,19 @@ def terminal_kernel(
                 if fraud and e > t - longest:
                     known += 1.0
             if oldest < e <= hi:
-                w = 0  # the shortest delayed window holding it
-                while e <= hi - windows_ms[w]:
-                    w += 1
+                w = _window_of(e, hi, windows_ms)
                 counts[w] += 1.0
                 if fraud:
                     frauds[w] += 1.0
+        _accumulate(counts, frauds)
         for w in range(windows):
-            if w > 0:
-                counts[w] += counts[w - 1]
-                frauds[w] += frauds[w - 1]
             out[i, 2 * w] = counts[w]
             out[i, 2 * w + 1] = frauds[w] / counts[w] if counts[w] > 0 else 0.0
         b = 2 * windows
         out[i, b] = recent
         out[i, b + 1] = known
         out[i, b + 2] = known_all / live if live > 0 else 0.0
-        pos = k & mask
-        r_time[s, pos] = t
-        r_seq[s, pos] = seq[i]
-        r_known[s, pos] = seq_known[seq[i]] if seq[i] >= 0 else NEVER
-        if r_known[s, pos] != NEVER:
-            marked[s] += 1
-        count[s] = k + 1
+        _append(s, t, seq[i], seq_known, r_time, r_seq, r_known, count, marked)
     return n
 
 
