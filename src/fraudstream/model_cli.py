@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from fraudstream.cli import err, fail
+from fraudstream.cli_options import ProfilesOption, RulesOption
 from fraudstream.config import ConfigError
 
 __all__ = ["register", "simulate_handbook"]
-
-err = Console(stderr=True, soft_wrap=True)
 
 
 class FeatureSet(StrEnum):
@@ -32,11 +32,6 @@ class FeatureSet(StrEnum):
 
     book = "book"
     ours = "ours"
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def simulate_handbook(
@@ -58,7 +53,7 @@ def simulate_handbook(
     try:
         config.check()
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = handbook_table(config)
     if output == "-":
         encoder = msgspec.json.Encoder()
@@ -126,6 +121,14 @@ def _feature_names(frame: Any, feature_set: FeatureSet) -> list[str]:
     return [name for name in wanted if name in frame.columns]
 
 
+def _train_start(text: str) -> date:
+    """``--train-start`` as a date; a ConfigError naming the option otherwise."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--train-start must be a date like 2018-07-25, got {text!r}") from None
+
+
 FeaturesPath = Annotated[
     Path, typer.Option("--features", help="Table from `fraudstream features`.")
 ]
@@ -138,8 +141,8 @@ def features_command(
     input: Annotated[str, typer.Option("--input", "-i", help="Transactions file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Features Parquet file.")],
     labels: LabelsPath = None,
-    rules: Annotated[Path | None, typer.Option(help="Rules file (as for run).")] = None,
-    profiles: Annotated[Path | None, typer.Option(help="Profiles file (as for run).")] = None,
+    rules: RulesOption = None,
+    profiles: ProfilesOption = None,
     model: Annotated[Path | None, typer.Option(help="Also score with this model.")] = None,
 ) -> None:
     """Write, for every transaction, the feature values the live pipeline used for it."""
@@ -161,7 +164,7 @@ def features_command(
         summary = _run_with_progress(runner, FileSource(path, guess_format(input)), False)
         rows = collector.write(output)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     err.print(
         f"{rows:,} feature rows -> {output} ({summary.dead_letters:,} dead letters, "
@@ -189,19 +192,11 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a model on a feature table; saves a versioned artifact with test metrics."""
-    from datetime import date
-
     from fraudstream.models.evaluate import Protocol, metrics, split
     from fraudstream.models.train import train_model
 
     try:
-        try:
-            start = date.fromisoformat(train_start)
-        except ValueError:
-            raise ConfigError(
-                f"--train-start must be a date like 2018-07-25, got {train_start!r}"
-            ) from None
-        protocol = Protocol(start, train_days, delay_days)
+        protocol = Protocol(_train_start(train_start), train_days, delay_days)
         params: dict[str, Any] = {}
         for name, value in (("n_estimators", n_estimators), ("max_depth", max_depth)):
             if value is not None:
@@ -221,7 +216,7 @@ def train_command(
             artifact.info.metrics.update({f"test_{k}": round(v, 4) for k, v in figures.items()})
         artifact.save(output)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     err.print(f"model {artifact.info.name} version {artifact.info.version} -> {output}")
     err.print(json.dumps(artifact.info.metrics, indent=2))
@@ -242,7 +237,7 @@ def serve_model_command(
     try:
         artifact = ModelArtifact.load(model)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     token, generated = api_token()
     if generated:

@@ -9,7 +9,6 @@ figures as JSON.
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fraudstream.config import ConfigError
+from fraudstream.model_cli import (
+    FeatureSet,
+    FeaturesPath,
+    LabelsPath,
+    _feature_names,
+    _frame,
+    _train_start,
+)
 
 __all__ = ["evaluate_command", "plot_pr_curves"]
 
@@ -49,12 +56,8 @@ def plot_pr_curves(curves: dict[str, tuple[Any, Any, float]], path: Path) -> Non
 
 
 def evaluate_command(
-    features: Annotated[
-        Path, typer.Option("--features", help="Table from `fraudstream features`.")
-    ],
-    labels: Annotated[
-        Path | None, typer.Option("--labels", help="Labels (transaction_id, is_fraud, label_time).")
-    ] = None,
+    features: FeaturesPath,
+    labels: LabelsPath = None,
     kinds: Annotated[
         str, typer.Option(help="Comma-separated: logistic_regression,random_forest,xgboost.")
     ] = "logistic_regression,random_forest,xgboost",
@@ -70,17 +73,11 @@ def evaluate_command(
     """Train and test every model with the handbook's protocol; ours next to the book's."""
     from sklearn.metrics import precision_recall_curve  # type: ignore[import-untyped]
 
-    from fraudstream.model_cli import FeatureSet, _feature_names, _frame
     from fraudstream.models.evaluate import BOOK_FIGURES, Protocol, metrics, split
     from fraudstream.models.train import train_model
 
     try:
-        try:
-            protocol = Protocol(date.fromisoformat(train_start))
-        except ValueError:
-            raise ConfigError(
-                f"--train-start must be a date like 2018-07-25, got {train_start!r}"
-            ) from None
+        protocol = Protocol(_train_start(train_start))
         frame = _frame(features, labels)
         train, test = split(frame, protocol)
         if not len(test) or not test["is_fraud"].any() or not train["is_fraud"].any():
