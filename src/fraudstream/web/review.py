@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.pool import StaticPool
 
 from fraudstream.io.records import iso_ms
-from fraudstream.io.sqlstore import epoch_ms, make_engine, upsert
+from fraudstream.io.sqlstore import create_tables, epoch_ms, make_engine, upsert
 from fraudstream.web.guard import json_response
 from fraudstream.web.service import DecisionService, error_body
 
@@ -117,7 +117,7 @@ class ReviewStore:
             )
         else:
             self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata.sorted_tables)  # two processes may open it at once
 
     def enqueue(self, items: list[dict[str, Any]]) -> int:
         """New alerts, ``open``; an alert already queued keeps its status. Returns how many."""
