@@ -10,22 +10,20 @@ interleaving (a live deployment sets it to the skew it expects between partition
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 from test_kafka_support import (
+    ENV,
     FAST_GROUP,
+    FRAUDSTREAM,
     MockCluster,
     committed,
     end_offsets,
-    mock_cluster,
     read_topic,
+    write_jsonl,
 )
 from typer.testing import CliRunner
 
@@ -39,12 +37,6 @@ from fraudstream.rules import RuleSet
 from fraudstream.run import Outputs, Runner, Summary
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.demo import demo_profiles, demo_records, write_profiles
-
-
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster]:
-    yield from mock_cluster()
-
 
 OUT_OF_ORDERNESS_MS = 60 * 86_400_000
 TIME = TimeConfig(out_of_orderness_ms=OUT_OF_ORDERNESS_MS)
@@ -183,7 +175,7 @@ def test_the_cli_runs_on_kafka_and_matches_the_file_run(
     run_file(path, profiles, reference)
     produce_cli(kafka_cluster, "--input", str(path), "--to", kafka_cluster.uri("card-transactions"))
     command = [
-        str(Path(sys.executable).parent / "fraudstream"), "run",
+        FRAUDSTREAM, "run",
         "--input", kafka_cluster.uri("card-transactions", FAST_GROUP),
         "--group-id", "cli-deciders", "--stop-at-end", "--profiles", str(profiles),
         "--out-of-orderness-ms", str(OUT_OF_ORDERNESS_MS), "--idle-timeout-ms", "600000",
@@ -192,8 +184,7 @@ def test_the_cli_runs_on_kafka_and_matches_the_file_run(
         "--dead-letters", str(tmp_path / "dead.jsonl"),
         "--summary-json", str(tmp_path / "summary.json"), "--quiet",
     ]  # fmt: skip
-    env = dict(os.environ, FRAUDSTREAM_TOKEN_KEY="test")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "rdkafka" not in done.stderr  # librdkafka's log lines do not reach the terminal
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -216,15 +207,10 @@ def test_with_default_time_settings_partitions_are_merged_by_event_time(
     # order), so with the default lateness nothing is late and every decision equals the
     # file run's, geo-velocity pairs across a user's cards included.
     records = demo_records(count=4000, users=40, seed=29)
-    path = tmp_path / "tx.jsonl"
-    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))
+    path = write_jsonl(tmp_path / "tx.jsonl", records)
     outputs = Outputs(decisions=str(tmp_path / "file.jsonl"))
     Runner(Pipeline(), outputs, CardTokenizer(b"test")).run(FileSource(path, "jsonl"))
-    kafka_cluster.produce(
-        "card-transactions",
-        [msgspec.json.encode(r) for r in records],
-        [r["card_id"].encode() for r in records],
-    )
+    kafka_cluster.produce_records(records)
     pipeline = Pipeline()
     kafka = KafkaInput.open(
         kafka_cluster.uri("card-transactions"),

@@ -15,7 +15,6 @@ import pytest
 from test_kafka_support import (
     FAST_GROUP,
     MockCluster,
-    mock_cluster,
     wait_for,
 )
 
@@ -28,12 +27,6 @@ from fraudstream.io.records import decision_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.rules import RuleSet
 from fraudstream.schema import CardTokenizer
-
-
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster]:
-    yield from mock_cluster()
-
 
 HOUR_MS = 3_600_000
 KM_PER_DEGREE = 111.195  # along a meridian, R = 6371 km

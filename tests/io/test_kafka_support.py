@@ -9,14 +9,16 @@ test relies on them. Topics are created on first produce with 4 partitions.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 QUIET = logging.getLogger("tests.kafka")
@@ -24,6 +26,10 @@ QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
 # Consumer settings that make a takeover quick on the mock (the default session is 45 s).
 FAST_GROUP = "session.timeout.ms=6000&heartbeat.interval.ms=500"
+TRANSACTIONS = "card-transactions"
+# The installed CLI, for tests that run it as its own process, and its environment.
+FRAUDSTREAM = str(Path(sys.executable).parent / "fraudstream")
+ENV = dict(os.environ, FRAUDSTREAM_TOKEN_KEY="test")
 
 
 @dataclass
@@ -48,18 +54,27 @@ class MockCluster:
         assert producer.flush(30) == 0
         assert not errors, errors
 
+    def produce_records(self, records: list[dict[str, Any]], topic: str = TRANSACTIONS) -> None:
+        """Sends transaction records as JSON, keyed by card as ``fraudstream produce`` keys them."""
+        self.produce(
+            topic,
+            [msgspec.json.encode(r) for r in records],
+            [r["card_id"].encode() for r in records],
+        )
+
 
 def mock_cluster() -> Iterator[MockCluster]:
-    """A fresh 3-broker mock cluster (each test module wraps this in its fixture)."""
+    """A fresh 3-broker mock cluster (tests/io/conftest.py wraps this in ``kafka_cluster``)."""
     owner = Producer({"test.mock.num.brokers": 3, "logger": QUIET})
     brokers = owner.list_topics(timeout=10).brokers.values()
     yield MockCluster(",".join(f"{b.host}:{b.port}" for b in brokers), owner)
     owner.flush(5)
 
 
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster]:
-    yield from mock_cluster()
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Writes records as JSON lines (the file input of a run or of ``produce``); returns path."""
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))
+    return path
 
 
 def read_topic(

@@ -13,24 +13,21 @@ however the partitions interleave, and every run decides exactly what a file run
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import pytest
 from test_kafka_support import (
+    ENV,
     FAST_GROUP,
+    FRAUDSTREAM,
     MockCluster,
     committed,
     end_offsets,
-    mock_cluster,
     read_topic,
     wait_for,
+    write_jsonl,
 )
 
 from fraudstream.engine.checkpoint import CheckpointStore
@@ -45,15 +42,7 @@ from fraudstream.run import Outputs, Runner
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.demo import demo_records
 
-
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster]:
-    yield from mock_cluster()
-
-
 LATENESS_MS = 120 * 86_400_000
-FRAUDSTREAM = str(Path(sys.executable).parent / "fraudstream")
-ENV = dict(os.environ, FRAUDSTREAM_TOKEN_KEY="test")
 
 
 def card_records(count: int) -> list[dict[str, Any]]:
@@ -61,11 +50,6 @@ def card_records(count: int) -> list[dict[str, Any]]:
     for record in records:
         record.pop("user_id", None)
     return records
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in records))
-    return path
 
 
 def run_command(cluster: MockCluster, group: str, store: Path, *more: str) -> list[str]:
@@ -183,11 +167,7 @@ def test_without_a_checkpoint_a_new_member_starts_at_the_committed_offsets(
     kafka_cluster: MockCluster,
 ) -> None:
     records = card_records(600)
-    kafka_cluster.produce(
-        "card-transactions",
-        [msgspec.json.encode(r) for r in records],
-        [r["card_id"].encode() for r in records],
-    )
+    kafka_cluster.produce_records(records)
     uri = KafkaURI.parse(kafka_cluster.uri("card-transactions", FAST_GROUP))
     decoder = Decoder(CardTokenizer(b"test"))
 
@@ -219,11 +199,7 @@ def test_without_a_checkpoint_a_new_member_starts_at_the_committed_offsets(
 
 def test_checkpoint_positions_round_trip_through_seek(kafka_cluster: MockCluster) -> None:
     records = card_records(400)
-    kafka_cluster.produce(
-        "card-transactions",
-        [msgspec.json.encode(r) for r in records],
-        [r["card_id"].encode() for r in records],
-    )
+    kafka_cluster.produce_records(records)
     uri = KafkaURI.parse(kafka_cluster.uri("card-transactions", FAST_GROUP))
     pipeline = Pipeline(RuleSet.default(), ProfileTable(), TimeConfig())
     runner = Runner(pipeline, Outputs(), CardTokenizer(b"test"))
@@ -251,11 +227,7 @@ def test_sigterm_ends_a_live_run_with_its_offsets_committed(
     kafka_cluster: MockCluster, tmp_path: Path
 ) -> None:
     records = card_records(500)
-    kafka_cluster.produce(
-        "card-transactions",
-        [msgspec.json.encode(r) for r in records],
-        [r["card_id"].encode() for r in records],
-    )
+    kafka_cluster.produce_records(records)
     store = tmp_path / "decisions.db"
     summary_path = tmp_path / "summary.json"
     log_path = tmp_path / "run.log"
