@@ -46,6 +46,13 @@ class Target(StrEnum):
     remote = "remote"  # a running cluster at --jobmanager
 
 
+class ExecutionMode(StrEnum):
+    """How PyFlink runs the Python operators."""
+
+    process = "process"  # Beam Python worker processes (gRPC data plane)
+    thread = "thread"  # pemja: Python embedded in the TaskManager's JVM
+
+
 class StateBackend(StrEnum):
     """Flink's keyed state backends."""
 
@@ -150,6 +157,10 @@ def run(
     state_backend: Annotated[
         StateBackend, typer.Option(help="Keyed state backend.")
     ] = StateBackend.hashmap,
+    execution_mode: Annotated[
+        ExecutionMode,
+        typer.Option(help="PyFlink's Python execution: thread (in the JVM) or process (Beam)."),
+    ] = ExecutionMode.thread,
     restart_attempts: Annotated[int, typer.Option(help="Fixed-delay restarts.")] = 3,
     restart_delay_ms: Annotated[int, typer.Option(help="Delay between restarts.")] = 1_000,
     jar: Annotated[
@@ -227,6 +238,7 @@ def run(
         shards=shards,
         checkpoint_interval_ms=checkpoint_interval_ms,
         state_backend=state_backend.value,
+        execution_mode=execution_mode.value,
         restart_attempts=restart_attempts,
         restart_delay_ms=restart_delay_ms,
         jobmanager=jobmanager if target is Target.remote else None,

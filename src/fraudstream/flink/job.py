@@ -54,17 +54,26 @@ class FlinkJob:
     batch_bytes: int = BATCH_BYTES
     flush_ms: int = 200
     read_lines: bool = False  # bounded files through Flink's FileSource line by line
-    # PyFlink's "process" mode (Beam workers). "thread" (pemja) hangs here inside pyarrow
-    # calls made by the decoder (PyFlink 2.3, pyarrow 16), so it is not offered by the CLI.
-    execution_mode: str = "process"
+    # PyFlink's "process" mode (Beam Python workers) or "thread" (pemja: Python inside the
+    # TaskManager's JVM, no gRPC data plane). See :meth:`configuration` for thread mode's
+    # one condition: one Python operator per task thread.
+    execution_mode: str = "thread"
     fault: Any = None  # functions.Fault (tests only)
 
     def configuration(self) -> Any:
-        """The Flink configuration: thread mode, checkpoints, state backend, restarts."""
+        """The Flink configuration: execution mode, checkpoints, state backend, restarts."""
         from pyflink.common import Configuration  # type: ignore[import-untyped]
 
         conf = Configuration()
         conf.set_string("python.execution-mode", self.execution_mode)
+        if self.execution_mode == "thread":
+            # pemja gives every Python operator its own thread state; chained operators share
+            # one task thread, so all but one run under a thread state that CPython's
+            # PyGILState API does not know as this thread's. pyarrow frees buffers that wrap
+            # Python memory (NumPy arrays, bytes) under PyGILState_Ensure(), which then waits
+            # for the GIL its own thread holds: the job hangs. Unchained, each Python operator
+            # (the key-by selectors too) runs alone on its task thread and this cannot happen.
+            conf.set_string("pipeline.operator-chaining.enabled", "false")
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
         conf.set_string("python.fn-execution.bundle.size", "100000")
