@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 
-from fraudstream.io.sqlstore import make_engine, upsert
+from fraudstream.io.sqlstore import create_tables, make_engine, upsert
 
 SIGNATURE_HEADER = "X-Fraudstream-Signature"
 DELIVERY_HEADER = "X-Fraudstream-Delivery"
@@ -117,7 +117,7 @@ class RetryingDelivery(ABC):
         self.max_retry_delay_s = max_retry_delay_s
         self.sleep = sleep
         self.engine = make_engine(retry_db)
-        metadata.create_all(self.engine, tables=[retries_table])
+        create_tables(self.engine, [retries_table])
         self.delivered = 0  # alerts delivered (from the stream or the retry table)
         self.attempts = 0  # delivery attempts, failed or not
         self.failures = 0  # failed attempts
