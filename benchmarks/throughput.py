@@ -76,7 +76,12 @@ def run_baseline(path: str) -> None:
     alerts = records = 0
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=65_536):
-        for tx in batch.to_pylist():  # one dict per record, as a per-record runtime sees it
+        # One dict per record, as a per-record runtime sees it. Built from column lists: the
+        # same work as Arrow's to_pylist, at a speed that does not depend on the Arrow version.
+        names = batch.schema.names
+        columns = [batch.column(name).to_pylist() for name in names]
+        for values in zip(*columns, strict=True):
+            tx = dict(zip(names, values, strict=True))
             records += 1
             flagged = flags.pop(tx["card_id"], None)
             if (
