@@ -40,6 +40,18 @@ class Decisions:
     def __len__(self) -> int:
         return len(self.score)
 
+    def take(self, rows: npt.NDArray[np.int64]) -> Decisions:
+        """The decisions at ``rows`` only."""
+        features = {
+            k: (v.take(rows) if hasattr(v, "take") and not isinstance(v, np.ndarray) else v[rows])
+            for k, v in self.features.items()
+        }
+        return Decisions(
+            self.tx.take(rows), self.time_ms[rows], self.score[rows], self.tier[rows],
+            {k: v[rows] for k, v in self.fired.items()}, self.reasons.take(rows), features,
+            self.processed_at_ms, self.model,
+        )  # fmt: skip
+
     def alerts(self) -> npt.NDArray[np.int64]:
         """Rows that are not approved."""
         return np.flatnonzero(self.tier != APPROVE)

@@ -18,6 +18,7 @@ from fraudstream.io.files import IDLE, Item, Sink, open_sink
 from fraudstream.io.records import (
     decision_dicts,
     decision_table,
+    duplicate_letters,
     enriched_dicts,
     late_dicts,
 )
@@ -339,7 +340,7 @@ class Runner:
                 made["alerts"] = (
                     [made["all"][i] for i in alerts.tolist()]
                     if "all" in made
-                    else decision_dicts(_subset(decisions, alerts))
+                    else decision_dicts(decisions.take(alerts))
                 )
             return made["alerts"]
 
@@ -378,39 +379,7 @@ class Runner:
         sink = self.outputs.sinks.get("dead_letters")
         if sink is None:
             return
-        letters = []
-        for i in range(len(batch)):
-            record = batch.record(i)
-            letters.append(
-                {
-                    "source": "input",
-                    "position": int(batch.position[i]),
-                    "reason": (
-                        f"duplicate: transaction_id {record['transaction_id']!r} "
-                        "was already processed; not decided twice"
-                    ),
-                    "raw": record,
-                }
-            )
-        sink.write_dicts(letters)
-
-
-def _subset(decisions: Decisions, rows: np.ndarray[Any, Any]) -> Decisions:
-    """The decisions at ``rows`` only."""
-    return Decisions(
-        tx=decisions.tx.take(rows),
-        time_ms=decisions.time_ms[rows],
-        score=decisions.score[rows],
-        tier=decisions.tier[rows],
-        fired={k: v[rows] for k, v in decisions.fired.items()},
-        reasons=decisions.reasons.take(rows),
-        features={
-            k: (v.take(rows) if hasattr(v, "take") and not isinstance(v, np.ndarray) else v[rows])
-            for k, v in decisions.features.items()
-        },
-        processed_at_ms=decisions.processed_at_ms,
-        model=decisions.model,
-    )
+        sink.write_dicts(duplicate_letters(batch))
 
 
 def decide_records(

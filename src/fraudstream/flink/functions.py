@@ -34,7 +34,6 @@ from fraudstream.flink.stages import (
     assemble,
 )
 from fraudstream.io.records import decision_dicts, enriched_dicts
-from fraudstream.run import _subset
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 END_OF_INPUT = 2**63 - 2  # an event-time timer only the end-of-input watermark reaches
@@ -298,7 +297,7 @@ class DecideFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield DECISIONS, _lines(rows)
             alerts = [row for row in rows if row["decision"] != "approve"]
         else:
-            alerts = decision_dicts(_subset(decisions, decisions.alerts()))
+            alerts = decision_dicts(decisions.take(decisions.alerts()))
         if alerts and "alerts" in self.wanted:
             yield ALERTS, _lines(alerts)
         if "enriched" in self.wanted:

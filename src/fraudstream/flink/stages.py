@@ -32,7 +32,7 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
 from fraudstream.io.decode import Decoder
-from fraudstream.io.records import late_dicts
+from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
 from fraudstream.rules import RuleSet
@@ -172,7 +172,7 @@ class Sequencer:
         if len(duplicates):
             keep = np.ones(len(batch), dtype=bool)
             keep[duplicates] = False
-            letters.extend(_duplicate_letters(batch.take(duplicates)))
+            letters.extend(duplicate_letters(batch.take(duplicates)))
             batch = batch.take(np.flatnonzero(keep))
         clock = self.pipeline.clock
         released = clock.admit(batch)
@@ -210,25 +210,6 @@ class Sequencer:
                 self.batches, len(ready), seq, ready.take(seq), before, after
             )
         return parts
-
-
-def _duplicate_letters(batch: TxBatch) -> list[dict[str, Any]]:
-    """Dead letters for repeated transaction ids (as :class:`fraudstream.run.Runner` writes)."""
-    letters = []
-    for i in range(len(batch)):
-        record = batch.record(i)
-        letters.append(
-            {
-                "source": "input",
-                "position": int(batch.position[i]),
-                "reason": (
-                    f"duplicate: transaction_id {record['transaction_id']!r} "
-                    "was already processed; not decided twice"
-                ),
-                "raw": record,
-            }
-        )
-    return letters
 
 
 @dataclass(slots=True)

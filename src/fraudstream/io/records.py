@@ -117,6 +117,25 @@ def _model(decisions: Decisions, row: int, probability: float | None) -> dict[st
     }
 
 
+def duplicate_letters(batch: TxBatch) -> list[dict[str, Any]]:
+    """Dead letters for records whose transaction id was already processed."""
+    letters = []
+    for i in range(len(batch)):
+        record = batch.record(i)
+        letters.append(
+            {
+                "source": "input",
+                "position": int(batch.position[i]),
+                "reason": (
+                    f"duplicate: transaction_id {record['transaction_id']!r} "
+                    "was already processed; not decided twice"
+                ),
+                "raw": record,
+            }
+        )
+    return letters
+
+
 def enriched_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     """The enriched stream: transaction + geo pair fields + features + decision."""
     tx = decisions.tx
