@@ -68,7 +68,7 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _pipeline_parts(
+def pipeline_config(
     rules: Path | None,
     profiles: Path | None,
     time_mode: TimeMode,
@@ -77,9 +77,10 @@ def _pipeline_parts(
     idle_timeout_ms: int,
     ip_countries: Path | None,
     anonymous_networks: Path | None,
-    state_ttl_ms: int | None = None,
-) -> Any:
-    from fraudstream.engine.pipeline import Pipeline, TimeConfig, warm_up
+) -> tuple[Any, Any, Any, Any]:
+    """The checked rule set, profiles, time settings and IP reference of a pipeline, as
+    ``run`` builds them (``flink run`` builds its job from the same pieces)."""
+    from fraudstream.engine.pipeline import TimeConfig
     from fraudstream.profiles import ProfileTable
     from fraudstream.reference import IpReference
     from fraudstream.rules import RuleSet
@@ -101,6 +102,26 @@ def _pipeline_parts(
     time_config = TimeConfig(
         time_mode.value, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms
     )
+    return rule_set, table, time_config, reference
+
+
+def _pipeline_parts(
+    rules: Path | None,
+    profiles: Path | None,
+    time_mode: TimeMode,
+    out_of_orderness_ms: int,
+    allowed_lateness_ms: int,
+    idle_timeout_ms: int,
+    ip_countries: Path | None,
+    anonymous_networks: Path | None,
+    state_ttl_ms: int | None = None,
+) -> Any:
+    from fraudstream.engine.pipeline import Pipeline, warm_up
+
+    rule_set, table, time_config, reference = pipeline_config(
+        rules, profiles, time_mode, out_of_orderness_ms, allowed_lateness_ms,
+        idle_timeout_ms, ip_countries, anonymous_networks,
+    )  # fmt: skip
     warm_up(rule_set)  # compile the kernels now, not on the first live record
     return Pipeline(rule_set, table, time_config, reference, state_ttl_ms)
 

@@ -24,6 +24,7 @@ from fraudstream.cli_options import (
     OutOfOrdernessOption,
     ProfilesOption,
     RulesOption,
+    TimeMode,
 )
 from fraudstream.config import ConfigError
 
@@ -76,33 +77,15 @@ def pipeline_parts(
     state_ttl_hours: float,
 ) -> Any:
     """The job's pipeline definition, checked as `fraudstream run` checks it."""
-    from fraudstream.engine.pipeline import TimeConfig
+    from fraudstream import cli
     from fraudstream.flink.stages import PipelineParts
-    from fraudstream.profiles import ProfileTable
-    from fraudstream.reference import IpReference
-    from fraudstream.rules import RuleSet
 
-    for name, value in (
-        ("--out-of-orderness-ms", out_of_orderness_ms),
-        ("--allowed-lateness-ms", allowed_lateness_ms),
-        ("--idle-timeout-ms", idle_timeout_ms),
-        ("--state-ttl-hours", state_ttl_hours),
-    ):
-        if value < 0:
-            raise ConfigError(f"{name} must be >= 0, got {value}")
-    table = ProfileTable()
-    if profiles:
-        table.load(profiles)
-    reference = IpReference.default()
-    if ip_countries or anonymous_networks:
-        reference = IpReference.from_csv(ip_countries, anonymous_networks)
-    return PipelineParts(
-        RuleSet.load(rules) if rules else RuleSet.default(),
-        table,
-        TimeConfig("event", out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms),
-        reference,
-        round(state_ttl_hours * 3_600_000) or None,
-    )
+    state_ttl_ms = cli._ttl_ms(state_ttl_hours)
+    rules_in_force, table, time_config, reference = cli.pipeline_config(
+        rules, profiles, TimeMode.event, out_of_orderness_ms, allowed_lateness_ms,
+        idle_timeout_ms, ip_countries, anonymous_networks,
+    )  # fmt: skip
+    return PipelineParts(rules_in_force, table, time_config, reference, state_ttl_ms)
 
 
 def count_lines(directory: str) -> int:
