@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.engine.batch import TxBatch
+from fraudstream.io.json_columns import parse_lines
 from fraudstream.schema import (
     KNOWN_FIELDS,
     MAX_ID_LENGTH,
@@ -146,7 +147,55 @@ class Decoder:
     def lines(
         self, lines: Sequence[bytes], positions: Sequence[int], arrival_ms: Sequence[float]
     ) -> tuple[TxBatch, list[DeadLetter]]:
-        """JSON lines: each must be one JSON object."""
+        """JSON lines: each must be one JSON object.
+
+        A big block arriving at once is parsed by Arrow into columns
+        (:mod:`fraudstream.io.json_columns`); the lines Arrow leaves in doubt, and every
+        block it declines, are decoded one by one with msgspec.
+        """
+        if len(lines) >= COLUMNAR_MIN_ROWS and len(set(arrival_ms)) == 1:
+            parsed = parse_lines(lines)
+            if parsed is not None:
+                return self._parsed(*parsed, lines, positions, arrival_ms[0])
+        return self._one_by_one(lines, positions, arrival_ms)
+
+    def _parsed(
+        self,
+        table: pa.Table,
+        suspect: np.ndarray[Any, Any],
+        lines: Sequence[bytes],
+        positions: Sequence[int],
+        arrival_ms: float,
+    ) -> tuple[TxBatch, list[DeadLetter]]:
+        """Arrow's columns of a block, checked as columns; suspect rows one by one."""
+        if "transaction_id" not in table.column_names or "timestamp" not in table.column_names:
+            return self._one_by_one(lines, positions, [arrival_ms] * len(lines))
+        try:
+            fast = _columnar(table, self.tokenize)
+        except pa.ArrowException:
+            fast = None
+        if fast is None:
+            return self._one_by_one(lines, positions, [arrival_ms] * len(lines))
+        columns, flagged = fast
+        suspect = suspect | flagged
+        position_array = np.asarray(positions, dtype=np.int64)
+        clean = np.flatnonzero(~suspect)
+        batch = _batch_from_columns(columns, clean, position_array[clean], arrival_ms, table)
+        suspects = np.flatnonzero(suspect).tolist()
+        if not suspects:
+            return batch, []
+        checked, dead = self._one_by_one(
+            [lines[i] for i in suspects], [positions[i] for i in suspects],
+            [arrival_ms] * len(suspects),
+        )  # fmt: skip
+        merged = TxBatch.concat([batch, checked])
+        order = np.argsort(merged.position, kind="stable")
+        return merged.take(order), dead
+
+    def _one_by_one(
+        self, lines: Sequence[bytes], positions: Sequence[int], arrival_ms: Sequence[float]
+    ) -> tuple[TxBatch, list[DeadLetter]]:
+        """Each line decoded by msgspec (then checked as columns when there are many)."""
         records: list[Any] = []
         kept_pos: list[int] = []
         kept_arrival: list[float] = []
