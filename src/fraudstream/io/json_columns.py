@@ -102,6 +102,6 @@ def _uncertain_extra(column: pa.Array) -> npt.NDArray[np.bool_]:
         return missing
     if column.type == pa.float64():
         values = column.fill_null(0.0).to_numpy()
-        whole = ~np.isfinite(values) | (values == np.floor(values))  # `1` or `1.0`? NaN?
-        return missing | whole
+        whole: npt.NDArray[np.bool_] = ~np.isfinite(values) | (values == np.floor(values))
+        return missing | whole  # whole: was it `1` or `1.0`? (and NaN is not JSON)
     return np.ones(len(column), dtype=bool)  # null, nested, timestamps inferred from text: one by one
