@@ -6,6 +6,7 @@ checkpoint: exactly once); a Kafka topic with ``--kafka-servers`` and the connec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -164,6 +165,15 @@ def run(
             "sequencer (faster).",
         ),
     ] = False,
+    model: Annotated[
+        Path | None, typer.Option(help="Score every transaction with this model artifact.")
+    ] = None,
+    model_weight: Annotated[
+        float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
+    ] = 1.0,
+    labels: Annotated[
+        Path | None, typer.Option(help="Not on Flink: label streams need `fraudstream run`.")
+    ] = None,
     fail_once_after: Annotated[
         int | None, typer.Option(hidden=True, help="Tests: fail once after N decisions.")
     ] = None,
@@ -189,6 +199,11 @@ def run(
         _fail("--kafka-servers needs the Kafka connector: --jar flink-sql-connector-kafka-*.jar")
     if parallelism < 1 or shards < parallelism:
         _fail("--parallelism must be >= 1 and --shards >= --parallelism")
+    if labels is not None:
+        _fail(
+            "--labels is not supported on Flink (labels apply per micro-batch, and Flink cuts "
+            "batches differently): use `fraudstream run --labels`, or --model alone"
+        )
     if not kafka_servers:
         missing = [path for path in input if "://" not in path and not Path(path).exists()]
         if missing:
@@ -205,6 +220,10 @@ def run(
             rules, profiles, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
             ip_countries, anonymous_networks, state_ttl_hours,
         )  # fmt: skip
+        if model is not None:
+            from fraudstream.flink.model import ModelSpec
+
+            parts = dataclasses.replace(parts, model=ModelSpec.load(model, model_weight))
     except (ConfigError, OSError, ValueError) as exc:
         _fail(str(exc))
     fault = None

@@ -273,7 +273,7 @@ class DecideFunction(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_list_state(ListStateDescriptor("answers", PICKLED))
         self.cache: dict[int, list[StageResult]] = {}
-        self.full = self.parts.pipeline()
+        self.full = self.parts.decider()  # every rule, and the model (--model)
         self.decided = 0
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:

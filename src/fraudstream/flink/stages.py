@@ -31,6 +31,7 @@ from fraudstream.detectors import RULE_FAMILY
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
+from fraudstream.flink.model import BatchKeys, SequencedFeatures, take_rows
 from fraudstream.io.decode import Decoder
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
@@ -64,12 +65,20 @@ class PipelineParts:
     time: TimeConfig
     reference: IpReference
     state_ttl_ms: int | None = None
+    model: Any = None  # fraudstream.flink.model.ModelSpec: the model in the loop (--model)
 
     def pipeline(self, key: Key | None = None) -> Pipeline:
         """A fresh pipeline: every rule, or only the rules whose state is keyed by ``key``."""
         rules = self.rules if key is None else rules_keyed_by(self.rules, key)
         profiles = copy.deepcopy(self.profiles)  # each pipeline grows its own user slots
         return Pipeline(rules, profiles, self.time, self.reference, self.state_ttl_ms)
+
+    def decider(self) -> Pipeline:
+        """The pipeline :func:`assemble` decides with: every rule, and the model if any."""
+        full = self.pipeline()
+        if self.model is not None:
+            full.model_stage = self.model.stage()
+        return full
 
 
 def rules_keyed_by(rules: RuleSet, key: Key) -> RuleSet:
@@ -117,6 +126,7 @@ class Part:
     tx: TxBatch
     sweep_before: int
     sweep_after: int | None
+    features: dict[str, Any] | None = None  # streaming features (card parts, with a model)
 
 
 @dataclass(slots=True)
@@ -139,14 +149,17 @@ class Sequencer:
         self.lines_seen = 0
         self.batches = 0
         self.last_sweep = NEVER  # the watermark of the last timer sweep (embedded cadence)
+        # With a model: the streaming features, computed here in processing order.
+        self.features = SequencedFeatures() if parts.model is not None else None
 
     def snapshot(self) -> dict[str, Any]:
-        """Dedup, clock and counters (small: arrays of what was used)."""
+        """Dedup, clock, counters and the streaming features (arrays of what was used)."""
         return {
             "pipeline": self.pipeline.snapshot(),
             "lines": self.lines_seen,
             "batches": self.batches,
             "last_sweep": self.last_sweep,
+            "features": None if self.features is None else self.features.snapshot(),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -155,6 +168,8 @@ class Sequencer:
         self.lines_seen = snapshot["lines"]
         self.batches = snapshot["batches"]
         self.last_sweep = snapshot["last_sweep"]
+        if self.features is not None:
+            self.features.restore(snapshot["features"])
 
     def lines(self, lines: list[bytes], arrival_ms: float) -> Released:
         """One micro-batch of input lines (positions continue from the previous ones)."""
@@ -194,12 +209,18 @@ class Sequencer:
         after = None
         if watermark - self.last_sweep >= TIMER_SWEEP_MS:
             after = self.last_sweep = watermark
-        cards = self._split(ready, shard_of(ready.card_id, self.shards), before, after)
+        features = None if self.features is None else self.features.compute(ready)
+        cards = self._split(ready, shard_of(ready.card_id, self.shards), before, after, features)
         users = self._split(ready, shard_of(ready.user_id, self.shards), before, after)
         return Released(letters, late, cards, users)
 
     def _split(
-        self, ready: TxBatch, shard: npt.NDArray[np.int32], before: int, after: int | None
+        self,
+        ready: TxBatch,
+        shard: npt.NDArray[np.int32],
+        before: int,
+        after: int | None,
+        features: dict[str, Any] | None = None,
     ) -> dict[int, Part]:
         order = np.argsort(shard, kind="stable")
         bounds = np.flatnonzero(np.diff(shard[order])) + 1
@@ -207,8 +228,9 @@ class Sequencer:
         for rows in np.split(order, bounds):
             seq = rows.astype(np.int64)
             parts[int(shard[rows[0]])] = Part(
-                self.batches, len(ready), seq, ready.take(seq), before, after
-            )
+                self.batches, len(ready), seq, ready.take(seq), before, after,
+                None if features is None else take_rows(features, seq),
+            )  # fmt: skip
         return parts
 
 
@@ -261,6 +283,9 @@ class DetectorStage:
                 rows, texts = messages.setdefault(reason["rule"], ([], []))
                 rows.append(int(part.seq[row]))
                 texts.append(reason["message"])
+        features = decisions.features
+        if part.features is not None:  # the streaming features ride to the join with the card
+            features = {**features, **part.features}
         return StageResult(
             self.key,
             part.batch,
@@ -268,7 +293,7 @@ class DetectorStage:
             part.seq,
             part.tx if self.key == "card" else None,
             decisions.fired,
-            decisions.features,
+            features,
             {rule: (np.array(rows, np.int64), texts) for rule, (rows, texts) in messages.items()},
         )
 
@@ -331,6 +356,12 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
     decline = profile["decline_threshold"][users]
     review = np.where(np.isnan(review), full.rules.review_threshold, review)
     decline = np.where(np.isnan(decline), full.rules.decline_threshold, decline)
-    score, tier = combine(fired, full.scores, review, decline)
-    reasons = explain(ordered, full.scores, total)
-    return Decisions(tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms)
+    stage = full.model_stage  # as Pipeline.process: the model scores, then explains
+    keys = BatchKeys(users, None, tx.timestamp_ms)
+    model = stage.score(tx, keys, features) if stage is not None else None
+    score, tier = combine(fired, full.scores, review, decline, model)
+    scores = full.scores if stage is None else stage.explain(tier, fired, ordered, full.scores)
+    reasons = explain(ordered, scores, total)
+    info = stage.model.info if stage is not None and stage.model is not None else None
+    model_id = (info.name, info.version) if info is not None else None
+    return Decisions(tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms, model_id)

@@ -1,0 +1,258 @@
+"""The model in the loop on Flink decides exactly like `fraudstream run --model`.
+
+Without Flink (property): the job's stages with a model (streaming features in the sequencer,
+scoring in the join) give the embedded pipeline's decisions, scores, reasons with the model's
+top contributions and the ``model`` field, for any stream cut into any micro-batches, any
+number of shards, every stage's state pickled and restored between batches.
+
+On Flink (MiniCluster): an XGBoost model trained on the messy stream's own features, then
+`fraudstream run --model` and `fraudstream flink run --model` at parallelism 1 and 2 give
+identical decisions and alerts; a job that fails once mid-stream restarts from its
+checkpoint with the features continuing exactly (same decisions as the embedded run).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, by_id, by_position, read_jsonl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_stages import comparable, cuts, streams
+from typer.testing import CliRunner
+
+from fraudstream.cli import app
+from fraudstream.engine.pipeline import TimeConfig
+from fraudstream.features.catalog import OUR_FEATURES
+from fraudstream.flink.model import ModelSpec
+from fraudstream.flink.stages import DetectorStage, PipelineParts, Sequencer, assemble
+from fraudstream.io.decode import Decoder
+from fraudstream.io.records import decision_dicts, late_dicts
+from fraudstream.models.dataset import attach
+from fraudstream.models.train import train_model
+from fraudstream.profiles import ProfileTable
+from fraudstream.reference import IpReference
+from fraudstream.rules import RuleSet
+from fraudstream.schema import CardTokenizer
+
+SMALL = {"n_estimators": 20, "max_depth": 4}
+SYNTHETIC = [
+    "amount", "customer_tx_1d", "customer_amount_ratio", "customer_seconds_since_previous",
+    "terminal_tx_1d", "speed_kmh", "transactions_in_window", "hour",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An XGBoost artifact on streaming and detector features (synthetic training rows)."""
+    rng = np.random.default_rng(7)
+    x = np.column_stack(
+        [
+            rng.choice([0.5, 1.5, 20.0, 80.0, 700.0, 4_000.0], 2_000),
+            rng.integers(0, 6, 2_000),
+            rng.exponential(1.5, 2_000),
+            rng.exponential(600.0, 2_000),
+            rng.integers(0, 8, 2_000),
+            rng.exponential(300.0, 2_000),
+            rng.integers(0, 6, 2_000),
+            rng.integers(0, 24, 2_000),
+        ]
+    ).astype(np.float64)
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values: a first transaction, no pair
+    y = (x[:, 0] > 500) | (np.nan_to_num(x[:, 2]) > 3) | (np.nan_to_num(x[:, 5]) > 900)
+    artifact = train_model("xgboost", x, y, SYNTHETIC, name="flink-small", params=SMALL)
+    return artifact.save(tmp_path_factory.mktemp("model") / "xgb")
+
+
+def embedded(parts: PipelineParts, model: Path, batches: list[list[bytes]]) -> tuple[Any, ...]:
+    """`fraudstream run --model` over the micro-batches (attach, then submit / flush)."""
+    pipeline = parts.pipeline()
+    attach(pipeline, model=model, weight=parts.model.weight)
+    decoder = Decoder(CardTokenizer(b"test"), "input")
+    decisions: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    position = 0
+    for lines in [*batches, []]:
+        positions = list(range(position + 1, position + len(lines) + 1))
+        position += len(lines)
+        batch, _ = decoder.lines(lines, positions, [0.0] * len(lines))
+        result = pipeline.submit(batch, 0.0) if lines else pipeline.flush(0.0)
+        clock = pipeline.clock
+        late += late_dicts(result.late, clock.watermark, clock.allowed_lateness_ms)
+        if result.decisions is not None:
+            decisions += decision_dicts(result.decisions)
+    return decisions, [], late
+
+
+def sharded(parts: PipelineParts, batches: list[list[bytes]], shards: int) -> tuple[Any, ...]:
+    """The job's stages, each one's state pickled and restored after every batch."""
+    sequencer = Sequencer(parts, shards)
+    stages: dict[tuple[str, int], bytes] = {}
+    decisions: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    for step in [*batches, None]:
+        released = sequencer.lines(step, 0.0) if step is not None else sequencer.flush()
+        snapshot = pickle.loads(pickle.dumps(sequencer.snapshot()))
+        sequencer = Sequencer(parts, shards)
+        sequencer.restore(snapshot)
+        late += released.late
+        results = []
+        for key, found in (("card", released.card_parts), ("user", released.user_parts)):
+            for shard, part in found.items():
+                stage = DetectorStage(parts, key)  # type: ignore[arg-type]
+                if (key, shard) in stages:
+                    stage.restore(pickle.loads(stages[key, shard]))
+                results.append(pickle.loads(pickle.dumps(stage.process(part, 0.0))))
+                stages[key, shard] = pickle.dumps(stage.snapshot())
+        if results:  # a fresh join every batch: scoring keeps no state
+            full = pickle.loads(pickle.dumps(parts)).decider()
+            decisions += decision_dicts(assemble(results, full, 0.0))
+    return decisions, [], late
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    streams(),
+    st.lists(st.integers(1, 25), max_size=6),
+    st.integers(1, 9),
+    st.sampled_from([0.3, 1.0]),
+    st.sampled_from([None, 600_000]),
+)
+def test_stages_with_a_model_decide_like_the_embedded_pipeline(
+    small_model: Path,
+    lines: list[bytes],
+    sizes: list[int],
+    shards: int,
+    weight: float,
+    ttl: int | None,
+) -> None:
+    parts = PipelineParts(
+        RuleSet.default(), ProfileTable(), TimeConfig("event", 60_000, 120_000, 1_000),
+        IpReference.default(), ttl, ModelSpec.load(small_model, weight),
+    )  # fmt: skip
+    batches = cuts(lines, sizes)
+    expected = comparable(embedded(parts, small_model, batches))
+    assert comparable(sharded(parts, batches, shards)) == expected
+    for decision in expected[0]:
+        assert decision["model"]["name"] == "flink-small"
+        assert decision["model"]["probability"] == decision["features"]["model_probability"]
+
+
+# --- on Flink -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stream_model(stream: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XGBoost trained on the messy stream's own features (`fraudstream features`), with
+    the demo generator's ``is_fraud`` as the truth."""
+    path, profiles = stream
+    base = tmp_path_factory.mktemp("stream-model")
+    features = base / "features.parquet"
+    subprocess.run(
+        [FRAUDSTREAM, "features", "--input", str(path), "--profiles", str(profiles),
+         "--output", str(features)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    truth = {}
+    for line in path.read_bytes().splitlines():
+        try:
+            record = json.loads(line)
+            truth[record["transaction_id"]] = bool(record["is_fraud"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the stream's malformed lines
+    table = pq.read_table(features)
+    names = [n for n in OUR_FEATURES if n in table.column_names]
+    x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
+    y = np.array([truth[t] for t in table.column("transaction_id").to_pylist()])
+    artifact = train_model("xgboost", x, y, names, name="flink-demo", params=SMALL)
+    return artifact.save(base / "xgb")
+
+
+@pytest.fixture(scope="module")
+def embedded_model(
+    stream: tuple[Path, Path], stream_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """`fraudstream run --model` over the messy stream."""
+    path, profiles = stream
+    out = tmp_path_factory.mktemp("embedded-model")
+    outputs = [a for n in OUTPUTS for a in (f"--{n.replace('_', '-')}", str(out / f"{n}.jsonl"))]
+    subprocess.run(
+        [FRAUDSTREAM, "run", "--input", str(path), "--profiles", str(profiles), *OPTIONS,
+         "--model", str(stream_model), "--model-weight", "0.9", "--quiet", *outputs],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_flink_scores_with_the_model_exactly_like_embedded(
+    parallelism: int, stream_model: Path, embedded_model: Path, flink_run: Callable[..., Path]
+) -> None:
+    flink = flink_run(
+        "--parallelism", str(parallelism), "--model", str(stream_model), "--model-weight", "0.9"
+    )
+    expected = by_id(read_jsonl(embedded_model / "decisions.jsonl"))
+    got = by_id(read_jsonl(flink / "decisions"))
+    assert len(expected) > 19_000 and got.keys() == expected.keys()
+    differing = [tx for tx in expected if got[tx] != expected[tx]]
+    assert not differing, (differing[:3], [got[t] for t in differing[:1]], expected[differing[0]])
+    assert by_id(read_jsonl(flink / "alerts")) == by_id(read_jsonl(embedded_model / "alerts.jsonl"))
+    assert by_position(read_jsonl(flink / "dead_letters")) == by_position(
+        read_jsonl(embedded_model / "dead_letters.jsonl")
+    )
+    # the test can fail: the model scored, and gave reasons with its top contributions
+    info = json.loads((stream_model / "model.json").read_text())
+    assert all(d["model"]["version"] == info["version"] for d in expected.values())
+    reasons = [r for d in expected.values() for r in d["reasons"] if r["rule"] == "model"]
+    assert len(reasons) > 20 and all(" top: " in r["message"] for r in reasons)
+    assert len({d["features"]["customer_tx_7d"] for d in expected.values()}) > 5
+
+
+def test_a_failed_job_with_a_model_restores_its_features(
+    stream_model: Path, embedded_model: Path, flink_run: Callable[..., Path]
+) -> None:
+    flink = flink_run(
+        "--read-lines", "--fail-once-after", "8000", "--batch-bytes", "100000",
+        "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",
+        "--model", str(stream_model), "--model-weight", "0.9",
+    )  # fmt: skip
+    assert (flink / "checkpoints" / "injected-fault").exists(), "the fault did not fire"
+    restored = (flink / "checkpoints" / "injected-fault.restored").read_text()
+    assert int(restored.split()[-1]) > 0  # from a checkpoint, not from scratch
+    decisions = read_jsonl(flink / "decisions")
+    assert max(Counter(d["transaction_id"] for d in decisions).values()) == 1
+    assert by_id(decisions) == by_id(read_jsonl(embedded_model / "decisions.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--model", "{tmp}"], "not a model artifact"),
+        (["--model", "{bad}"], "cannot load the model"),
+        (["--model", "{model}", "--model-weight", "1.5"], "--model-weight must be within"),
+        (["--labels", "{tx}"], "--labels is not supported on Flink"),
+    ],
+)
+def test_bad_model_options_get_one_line(
+    tmp_path: Path, small_model: Path, arguments: list[str], message: str
+) -> None:
+    tx = tmp_path / "tx.jsonl"
+    tx.write_text('{"transaction_id": "t1", "card_id": "c", "timestamp": 0, "amount": 1}\n')
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.json").write_text((small_model / "model.json").read_text())
+    (bad / "model.ubj").write_bytes(b"not a booster")
+    args = [a.format(tmp=tmp_path, bad=bad, model=small_model, tx=tx) for a in arguments]
+    result = CliRunner().invoke(app, ["flink", "run", "--input", str(tx), "--alerts", "o", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
