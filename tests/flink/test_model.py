@@ -8,7 +8,9 @@ number of shards, every stage's state pickled and restored between batches.
 On Flink (MiniCluster): an XGBoost model trained on the messy stream's own features, then
 `fraudstream run --model` and `fraudstream flink run --model` at parallelism 1 and 2 give
 identical decisions and alerts; a job that fails once mid-stream restarts from its
-checkpoint with the features continuing exactly (same decisions as the embedded run).
+checkpoint with the features continuing exactly (same decisions as the embedded run). Two
+MiniCluster runs serve every assertion: parallelism 1 (chunks), and parallelism 2 reading line
+by line with the test-only fault.
 """
 
 from __future__ import annotations
@@ -193,15 +195,32 @@ def embedded_model(
     return out
 
 
-@pytest.mark.parametrize("parallelism", [1, 2])
+MODEL = ("--model-weight", "0.9")
+# Two MiniCluster runs shared by the tests: parallelism 1 reading chunks, and parallelism 2
+# reading line by line with small micro-batches and the test-only fault (a restart).
+RUNS = {
+    "p1": ("--parallelism", "1"),
+    "p2-restarted": (
+        "--parallelism", "2", "--read-lines", "--fail-once-after", "8000",
+        "--batch-bytes", "100000", "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",
+    ),
+}  # fmt: skip
+
+
+def run_with_model(flink_run: Callable[..., Path], model: Path, run: str) -> Path:
+    """The Flink run ``run`` of :data:`RUNS` with the model (once per session)."""
+    return flink_run(*RUNS[run], "--model", str(model), *MODEL)
+
+
+@pytest.mark.parametrize("run", list(RUNS))
 def test_flink_scores_with_the_model_exactly_like_embedded(
-    parallelism: int, stream_model: Path, embedded_model: Path, flink_run: Callable[..., Path]
+    run: str, stream_model: Path, embedded_model: Path, flink_run: Callable[..., Path]
 ) -> None:
-    flink = flink_run(
-        "--parallelism", str(parallelism), "--model", str(stream_model), "--model-weight", "0.9"
-    )
+    flink = run_with_model(flink_run, stream_model, run)
     expected = by_id(read_jsonl(embedded_model / "decisions.jsonl"))
-    got = by_id(read_jsonl(flink / "decisions"))
+    decisions = read_jsonl(flink / "decisions")
+    assert max(Counter(d["transaction_id"] for d in decisions).values()) == 1
+    got = by_id(decisions)
     assert len(expected) > 19_000 and got.keys() == expected.keys()
     differing = [tx for tx in expected if got[tx] != expected[tx]]
     assert not differing, (differing[:3], [got[t] for t in differing[:1]], expected[differing[0]])
@@ -218,19 +237,14 @@ def test_flink_scores_with_the_model_exactly_like_embedded(
 
 
 def test_a_failed_job_with_a_model_restores_its_features(
-    stream_model: Path, embedded_model: Path, flink_run: Callable[..., Path]
+    stream_model: Path, flink_run: Callable[..., Path]
 ) -> None:
-    flink = flink_run(
-        "--read-lines", "--fail-once-after", "8000", "--batch-bytes", "100000",
-        "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",
-        "--model", str(stream_model), "--model-weight", "0.9",
-    )  # fmt: skip
+    """The restarted run decided like the embedded one (above): here, that it did restart
+    from a checkpoint mid-stream, i.e. the feature state came back from Flink state."""
+    flink = run_with_model(flink_run, stream_model, "p2-restarted")
     assert (flink / "checkpoints" / "injected-fault").exists(), "the fault did not fire"
     restored = (flink / "checkpoints" / "injected-fault.restored").read_text()
     assert int(restored.split()[-1]) > 0  # from a checkpoint, not from scratch
-    decisions = read_jsonl(flink / "decisions")
-    assert max(Counter(d["transaction_id"] for d in decisions).values()) == 1
-    assert by_id(decisions) == by_id(read_jsonl(embedded_model / "decisions.jsonl"))
 
 
 @pytest.mark.parametrize(
