@@ -172,7 +172,8 @@ def run(
         float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
     ] = 1.0,
     labels: Annotated[
-        Path | None, typer.Option(help="Not on Flink: label streams need `fraudstream run`.")
+        Path | None,
+        typer.Option(help="Labels (transaction_id, is_fraud, label_time) for the features."),
     ] = None,
     fail_once_after: Annotated[
         int | None, typer.Option(hidden=True, help="Tests: fail once after N decisions.")
@@ -199,11 +200,6 @@ def run(
         _fail("--kafka-servers needs the Kafka connector: --jar flink-sql-connector-kafka-*.jar")
     if parallelism < 1 or shards < parallelism:
         _fail("--parallelism must be >= 1 and --shards >= --parallelism")
-    if labels is not None:
-        _fail(
-            "--labels is not supported on Flink (labels apply per micro-batch, and Flink cuts "
-            "batches differently): use `fraudstream run --labels`, or --model alone"
-        )
     if not kafka_servers:
         missing = [path for path in input if "://" not in path and not Path(path).exists()]
         if missing:
@@ -220,10 +216,11 @@ def run(
             rules, profiles, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
             ip_countries, anonymous_networks, state_ttl_hours,
         )  # fmt: skip
-        if model is not None:
+        if model is not None or labels is not None:  # as run's attach(pipeline, labels, model)
             from fraudstream.flink.model import ModelSpec
 
-            parts = dataclasses.replace(parts, model=ModelSpec.load(model, model_weight))
+            spec = ModelSpec.load(model, model_weight, labels)
+            parts = dataclasses.replace(parts, model=spec)
     except (ConfigError, OSError, ValueError) as exc:
         _fail(str(exc))
     fault = None

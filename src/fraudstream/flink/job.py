@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import site
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +151,17 @@ class FlinkJob:
             lambda v: v[0], key_type=Types.INT()
         )
         env.set_parallelism(self.parallelism)
+        # Only the sequencer needs the labels, and the detector shards no model at all.
+        spec = self.parts.model
+        detecting = replace(self.parts, model=None)
+        deciding = self.parts if spec is None else replace(self.parts, model=spec.lean())
         cards = (
-            card_parts.process(DetectorFunction(self.parts, "card"), output_type=PICKLED)
+            card_parts.process(DetectorFunction(detecting, "card"), output_type=PICKLED)
             .name("card detectors")
             .uid("fraudstream-card-detectors")
         )
         users = (
-            user_parts.process(DetectorFunction(self.parts, "user"), output_type=PICKLED)
+            user_parts.process(DetectorFunction(detecting, "user"), output_type=PICKLED)
             .name("user detectors")
             .uid("fraudstream-user-detectors")
         )
@@ -165,7 +169,7 @@ class FlinkJob:
             cards.union(users)
             .key_by(lambda v: v[0], key_type=Types.LONG())
             .process(
-                DecideFunction(self.parts, frozenset(self.outputs), self.fault), output_type=PICKLED
+                DecideFunction(deciding, frozenset(self.outputs), self.fault), output_type=PICKLED
             )
             .name("decide")
             .uid("fraudstream-decide")

@@ -17,9 +17,13 @@ where the state is:
   with its top contributions are computed by the very same code as in ``fraudstream run``.
   Scoring keeps no state: decide can run at any parallelism.
 
-Labels (``--labels``) are not supported on Flink: they are applied per micro-batch, "known
-by the batch's latest decision time", so their effect depends on where batches are cut,
-and the two runtimes cut differently (records vs bytes).
+Labels (``--labels``, a file) feed the sequencer's features as they feed the embedded ones:
+before each micro-batch (each part of it the embedded pipeline decides separately, see
+:meth:`SequencedFeatures.compute`) the labels known by its latest time are marked. A fraud
+counts for a decision only if it was known by the decision's time, so fraud labels give the
+same features however the stream is cut; a not-fraud label that overturns an earlier fraud
+label takes effect per micro-batch, so there both runtimes agree when they cut the same
+micro-batches (bounded files read in chunks: the default).
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow.compute as pc
 
 from fraudstream.config import ConfigError
 from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.keys import KeySpace
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.checkpoint import restore_features, snapshot_features
+from fraudstream.io.labels import LabelFeed, Labels, read_labels
 from fraudstream.models.artifact import ModelArtifact
 from fraudstream.models.stage import ModelStage
 
@@ -47,16 +54,23 @@ __all__ = ["ModelSpec", "SequencedFeatures", "ShippedFeatures", "take_rows"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model artifact (loaded once by the client, pickled into the job) and its weight."""
+    """What `run --model/--labels` attaches: the model artifact (or none: features only),
+    its weight and the label file, loaded once by the client and pickled into the job."""
 
-    artifact: ModelArtifact
+    artifact: ModelArtifact | None
     weight: float = 1.0
+    labels: Labels | None = None  # only the sequencer needs them (see :meth:`lean`)
 
     @classmethod
-    def load(cls, path: str | Path, weight: float = 1.0) -> ModelSpec:
-        """Loads and checks an artifact; a :class:`ConfigError` (one line) if it is not one."""
+    def load(
+        cls, path: str | Path | None, weight: float = 1.0, labels: str | Path | None = None
+    ) -> ModelSpec:
+        """Loads and checks the artifact and labels; a :class:`ConfigError` (one line)."""
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"--model-weight must be within [0, 1], got {weight}")
+        known = read_labels(labels) if labels is not None else None
+        if path is None:
+            return cls(None, weight, known)
         try:
             artifact = ModelArtifact.load(path)
             artifact.predict(np.zeros((1, len(artifact.features))))  # loads its code paths
@@ -65,13 +79,17 @@ class ModelSpec:
         except Exception as exc:  # noqa: BLE001 - xgboost / joblib / pickle: any load error
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--model {path}: cannot load the model: {first}") from None
-        return cls(artifact, weight)
+        return cls(artifact, weight, known)
+
+    def lean(self) -> ModelSpec:
+        """This spec without the labels (what the operators after the sequencer get)."""
+        return ModelSpec(self.artifact, self.weight)
 
     def stage(self) -> ModelStage:
         """The embedded model stage, fed by features that arrive with the parts."""
         artifact = self.artifact
-        if artifact.info.kind == "xgboost":  # a pickled booster forgets its thread count
-            artifact.model.set_param({"nthread": 1})
+        if artifact is not None and artifact.info.kind == "xgboost":
+            artifact.model.set_param({"nthread": 1})  # a pickled booster forgets it
         return ModelStage(ShippedFeatures(), artifact, self.weight)  # type: ignore[arg-type]
 
 
@@ -105,35 +123,62 @@ class SequencedFeatures:
     user and merchant key spaces); only the slot numbers differ, which no feature sees.
     """
 
-    def __init__(self) -> None:
-        self.features = StreamingFeatures()
+    def __init__(self, labels: Labels | None = None, state_ttl_ms: int | None = None) -> None:
+        self.features = StreamingFeatures(None, LabelFeed(labels) if labels is not None else None)
         self.customers = KeySpace()
         self.terminals = KeySpace()
+        self.expiry = StateExpiry(state_ttl_ms) if state_ttl_ms else None
 
     def compute(self, ready: TxBatch) -> dict[str, F64]:
-        """The features of released records, in processing order (event time)."""
+        """The features of released records, in processing order (event time).
+
+        With a state TTL the embedded pipeline decides a batch in parts, cut where a card or
+        user comes back after more than the TTL (``StateExpiry.cuts``), and takes the labels
+        due by each part's latest time: so does this.
+        """
+        time_ms = np.ascontiguousarray(ready.timestamp_ms, dtype=np.int64)
+        if self.expiry is not None and self.features.labels is not None and len(ready):
+            keys = {"card": _codes(ready.card_id), "user": _codes(ready.user_id)}
+            cuts = self.expiry.cuts(keys, time_ms)
+            if len(cuts):
+                pieces = [
+                    self.compute(ready.take(rows)) for rows in np.split(np.arange(len(ready)), cuts)
+                ]
+                return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
         return self.features.compute(
             ready.transaction_id,
             self.customers.slots(ready.user_id),
             self.terminals.slots(ready.merchant_id),
-            np.ascontiguousarray(ready.timestamp_ms, dtype=np.int64),
+            time_ms,
             ready.amount,
             ready.timestamp_ms,
         )
 
     def snapshot(self) -> dict[str, Any]:
         """Copies of the rings, counters and both key spaces."""
+        labels = self.features.labels
         return {
             "features": snapshot_features(self.features),
             "customers": {k: v.copy() for k, v in self.customers.snapshot().items()},
             "terminals": {k: v.copy() for k, v in self.terminals.snapshot().items()},
+            # snapshot_features writes 0 once every label was handed out (an empty feed is
+            # falsy there): the position is kept here too, or a restore would replay them
+            "labels_read": None if labels is None else labels.position,
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         """Loads a :meth:`snapshot`."""
         restore_features(self.features, dict(snapshot["features"]))
+        if self.features.labels is not None:
+            self.features.labels.position = snapshot["labels_read"]
         self.customers.restore(snapshot["customers"])
         self.terminals.restore(snapshot["terminals"])
+
+
+def _codes(column: Any) -> npt.NDArray[np.int32]:
+    """Equal keys -> equal codes (nulls: -1, like key-space slots), for the TTL cuts."""
+    codes = pc.dictionary_encode(column).indices.fill_null(-1)
+    return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
 def take_rows(columns: Mapping[str, F64], rows: npt.NDArray[np.int64]) -> dict[str, F64]:

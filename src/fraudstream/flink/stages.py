@@ -65,7 +65,7 @@ class PipelineParts:
     time: TimeConfig
     reference: IpReference
     state_ttl_ms: int | None = None
-    model: Any = None  # fraudstream.flink.model.ModelSpec: the model in the loop (--model)
+    model: Any = None  # fraudstream.flink.model.ModelSpec: --model / --labels (features)
 
     def pipeline(self, key: Key | None = None) -> Pipeline:
         """A fresh pipeline: every rule, or only the rules whose state is keyed by ``key``."""
@@ -149,8 +149,9 @@ class Sequencer:
         self.lines_seen = 0
         self.batches = 0
         self.last_sweep = NEVER  # the watermark of the last timer sweep (embedded cadence)
-        # With a model: the streaming features, computed here in processing order.
-        self.features = SequencedFeatures() if parts.model is not None else None
+        # With a model or labels: the streaming features, computed here in processing order.
+        spec, ttl = parts.model, parts.state_ttl_ms
+        self.features = None if spec is None else SequencedFeatures(spec.labels, ttl)
 
     def snapshot(self) -> dict[str, Any]:
         """Dedup, clock, counters and the streaming features (arrays of what was used)."""
