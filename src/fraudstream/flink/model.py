@@ -7,10 +7,10 @@ where the state is:
 
 - :class:`SequencedFeatures` runs in the sequencer (parallelism 1, every released record in
   processing order, the embedded order), so the rings see the same records in the same
-  order as the embedded pipeline's. Its state (rings, key spaces) is part of the
-  sequencer's snapshot, i.e. Flink ``ValueState``: checkpointed and restored with it. The
-  feature columns travel with the card parts to the decide join.
-- :class:`ModelSpec` (the loaded artifact and its weight) is pickled into the job;
+  order as the embedded pipeline's. Its state (rings, key spaces, how far the labels were
+  read) is part of the sequencer's snapshot, i.e. Flink ``ValueState``: checkpointed and
+  restored with it. The feature columns travel with the card parts to the decide join.
+- :class:`ModelSpec` (the loaded artifact, its weight, the labels) is pickled into the job;
   :meth:`ModelSpec.stage` builds, in the decide operator, the embedded
   :class:`~fraudstream.models.stage.ModelStage` over :class:`ShippedFeatures` (the columns
   arrived with the parts), so predictions, the noisy-or input and the ``model`` reason
@@ -49,7 +49,7 @@ from fraudstream.models.stage import ModelStage
 
 F64 = npt.NDArray[np.float64]
 
-__all__ = ["ModelSpec", "SequencedFeatures", "ShippedFeatures", "take_rows"]
+__all__ = ["BatchKeys", "ModelSpec", "SequencedFeatures", "ShippedFeatures", "take_rows"]
 
 
 @dataclass(frozen=True)
