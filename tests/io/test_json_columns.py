@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fraudstream.io.decode import COLUMNAR_MIN_ROWS, Decoder
-from fraudstream.io.json_columns import parse_lines
+from fraudstream.io.json_columns import parse_block, parse_lines
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate import demo_records
 
@@ -50,15 +50,30 @@ def line(draw: st.DrawFn) -> bytes:
         record["score"] = draw(st.one_of(st.floats(allow_nan=False), st.integers(0, 9)))
     if draw(st.integers(0, 8)) == 0:
         record["meta"] = draw(st.one_of(st.none(), st.just({"a": 1})))
-    encoded = msgspec.json.encode(record)
-    special = draw(st.integers(0, 40))
-    if special == 0:  # JSON does not have NaN; Arrow reads it
-        return encoded.replace(b'"amount":', b'"amount":NaN,"was":', 1)
-    if special == 1:
-        return encoded.replace(b'"timestamp":', b'"lat":-Infinity,"timestamp":', 1)
-    if special == 2:  # -0 as an integer: msgspec 0, Arrow -0.0
-        return encoded.replace(b'"amount":', b'"amount":-0,"was":', 1)
-    return encoded
+    return msgspec.json.encode(record)
+
+
+ODD_VALUES = [  # JSON has no NaN or Infinity (Arrow reads them); -0 is an int to msgspec
+    lambda line: line.replace(b'"amount":', b'"amount":NaN,"was":', 1),
+    lambda line: line.replace(b'"lat":', b'"lat":-Infinity,"was_lat":', 1),
+    lambda line: line.replace(b'"amount":', b'"amount":-0,"was":', 1),
+    lambda line: line.replace(b'"timestamp":', b'"ratio":Infinity,"timestamp":', 1),
+]
+
+
+@st.composite
+def block(draw: st.DrawFn, odd: list[bytes] | None = None) -> list[bytes]:
+    """Records with a few odd values, and (for files) a few odd lines, at random places."""
+    lines: list[bytes] = draw(
+        st.lists(line(), min_size=COLUMNAR_MIN_ROWS, max_size=COLUMNAR_MIN_ROWS + 30)
+    )
+    for _ in range(draw(st.integers(0, 3))):
+        k = draw(st.integers(0, len(lines) - 1))
+        lines[k] = draw(st.sampled_from(ODD_VALUES))(lines[k])
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2])) if odd else 0):
+        k = draw(st.integers(0, len(lines) - 1))
+        lines[k] = draw(st.sampled_from(odd)) if draw(st.booleans()) else lines[k] + b"\r"
+    return lines
 
 
 @settings(
@@ -66,7 +81,7 @@ def line(draw: st.DrawFn) -> bytes:
     deadline=None,
     suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow],
 )
-@given(st.lists(line(), min_size=COLUMNAR_MIN_ROWS, max_size=COLUMNAR_MIN_ROWS + 30))
+@given(block())
 def test_arrow_columns_equal_the_line_by_line_path(lines: list[bytes]) -> None:
     n = len(lines)
     positions = list(range(1, n + 1))
@@ -118,3 +133,22 @@ def test_simulated_blocks_take_the_arrow_path_whole() -> None:
     batch, dead = Decoder(TOKENIZER).lines(lines, list(range(1, 2_001)), [0.0] * 2_000)
     assert len(batch) == 2_000 and dead == []
     assert batch.record(0)["scenario"] == records[0]["scenario"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow],
+)
+@given(block([b"", b"  ", b"\r", b"{", b' {"transaction_id":"x"}', b"[]"]), st.booleans())
+def test_a_block_read_from_a_file_equals_its_lines(lines: list[bytes], last_newline: bool) -> None:
+    """`Decoder.block` (a file's bytes) gives what `Decoder.lines` gives for the same lines:
+    blank lines skipped but counted, carriage returns dropped, positions from the first."""
+    data = b"\n".join(lines) + (b"\n" if last_newline else b"")
+    kept = [(k + 7, raw.rstrip(b"\r")) for k, raw in enumerate(lines) if raw.strip()]
+    event("read by Arrow" if parse_block(data.rstrip(b"\n")) is not None else "declined")
+    block = Decoder(TOKENIZER).block(data, 7, 0.0)
+    by_lines = Decoder(TOKENIZER).lines(
+        [r for _, r in kept], [k for k, _ in kept], [0.0] * len(kept)
+    )
+    assert outcome(*block) == outcome(*by_lines)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Chunk", "plan_chunks", "read_chunk"]
+__all__ = ["Chunk", "plan_chunks", "read_block"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +47,8 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     ...     _ = f.write(b"aaaa\\nbb\\ncccccc\\nd\\n")
     >>> [(c.start, c.end, c.first_line) for c in plan_chunks([f.name], 6)]
     [(0, 8, 1), (8, 15, 3), (15, 17, 4)]
-    >>> read_chunk(plan_chunks([f.name], 6)[1])
-    [b'cccccc']
+    >>> read_block(plan_chunks([f.name], 6)[1])
+    b'cccccc\\n'
     """
     chunks: list[Chunk] = []
     files = [p for path in paths for p in _files(Path(path))]
@@ -72,15 +72,11 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     return chunks
 
 
-def read_chunk(chunk: Chunk) -> list[bytes]:
-    """The chunk's lines, without their line ends."""
+def read_block(chunk: Chunk) -> bytes:
+    """The chunk's bytes: whole lines, as the embedded file source reads them."""
     with open(chunk.path, "rb") as handle:
         handle.seek(chunk.start)
-        data = handle.read(chunk.end - chunk.start)
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+        return handle.read(chunk.end - chunk.start)
 
 
 def _files(path: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from pyflink.common import Types  # type: ignore[import-untyped]
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext  # type: ignore[import-untyped]
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor  # type: ignore[import-untyped]
 
-from fraudstream.flink.chunks import Chunk, read_chunk
+from fraudstream.flink.chunks import Chunk, read_block
 from fraudstream.flink.stages import (
     DetectorStage,
     Key,
@@ -214,7 +214,7 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
         if chunk.index < self.next_chunk:
             return  # already sequenced before a restart
         core.lines_seen = chunk.first_line - 1
-        released = core.lines(read_chunk(chunk), time.time() * 1000)
+        released = core.block(read_block(chunk), time.time() * 1000)
         self.next_chunk = chunk.index + 1
         outputs = list(_released(released))
         if chunk.last:

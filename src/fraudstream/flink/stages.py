@@ -32,7 +32,7 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
 from fraudstream.flink.model import BatchKeys, SequencedFeatures, take_rows
-from fraudstream.io.decode import Decoder
+from fraudstream.io.decode import DeadLetter, Decoder
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -181,7 +181,15 @@ class Sequencer:
             if line.strip():
                 kept.append(line)
                 positions.append(self.lines_seen)
-        batch, dead = self.decoder.lines(kept, positions, [arrival_ms] * len(kept))
+        return self._sequence(*self.decoder.lines(kept, positions, [arrival_ms] * len(kept)))
+
+    def block(self, data: bytes, arrival_ms: float) -> Released:
+        """:meth:`lines` of a block of whole lines as read from a file (not split in Python)."""
+        first = self.lines_seen + 1
+        self.lines_seen += data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        return self._sequence(*self.decoder.block(data, first, arrival_ms))
+
+    def _sequence(self, batch: TxBatch, dead: list[DeadLetter]) -> Released:
         letters = [d.to_dict() for d in dead]
         # Pipeline.submit up to the detectors: dedup, then the event clock.
         duplicates = self.pipeline.dedup.admit(batch.transaction_id)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.engine.batch import TxBatch
-from fraudstream.io.json_columns import parse_lines
+from fraudstream.io.json_columns import parse_block, parse_lines
 from fraudstream.schema import (
     KNOWN_FIELDS,
     MAX_ID_LENGTH,
@@ -73,6 +73,23 @@ def _encode_other(value: Any) -> Any:
 
 _json = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder(enc_hook=_encode_other)
+
+
+class _SplitLines(Sequence[bytes]):
+    """A block's lines, split only if a line is asked for (a suspect row, a dead letter)."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self.body = body
+        self.size = size
+        self.split: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: Any) -> Any:
+        if self.split is None:
+            self.split = self.body.split(b"\n")
+        return self.split[index]
 
 
 @dataclass(slots=True)
@@ -158,6 +175,28 @@ class Decoder:
             if parsed is not None:
                 return self._parsed(*parsed, lines, positions, arrival_ms[0])
         return self._one_by_one(lines, positions, arrival_ms)
+
+    def block(
+        self, data: bytes, first_position: int, arrival_ms: float
+    ) -> tuple[TxBatch, list[DeadLetter]]:
+        """Whole JSON lines as read from a file (``data`` ends at a line end or at the end of
+        the input); its line k has position ``first_position + k``, blank lines are skipped.
+
+        Equal to :meth:`lines` on the block's non-blank lines (without their line ends), but
+        a block Arrow can read goes to it as it is, never split into Python lines.
+        """
+        body = data[:-1] if data.endswith(b"\n") else data
+        parsed = parse_block(body) if len(body) >= COLUMNAR_MIN_ROWS else None
+        if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
+            n = parsed[0].num_rows
+            positions = range(first_position, first_position + n)
+            return self._parsed(*parsed, _SplitLines(body, n), positions, arrival_ms)
+        lines, positions_kept = [], []
+        for k, line in enumerate(body.split(b"\n") if body else ()):
+            if line.strip():
+                lines.append(line.rstrip(b"\r"))
+                positions_kept.append(first_position + k)
+        return self.lines(lines, positions_kept, [arrival_ms] * len(lines))
 
     def _parsed(
         self,

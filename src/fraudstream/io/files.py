@@ -105,19 +105,17 @@ class FileSource:
             handle.seek(self._offset)
             position = self._line
             while True:
-                lines = handle.readlines(self.batch_rows * 128)
-                if not lines:
+                # whole lines up to the one that reaches the read size (as readlines(hint) cuts)
+                data = handle.read(self.batch_rows * 128)
+                if not data:
                     break
-                kept, positions = [], []
-                for line in lines:
-                    position += 1
-                    if line.strip():
-                        kept.append(line.rstrip(b"\r\n"))
-                        positions.append(position)
+                if not data.endswith(b"\n"):
+                    data += handle.readline()
+                first = position + 1
+                position += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
                 self.done_bytes = self._offset = handle.tell()
                 self._line = position
-                now = time.time() * 1000
-                yield decoder.lines(kept, positions, [now] * len(kept))
+                yield decoder.block(data, first, time.time() * 1000)
 
     def _csv(self, decoder: Decoder) -> Iterator[Item]:
         # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first header

@@ -10,9 +10,9 @@ record path. What makes a block decline (``None``):
 * invalid UTF-8 anywhere (Python's codec decides), any parse error: malformed JSON, a
   field whose JSON type changes within the block (a number as text in a known field), a
   field given twice in one object;
-* a line that is blank, holds a newline, starts with a byte-order mark, or is longer than
-  ``MAX_LINE_BYTES``, or a row count that is not one row per line (two objects on a line):
-  positions would no longer match lines.
+* a line that does not start with ``{`` (blank, a byte-order mark, leading spaces), holds
+  a carriage return or is longer than ``MAX_LINE_BYTES``, or a row count that is not one
+  row per line (two objects on a line): positions would no longer match lines.
 
 Rows made suspect: non-finite numbers (Arrow reads ``NaN`` and ``Infinity``, which are not
 JSON), negative zeros and amounts of 2**53 or more (msgspec reads ``-0`` and big integers as
@@ -34,13 +34,13 @@ import pyarrow.json as paj
 
 from fraudstream.schema import KNOWN_FIELDS, MAX_LINE_BYTES
 
-__all__ = ["parse_lines"]
+__all__ = ["parse_block", "parse_lines"]
 
 _NUMBERS = {"timestamp": pa.int64(), "amount": pa.float64(), "lat": pa.float64()}
 _NUMBERS.update(lon=pa.float64(), lng=pa.float64())
 _SCHEMA = pa.schema([(name, _NUMBERS.get(name, pa.string())) for name in sorted(KNOWN_FIELDS)])
 _PARSE = paj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="infer")
-_BOM = b"\xef\xbb\xbf"
+_NEWLINE, _OPEN_BRACE = ord("\n"), ord("{")
 _EXACT_FLOAT = 2.0**53
 _PLAIN_EXTRAS = (pa.string(), pa.bool_(), pa.int64())
 
@@ -59,23 +59,38 @@ def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]
     >>> parse_lines([b'{"amount":5}', b'{"amount":"5"}']) is None  # a type change
     True
     """
-    n = len(lines)
-    if n == 0 or lines[0].startswith(_BOM) or max(map(len, lines)) > MAX_LINE_BYTES:
+    if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
         return None
-    if not all(map(bytes.strip, lines)):  # Arrow skips blank lines: rows would shift
+    return parse_block(b"\n".join(lines))
+
+
+def parse_block(body: bytes) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
+    """:func:`parse_lines` of ``body.split(b"\\n")``, without splitting: a file's block of lines
+    (no final newline) goes to Arrow as it was read.
+
+    Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
+    Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
+    hold a carriage return (Arrow reads it as a line end).
+    """
+    if not body or b"\r" in body:
         return None
-    data = b"\n".join(lines)
-    if data.count(b"\n") != n - 1:
+    data = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(data == _NEWLINE)
+    starts = np.concatenate(([0], ends + 1))
+    if starts[-1] >= len(body) or not (data[starts] == _OPEN_BRACE).all():
+        return None
+    if int(np.diff(ends, prepend=-1, append=len(body)).max()) - 1 > MAX_LINE_BYTES:
         return None
     try:  # Arrow keeps invalid UTF-8 in strings as it is; msgspec (Python's codec) refuses it
-        data.decode("utf-8")
+        body.decode("utf-8")
     except UnicodeDecodeError:
         return None
     try:
-        table = paj.read_json(pa.BufferReader(data), parse_options=_PARSE)
-    except (pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
+        table = paj.read_json(pa.BufferReader(body), parse_options=_PARSE)
+    except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != n:
+    n = len(starts)
+    if table.num_rows != n:  # a line held two objects
         return None
     suspect = np.zeros(n, dtype=bool)
     kept = []
@@ -104,4 +119,6 @@ def _uncertain_extra(column: pa.Array) -> npt.NDArray[np.bool_]:
         values = column.fill_null(0.0).to_numpy()
         whole: npt.NDArray[np.bool_] = ~np.isfinite(values) | (values == np.floor(values))
         return missing | whole  # whole: was it `1` or `1.0`? (and NaN is not JSON)
-    return np.ones(len(column), dtype=bool)  # null, nested, timestamps inferred from text: one by one
+    return np.ones(
+        len(column), dtype=bool
+    )  # null, nested, timestamps inferred from text: one by one
