@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from fraudstream.cli import err, fail
-from fraudstream.cli_options import ProfilesOption, RulesOption
+from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, ProfilesOption, RulesOption
 from fraudstream.config import ConfigError
 
 __all__ = ["register", "simulate_handbook"]
@@ -144,9 +144,16 @@ def features_command(
     rules: RulesOption = None,
     profiles: ProfilesOption = None,
     model: Annotated[Path | None, typer.Option(help="Also score with this model.")] = None,
+    state_ttl_hours: Annotated[
+        float,
+        typer.Option(
+            help="As `run --state-ttl-hours`: a customer back after this long starts over "
+            "(0: never). Keep it equal to the live run's."
+        ),
+    ] = DEFAULT_STATE_TTL_HOURS,
 ) -> None:
     """Write, for every transaction, the feature values the live pipeline used for it."""
-    from fraudstream.cli import _pipeline_parts, _run_with_progress
+    from fraudstream.cli import _pipeline_parts, _run_with_progress, _ttl_ms
     from fraudstream.cli_options import TimeMode
     from fraudstream.io.files import FileSource, guess_format
     from fraudstream.models.dataset import FeatureCollector, attach
@@ -157,7 +164,10 @@ def features_command(
         path = Path(input)
         if not path.is_file():
             raise ConfigError(f"--input {input}: no such file")
-        pipeline = _pipeline_parts(rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
+        pipeline = _pipeline_parts(
+            rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None,
+            _ttl_ms(state_ttl_hours),
+        )  # fmt: skip
         stage = attach(pipeline, labels, model)
         collector = FeatureCollector(stage)
         runner = Runner(pipeline, Outputs(), CardTokenizer.from_environment(), collector)

@@ -29,6 +29,7 @@ from fraudstream.engine.checkpoint import (
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
 from fraudstream.engine.pipeline import Pipeline, StepResult, TimeConfig
+from fraudstream.models.dataset import attach
 from fraudstream.profiles import ProfileTable
 from fraudstream.schema import CardTokenizer, validate_record
 
@@ -167,6 +168,51 @@ def test_state_ttl_resets_a_card_that_comes_back_after_the_ttl() -> None:
     pipeline.expiry.reclaim(pipeline, force=True)
     assert pipeline.expiry.reclaimed_keys >= 1
     assert pipeline.cards.find("c") == -1 and pipeline.cards.find("x") >= 0
+
+
+def _features_of(pipeline: Pipeline, records: list[dict[str, Any]], first: int) -> Any:
+    result = pipeline.submit(to_batch(records, first), now_ms=0.0)
+    flushed = pipeline.flush(now_ms=0.0)
+    decided = [d for d in (result.decisions, flushed.decisions) if d is not None]
+    return {
+        str(d.tx.transaction_id[i]): {
+            k: float(v[i]) for k, v in d.features.items() if k.startswith("customer_")
+        }
+        for d in decided
+        for i in range(len(d))
+    }
+
+
+def test_state_ttl_expires_and_compacts_customer_features_with_the_user() -> None:
+    """A user back after the TTL starts over in the model's streaming features too (their
+    customer rings are user state); compacting the user key space moves the others' rings
+    with their slots, so no other customer's features change."""
+    with_ttl = Pipeline(state_ttl_ms=60 * MINUTE)
+    without = Pipeline()
+    for pipeline in (with_ttl, without):
+        attach(pipeline)
+
+    def tx(tx_id: str, user: str, minutes: int, amount: float) -> dict[str, Any]:
+        time = T0 + minutes * MINUTE
+        return {"transaction_id": tx_id, "card_id": f"card-{user}", "user_id": user,
+                "merchant_id": "m", "timestamp": time, "amount": amount}  # fmt: skip
+
+    early = [tx("a1", "gone", 0, 10.0), tx("a2", "back", 1, 50.0), tx("a3", "stays", 2, 70.0)]
+    early += [tx(f"s{k}", "stays", 10 + 20 * k, 30.0) for k in range(15)]  # every 20 min
+    late = [tx("b1", "back", 300, 500.0), tx("b2", "stays", 301, 30.0)]
+    found = {}
+    for name, pipeline in (("ttl", with_ttl), ("none", without)):
+        found[name] = _features_of(pipeline, early, 0) | _features_of(pipeline, late, 100)
+    assert with_ttl.expiry is not None
+    with_ttl.expiry.reclaim(with_ttl, force=True)
+    assert with_ttl.expiry.reclaimed_keys >= 1 and with_ttl.users.find("gone") == -1
+    more = [tx("c1", "stays", 302, 30.0)]
+    found["ttl"] |= _features_of(with_ttl, more, 200)
+    found["none"] |= _features_of(without, more, 200)
+    back_ttl, back_none = found["ttl"]["b1"], found["none"]["b1"]
+    assert back_ttl["customer_tx_seen"] == back_none["customer_tx_seen"] - 1  # a2 forgotten
+    for tx_id in ("b2", "c1"):  # "stays" never expired: the same features with or without
+        assert found["ttl"][tx_id] == found["none"][tx_id]
 
 
 def test_key_space_and_id_set_round_trip() -> None:

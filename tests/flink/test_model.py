@@ -159,6 +159,7 @@ def parts_with(
     st.sampled_from([0.3, 1.0]),
     st.booleans(),
     st.randoms(use_true_random=False),
+    st.sampled_from([None, 90_000]),
 )
 def test_stages_with_a_model_decide_like_the_embedded_pipeline(
     small_model: Path,
@@ -168,9 +169,10 @@ def test_stages_with_a_model_decide_like_the_embedded_pipeline(
     weight: float,
     with_labels: bool,
     rng: Any,
+    ttl: int | None,
 ) -> None:
-    """Any stream, cut, shard count; labels (frauds, some overturned) or none. No state TTL:
-    see test_embedded_customer_features_survive_state_compaction."""
+    """Any stream, cut, shard count; labels (frauds, some overturned) or none; a state TTL
+    (users back after it start over, the embedded key spaces get compacted) or none."""
     labels = None
     with tempfile.TemporaryDirectory() as tmp:
         if with_labels:
@@ -186,7 +188,7 @@ def test_stages_with_a_model_decide_like_the_embedded_pipeline(
                     if rng.random() < 0.3:  # overturned by an analyst later
                         known.append((record["transaction_id"], False, when + 600_000))
             labels = write_labels(Path(tmp) / "labels.parquet", known)
-        parts = parts_with(None, ModelSpec.load(small_model, weight, labels))
+        parts = parts_with(ttl, ModelSpec.load(small_model, weight, labels))
         batches = cuts(lines, sizes)
         expected = embedded(parts, batches, labels=labels, model=small_model, weight=weight)
         assert sharded(parts, batches, shards) == expected
@@ -252,14 +254,9 @@ def test_a_state_ttl_changes_no_streaming_feature_on_flink(small_model: Path) ->
     assert streaming(sharded(parts_with(600_000, spec), batches, 3)) == streaming(without)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="embedded bug: StateExpiry.reclaim renumbers user slots but not the customer "
-    "feature rings (features/engine.py), so a customer reads another's ring afterwards",
-)
 def test_embedded_customer_features_survive_state_compaction(small_model: Path) -> None:
-    """The same for the embedded pipeline: fails once it has compacted its user key space
-    (strict: when the bug is fixed this passes, and the marker must go)."""
+    """The same for the embedded pipeline, which compacts its user key space here: the
+    customers' feature rings move with their slots."""
     batches, spec = compaction_case(small_model)
     without = embedded(parts_with(None, spec), batches, model=small_model)
     ttl = embedded(parts_with(600_000, spec), batches, model=small_model)

@@ -5,6 +5,9 @@ when its next record comes more than ``ttl_ms`` after its previous one (in the p
 clock: event time, or arrival time in processing-time mode). That record finds the key fresh,
 as if it had never been seen. Nothing depends on when a sweep happens to run.
 
+A user's state includes the model's streaming customer features (rings, running amount, last
+time), which expire and move with the user's slot like detector state.
+
 Reclaiming memory is separate: from time to time the key spaces are compacted, dropping keys
 whose last record is so old that any record still admissible would find them expired anyway
 (older than the latest time minus out-of-orderness, allowed lateness and the TTL). Compaction
@@ -88,6 +91,9 @@ class StateExpiry:
                 self.expired_keys += len(stale)
                 for table in pipeline.tables_keyed_by(key):
                     table.reset(stale)
+                features = pipeline.customer_features()
+                if key == "user" and features is not None:
+                    features.forget_customers(stale)
             seen[s[last]] = t[last]
 
     def reclaim(self, pipeline: Pipeline, force: bool = False) -> int:
@@ -117,6 +123,9 @@ class StateExpiry:
                 table.retain(keep, used)
             if key == "user":
                 pipeline.profiles.table.retain(keep, used)
+                features = pipeline.customer_features()
+                if features is not None:  # customers are users: their rings move too
+                    features.retain_customers(keep, used)
             fresh = np.full(len(self.seen[key]), NEVER, dtype=np.int64)
             fresh[: len(keep)] = seen[keep]
             self.seen[key] = fresh

@@ -247,6 +247,11 @@ class Pipeline:
         self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
         self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
 
+    def customer_features(self) -> Any:
+        """The model stage's streaming features (their customers are user slots), if any."""
+        stage = self.model_stage
+        return stage.features if stage is not None else None
+
     def tables_keyed_by(self, key: str) -> list[StateTable]:
         """The detector state tables indexed by card slots ("card") or user slots ("user")."""
         return [

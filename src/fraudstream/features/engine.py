@@ -100,6 +100,28 @@ class _Rings:
         marked[: len(self.marked)] = self.marked
         self.marked = marked
 
+    def reset(self, keys: npt.NDArray[np.integer[Any]]) -> None:
+        """These keys start over, as if never seen."""
+        for name, (_, fill) in self.fields.items():
+            self.arrays[name][keys] = fill
+        self.count[keys] = 0
+        self.head[keys] = 0
+        self.newest[keys] = np.iinfo(np.int64).min // 4
+        self.marked[keys] = 0
+
+    def retain(self, keep: npt.NDArray[np.integer[Any]]) -> None:
+        """Key ``keep[i]`` becomes key ``i``; the keys after them start over."""
+        kept = len(keep)
+        for name, (_, fill) in self.fields.items():
+            array = self.arrays[name]
+            array[:kept] = array[keep]
+            array[kept:] = fill
+        for column, fill in ((self.count, 0), (self.head, 0), (self.marked, 0)):
+            column[:kept] = column[keep]
+            column[kept:] = fill
+        self.newest[:kept] = self.newest[keep]
+        self.newest[kept:] = np.iinfo(np.int64).min // 4
+
     def widen(self) -> None:
         width = self.width * 2
         for name, (_, fill) in self.fields.items():
@@ -156,6 +178,39 @@ class StreamingFeatures:
         self.labels_applied = 0  # labels that changed what is known
         self.labels_ignored = 0  # not-fraud labels of transactions never labelled fraud
         self.fraud_labelled = KeySpace()  # ids ever labelled fraud
+
+    def forget_customers(self, customers: npt.NDArray[np.integer[Any]]) -> None:
+        """Customers whose state expired (the state TTL) start over, as if never seen:
+        like the detectors' user state, their rings, running amount and last time go."""
+        if not len(customers):
+            return
+        self.customers.ensure(int(customers.max()) + 1)
+        self.customers.reset(customers)
+        inside = customers[customers < len(self.stats)]
+        self.stats[inside] = 0.0
+        self.last_ms[inside] = 0
+        # labels of their old transactions must not mark the fresh rings
+        self.seq_customer[np.isin(self.seq_customer, customers)] = -1
+
+    def retain_customers(self, keep: npt.NDArray[np.integer[Any]], used: int) -> None:
+        """The user key space was compacted (customer ``keep[i]`` is now ``i`` of ``used``):
+        customer state moves with it, so each customer still reads its own rings."""
+        self.customers.ensure(used)
+        self.customers.retain(keep)
+        if len(self.stats) < used:
+            self.stats = np.concatenate([self.stats, np.zeros((used - len(self.stats), 3))])
+            self.last_ms = np.concatenate(
+                [self.last_ms, np.zeros(used - len(self.last_ms), np.int64)]
+            )
+        kept = len(keep)
+        self.stats[:kept] = self.stats[keep]
+        self.stats[kept:] = 0.0
+        self.last_ms[:kept] = self.last_ms[keep]
+        self.last_ms[kept:] = 0
+        renumber = np.full(used, -1, dtype=np.int32)
+        renumber[keep] = np.arange(kept, dtype=np.int32)
+        mapped = self.seq_customer >= 0
+        self.seq_customer[mapped] = renumber[self.seq_customer[mapped]]
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from fraudstream.config import ConfigError
 from fraudstream.engine.batch import TxBatch
-from fraudstream.engine.expiry import StateExpiry
+from fraudstream.engine.expiry import NEVER, StateExpiry
 from fraudstream.engine.keys import KeySpace
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.checkpoint import restore_features, snapshot_features
@@ -48,6 +48,7 @@ from fraudstream.models.artifact import ModelArtifact
 from fraudstream.models.stage import ModelStage
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 __all__ = ["BatchKeys", "ModelSpec", "SequencedFeatures", "ShippedFeatures", "take_rows"]
 
@@ -128,16 +129,18 @@ class SequencedFeatures:
         self.customers = KeySpace()
         self.terminals = KeySpace()
         self.expiry = StateExpiry(state_ttl_ms) if state_ttl_ms else None
+        self.seen = np.empty(0, dtype=np.int64)  # each customer's last time (state TTL)
 
     def compute(self, ready: TxBatch) -> dict[str, F64]:
         """The features of released records, in processing order (event time).
 
         With a state TTL the embedded pipeline decides a batch in parts, cut where a card or
-        user comes back after more than the TTL (``StateExpiry.cuts``), and takes the labels
-        due by each part's latest time: so does this.
+        user comes back after more than the TTL (``StateExpiry.cuts``); before each part its
+        returning users start over (their customer features too) and each part takes the
+        labels due by its latest time: so does this.
         """
         time_ms = np.ascontiguousarray(ready.timestamp_ms, dtype=np.int64)
-        if self.expiry is not None and self.features.labels is not None and len(ready):
+        if self.expiry is not None and len(ready):
             keys = {"card": _codes(ready.card_id), "user": _codes(ready.user_id)}
             cuts = self.expiry.cuts(keys, time_ms)
             if len(cuts):
@@ -145,14 +148,37 @@ class SequencedFeatures:
                     self.compute(ready.take(rows)) for rows in np.split(np.arange(len(ready)), cuts)
                 ]
                 return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+        customers = self.customers.slots(ready.user_id)
+        if self.expiry is not None:
+            self._expire(customers, time_ms, self.expiry.ttl_ms)
         return self.features.compute(
             ready.transaction_id,
-            self.customers.slots(ready.user_id),
+            customers,
             self.terminals.slots(ready.merchant_id),
             time_ms,
             ready.amount,
             ready.timestamp_ms,
         )
+
+    def _expire(self, customers: npt.NDArray[np.int32], time_ms: I64, ttl_ms: int) -> None:
+        """``StateExpiry.expire`` for the customers: back after more than the TTL, they
+        start over (a part has no key back inside it: the cuts saw to that)."""
+        if len(self.seen) < len(self.customers):
+            grown = np.full(max(len(self.customers), 2 * len(self.seen), 1024), NEVER, np.int64)
+            grown[: len(self.seen)] = self.seen
+            self.seen = grown
+        known = customers >= 0
+        slots, times = customers[known], time_ms[known]
+        order = np.argsort(slots, kind="stable")
+        slots, times = slots[order], times[order]
+        first = np.ones(len(slots), dtype=bool)
+        first[1:] = slots[1:] != slots[:-1]
+        last = np.ones(len(slots), dtype=bool)
+        last[:-1] = first[1:]
+        previous = self.seen[slots[first]]
+        stale = slots[first][(previous != NEVER) & (times[first] - previous > ttl_ms)]
+        self.features.forget_customers(stale)
+        self.seen[slots[last]] = times[last]
 
     def snapshot(self) -> dict[str, Any]:
         """Copies of the rings, counters and both key spaces."""
@@ -164,6 +190,7 @@ class SequencedFeatures:
             # snapshot_features writes 0 once every label was handed out (an empty feed is
             # falsy there): the position is kept here too, or a restore would replay them
             "labels_read": None if labels is None else labels.position,
+            "seen": self.seen.copy(),
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
@@ -173,6 +200,7 @@ class SequencedFeatures:
             self.features.labels.position = snapshot["labels_read"]
         self.customers.restore(snapshot["customers"])
         self.terminals.restore(snapshot["terminals"])
+        self.seen = np.array(snapshot["seen"], dtype=np.int64)
 
 
 def _codes(column: Any) -> npt.NDArray[np.int32]:
