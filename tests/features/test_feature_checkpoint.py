@@ -47,3 +47,17 @@ def test_restored_engine_computes_what_the_uninterrupted_one_does() -> None:
     for name, column in expected.items():
         assert np.array_equal(column[half:], rest[name], equal_nan=True), name
     assert rest["terminal_risk_30d"].max() > 0
+
+
+def test_a_feed_whose_labels_were_all_handed_out_restores_at_its_end() -> None:
+    """An exhausted feed is empty (falsy): its position must still be saved, or a restore
+    would hand every label out again."""
+    ids, customer, terminal, times, amount = _inputs(500, 3)
+    labels = Labels(pa.array(["t0"]), np.ones(1, bool), np.array([times[0]]))
+    features = StreamingFeatures(FeatureConfig(), LabelFeed(labels))
+    features.compute(ids, customer, terminal, times, amount)
+    assert features.labels is not None and len(features.labels) == 0
+    restored = StreamingFeatures(FeatureConfig(), LabelFeed(labels))
+    restore_features(restored, snapshot_features(features))
+    assert restored.labels is not None and restored.labels.position == 1
+    assert restored.labels_applied == features.labels_applied == 1

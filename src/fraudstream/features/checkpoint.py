@@ -47,7 +47,8 @@ def snapshot_features(features: StreamingFeatures) -> dict[str, Any]:
     out["pending.transaction_id"] = np.array(pending.transaction_id.to_pylist(), dtype=object)
     out["pending.is_fraud"] = pending.is_fraud.copy()
     out["pending.label_time"] = pending.label_time.copy()
-    out["labels.read"] = np.array([features.labels.position if features.labels else 0])
+    feed = features.labels  # not `if feed`: a feed whose labels were all handed out is empty
+    out["labels.read"] = np.array([feed.position if feed is not None else 0])
     out["counters"] = np.array([features.labels_applied, features.labels_ignored])
     return out
 
