@@ -181,10 +181,18 @@ class SequencedFeatures:
         self.seen[slots[last]] = times[last]
 
     def snapshot(self) -> dict[str, Any]:
-        """Copies of the rings, counters and both key spaces."""
+        """Copies of the rings, counters and both key spaces (the rows of keys seen only:
+        rings grow by doubling, and this is written to Flink state after every batch)."""
         labels = self.features.labels
+        features = snapshot_features(self.features)
+        for prefix, keys in (("customers.", self.customers), ("terminals.", self.terminals)):
+            rows = max(len(keys), 1)  # rows past the keys seen hold only fill values
+            for name in [n for n in features if n.startswith(prefix) and n[-6:] != ".width"]:
+                features[name] = features[name][:rows]
+        for name in ("stats", "last_ms"):  # per customer
+            features[name] = features[name][: max(len(self.customers), 1)]
         return {
-            "features": snapshot_features(self.features),
+            "features": features,
             "customers": {k: v.copy() for k, v in self.customers.snapshot().items()},
             "terminals": {k: v.copy() for k, v in self.terminals.snapshot().items()},
             # snapshot_features writes 0 once every label was handed out (an empty feed is
