@@ -247,8 +247,9 @@ def compaction_case(small_model: Path) -> tuple[list[list[bytes]], ModelSpec]:
 
 
 def test_a_state_ttl_changes_no_streaming_feature_on_flink(small_model: Path) -> None:
-    """The sequencer's key spaces are never compacted: the features of a TTL run are those
-    of a run without TTL (a TTL expires detector state only)."""
+    """No customer comes back after the TTL here, so the features of a TTL run are those of
+    a run without TTL: the embedded pipeline compacts its user key space, the sequencer never
+    compacts its own, and neither changes a feature."""
     batches, spec = compaction_case(small_model)
     without = embedded(parts_with(None, spec), batches, model=small_model)
     assert streaming(sharded(parts_with(600_000, spec), batches, 3)) == streaming(without)
@@ -332,11 +333,12 @@ def embedded_model(
 
 WEIGHT = ("--model-weight", "0.9")
 # Two MiniCluster runs shared by the tests: parallelism 1 reading chunks, and parallelism 2
-# reading line by line with small micro-batches and the test-only fault (a restart).
+# reading line by line with small micro-batches and the test-only fault (a restart); 8 shards
+# there (each micro-batch costs a detector call per shard it touches).
 RUNS = {
     "p1": ("--parallelism", "1"),
     "p2-restarted": (
-        "--parallelism", "2", "--read-lines", "--fail-once-after", "8000",
+        "--parallelism", "2", "--shards", "8", "--read-lines", "--fail-once-after", "8000",
         "--batch-bytes", "100000", "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",
     ),
 }  # fmt: skip
