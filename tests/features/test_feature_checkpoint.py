@@ -61,3 +61,18 @@ def test_a_feed_whose_labels_were_all_handed_out_restores_at_its_end() -> None:
     restore_features(restored, snapshot_features(features))
     assert restored.labels is not None and restored.labels.position == 1
     assert restored.labels_applied == features.labels_applied == 1
+
+
+def test_pending_labels_round_trip_as_plain_arrays() -> None:
+    """Labels of transactions not seen yet are kept; the snapshot holds no Python objects
+    (a checkpoint's .npz is read without pickle)."""
+    ids, customer, terminal, times, amount = _inputs(50, 4)
+    later = Labels(pa.array(["not-yet-é", "x", ""]), np.ones(3, bool), np.array([1, 2, 3]))
+    features = StreamingFeatures(FeatureConfig(), LabelFeed(later))
+    features.compute(ids, customer, terminal, times, amount)
+    assert features.pending.transaction_id.to_pylist() == ["not-yet-é", "x", ""]
+    saved = snapshot_features(features)
+    assert all(np.asarray(v).dtype != object for v in saved.values())
+    restored = StreamingFeatures(FeatureConfig(), LabelFeed(later))
+    restore_features(restored, saved)
+    assert restored.pending.transaction_id.to_pylist() == ["not-yet-é", "x", ""]

@@ -1,7 +1,8 @@
 """The Flink runtime decides exactly like the embedded one, in both execution modes.
 
 Same messy 20,000-record stream through `fraudstream run` and `fraudstream flink run
---target local` (thread mode at parallelism 1 and 2, process mode at 1): identical
+--target local` (thread mode at parallelism 1, the fused job, and 2, the sharded one;
+process mode at 1, sharded with ``--shard``): identical
 decisions (tier, score, reasons in order, features), alerts, dead letters (with reasons
 and positions) and late records. Only ``processed_at`` and ``latency_ms`` (wall-clock
 facts) may differ.
@@ -15,14 +16,18 @@ from pathlib import Path
 import pytest
 from flink_helpers import by_id, by_position, read_jsonl
 
-RUNS = [("thread", 1), ("thread", 2), ("process", 1)]
+RUNS = [("thread", 1, ()), ("thread", 2, ()), ("process", 1, ("--shard",))]
 
 
-@pytest.mark.parametrize(("mode", "parallelism"), RUNS)
+@pytest.mark.parametrize(("mode", "parallelism", "extra"), RUNS)
 def test_flink_decides_exactly_like_embedded(
-    mode: str, parallelism: int, embedded: Path, flink_run: Callable[..., Path]
+    mode: str,
+    parallelism: int,
+    extra: tuple[str, ...],
+    embedded: Path,
+    flink_run: Callable[..., Path],
 ) -> None:
-    flink = flink_run("--parallelism", str(parallelism), "--execution-mode", mode)
+    flink = flink_run("--parallelism", str(parallelism), "--execution-mode", mode, *extra)
     expected = by_id(read_jsonl(embedded / "decisions.jsonl"))
     got = by_id(read_jsonl(flink / "decisions"))
     assert len(expected) > 19_000
@@ -40,11 +45,15 @@ def test_flink_decides_exactly_like_embedded(
     }  # fmt: skip
 
 
-@pytest.mark.parametrize(("mode", "parallelism"), RUNS)
+@pytest.mark.parametrize(("mode", "parallelism", "extra"), RUNS)
 def test_flink_dead_letters_and_late_records_match(
-    mode: str, parallelism: int, embedded: Path, flink_run: Callable[..., Path]
+    mode: str,
+    parallelism: int,
+    extra: tuple[str, ...],
+    embedded: Path,
+    flink_run: Callable[..., Path],
 ) -> None:
-    flink = flink_run("--parallelism", str(parallelism), "--execution-mode", mode)
+    flink = flink_run("--parallelism", str(parallelism), "--execution-mode", mode, *extra)
     dead = by_position(read_jsonl(embedded / "dead_letters.jsonl"))
     late = by_position(read_jsonl(embedded / "late.jsonl"))
     assert len(dead) >= 100 and any(d["reason"].startswith("duplicate") for d in dead)

@@ -13,7 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
+from fraudstream.engine.checkpoint import CheckpointStore
+from fraudstream.engine.pipeline import Pipeline, StepResult
 from fraudstream.features.catalog import BOOK_FEATURES
+from fraudstream.io.decode import Decoder
+from fraudstream.models.dataset import attach
+from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.handbook import DAY_MS, HandbookConfig, handbook_labels, handbook_table
 
 runner = CliRunner()
@@ -173,3 +178,51 @@ def test_label_delay_is_the_books() -> None:
     assert labels.column("label_time").to_numpy().min() >= (
         table.column("timestamp").to_numpy().min() + 7 * DAY_MS
     )
+
+
+def test_a_checkpoint_carries_the_streaming_features(data: dict[str, Path], tmp_path: Path) -> None:
+    """`run --model --labels --checkpoint-dir`: a run restored from a checkpoint half-way
+    scores every later transaction as the uninterrupted run does (rings, label feed and
+    pending labels are in the checkpoint)."""
+    model = tmp_path / "lr"
+    invoke(
+        "train", "--features", str(data["features"]), "--labels", str(data["labels"]),
+        "--kind", "logistic_regression", "--output", str(model),
+    )  # fmt: skip
+    table = pq.read_table(data["tx"])
+    decoder = Decoder(CardTokenizer(b"models-checkpoint"))
+    batches = [
+        decoder.table(table.slice(start, 4_000), start, 0.0)[0]
+        for start in range(0, table.num_rows, 4_000)
+    ]
+
+    def fresh() -> Pipeline:
+        pipeline = Pipeline(state_ttl_ms=30 * DAY_MS)
+        attach(pipeline, data["labels"], model)
+        return pipeline
+
+    def scores(steps: list[StepResult]) -> dict[str, tuple[float, float, float]]:
+        out = {}
+        for d in (s.decisions for s in steps if s.decisions is not None):
+            seen, p = d.features["customer_tx_seen"], d.features["model_probability"]
+            for row, tx in enumerate(d.tx.transaction_id.to_pylist()):
+                out[tx] = (float(d.score[row]), float(seen[row]), float(p[row]))
+        return out
+
+    whole = fresh()
+    expected = scores([whole.submit(b, now_ms=0.0) for b in batches] + [whole.flush(now_ms=0.0)])
+    half = len(batches) // 2
+    first = fresh()
+    steps = [first.submit(b, now_ms=0.0) for b in batches[:half]]
+    store = CheckpointStore(str(tmp_path / "checkpoints"))
+    store.write(store.next_id(), first.snapshot(), {"run_id": "r"})
+    second = fresh()
+    second.restore(store.read(store.latest() or 0)[1])
+    steps += [second.submit(b, now_ms=0.0) for b in batches[half:]] + [second.flush(now_ms=0.0)]
+    assert len(expected) == table.num_rows
+    assert scores(steps) == expected
+    invoke(  # and the command takes checkpoints with a model now
+        "run", "--input", str(data["tx"]), "--labels", str(data["labels"]), "--model", str(model),
+        "--checkpoint-dir", str(tmp_path / "cli-checkpoints"), "--quiet",
+    )  # fmt: skip
+    assert CheckpointStore(str(tmp_path / "cli-checkpoints")).latest() is not None

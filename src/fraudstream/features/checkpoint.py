@@ -30,7 +30,8 @@ def _key_space(prefix: str, space: KeySpace | None, out: dict[str, Any]) -> None
 
 
 def snapshot_features(features: StreamingFeatures) -> dict[str, Any]:
-    """Copies of every array of the feature state."""
+    """Copies of every array of the feature state (plain arrays, no Python objects: they go
+    into a checkpoint's ``.npz``, which is read without pickle)."""
     out: dict[str, Any] = {}
     for prefix, rings in (("customers", features.customers), ("terminals", features.terminals)):
         out[f"{prefix}.width"] = np.array([rings.width])
@@ -44,7 +45,9 @@ def snapshot_features(features: StreamingFeatures) -> dict[str, Any]:
     _key_space("named", features.named, out)
     _key_space("fraud_labelled", features.fraud_labelled, out)
     pending = features.pending
-    out["pending.transaction_id"] = np.array(pending.transaction_id.to_pylist(), dtype=object)
+    ids = [text.encode() for text in pending.transaction_id.to_pylist()]
+    out["pending.id_lengths"] = np.array([len(raw) for raw in ids], dtype=np.int64)
+    out["pending.id_bytes"] = np.frombuffer(b"".join(ids), dtype=np.uint8).copy()
     out["pending.is_fraud"] = pending.is_fraud.copy()
     out["pending.label_time"] = pending.label_time.copy()
     feed = features.labels  # not `if feed`: a feed whose labels were all handed out is empty
@@ -67,8 +70,11 @@ def restore_features(features: StreamingFeatures, arrays: dict[str, Any]) -> Non
         space = getattr(features, name)
         if space is not None:
             space.restore({k: arrays[f"{name}.{k}"] for k in ("offsets", "bytes")})
+    raw = np.asarray(arrays["pending.id_bytes"], dtype=np.uint8).tobytes()
+    ends = np.cumsum(arrays["pending.id_lengths"]).tolist()
+    ids = [raw[a:b].decode() for a, b in zip([0, *ends][:-1], ends, strict=True)]
     features.pending = Labels(
-        pa.array(list(arrays["pending.transaction_id"]), pa.string()),
+        pa.array(ids, pa.string()),
         np.array(arrays["pending.is_fraud"], dtype=np.bool_),
         np.array(arrays["pending.label_time"], dtype=np.int64),
     )

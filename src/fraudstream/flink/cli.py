@@ -165,6 +165,15 @@ def run(
             "sequencer (faster).",
         ),
     ] = False,
+    fuse: Annotated[
+        bool | None,
+        typer.Option(
+            "--fuse/--shard",
+            help="Bounded files in chunks: the whole pipeline as one operator, or the sharded "
+            "job (sequencer, card and user shards, decide). Default: fused at parallelism 1.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="Score every transaction with this model artifact.")
     ] = None,
@@ -178,6 +187,9 @@ def run(
     fail_once_after: Annotated[
         int | None, typer.Option(hidden=True, help="Tests: fail once after N decisions.")
     ] = None,
+    fail_without_checkpoint: Annotated[
+        bool, typer.Option(hidden=True, help="Tests: the fault need not wait for a checkpoint.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
 ) -> None:
     """Decide transactions on Apache Flink exactly as `fraudstream run` does."""
@@ -226,7 +238,8 @@ def run(
     fault = None
     if fail_once_after is not None:
         marker = str(Path(checkpoint_dir) / "injected-fault")
-        fault = Fault(fail_once_after, marker, str(Path(checkpoint_dir).resolve()))
+        checkpoints = str(Path(checkpoint_dir).resolve())
+        fault = Fault(fail_once_after, marker, checkpoints, not fail_without_checkpoint)
     job = FlinkJob(
         parts=parts,
         inputs=input,
@@ -245,6 +258,7 @@ def run(
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
         read_lines=read_lines,
+        fuse=fuse,
         fault=fault,
     )
     started = time.perf_counter()

@@ -23,6 +23,7 @@ from pyflink.common import Types  # type: ignore[import-untyped]
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext  # type: ignore[import-untyped]
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor  # type: ignore[import-untyped]
 
+from fraudstream.decide import Decisions
 from fraudstream.flink.chunks import Chunk, read_block
 from fraudstream.flink.stages import (
     DetectorStage,
@@ -58,6 +59,7 @@ __all__ = [
     "DetectorFunction",
     "Fault",
     "SequenceFunction",
+    "decision_outputs",
 ]
 
 
@@ -68,17 +70,28 @@ def _lines(records: list[dict[str, Any]]) -> str:
 
 @dataclass(frozen=True)
 class Fault:
-    """A test-only fault: fail once, after ``after`` decisions and a completed checkpoint."""
+    """A test-only fault: fail once, after ``after`` decisions and (unless told not to wait)
+    a completed checkpoint."""
 
     after: int
     marker: str
     checkpoints: str
+    wait_for_checkpoint: bool = True
 
     def due(self, decided: int) -> bool:
         """True the first time it should fire (the marker file makes it fire only once)."""
         if decided < self.after or os.path.exists(self.marker):
             return False
+        if not self.wait_for_checkpoint:
+            return True
         return bool(glob.glob(os.path.join(self.checkpoints, "*", "chk-*", "_metadata")))
+
+    def fire(self, decided: int) -> None:
+        """Fails the job (once) when :meth:`due`."""
+        if self.due(decided):
+            with open(self.marker, "w") as handle:
+                handle.write(f"failed after {decided} decisions\n")
+            raise RuntimeError(f"injected fault after {decided} decisions (test only)")
 
     def note_restore(self, what: str) -> None:
         """Records that an operator came back from a checkpoint (the test checks this)."""
@@ -292,18 +305,21 @@ class DecideFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.cache.pop(batch, None)
         self.state.clear()
         decisions = assemble(have, self.full, time.time() * 1000)
-        if "decisions" in self.wanted:
-            rows = decision_dicts(decisions)
-            yield DECISIONS, _lines(rows)
-            alerts = [row for row in rows if row["decision"] != "approve"]
-        else:
-            alerts = decision_dicts(decisions.take(decisions.alerts()))
-        if alerts and "alerts" in self.wanted:
-            yield ALERTS, _lines(alerts)
-        if "enriched" in self.wanted:
-            yield ENRICHED, _lines(enriched_dicts(decisions))
+        yield from decision_outputs(decisions, self.wanted)
         self.decided += len(decisions)
-        if self.fault is not None and self.fault.due(self.decided):
-            with open(self.fault.marker, "w") as handle:
-                handle.write(f"failed after {self.decided} decisions\n")
-            raise RuntimeError(f"injected fault after {self.decided} decisions (test only)")
+        if self.fault is not None:
+            self.fault.fire(self.decided)
+
+
+def decision_outputs(decisions: Decisions, wanted: frozenset[str]) -> Iterator[Any]:
+    """A micro-batch's decisions as the job's side outputs (decisions, alerts, enriched)."""
+    if "decisions" in wanted:
+        rows = decision_dicts(decisions)
+        yield DECISIONS, _lines(rows)
+        alerts = [row for row in rows if row["decision"] != "approve"]
+    else:
+        alerts = decision_dicts(decisions.take(decisions.alerts()))
+    if alerts and "alerts" in wanted:
+        yield ALERTS, _lines(alerts)
+    if "enriched" in wanted:
+        yield ENRICHED, _lines(enriched_dicts(decisions))

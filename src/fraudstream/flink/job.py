@@ -58,6 +58,9 @@ class FlinkJob:
     # TaskManager's JVM, no gRPC data plane). See :meth:`configuration` for thread mode's
     # one condition: one Python operator per task thread.
     execution_mode: str = "thread"
+    # One operator instead of sequencer, shards and join (bounded files read in chunks
+    # only); None: at parallelism 1. See fraudstream.flink.fused.
+    fuse: bool | None = None
     fault: Any = None  # functions.Fault (tests only)
 
     def configuration(self) -> Any:
@@ -137,6 +140,9 @@ class FlinkJob:
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
             ).uid("fraudstream-chunks")
+            if self.fused:
+                self._build_fused(records)
+                return
         sequenced = (
             records.key_by(lambda _: 0, key_type=Types.INT())
             .process(function, output_type=PICKLED)
@@ -183,6 +189,39 @@ class FlinkJob:
         }
         for name, target in self.outputs.items():
             self._sink(streams[name], name, target)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the job runs as one operator (:mod:`fraudstream.flink.fused`): asked for,
+        or by default at parallelism 1 on bounded files read in chunks."""
+        chunked = not (self.read_lines or self.monitor_ms is not None or self.kafka_servers)
+        wanted = self.parallelism == 1 if self.fuse is None else self.fuse
+        return chunked and wanted
+
+    def _build_fused(self, chunks: Any) -> None:
+        from pyflink.common import Types
+
+        from fraudstream.flink.functions import (
+            ALERTS,
+            DEAD_LETTERS,
+            DECISIONS,
+            ENRICHED,
+            LATE,
+            PICKLED,
+        )
+        from fraudstream.flink.fused import WholePipelineFunction
+
+        function = WholePipelineFunction(self.parts, frozenset(self.outputs), fault=self.fault)
+        decided = (
+            chunks.key_by(lambda _: 0, key_type=Types.INT())
+            .process(function, output_type=PICKLED)
+            .name("decode, dedupe, event clock, detectors, decide")
+            .uid("fraudstream-pipeline")
+        )
+        tags = {"dead_letters": DEAD_LETTERS, "late": LATE, "decisions": DECISIONS}
+        tags.update(alerts=ALERTS, enriched=ENRICHED)
+        for name, target in self.outputs.items():
+            self._sink(decided.get_side_output(tags[name]), name, target)
 
     def _source(self, env: Any) -> Any:
         from pyflink.common import Duration, WatermarkStrategy

@@ -43,6 +43,7 @@ from fraudstream.engine.expiry import NEVER, StateExpiry
 from fraudstream.engine.keys import KeySpace
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.checkpoint import restore_features, snapshot_features
+from fraudstream.features.engine import warm_up
 from fraudstream.io.labels import LabelFeed, Labels, read_labels
 from fraudstream.models.artifact import ModelArtifact
 from fraudstream.models.stage import ModelStage
@@ -88,10 +89,20 @@ class ModelSpec:
 
     def stage(self) -> ModelStage:
         """The embedded model stage, fed by features that arrive with the parts."""
+        return ModelStage(ShippedFeatures(), self._artifact(), self.weight)  # type: ignore[arg-type]
+
+    def embedded_stage(self) -> ModelStage:
+        """The model stage with its own streaming features, as `run --model --labels`
+        attaches it (the fused job at parallelism 1 runs the whole pipeline)."""
+        feed = LabelFeed(self.labels) if self.labels is not None else None
+        warm_up()
+        return ModelStage(StreamingFeatures(None, feed), self._artifact(), self.weight)
+
+    def _artifact(self) -> ModelArtifact | None:
         artifact = self.artifact
         if artifact is not None and artifact.info.kind == "xgboost":
             artifact.model.set_param({"nthread": 1})  # a pickled booster forgets it
-        return ModelStage(ShippedFeatures(), artifact, self.weight)  # type: ignore[arg-type]
+        return artifact
 
 
 class ShippedFeatures:

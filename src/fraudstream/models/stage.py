@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from fraudstream.decide import APPROVE
 from fraudstream.features import StreamingFeatures
+from fraudstream.features.checkpoint import restore_features, snapshot_features
 from fraudstream.models.artifact import ModelArtifact, finite
 
 __all__ = ["MODEL_RULE", "ModelStage"]
@@ -111,6 +112,18 @@ class ModelStage:
             messages[MODEL_RULE] = (rows, texts)
         self._x = self._p = None
         return {**scores, MODEL_RULE: self.weight}
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, arrays) for a pipeline checkpoint: the streaming features' state (the
+        model itself keeps none)."""
+        meta = {"features": list(self.features.names)}
+        return meta, snapshot_features(self.features)
+
+    def restore(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        """Loads a :meth:`snapshot` (the same features and label file)."""
+        if list(meta["features"]) != list(self.features.names):
+            raise ValueError("the checkpoint's streaming features are not this run's")
+        restore_features(self.features, dict(arrays))
 
     def contributions(self, row_features: Mapping[str, float]) -> list[tuple[str, float, float]]:
         """(feature, value, contribution) of one transaction, strongest first (for the API)."""
