@@ -6,7 +6,8 @@ On the same JSON-lines workload (seeded, under benchmarks/data/):
 
 - ``fraudstream flink run --target local``: every standard detector decides every record;
   the alerts (``--output alerts``, like the walkthrough job) or every decision
-  (``--output decisions``) written by Flink's FileSink; parallelism 1 and 2, in PyFlink's
+  (``--output decisions``) written by Flink's FileSink; parallelism 1 fused (one operator,
+  the default there) and sharded (``--shard``), parallelism 2 sharded, in PyFlink's
   thread and process execution modes (``--modes``). Start-up
   (MiniCluster, Python workers, job submission) is measured separately with a 1,000-record
   run and reported apart; the tx/s figure is records / (wall time - start-up).
@@ -114,19 +115,26 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def flink_command(path: Path, out: Path, parallelism: int, output: str, mode: str) -> list[str]:
+# (parallelism, job shape): at parallelism 1 the job runs fused by default (one operator);
+# the sharded job (sequencer, card and user shards, decide) is what scales out.
+SHAPES = [(1, "fused"), (1, "sharded"), (2, "sharded")]
+
+
+def flink_command(
+    path: Path, out: Path, parallelism: int, shape: str, output: str, mode: str
+) -> list[str]:
     """`fraudstream flink run --target local` writing alerts or decisions."""
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path),
         f"--{output}", str(out / output), "--checkpoint-dir", str(out / "chk"),
         "--parallelism", str(parallelism), "--execution-mode", mode,
-        "--target", "local", "--quiet",
+        "--fuse" if shape == "fused" else "--shard", "--target", "local", "--quiet",
     ]  # fmt: skip
 
 
-def flink_name(parallelism: int, mode: str) -> str:
+def flink_name(parallelism: int, shape: str, mode: str) -> str:
     """The result key of a Flink runtime run."""
-    return f"flink runtime, all detectors, parallelism {parallelism}, {mode} mode"
+    return f"flink runtime, all detectors, parallelism {parallelism} {shape}, {mode} mode"
 
 
 def naive_name(mode: str) -> str:
@@ -162,13 +170,15 @@ def main() -> None:
             return target
 
         for mode in modes:
-            for parallelism in (1, 2):
+            for parallelism, shape in SHAPES:
                 startup = timed(
-                    flink_command(small, fresh("startup"), parallelism, args.output, mode)
+                    flink_command(small, fresh("startup"), parallelism, shape, args.output, mode)
                 )
-                seconds = timed(flink_command(data, fresh("flink"), parallelism, args.output, mode))
-                runs[flink_name(parallelism, mode)] = rate(args.records, seconds, startup)
-                print(f"  flink p{parallelism} {mode}: {runs[list(runs)[-1]]}")
+                seconds = timed(
+                    flink_command(data, fresh("flink"), parallelism, shape, args.output, mode)
+                )
+                runs[flink_name(parallelism, shape, mode)] = rate(args.records, seconds, startup)
+                print(f"  flink p{parallelism} {shape} {mode}: {runs[list(runs)[-1]]}")
         for mode in ("process", "thread"):
             here = str(Path(__file__).resolve())
             base = [sys.executable, here, "--naive-mode", mode]
@@ -189,10 +199,11 @@ def main() -> None:
     best_naive = max(v["tx_s"] for k, v in runs.items() if k.startswith("naive"))
     for mode in modes:
         same = runs[naive_name(mode)]["tx_s"]
-        for parallelism in (1, 2):
-            figure = runs[flink_name(parallelism, mode)]["tx_s"]
+        for parallelism, shape in SHAPES:
+            figure = runs[flink_name(parallelism, shape, mode)]["tx_s"]
             print(
-                f"flink p{parallelism} {mode}: {figure:,.0f} tx/s = {figure / same:.1f} x the "
+                f"flink p{parallelism} {shape} {mode}: {figure:,.0f} tx/s = "
+                f"{figure / same:.1f} x the "
                 f"naive job in {mode} mode ({same:,.0f} tx/s), {figure / best_naive:.1f} x the "
                 f"best naive ({best_naive:,.0f} tx/s); bar {BAR:g} x"
             )
