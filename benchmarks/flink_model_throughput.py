@@ -43,7 +43,7 @@ def flink(path: Path, out: Path, parallelism: int, model: list[str]) -> list[str
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path), "--decisions", str(out / "decisions"),
         "--checkpoint-dir", str(out / "chk"), "--parallelism", str(parallelism),
-        "--target", "local", "--quiet", *model,
+        "--shard", "--target", "local", "--quiet", *model,
     ]  # fmt: skip
 
 
