@@ -5,12 +5,14 @@ scoring in the join) give the embedded pipeline's decisions, scores, reasons wit
 top contributions and the ``model`` field, for any stream cut into any micro-batches, any
 number of shards, every stage's state pickled and restored between batches.
 
-On Flink (MiniCluster): an XGBoost model trained on the messy stream's own features, then
-`fraudstream run --model` and `fraudstream flink run --model` at parallelism 1 and 2 give
-identical decisions and alerts; a job that fails once mid-stream restarts from its
-checkpoint with the features continuing exactly (same decisions as the embedded run). Two
-MiniCluster runs serve every assertion: parallelism 1 (chunks), and parallelism 2 reading line
-by line with the test-only fault.
+On Flink (MiniCluster): an XGBoost model trained on the messy stream's own features and a
+label for every transaction, then `fraudstream run --model --labels` and `fraudstream flink
+run --model --labels` at parallelism 1 and 2 give identical decisions and alerts; a job that
+fails once mid-stream restarts from its checkpoint with the features continuing exactly
+(same decisions as the embedded run). Two MiniCluster runs serve every assertion:
+parallelism 1 (bounded file in chunks: the fused job, the default there), and parallelism 2
+(the sharded job: features in the sequencer, the model in the join) reading line by line
+with the test-only fault.
 """
 
 from __future__ import annotations
@@ -332,9 +334,9 @@ def embedded_model(
 
 
 WEIGHT = ("--model-weight", "0.9")
-# Two MiniCluster runs shared by the tests: parallelism 1 reading chunks, and parallelism 2
-# reading line by line with small micro-batches and the test-only fault (a restart); 8 shards
-# there (each micro-batch costs a detector call per shard it touches).
+# Two MiniCluster runs shared by the tests: parallelism 1 reading chunks (fused), and the
+# sharded job at parallelism 2 reading line by line with small micro-batches and the
+# test-only fault (a restart); 8 shards there (a micro-batch costs a call per shard it touches).
 RUNS = {
     "p1": ("--parallelism", "1"),
     "p2-restarted": (
