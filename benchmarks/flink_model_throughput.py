@@ -3,13 +3,13 @@
     python benchmarks/flink_model_throughput.py [--records 200000] [--cards 20000]
 
 On one seeded JSON-lines workload (benchmarks/data/), every standard detector, decisions
-written: ``fraudstream flink run --target local`` (thread mode) at parallelism 1 and 2
-without and with ``--model`` (the in-loop XGBoost of benchmarks/model_throughput.py: 30
-trees of depth 5 trained on the handbook simulation's features; made there once), and
-``fraudstream run`` without and with the same model. Flink start-up is measured with a
-1,000-record run and subtracted (the embedded start-up likewise). Prints tx/s and the
-with-model / without-model ratio of each runtime; appends a line to
-benchmarks/results/flink_model_throughput.jsonl.
+written: ``fraudstream flink run --target local`` (thread mode): the fused job at
+parallelism 1 and the sharded job at 1 and 2, each without and with ``--model`` (the
+in-loop XGBoost of benchmarks/model_throughput.py: 30 trees of depth 5 trained on the
+handbook simulation's features; made there once), and ``fraudstream run`` without and with
+the same model. Flink start-up is measured with a 1,000-record run and subtracted (the
+embedded start-up likewise). Prints tx/s and the with-model / without-model ratio of each
+runtime; appends a line to benchmarks/results/flink_model_throughput.jsonl.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def flink(path: Path, out: Path, parallelism: int, model: list[str]) -> list[str]:
-    """`fraudstream flink run --target local` writing decisions."""
+def flink(path: Path, out: Path, parallelism: int, model: list[str], fuse: bool) -> list[str]:
+    """`fraudstream flink run --target local` (sharded or fused) writing decisions."""
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path), "--decisions", str(out / "decisions"),
         "--checkpoint-dir", str(out / "chk"), "--parallelism", str(parallelism),
-        "--shard", "--target", "local", "--quiet", *model,
+        "--fuse" if fuse else "--shard", "--target", "local", "--quiet", *model,
     ]  # fmt: skip
 
 
@@ -73,10 +73,10 @@ def main() -> None:
             target.mkdir()
             return target
 
-        plans: list[tuple[str, Any]] = []
+        plans: list[tuple[str, Any]] = [("flink fused p1", lambda p, o, m: flink(p, o, 1, m, True))]
         for parallelism in (1, 2):
             plans.append(
-                (f"flink p{parallelism}", lambda p, o, m, n=parallelism: flink(p, o, n, m))
+                (f"flink p{parallelism}", lambda p, o, m, n=parallelism: flink(p, o, n, m, False))
             )
         plans.append(("embedded", embedded))
         for name, command in plans:
