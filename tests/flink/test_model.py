@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,6 +52,7 @@ from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
 from fraudstream.rules import RuleSet
 from fraudstream.schema import CardTokenizer
+from fraudstream.simulate.handbook import HandbookConfig, handbook_labels, handbook_table
 
 SMALL = {"n_estimators": 20, "max_depth": 4}
 SYNTHETIC = [
@@ -264,6 +266,46 @@ def test_embedded_customer_features_survive_state_compaction(small_model: Path) 
     without = embedded(parts_with(None, spec), batches, model=small_model)
     ttl = embedded(parts_with(600_000, spec), batches, model=small_model)
     assert streaming(ttl) == streaming(without)
+
+
+def test_sequencer_features_continue_exactly_across_compact_snapshots(tmp_path: Path) -> None:
+    """80 days of the handbook simulation with its labels, cut into micro-batches: the
+    sequencer pickled and restored after every batch (its snapshot keeps only the live ring
+    entries) computes every feature as one that never stopped, while rings wrap, widen and
+    expire (the horizon is 31 days for customers, 38 for terminals)."""
+    table = handbook_table(HandbookConfig(customers=40, terminals=100, days=80, seed=2))
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(handbook_labels(table), labels)
+    encode = msgspec.json.Encoder().encode
+    lines = [encode(row) for row in table.drop(["is_fraud", "fraud_scenario"]).to_pylist()]
+    parts = parts_with(None, ModelSpec.load(None, labels=labels))
+
+    def features(restored: bool) -> tuple[list[Any], int, Sequencer]:
+        sequencer, out, largest = Sequencer(parts, 4), [], 0
+        for step in [*cuts(lines, [997] * 3), None]:
+            found = sequencer.lines(step, 0.0) if step is not None else sequencer.flush()
+            for part in found.card_parts.values():
+                assert part.features is not None
+                out.append((part.seq, part.features))
+            if restored:
+                blob = pickle.dumps(sequencer.snapshot())
+                largest = max(largest, len(blob))
+                sequencer = Sequencer(parts, 4)
+                sequencer.restore(pickle.loads(blob))
+        return out, largest, sequencer
+
+    plain, _, whole = features(False)
+    again, largest, _ = features(True)
+    assert len(again) == len(plain)
+    for (seq, columns), (seq_again, columns_again) in zip(plain, again, strict=True):
+        assert np.array_equal(seq, seq_again) and columns.keys() == columns_again.keys()
+        for name, column in columns.items():
+            assert np.array_equal(column, columns_again[name], equal_nan=True), name
+    rings = whole.features.features
+    assert rings.customers.width >= 64 and rings.customers.head.sum() > 1_000  # wrapped, expired
+    assert rings.labels_applied > 0
+    dense = sum(a.nbytes for r in (rings.customers, rings.terminals) for a in r.arrays.values())
+    assert largest < dense / 4
 
 
 # --- on Flink -------------------------------------------------------------------------------
