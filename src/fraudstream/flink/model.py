@@ -197,7 +197,6 @@ class SequencedFeatures:
         width is the busiest key's (mostly fill). Kept: the rows of keys seen, and of each
         key's ring its live entries only (``head`` to ``count``: the only ones any kernel
         reads), so the size follows the transactions within the feature horizon."""
-        labels = self.features.labels
         features = snapshot_features(self.features)
         for prefix, keys in (("customers", self.customers), ("terminals", self.terminals)):
             rows = max(len(keys), 1)  # rows past the keys seen hold only fill values
@@ -213,9 +212,6 @@ class SequencedFeatures:
             "features": features,
             "customers": {k: v.copy() for k, v in self.customers.snapshot().items()},
             "terminals": {k: v.copy() for k, v in self.terminals.snapshot().items()},
-            # snapshot_features writes 0 once every label was handed out (an empty feed is
-            # falsy there): the position is kept here too, or a restore would replay them
-            "labels_read": None if labels is None else labels.position,
             "seen": self.seen.copy(),
         }
 
@@ -233,8 +229,6 @@ class SequencedFeatures:
                 ring[where] = features.pop(f"{prefix}.live.{name}")
                 features[f"{prefix}.ring.{name}"] = ring
         restore_features(self.features, features)
-        if self.features.labels is not None:
-            self.features.labels.position = snapshot["labels_read"]
         self.customers.restore(snapshot["customers"])
         self.terminals.restore(snapshot["terminals"])
         self.seen = np.array(snapshot["seen"], dtype=np.int64)
