@@ -39,6 +39,8 @@ def test_restored_engine_computes_what_the_uninterrupted_one_does() -> None:
     first.compute(ids.slice(0, half), customer[:half], terminal[:half], times[:half], amount[:half])
     saved = snapshot_features(first)
     assert first.customers.width > 4  # the rings widened: the snapshot must carry that
+    rings = first.customers.nbytes() + first.terminals.nbytes()
+    assert sum(np.asarray(v).nbytes for v in saved.values()) < rings  # live entries only
     restored = StreamingFeatures(config, LabelFeed(_labels(times)))
     restore_features(restored, saved)
     rest = restored.compute(

@@ -192,59 +192,22 @@ class SequencedFeatures:
         self.seen[slots[last]] = times[last]
 
     def snapshot(self) -> dict[str, Any]:
-        """Copies of the rings, counters and both key spaces, compact: it is written to
-        Flink state after every micro-batch, and the rings are a (keys x width) table whose
-        width is the busiest key's (mostly fill). Kept: the rows of keys seen, and of each
-        key's ring its live entries only (``head`` to ``count``: the only ones any kernel
-        reads), so the size follows the transactions within the feature horizon."""
-        features = snapshot_features(self.features)
-        for prefix, keys in (("customers", self.customers), ("terminals", self.terminals)):
-            rows = max(len(keys), 1)  # rows past the keys seen hold only fill values
-            for name in [n for n in features if n.startswith(prefix + ".") and n[-6:] != ".width"]:
-                features[name] = features[name][:rows]
-            where = _live(features, prefix)
-            for name in [n for n in features if n.startswith(prefix + ".ring.")]:
-                live = features.pop(name)[where]
-                features[name.replace(".ring.", ".live.")] = live
-        for name in ("stats", "last_ms"):  # per customer
-            features[name] = features[name][: max(len(self.customers), 1)]
+        """The feature state (compact: each ring's live entries, see
+        :func:`~fraudstream.features.checkpoint.snapshot_features`), both key spaces and
+        each customer's last time."""
         return {
-            "features": features,
+            "features": snapshot_features(self.features),
             "customers": {k: v.copy() for k, v in self.customers.snapshot().items()},
             "terminals": {k: v.copy() for k, v in self.terminals.snapshot().items()},
             "seen": self.seen.copy(),
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
-        """Loads a :meth:`snapshot` (the rings laid out again, fill where nothing lives)."""
-        features = dict(snapshot["features"])
-        for prefix, rings in (
-            ("customers", self.features.customers),
-            ("terminals", self.features.terminals),
-        ):
-            rows, width = len(features[prefix + ".count"]), int(features[prefix + ".width"][0])
-            where = _live(features, prefix)
-            for name, (dtype, fill) in rings.fields.items():
-                ring = np.full((rows, width), fill, dtype=dtype)
-                ring[where] = features.pop(f"{prefix}.live.{name}")
-                features[f"{prefix}.ring.{name}"] = ring
-        restore_features(self.features, features)
+        """Loads a :meth:`snapshot`."""
+        restore_features(self.features, dict(snapshot["features"]))
         self.customers.restore(snapshot["customers"])
         self.terminals.restore(snapshot["terminals"])
         self.seen = np.array(snapshot["seen"], dtype=np.int64)
-
-
-def _live(features: Mapping[str, Any], prefix: str) -> tuple[I64, I64]:
-    """(rows, columns) of every live ring entry: key ``s``'s entries ``head[s]`` to
-    ``count[s] - 1``, entry ``j`` at column ``j % width`` (the kernels' layout)."""
-    head = np.asarray(features[prefix + ".head"], dtype=np.int64)
-    count = np.asarray(features[prefix + ".count"], dtype=np.int64)
-    width = int(features[prefix + ".width"][0])
-    lengths = np.maximum(count - head, 0)
-    rows = np.repeat(np.arange(len(count), dtype=np.int64), lengths)
-    starts = np.cumsum(lengths) - lengths  # each key's first entry in the packed order
-    entry = head[rows] + np.arange(len(rows), dtype=np.int64) - starts[rows]
-    return rows, entry & (width - 1)
 
 
 def _codes(column: Any) -> npt.NDArray[np.int32]:
