@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_stages import START, comparable, cuts, streams
+from test_stages import START, comparable, cuts, detect, streams
 
 from fraudstream.engine.pipeline import TimeConfig
 from fraudstream.flink.model import ModelSpec
-from fraudstream.flink.stages import DetectorStage, PipelineParts, Sequencer, assemble
+from fraudstream.flink.stages import PipelineParts, Sequencer, assemble
 from fraudstream.io.decode import Decoder
 from fraudstream.io.records import decision_dicts
 from fraudstream.models.dataset import attach
@@ -101,14 +101,7 @@ def sharded(parts: PipelineParts, batches: list[list[bytes]], shards: int) -> li
         snapshot = pickle.loads(pickle.dumps(sequencer.snapshot()))
         sequencer = Sequencer(parts, shards)
         sequencer.restore(snapshot)
-        results = []
-        for key, found in (("card", released.card_parts), ("user", released.user_parts)):
-            for shard, part in found.items():
-                stage = DetectorStage(parts, key)  # type: ignore[arg-type]
-                if (key, shard) in stages:
-                    stage.restore(pickle.loads(stages[key, shard]))
-                results.append(pickle.loads(pickle.dumps(stage.process(part, 0.0))))
-                stages[key, shard] = pickle.dumps(stage.snapshot())
+        results = detect(parts, released, stages)
         if results:  # a fresh join every batch (scoring keeps no state), without the labels
             full = replace(parts, model=parts.model.lean())
             decisions += decision_dicts(

@@ -17,7 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraudstream.engine.pipeline import Pipeline, TimeConfig
-from fraudstream.flink.stages import DetectorStage, PipelineParts, Sequencer, assemble, shard_of
+from fraudstream.flink.stages import (
+    DetectorStage,
+    PipelineParts,
+    Released,
+    Sequencer,
+    StageResult,
+    assemble,
+    shard_of,
+)
 from fraudstream.io.decode import Decoder
 from fraudstream.io.records import decision_dicts, late_dicts
 from fraudstream.profiles import ProfileTable
@@ -93,6 +101,22 @@ def embedded(parts: PipelineParts, batches: list[list[bytes]]) -> tuple[Any, ...
     return decisions, dead, late
 
 
+def detect(
+    parts: PipelineParts, released: Released, stages: dict[tuple[str, int], bytes]
+) -> list[StageResult]:
+    """Each part of a sequencer step through its shard's stage, restored from and saved to
+    pickled state as Flink keeps it; the answers pickled on their way to the join."""
+    results = []
+    for key, found in (("card", released.card_parts), ("user", released.user_parts)):
+        for shard, part in found.items():
+            stage = DetectorStage(parts, key)  # type: ignore[arg-type]
+            if (key, shard) in stages:
+                stage.restore(pickle.loads(stages[key, shard]))
+            results.append(pickle.loads(pickle.dumps(stage.process(part, 0.0))))
+            stages[key, shard] = pickle.dumps(stage.snapshot())
+    return results
+
+
 def sharded(parts: PipelineParts, batches: list[list[bytes]], shards: int) -> tuple[Any, ...]:
     """The Flink job's stages over the same micro-batches, state pickled between batches."""
     sequencer = Sequencer(parts, shards)
@@ -114,14 +138,7 @@ def sharded(parts: PipelineParts, batches: list[list[bytes]], shards: int) -> tu
             for d in released.dead_letters
         ]
         late += released.late
-        results = []
-        for key, found in (("card", released.card_parts), ("user", released.user_parts)):
-            for shard, part in found.items():
-                stage = DetectorStage(parts, key)  # type: ignore[arg-type]
-                if (key, shard) in stages:
-                    stage.restore(pickle.loads(stages[key, shard]))
-                results.append(pickle.loads(pickle.dumps(stage.process(part, 0.0))))
-                stages[key, shard] = pickle.dumps(stage.snapshot())
+        results = detect(parts, released, stages)
         if results:
             decisions += decision_dicts(assemble(results, full, 0.0))
     return decisions, dead, late

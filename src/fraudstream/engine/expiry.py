@@ -29,7 +29,23 @@ if TYPE_CHECKING:
 
 NEVER = np.iinfo(np.int64).min // 4
 I64 = npt.NDArray[np.int64]
-__all__ = ["NEVER", "StateExpiry"]
+__all__ = ["NEVER", "StateExpiry", "returning"]
+
+
+def returning(seen: I64, slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int) -> npt.NDArray[Any]:
+    """The keys of a batch (cut so that none comes back inside it) whose first record here
+    follows their previous one by more than ``ttl_ms``; ``seen`` (each key's last time, by
+    slot) then gets this batch's last times."""
+    order = np.argsort(slots, kind="stable")
+    s, t = slots[order], time_ms[order]
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    last = np.ones(len(s), dtype=bool)
+    last[:-1] = first[1:]
+    previous = seen[s[first]]
+    stale: npt.NDArray[Any] = s[first][(previous != NEVER) & (t[first] - previous > ttl_ms)]
+    seen[s[last]] = t[last]
+    return stale
 
 
 class StateExpiry:
@@ -78,15 +94,7 @@ class StateExpiry:
             self.latest_ms = max(self.latest_ms, int(time_ms.max()))
         for key, column in slots.items():
             keys = pipeline.cards if key == "card" else pipeline.users
-            seen = self._grow(key, len(keys))
-            order = np.argsort(column, kind="stable")
-            s, t = column[order], time_ms[order]
-            first = np.ones(len(s), dtype=bool)
-            first[1:] = s[1:] != s[:-1]
-            last = np.ones(len(s), dtype=bool)
-            last[:-1] = first[1:]
-            previous = seen[s[first]]
-            stale = s[first][(previous != NEVER) & (t[first] - previous > self.ttl_ms)]
+            stale = returning(self._grow(key, len(keys)), column, time_ms, self.ttl_ms)
             if len(stale):
                 self.expired_keys += len(stale)
                 for table in pipeline.tables_keyed_by(key):
@@ -94,7 +102,6 @@ class StateExpiry:
                 features = pipeline.customer_features()
                 if key == "user" and features is not None:
                     features.forget_customers(stale)
-            seen[s[last]] = t[last]
 
     def reclaim(self, pipeline: Pipeline, force: bool = False) -> int:
         """Compacts key spaces when enough keys are long expired; returns slots freed."""

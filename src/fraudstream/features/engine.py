@@ -61,6 +61,9 @@ class FeatureConfig:
             raise ValueError("features: windows_days must be in increasing order")
 
 
+_NO_TIME = np.iinfo(np.int64).min // 4  # a key's newest time before it has any
+
+
 class _Rings:
     """One key space's rings: per key, its last transactions (a table that widens)."""
 
@@ -74,7 +77,7 @@ class _Rings:
         }
         self.count = np.zeros(1024, dtype=np.int64)
         self.head = np.zeros(1024, dtype=np.int64)  # number of each key's oldest live entry
-        self.newest = np.full(1024, np.iinfo(np.int64).min // 4, dtype=np.int64)
+        self.newest = np.full(1024, _NO_TIME, dtype=np.int64)
         self.marked = np.zeros(1024, dtype=np.int64)  # > 0 once a key had a fraud marked
 
     def ensure(self, keys: int) -> None:
@@ -93,7 +96,7 @@ class _Rings:
         head = np.zeros(capacity, dtype=np.int64)
         head[: len(self.head)] = self.head
         self.head = head
-        newest = np.full(capacity, np.iinfo(np.int64).min // 4, dtype=np.int64)
+        newest = np.full(capacity, _NO_TIME, dtype=np.int64)
         newest[: len(self.newest)] = self.newest
         self.newest = newest
         marked = np.zeros(capacity, dtype=np.int64)
@@ -106,7 +109,7 @@ class _Rings:
             self.arrays[name][keys] = fill
         self.count[keys] = 0
         self.head[keys] = 0
-        self.newest[keys] = np.iinfo(np.int64).min // 4
+        self.newest[keys] = _NO_TIME
         self.marked[keys] = 0
 
     def retain(self, keep: npt.NDArray[np.integer[Any]]) -> None:
@@ -120,7 +123,7 @@ class _Rings:
             column[:kept] = column[keep]
             column[kept:] = fill
         self.newest[:kept] = self.newest[keep]
-        self.newest[kept:] = np.iinfo(np.int64).min // 4
+        self.newest[kept:] = _NO_TIME
 
     def widen(self) -> None:
         width = self.width * 2

@@ -33,7 +33,7 @@ from fraudstream.flink.functions import (
     decision_outputs,
 )
 from fraudstream.flink.stages import PipelineParts
-from fraudstream.io.decode import Decoder
+from fraudstream.io.decode import Decoder, block_lines
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.schema import CardTokenizer
 
@@ -65,7 +65,7 @@ class WholePipeline:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Decisions | None]:
         """One block of whole lines: (dead letters, late records, decisions)."""
         first = self.lines_seen + 1
-        self.lines_seen += data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        self.lines_seen += block_lines(data)
         batch, dead = self.decoder.block(data, first, arrival_ms)
         step = self.pipeline.submit(batch, now_ms)
         letters = [d.to_dict() for d in dead] + duplicate_letters(step.duplicates)

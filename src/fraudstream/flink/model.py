@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from fraudstream.config import ConfigError
 from fraudstream.engine.batch import TxBatch
-from fraudstream.engine.expiry import NEVER, StateExpiry
+from fraudstream.engine.expiry import NEVER, StateExpiry, returning
 from fraudstream.engine.keys import KeySpace
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.checkpoint import restore_features, snapshot_features
@@ -179,17 +179,8 @@ class SequencedFeatures:
             grown[: len(self.seen)] = self.seen
             self.seen = grown
         known = customers >= 0
-        slots, times = customers[known], time_ms[known]
-        order = np.argsort(slots, kind="stable")
-        slots, times = slots[order], times[order]
-        first = np.ones(len(slots), dtype=bool)
-        first[1:] = slots[1:] != slots[:-1]
-        last = np.ones(len(slots), dtype=bool)
-        last[:-1] = first[1:]
-        previous = self.seen[slots[first]]
-        stale = slots[first][(previous != NEVER) & (times[first] - previous > ttl_ms)]
+        stale = returning(self.seen, customers[known], time_ms[known], ttl_ms)
         self.features.forget_customers(stale)
-        self.seen[slots[last]] = times[last]
 
     def snapshot(self) -> dict[str, Any]:
         """The feature state (compact: each ring's live entries, see

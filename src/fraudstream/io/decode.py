@@ -75,6 +75,17 @@ _json = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder(enc_hook=_encode_other)
 
 
+def _in_position_order(batch: TxBatch, checked: TxBatch) -> TxBatch:
+    """The rows checked as columns and those checked one by one, back in input order."""
+    merged = TxBatch.concat([batch, checked])
+    return merged.take(np.argsort(merged.position, kind="stable"))
+
+
+def block_lines(data: bytes) -> int:
+    """How many lines a block of whole lines holds (the last may lack its line end)."""
+    return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+
+
 class _SplitLines(Sequence[bytes]):
     """A block's lines, split only if a line is asked for (a suspect row, a dead letter)."""
 
@@ -186,17 +197,23 @@ class Decoder:
         a block Arrow can read goes to it as it is, never split into Python lines.
         """
         body = data[:-1] if data.endswith(b"\n") else data
-        parsed = parse_block(body) if len(body) >= COLUMNAR_MIN_ROWS else None
+        tried = len(body) >= COLUMNAR_MIN_ROWS
+        parsed = parse_block(body) if tried else None
         if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
             n = parsed[0].num_rows
             positions = range(first_position, first_position + n)
             return self._parsed(*parsed, _SplitLines(body, n), positions, arrival_ms)
         lines, positions_kept = [], []
-        for k, line in enumerate(body.split(b"\n") if body else ()):
+        split = body.split(b"\n") if body else []
+        for k, line in enumerate(split):
             if line.strip():
                 lines.append(line.rstrip(b"\r"))
                 positions_kept.append(first_position + k)
-        return self.lines(lines, positions_kept, [arrival_ms] * len(lines))
+        arrivals = [arrival_ms] * len(lines)
+        if tried and parsed is None and len(lines) == len(split) and b"\r" not in body:
+            # the very lines Arrow just declined: do not ask it again
+            return self._one_by_one(lines, positions_kept, arrivals)
+        return self.lines(lines, positions_kept, arrivals)
 
     def _parsed(
         self,
@@ -227,9 +244,7 @@ class Decoder:
             [lines[i] for i in suspects], [positions[i] for i in suspects],
             [arrival_ms] * len(suspects),
         )  # fmt: skip
-        merged = TxBatch.concat([batch, checked])
-        order = np.argsort(merged.position, kind="stable")
-        return merged.take(order), dead
+        return _in_position_order(batch, checked), dead
 
     def _one_by_one(
         self, lines: Sequence[bytes], positions: Sequence[int], arrival_ms: Sequence[float]
@@ -326,9 +341,7 @@ class Decoder:
             [arrival_ms] * len(suspects),
             [raws[i] for i in suspects],
         )
-        merged = TxBatch.concat([batch, checked])
-        order = np.argsort(merged.position, kind="stable")
-        return merged.take(order), dead
+        return _in_position_order(batch, checked), dead
 
     def table(
         self, table: pa.Table | pa.RecordBatch, first_position: int, arrival_ms: float
@@ -355,9 +368,7 @@ class Decoder:
         if len(suspects) == 0:
             return batch, []
         checked, dead = self._careful(prepared, suspects, positions[suspects], arrival_ms)
-        merged = TxBatch.concat([batch, checked])
-        order = np.argsort(merged.position, kind="stable")
-        return merged.take(order), dead
+        return _in_position_order(batch, checked), dead
 
     def _careful(
         self,

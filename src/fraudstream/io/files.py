@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraudstream.engine.batch import TxBatch
-from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.decode import DeadLetter, Decoder, block_lines
 
 if TYPE_CHECKING:
     from fraudstream.io.kafka_sink import KafkaSink
@@ -112,7 +112,7 @@ class FileSource:
                 if not data.endswith(b"\n"):
                     data += handle.readline()
                 first = position + 1
-                position += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+                position += block_lines(data)
                 self.done_bytes = self._offset = handle.tell()
                 self._line = position
                 yield decoder.block(data, first, time.time() * 1000)
