@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 import pytest
 from decode_helpers import outcome
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from fraudstream.io.decode import COLUMNAR_MIN_ROWS, Decoder
-from fraudstream.io.json_columns import parse_block, parse_lines
+from fraudstream.io.decode import COLUMNAR_MIN_ROWS, Decoder, ParsedBlock
+from fraudstream.io.json_columns import _valid_utf8, parse_block, parse_lines
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate import demo_records
 
@@ -152,3 +153,35 @@ def test_a_block_read_from_a_file_equals_its_lines(lines: list[bytes], last_newl
         [r for _, r in kept], [k for k, _ in kept], [0.0] * len(kept)
     )
     assert outcome(*block) == outcome(*by_lines)
+    # read ahead (parsed on a reader thread's Arrow call, without Arrow's threads): the same
+    ahead = Decoder(TOKENIZER).block(ParsedBlock.of(data, threads=False), 7, 0.0)
+    assert outcome(*ahead) == outcome(*by_lines)
+
+
+_UTF8_PIECES = [b"a", b"{", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80", b"\xef\xbf\xbf", b"\xed\x9f\xbf"]
+_UTF8_PIECES += [
+    b"\xc0\x80",
+    b"\xe0\x80\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80",
+]
+_UTF8_PIECES += [b"\x80", b"\xff", b"\xc3", b"\xa9", b"\x00"]  # overlong, surrogate, too high, cut
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40), st.lists(st.sampled_from(_UTF8_PIECES), max_size=12).map(b"".join)
+    )
+)
+def test_arrow_refuses_exactly_the_utf8_python_refuses(data: bytes) -> None:
+    """The block check runs Arrow's UTF-8 validation (no GIL held); msgspec decodes with
+    Python's codec: the two must refuse the same bytes, or a block could be read by Arrow
+    that the record path calls invalid."""
+    try:
+        data.decode("utf-8")
+        python_accepts = True
+    except UnicodeDecodeError:
+        python_accepts = False
+    assert _valid_utf8(pa.py_buffer(data)) == python_accepts

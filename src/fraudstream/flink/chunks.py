@@ -14,7 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Chunk", "plan_chunks", "read_block"]
+from fraudstream.io.decode import ParsedBlock
+from fraudstream.io.read_ahead import AheadReader
+
+__all__ = ["Chunk", "chunk_reader", "plan_chunks", "read_block"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +92,22 @@ def _ends_with_newline(path: Path, size: int) -> bool:
     with path.open("rb") as handle:
         handle.seek(size - 1)
         return handle.read(1) == b"\n"
+
+
+def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
+    """Reads a chunk of ``plan`` as a :class:`ParsedBlock`, the plan's next chunk being read
+    and parsed on a worker thread meanwhile (a chunk not in the plan is read in line)."""
+
+    def following(chunk: Chunk) -> Chunk | None:
+        index = chunk.index + 1
+        in_plan = chunk.index < len(plan) and plan[chunk.index] == chunk
+        return plan[index] if in_plan and index < len(plan) else None
+
+    reader = AheadReader(_parsed, following)
+    if plan:
+        reader.start(plan[0])  # while the job starts
+    return reader
+
+
+def _parsed(chunk: Chunk) -> ParsedBlock:
+    return ParsedBlock.of(read_block(chunk), threads=False)

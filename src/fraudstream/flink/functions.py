@@ -24,7 +24,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext  
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor  # type: ignore[import-untyped]
 
 from fraudstream.decide import Decisions
-from fraudstream.flink.chunks import Chunk, read_block
+from fraudstream.flink.chunks import Chunk, chunk_reader
 from fraudstream.flink.stages import (
     DetectorStage,
     Key,
@@ -201,17 +201,27 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
     """
 
     def __init__(
-        self, parts: PipelineParts, shards: int, source: str = "input", fault: Fault | None = None
+        self,
+        parts: PipelineParts,
+        shards: int,
+        plan: list[Chunk],
+        source: str = "input",
+        fault: Fault | None = None,
     ) -> None:
         self.parts = parts
         self.shards = shards
+        self.plan = plan  # the chunks the source sends: the next one is read ahead
         self.source = source
         self.fault = fault
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.core_state = runtime_context.get_state(ValueStateDescriptor("sequencer", PICKLED))
         self.core: Sequencer | None = None
+        self.reader = chunk_reader(self.plan)
         self.next_chunk = 0
+
+    def close(self) -> None:
+        self.reader.close()
 
     def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
         chunk = Chunk.from_json(value)
@@ -227,7 +237,7 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
         if chunk.index < self.next_chunk:
             return  # already sequenced before a restart
         core.lines_seen = chunk.first_line - 1
-        released = core.block(read_block(chunk), time.time() * 1000)
+        released = core.block(self.reader.get(chunk), time.time() * 1000)
         self.next_chunk = chunk.index + 1
         outputs = list(_released(released))
         if chunk.last:

@@ -7,10 +7,11 @@ there). A bounded file read in chunks at parallelism 1 therefore runs as one key
 operator, :class:`WholePipelineFunction`: per chunk, the embedded decoder and
 ``Pipeline.submit`` (dedup, event clock, every detector, the model, decide), and one Flink
 ``ValueState`` holding the pipeline's whole snapshot and the next chunk's index, written
-once per chunk. A chunk the source replays after a restart is skipped, as in the sharded
-job, and the outputs go through the same exactly-once sinks. Its operator uid differs from
-the sharded job's (``fraudstream-pipeline``): a savepoint of one is not a savepoint of the
-other.
+when held chunks are decided (see the class). The next chunk is read and parsed on a
+worker thread meanwhile (:func:`.chunk_reader`). A chunk the source replays after a restart
+is skipped, as in the sharded job, and the outputs go through the same exactly-once sinks.
+Its operator uid differs from the sharded job's (``fraudstream-pipeline``): a savepoint of
+one is not a savepoint of the other.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pyflink.common import Types  # type: ignore[import-untyped]
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext  # type: ignore[import-untyped]
-from pyflink.datastream.state import ValueStateDescriptor  # type: ignore[import-untyped]
+from pyflink.datastream.state import (  # type: ignore[import-untyped]
+    ListStateDescriptor,
+    ValueStateDescriptor,
+)
 
 from fraudstream.decide import Decisions
-from fraudstream.flink.chunks import Chunk, read_block
+from fraudstream.flink.chunks import Chunk, chunk_reader
 from fraudstream.flink.functions import (
     DEAD_LETTERS,
     LATE,
@@ -33,7 +38,7 @@ from fraudstream.flink.functions import (
     decision_outputs,
 )
 from fraudstream.flink.stages import PipelineParts
-from fraudstream.io.decode import Decoder, block_lines
+from fraudstream.io.decode import Decoder, ParsedBlock
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.schema import CardTokenizer
 
@@ -61,12 +66,12 @@ class WholePipeline:
         self.lines_seen = snapshot["lines"]
 
     def block(
-        self, data: bytes, arrival_ms: float, now_ms: float
+        self, block: ParsedBlock, arrival_ms: float, now_ms: float
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Decisions | None]:
         """One block of whole lines: (dead letters, late records, decisions)."""
         first = self.lines_seen + 1
-        self.lines_seen += block_lines(data)
-        batch, dead = self.decoder.block(data, first, arrival_ms)
+        self.lines_seen += block.lines
+        batch, dead = self.decoder.block(block, first, arrival_ms)
         step = self.pipeline.submit(batch, now_ms)
         letters = [d.to_dict() for d in dead] + duplicate_letters(step.duplicates)
         clock = self.pipeline.clock
@@ -79,56 +84,98 @@ class WholePipeline:
 
 
 class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """The job at parallelism 1 for bounded files: one call per chunk, keyed by one constant."""
+    """The job at parallelism 1 for bounded files: keyed by one constant, one call per chunk.
+
+    Writing the pipeline's snapshot to Flink state costs about as much as deciding a chunk
+    (the snapshot grows with the keys, not the chunk), so it is not written per chunk: a
+    chunk's descriptor is *held* (a small ``ListState``) and held chunks are decided together,
+    each as its own micro-batch, when the last chunk arrives or ``hold_ms`` have passed since
+    the snapshot was last written; their outputs and the new snapshot leave in the same call.
+    A checkpoint therefore always finds outputs and state that agree: the snapshot, plus
+    descriptors the source will not send again, decided after a restore before anything else.
+    """
 
     def __init__(
         self,
         parts: PipelineParts,
         wanted: frozenset[str],
+        plan: list[Chunk],
         source: str = "input",
         fault: Fault | None = None,
+        hold_ms: int = 5_000,
     ) -> None:
         self.parts = parts
         self.wanted = wanted  # which of decisions, alerts, enriched are written
+        self.plan = plan  # the chunks the source sends: the next one is read ahead
         self.source = source
         self.fault = fault
+        self.hold_ms = hold_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("pipeline", PICKLED))
+        self.held_state = runtime_context.get_list_state(
+            ListStateDescriptor("held-chunks", Types.STRING())
+        )
         self.core: WholePipeline | None = None
+        self.reader = chunk_reader(self.plan)
+        self.held: list[Chunk] = []
         self.next_chunk = 0
         self.decided = 0
+        self.written_at = time.monotonic()
+
+    def close(self) -> None:
+        self.reader.close()
 
     def process_element(self, value: str, ctx: Any) -> Iterator[Any]:
         chunk = Chunk.from_json(value)
-        core = self.core
-        if core is None:
-            core = self.core = WholePipeline(self.parts, self.source)
+        core = self._core()
+        if chunk.index < self.next_chunk or (self.held and chunk.index <= self.held[-1].index):
+            return  # decided, or held, before a restart
+        self.held.append(chunk)
+        due = (time.monotonic() - self.written_at) * 1000 >= self.hold_ms
+        if not (chunk.last or due):
+            self.held_state.add(value)
+            return
+        outputs: list[Any] = []
+        for held in self.held:
+            outputs.extend(self._decide(core, held))
+        self.next_chunk = chunk.index + 1
+        self.held = []
+        self.held_state.clear()
+        self.state.update({"core": core.snapshot(), "next_chunk": self.next_chunk})
+        self.written_at = time.monotonic()
+        yield from outputs
+        if self.fault is not None:
+            self.fault.fire(self.decided)
+
+    def _core(self) -> WholePipeline:
+        """The pipeline, restored on first use from the snapshot and the held chunks."""
+        if self.core is None:
+            self.core = WholePipeline(self.parts, self.source)
             snapshot = self.state.value()
             if snapshot is not None:
-                core.restore(snapshot["core"])
+                self.core.restore(snapshot["core"])
                 self.next_chunk = snapshot["next_chunk"]
-                if self.fault is not None:
-                    self.fault.note_restore(f"pipeline restored at chunk {self.next_chunk}")
-        if chunk.index < self.next_chunk:
-            return  # decided before a restart
+            self.held = [Chunk.from_json(text) for text in self.held_state.get() or ()]
+            if self.fault is not None and (snapshot is not None or self.held):
+                self.fault.note_restore(
+                    f"pipeline restored at chunk {self.next_chunk}, {len(self.held)} held"
+                )
+        return self.core
+
+    def _decide(self, core: WholePipeline, chunk: Chunk) -> Iterator[Any]:
+        """One chunk as a micro-batch (at the last, the end of input): its outputs."""
         core.lines_seen = chunk.first_line - 1
         now = time.time() * 1000
-        letters, late, decisions = core.block(read_block(chunk), now, now)
-        outputs: list[Any] = []
+        letters, late, decisions = core.block(self.reader.get(chunk), now, now)
         if letters:
-            outputs.append((DEAD_LETTERS, _lines(letters)))
+            yield DEAD_LETTERS, _lines(letters)
         if late:
-            outputs.append((LATE, _lines(late)))
+            yield LATE, _lines(late)
         decided = [decisions]
         if chunk.last:
             decided.append(core.flush(time.time() * 1000))
         for step in decided:
             if step is not None and len(step):
-                outputs.extend(decision_outputs(step, self.wanted))
+                yield from decision_outputs(step, self.wanted)
                 self.decided += len(step)
-        self.next_chunk = chunk.index + 1
-        self.state.update({"core": core.snapshot(), "next_chunk": self.next_chunk})
-        yield from outputs
-        if self.fault is not None:
-            self.fault.fire(self.decided)

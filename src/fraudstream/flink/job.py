@@ -135,13 +135,13 @@ class FlinkJob:
         else:
             from fraudstream.flink.chunks import plan_chunks
 
-            function = ChunkSequenceFunction(self.parts, self.shards, fault=self.fault)
             chunks = plan_chunks(self.inputs, self.batch_bytes)
+            function = ChunkSequenceFunction(self.parts, self.shards, chunks, fault=self.fault)
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
             ).uid("fraudstream-chunks")
             if self.fused:
-                self._build_fused(records)
+                self._build_fused(records, chunks)
                 return
         sequenced = (
             records.key_by(lambda _: 0, key_type=Types.INT())
@@ -198,7 +198,7 @@ class FlinkJob:
         wanted = self.parallelism == 1 if self.fuse is None else self.fuse
         return chunked and wanted
 
-    def _build_fused(self, chunks: Any) -> None:
+    def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
 
         from fraudstream.flink.functions import (
@@ -211,9 +211,12 @@ class FlinkJob:
         )
         from fraudstream.flink.fused import WholePipelineFunction
 
-        function = WholePipelineFunction(self.parts, frozenset(self.outputs), fault=self.fault)
+        function = WholePipelineFunction(
+            self.parts, frozenset(self.outputs), plan, fault=self.fault,
+            hold_ms=self.checkpoint_interval_ms // 2,
+        )  # fmt: skip
         decided = (
-            chunks.key_by(lambda _: 0, key_type=Types.INT())
+            descriptors.key_by(lambda _: 0, key_type=Types.INT())
             .process(function, output_type=PICKLED)
             .name("decode, dedupe, event clock, detectors, decide")
             .uid("fraudstream-pipeline")

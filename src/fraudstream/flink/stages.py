@@ -32,7 +32,7 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
 from fraudstream.flink.model import BatchKeys, SequencedFeatures, take_rows
-from fraudstream.io.decode import DeadLetter, Decoder, block_lines
+from fraudstream.io.decode import DeadLetter, Decoder, ParsedBlock
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -183,11 +183,11 @@ class Sequencer:
                 positions.append(self.lines_seen)
         return self._sequence(*self.decoder.lines(kept, positions, [arrival_ms] * len(kept)))
 
-    def block(self, data: bytes, arrival_ms: float) -> Released:
+    def block(self, block: ParsedBlock, arrival_ms: float) -> Released:
         """:meth:`lines` of a block of whole lines as read from a file (not split in Python)."""
         first = self.lines_seen + 1
-        self.lines_seen += block_lines(data)
-        return self._sequence(*self.decoder.block(data, first, arrival_ms))
+        self.lines_seen += block.lines
+        return self._sequence(*self.decoder.block(block, first, arrival_ms))
 
     def _sequence(self, batch: TxBatch, dead: list[DeadLetter]) -> Released:
         letters = [d.to_dict() for d in dead]

@@ -86,8 +86,35 @@ def block_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedBlock:
+    """A block of whole JSON lines with Arrow's reading of it (:func:`.parse_block` of its
+    body; ``None`` when Arrow declined it or it is too short to try).
+
+    Made by whoever reads the block, possibly on a reader thread working one block ahead
+    (:mod:`fraudstream.io.read_ahead`): Arrow releases the GIL, so the parse of the next
+    block overlaps the pipeline's work on this one. :meth:`Decoder.block` gives the same
+    result for a block and for its ``ParsedBlock``.
+    """
+
+    data: bytes
+    lines: int  # :func:`block_lines` of the block
+    columns: tuple[pa.Table, np.ndarray[Any, Any]] | None
+
+    @classmethod
+    def of(cls, data: bytes, threads: bool = True) -> ParsedBlock:
+        """``data`` read by Arrow (on its own threads, or only on the calling one)."""
+        return cls(data, block_lines(data), parse_block(data, threads) if _tried(data) else None)
+
+
+def _tried(data: bytes) -> bool:
+    """Whether a block is long enough to offer to Arrow (its body: without the last line end)."""
+    return len(data) - data.endswith(b"\n") >= COLUMNAR_MIN_ROWS
+
+
 class _SplitLines(Sequence[bytes]):
-    """A block's lines, split only if a line is asked for (a suspect row, a dead letter)."""
+    """A block's first ``size`` lines, split only if a line is asked for (a suspect row, a
+    dead letter)."""
 
     def __init__(self, body: bytes, size: int) -> None:
         self.body = body
@@ -188,21 +215,22 @@ class Decoder:
         return self._one_by_one(lines, positions, arrival_ms)
 
     def block(
-        self, data: bytes, first_position: int, arrival_ms: float
+        self, data: bytes | ParsedBlock, first_position: int, arrival_ms: float
     ) -> tuple[TxBatch, list[DeadLetter]]:
         """Whole JSON lines as read from a file (``data`` ends at a line end or at the end of
         the input); its line k has position ``first_position + k``, blank lines are skipped.
 
         Equal to :meth:`lines` on the block's non-blank lines (without their line ends), but
-        a block Arrow can read goes to it as it is, never split into Python lines.
+        a block Arrow can read goes to it as it is, never split into Python lines. A
+        :class:`ParsedBlock` brings Arrow's reading with it.
         """
-        body = data[:-1] if data.endswith(b"\n") else data
-        tried = len(body) >= COLUMNAR_MIN_ROWS
-        parsed = parse_block(body) if tried else None
+        block = data if isinstance(data, ParsedBlock) else ParsedBlock.of(data)
+        parsed = block.columns
         if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
             n = parsed[0].num_rows
             positions = range(first_position, first_position + n)
-            return self._parsed(*parsed, _SplitLines(body, n), positions, arrival_ms)
+            return self._parsed(*parsed, _SplitLines(block.data, n), positions, arrival_ms)
+        body = block.data[:-1] if block.data.endswith(b"\n") else block.data
         lines, positions_kept = [], []
         split = body.split(b"\n") if body else []
         for k, line in enumerate(split):
@@ -210,7 +238,8 @@ class Decoder:
                 lines.append(line.rstrip(b"\r"))
                 positions_kept.append(first_position + k)
         arrivals = [arrival_ms] * len(lines)
-        if tried and parsed is None and len(lines) == len(split) and b"\r" not in body:
+        declined = _tried(block.data) and parsed is None
+        if declined and len(lines) == len(split) and b"\r" not in body:
             # the very lines Arrow just declined: do not ask it again
             return self._one_by_one(lines, positions_kept, arrivals)
         return self.lines(lines, positions_kept, arrivals)

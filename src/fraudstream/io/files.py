@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraudstream.engine.batch import TxBatch
-from fraudstream.io.decode import DeadLetter, Decoder, block_lines
+from fraudstream.io.decode import DeadLetter, Decoder, ParsedBlock
+from fraudstream.io.read_ahead import read_ahead
 
 if TYPE_CHECKING:
     from fraudstream.io.kafka_sink import KafkaSink
@@ -103,19 +104,20 @@ class FileSource:
     def _jsonl(self, decoder: Decoder) -> Iterator[Item]:
         with self.path.open("rb") as handle:
             handle.seek(self._offset)
-            position = self._line
-            while True:
-                # whole lines up to the one that reaches the read size (as readlines(hint) cuts)
-                data = handle.read(self.batch_rows * 128)
-                if not data:
-                    break
-                if not data.endswith(b"\n"):
-                    data += handle.readline()
-                first = position + 1
-                position += block_lines(data)
-                self.done_bytes = self._offset = handle.tell()
-                self._line = position
-                yield decoder.block(data, first, time.time() * 1000)
+            # the next block is read and parsed while this one is decided
+            for block, offset in read_ahead(self._blocks(handle), _parse_ahead):
+                first = self._line + 1
+                self._line += block.lines
+                self.done_bytes = self._offset = offset
+                yield decoder.block(block, first, time.time() * 1000)
+
+    def _blocks(self, handle: IO[bytes]) -> Iterator[tuple[bytes, int]]:
+        """Blocks of whole lines up to the one that reaches the read size (as readlines(hint)
+        cuts), each with the offset after it."""
+        while data := handle.read(self.batch_rows * 128):
+            if not data.endswith(b"\n"):
+                data += handle.readline()
+            yield data, handle.tell()
 
     def _csv(self, decoder: Decoder) -> Iterator[Item]:
         # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first header
@@ -170,6 +172,11 @@ class FileSource:
             self._rows = position - 1
             self.done_bytes = int(self.total_bytes * (position - 1) / total_rows)
             yield item
+
+
+def _parse_ahead(read: tuple[bytes, int]) -> tuple[ParsedBlock, int]:
+    data, offset = read
+    return ParsedBlock.of(data, threads=False), offset
 
 
 class StdinSource:

@@ -40,7 +40,10 @@ _NUMBERS = {"timestamp": pa.int64(), "amount": pa.float64(), "lat": pa.float64()
 _NUMBERS.update(lon=pa.float64(), lng=pa.float64())
 _SCHEMA = pa.schema([(name, _NUMBERS.get(name, pa.string())) for name in sorted(KNOWN_FIELDS)])
 _PARSE = paj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="infer")
-_NEWLINE, _OPEN_BRACE = ord("\n"), ord("{")
+# Arrow's own threads help a caller waiting for the parse; a reader thread working ahead of
+# the pipeline leaves the other core to it instead.
+_READ = {True: paj.ReadOptions(use_threads=True), False: paj.ReadOptions(use_threads=False)}
+_NEWLINE, _OPEN_BRACE, _CARRIAGE_RETURN = ord("\n"), ord("{"), ord("\r")
 _EXACT_FLOAT = 2.0**53
 _PLAIN_EXTRAS = (pa.string(), pa.bool_(), pa.int64())
 
@@ -64,29 +67,36 @@ def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]
     return parse_block(b"\n".join(lines))
 
 
-def parse_block(body: bytes) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
-    """:func:`parse_lines` of ``body.split(b"\\n")``, without splitting: a file's block of lines
-    (no final newline) goes to Arrow as it was read.
+def parse_block(data: bytes, threads: bool = True) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
+    """:func:`parse_lines` of the lines of ``data``, without splitting: a file's block of whole
+    lines (the last line end may be missing) goes to Arrow as it was read (on Arrow's
+    threads, or on this one).
 
     Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
     Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
-    hold a carriage return (Arrow reads it as a line end).
+    hold a carriage return (Arrow reads it as a line end). Nothing is copied and every check
+    runs in numpy or Arrow, which release the GIL: a reader thread parsing ahead
+    (:mod:`fraudstream.io.read_ahead`) leaves the pipeline's thread alone.
     """
-    if not body or b"\r" in body:
+    size = len(data) - 1 if data.endswith(b"\n") else len(data)  # without the last line end
+    if not size:
         return None
-    data = np.frombuffer(body, dtype=np.uint8)
-    ends = np.flatnonzero(data == _NEWLINE)
+    raw = np.frombuffer(data, dtype=np.uint8, count=size)
+    if (raw == _CARRIAGE_RETURN).any():
+        return None
+    ends = np.flatnonzero(raw == _NEWLINE)
     starts = np.concatenate(([0], ends + 1))
-    if starts[-1] >= len(body) or not (data[starts] == _OPEN_BRACE).all():
+    if starts[-1] >= size or not (raw[starts] == _OPEN_BRACE).all():
         return None
-    if int(np.diff(ends, prepend=-1, append=len(body)).max()) - 1 > MAX_LINE_BYTES:
+    if int(np.diff(ends, prepend=-1, append=size).max()) - 1 > MAX_LINE_BYTES:
         return None
-    try:  # Arrow keeps invalid UTF-8 in strings as it is; msgspec (Python's codec) refuses it
-        body.decode("utf-8")
-    except UnicodeDecodeError:
+    body = pa.py_buffer(data).slice(0, size)
+    if not _valid_utf8(body):  # Arrow keeps invalid UTF-8 as it is; msgspec refuses it
         return None
     try:
-        table = paj.read_json(pa.BufferReader(body), parse_options=_PARSE)
+        table = paj.read_json(
+            pa.BufferReader(body), read_options=_READ[threads], parse_options=_PARSE
+        )
     except (pa.ArrowException, ValueError):
         return None
     n = len(starts)
@@ -108,6 +118,18 @@ def parse_block(body: bytes) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
             suspect |= _uncertain_extra(column)
         kept.append(name)
     return table.select(kept), suspect
+
+
+def _valid_utf8(body: pa.Buffer) -> bool:
+    """Whether Python's codec would decode ``body`` (Arrow's validation, without the GIL:
+    both refuse overlong forms, surrogates and code points past U+10FFFF)."""
+    offsets = pa.py_buffer(np.array([0, body.size], dtype=np.int64))
+    text = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, body])
+    try:
+        text.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _uncertain_extra(column: pa.Array) -> npt.NDArray[np.bool_]:
