@@ -170,6 +170,26 @@ def test_state_ttl_resets_a_card_that_comes_back_after_the_ttl() -> None:
     assert pipeline.cards.find("c") == -1 and pipeline.cards.find("x") >= 0
 
 
+def test_a_batch_cut_by_the_ttl_fires_timers_only_after_all_its_parts() -> None:
+    """Card "a" comes back after the TTL inside the batch, so it is decided in two parts. Card
+    "b"'s small amount (part one) arms small_then_large until 60 s later; the watermark is
+    already past that, but its large amount (part two, 1 ms later) must still see the flag:
+    timers fire after the batch, as when it is not cut (found by the Flink stage test)."""
+    pipeline = Pipeline(time_config=TimeConfig("event", 60_000, 120_000), state_ttl_ms=90_000)
+    records = [
+        {"transaction_id": "a1", "card_id": "a", "timestamp": T0, "amount": 5.0},
+        {"transaction_id": "b1", "card_id": "b", "timestamp": T0 + 90_000, "amount": 0.5},
+        {"transaction_id": "a2", "card_id": "a", "timestamp": T0 + 90_001, "amount": 5.0},
+        {"transaction_id": "b2", "card_id": "b", "timestamp": T0 + 90_001, "amount": 700.0},
+        {"transaction_id": "z", "card_id": "z", "timestamp": T0 + 210_000, "amount": 5.0},
+    ]
+    result = pipeline.submit(to_batch(records, 0), now_ms=0.0)
+    assert pipeline.expiry is not None and pipeline.expiry.expired_keys >= 1
+    decided = result.decisions
+    assert decided is not None and decided.tx.transaction_id.to_pylist() == ["a1", "b1", "a2", "b2"]
+    assert decided.fired["small_then_large"].tolist() == [False, False, False, True]
+
+
 def _features_of(pipeline: Pipeline, records: list[dict[str, Any]], first: int) -> Any:
     result = pipeline.submit(to_batch(records, first), now_ms=0.0)
     flushed = pipeline.flush(now_ms=0.0)

@@ -260,20 +260,26 @@ class Pipeline:
             if instance.detector.key == key and name in self.states
         ]
 
-    def process(self, tx: TxBatch, clock_ms: np.ndarray[Any, Any], now_ms: float) -> Decisions:
-        """Runs released transactions, in processing order, through detectors and decide."""
+    def process(
+        self, tx: TxBatch, clock_ms: np.ndarray[Any, Any], now_ms: float, sweep: bool = True
+    ) -> Decisions:
+        """Runs released transactions, in processing order, through detectors and decide;
+        then timers fire at the watermark (``sweep``), after every record of the batch."""
         n = len(tx)
         inputs = self.detector_input(tx, clock_ms)
         if self.expiry is not None:
             slots = {"card": inputs.card, "user": inputs.user}
             cuts = self.expiry.cuts(slots, inputs.time_ms)
             if len(cuts):  # keys expire inside the batch: decide it in parts, in order
-                return concat_decisions(
-                    [
-                        self.process(tx.take(rows), clock_ms[rows], now_ms)
-                        for rows in np.split(np.arange(n), cuts)
-                    ]
-                )
+                parts = [
+                    self.process(tx.take(rows), clock_ms[rows], now_ms, sweep=False)
+                    for rows in np.split(np.arange(n), cuts)
+                ]
+                # Timers fire after the whole batch, as when it is not cut: a sweep between
+                # parts would clear state that the next part's records must still see.
+                if sweep:
+                    self._sweep_timers(int(clock_ms[-1]))
+                return concat_decisions(parts)
             self.expiry.expire(self, slots, inputs.time_ms)
         fired: dict[str, np.ndarray[Any, Any]] = {}
         features: dict[str, Any] = {}
@@ -306,7 +312,8 @@ class Pipeline:
         score, tier = combine(fired, self.scores, review, decline, model)
         scores = self.scores if stage is None else stage.explain(tier, fired, messages, self.scores)
         reasons = explain(messages, scores, n)
-        self._sweep_timers(int(clock_ms[-1]) if n else None)
+        if sweep:
+            self._sweep_timers(int(clock_ms[-1]) if n else None)
         info = stage.model.info if stage is not None and stage.model is not None else None
         model_id = (info.name, info.version) if info is not None else None
         return Decisions(

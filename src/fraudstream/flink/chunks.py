@@ -110,4 +110,5 @@ def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
 
 
 def _parsed(chunk: Chunk) -> ParsedBlock:
-    return ParsedBlock.of(read_block(chunk), threads=False)
+    # Arrow's own threads only for the first chunk: the pipeline has nothing to do meanwhile.
+    return ParsedBlock.of(read_block(chunk), threads=chunk.index == 0)

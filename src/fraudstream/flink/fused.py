@@ -142,7 +142,10 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.next_chunk = chunk.index + 1
         self.held = []
         self.held_state.clear()
-        self.state.update({"core": core.snapshot(), "next_chunk": self.next_chunk})
+        # After the last chunk nothing will read the pipeline again: a restore then only
+        # needs to know that every chunk was decided (the final checkpoint stays small).
+        snapshot = None if chunk.last else core.snapshot()
+        self.state.update({"core": snapshot, "next_chunk": self.next_chunk})
         self.written_at = time.monotonic()
         yield from outputs
         if self.fault is not None:
@@ -154,7 +157,8 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.core = WholePipeline(self.parts, self.source)
             snapshot = self.state.value()
             if snapshot is not None:
-                self.core.restore(snapshot["core"])
+                if snapshot["core"] is not None:
+                    self.core.restore(snapshot["core"])
                 self.next_chunk = snapshot["next_chunk"]
             self.held = [Chunk.from_json(text) for text in self.held_state.get() or ()]
             if self.fault is not None and (snapshot is not None or self.held):

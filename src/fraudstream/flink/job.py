@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import site
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class FlinkJob:
     # only); None: at parallelism 1. See fraudstream.flink.fused.
     fuse: bool | None = None
     fault: Any = None  # functions.Fault (tests only)
+    _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
         """The Flink configuration: execution mode, checkpoints, state backend, restarts."""
@@ -133,9 +135,7 @@ class FlinkJob:
             )
             records = self._source(env)
         else:
-            from fraudstream.flink.chunks import plan_chunks
-
-            chunks = plan_chunks(self.inputs, self.batch_bytes)
+            chunks = self.plan()
             function = ChunkSequenceFunction(self.parts, self.shards, chunks, fault=self.fault)
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
@@ -191,12 +191,16 @@ class FlinkJob:
             self._sink(streams[name], name, target)
 
     @property
+    def chunked(self) -> bool:
+        """Whether the input is bounded files read in chunks (not line by line, not live)."""
+        return not (self.read_lines or self.monitor_ms is not None or self.kafka_servers)
+
+    @property
     def fused(self) -> bool:
         """Whether the job runs as one operator (:mod:`fraudstream.flink.fused`): asked for,
         or by default at parallelism 1 on bounded files read in chunks."""
-        chunked = not (self.read_lines or self.monitor_ms is not None or self.kafka_servers)
         wanted = self.parallelism == 1 if self.fuse is None else self.fuse
-        return chunked and wanted
+        return self.chunked and wanted
 
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
@@ -302,9 +306,21 @@ class FlinkJob:
 
     def run(self) -> Any:
         """Builds the graph and runs it to the end (a bounded input) or until cancelled."""
-        env = self.environment()
-        self.build(env)
+        with ThreadPoolExecutor(1) as pool:
+            if self.chunked:  # cutting the files reads them: meanwhile the JVM starts
+                self._planned = pool.submit(self.plan)
+            env = self.environment()
+            self.build(env)
         return env.execute("fraudstream")
+
+    def plan(self) -> list[Any]:
+        """The input files cut into chunks (:func:`.plan_chunks`; by :meth:`run` while the JVM
+        starts)."""
+        if self._planned is None:
+            from fraudstream.flink.chunks import plan_chunks
+
+            return plan_chunks(self.inputs, self.batch_bytes)
+        return list(self._planned.result())
 
 
 def python_path() -> str:
