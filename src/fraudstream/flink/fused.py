@@ -90,7 +90,8 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
     (the snapshot grows with the keys, not the chunk), so it is not written per chunk: a
     chunk's descriptor is *held* (a small ``ListState``) and held chunks are decided together,
     each as its own micro-batch, when the last chunk arrives or ``hold_ms`` have passed since
-    the snapshot was last written; their outputs and the new snapshot leave in the same call.
+    the snapshot was last written; their outputs and the new snapshot leave in the same call
+    (Flink handles a checkpoint barrier only between calls).
     A checkpoint therefore always finds outputs and state that agree: the snapshot, plus
     descriptors the source will not send again, decided after a restore before anything else.
     """
@@ -136,9 +137,10 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         if not (chunk.last or due):
             self.held_state.add(value)
             return
-        outputs: list[Any] = []
+        # Each chunk's outputs leave as it is decided (a whole file's decisions would not
+        # fit in memory); no checkpoint barrier can come before this call ends.
         for held in self.held:
-            outputs.extend(self._decide(core, held))
+            yield from self._decide(core, held)
         self.next_chunk = chunk.index + 1
         self.held = []
         self.held_state.clear()
@@ -147,7 +149,6 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         snapshot = None if chunk.last else core.snapshot()
         self.state.update({"core": snapshot, "next_chunk": self.next_chunk})
         self.written_at = time.monotonic()
-        yield from outputs
         if self.fault is not None:
             self.fault.fire(self.decided)
 
