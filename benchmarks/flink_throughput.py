@@ -111,15 +111,12 @@ def naive_job(path: str, mode: str, out: str) -> None:
     env.execute("naive walkthrough")
 
 
-REPEAT = 1  # --repeat: each timing is the best of this many runs
-
-
-def timed(command: list[str], before: Any = None) -> float:
-    """Wall seconds of a command in a fresh process (it must succeed): the best of REPEAT
+def timed(command: list[str], repeat: int = 1, before: Any = None) -> float:
+    """Wall seconds of a command in a fresh process (it must succeed): the best of ``repeat``
     runs (the machine is shared; start-up alone moves by a second between runs). ``before``
     runs ahead of each (clearing the outputs)."""
     best = float("inf")
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         if before is not None:
             before()
         started = time.perf_counter()
@@ -174,8 +171,7 @@ def main() -> None:
         "--repeat", type=int, default=1, help="each timing is the best of this many runs"
     )
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = max(1, args.repeat)
+    repeat = max(1, args.repeat)
     modes = [mode for mode in args.modes.split(",") if mode]
     naive_modes = [mode for mode in args.naive_modes.split(",") if mode]
     shapes = [(int(p), shape) for p, shape in (item.split(":") for item in args.shapes.split(","))]
@@ -192,7 +188,7 @@ def main() -> None:
 
         def flink_timed(path: Path, name: str, parallelism: int, shape: str, mode: str) -> float:
             command = flink_command(path, work / name, parallelism, shape, args.output, mode)
-            return timed(command, before=lambda: fresh(name))
+            return timed(command, repeat, before=lambda: fresh(name))
 
         for mode in modes:
             for parallelism, shape in shapes:
@@ -205,16 +201,16 @@ def main() -> None:
             base = [sys.executable, here, "--naive-mode", mode]
             out = ["--naive-out", str(work / "naive")]
             clear = lambda: fresh("naive")  # noqa: E731
-            startup = timed([*base, "--naive-input", str(small), *out], before=clear)
-            seconds = timed([*base, "--naive-input", str(data), *out], before=clear)
+            startup = timed([*base, "--naive-input", str(small), *out], repeat, clear)
+            seconds = timed([*base, "--naive-input", str(data), *out], repeat, clear)
             runs[naive_name(mode)] = rate(args.records, seconds, startup)
             print(f"  naive {mode}: {runs[list(runs)[-1]]}")
         embedded = [
             FRAUDSTREAM, "run", "--input", str(data),
             f"--{args.output}", str(work / "embedded.jsonl"), "--quiet",
         ]  # fmt: skip
-        startup = timed([*embedded[:3], str(small), *embedded[4:]])
-        seconds = timed(embedded)
+        startup = timed([*embedded[:3], str(small), *embedded[4:]], repeat)
+        seconds = timed(embedded, repeat)
         runs["embedded runtime (fraudstream run), all detectors"] = rate(
             args.records, seconds, startup
         )
@@ -233,7 +229,7 @@ def main() -> None:
                 f"best naive ({best_naive:,.0f} tx/s); bar {BAR:g} x"
             )
     result = {"records": args.records, "cards": args.cards, "output": args.output}
-    result.update(repeat=REPEAT, runs=runs)
+    result.update(repeat=repeat, runs=runs)
     record("flink_throughput", result)
 
 

@@ -44,6 +44,9 @@ LATE = OutputTag("late", Types.STRING())
 DECISIONS = OutputTag("decisions", Types.STRING())
 ALERTS = OutputTag("alerts", Types.STRING())
 ENRICHED = OutputTag("enriched", Types.STRING())
+# The job's outputs by name (OUTPUTS in flink.job), as side outputs of the operators.
+OUTPUT_TAGS = {"dead_letters": DEAD_LETTERS, "late": LATE, "decisions": DECISIONS}
+OUTPUT_TAGS.update(alerts=ALERTS, enriched=ENRICHED)
 _encode = msgspec.json.Encoder().encode
 
 __all__ = [

@@ -114,11 +114,7 @@ class FlinkJob:
         from pyflink.common import Types
 
         from fraudstream.flink.functions import (
-            ALERTS,
-            DEAD_LETTERS,
-            DECISIONS,
-            ENRICHED,
-            LATE,
+            OUTPUT_TAGS,
             PICKLED,
             USER_PARTS,
             ChunkSequenceFunction,
@@ -180,15 +176,10 @@ class FlinkJob:
             .name("decide")
             .uid("fraudstream-decide")
         )
-        streams = {
-            "dead_letters": sequenced.get_side_output(DEAD_LETTERS),
-            "late": sequenced.get_side_output(LATE),
-            "decisions": decided.get_side_output(DECISIONS),
-            "alerts": decided.get_side_output(ALERTS),
-            "enriched": decided.get_side_output(ENRICHED),
-        }
         for name, target in self.outputs.items():
-            self._sink(streams[name], name, target)
+            # dead letters and late records leave the sequencer, the rest the join
+            origin = sequenced if name in ("dead_letters", "late") else decided
+            self._sink(origin.get_side_output(OUTPUT_TAGS[name]), name, target)
 
     @property
     def chunked(self) -> bool:
@@ -205,14 +196,7 @@ class FlinkJob:
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
 
-        from fraudstream.flink.functions import (
-            ALERTS,
-            DEAD_LETTERS,
-            DECISIONS,
-            ENRICHED,
-            LATE,
-            PICKLED,
-        )
+        from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
         from fraudstream.flink.fused import WholePipelineFunction
 
         function = WholePipelineFunction(
@@ -225,10 +209,8 @@ class FlinkJob:
             .name("decode, dedupe, event clock, detectors, decide")
             .uid("fraudstream-pipeline")
         )
-        tags = {"dead_letters": DEAD_LETTERS, "late": LATE, "decisions": DECISIONS}
-        tags.update(alerts=ALERTS, enriched=ENRICHED)
         for name, target in self.outputs.items():
-            self._sink(decided.get_side_output(tags[name]), name, target)
+            self._sink(decided.get_side_output(OUTPUT_TAGS[name]), name, target)
 
     def _source(self, env: Any) -> Any:
         from pyflink.common import Duration, WatermarkStrategy
