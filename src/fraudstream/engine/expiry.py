@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -34,18 +35,47 @@ __all__ = ["NEVER", "StateExpiry", "returning"]
 
 def returning(seen: I64, slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int) -> npt.NDArray[Any]:
     """The keys of a batch (cut so that none comes back inside it) whose first record here
-    follows their previous one by more than ``ttl_ms``; ``seen`` (each key's last time, by
-    slot) then gets this batch's last times."""
-    order = np.argsort(slots, kind="stable")
-    s, t = slots[order], time_ms[order]
-    first = np.ones(len(s), dtype=bool)
-    first[1:] = s[1:] != s[:-1]
-    last = np.ones(len(s), dtype=bool)
-    last[:-1] = first[1:]
-    previous = seen[s[first]]
-    stale: npt.NDArray[Any] = s[first][(previous != NEVER) & (t[first] - previous > ttl_ms)]
-    seen[s[last]] = t[last]
+    follows their previous one by more than ``ttl_ms``, ascending; ``seen`` (each key's last
+    time, by slot) then gets this batch's last times (its last record's, in batch order)."""
+    stale: npt.NDArray[Any] = _returning(seen, slots, time_ms, ttl_ms).astype(slots.dtype)
     return stale
+
+
+@numba.njit(cache=True, nogil=True)
+def _returning(seen: I64, slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int) -> I64:
+    # One pass in batch order, no sort: a slot's first row compares with its previous time,
+    # and every row overwrites it, so the last row's time is what stays.
+    first = np.ones(len(seen), dtype=np.bool_)
+    stale = np.empty(len(slots), dtype=np.int64)
+    found = 0
+    for i in range(len(slots)):
+        slot = slots[i]
+        if first[slot]:
+            first[slot] = False
+            previous = seen[slot]
+            if previous != NEVER and time_ms[i] - previous > ttl_ms:
+                stale[found] = slot
+                found += 1
+        seen[slot] = time_ms[i]
+    return np.sort(stale[:found])
+
+
+@numba.njit(cache=True, nogil=True)
+def _cut_rows(
+    slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int, cut: npt.NDArray[np.bool_]
+) -> None:
+    # Marks each row that follows its slot's previous row of the batch by more than the TTL.
+    size = 0
+    for i in range(len(slots)):
+        size = max(size, slots[i] + 1)
+    seen = np.zeros(size, dtype=np.bool_)
+    last = np.empty(size, dtype=np.int64)
+    for i in range(len(slots)):
+        slot = slots[i]
+        if seen[slot] and time_ms[i] - last[slot] > ttl_ms:
+            cut[i] = True
+        seen[slot] = True
+        last[slot] = time_ms[i]
 
 
 class StateExpiry:
@@ -76,13 +106,10 @@ class StateExpiry:
     def cuts(self, slots: dict[str, npt.NDArray[np.int32]], time_ms: I64) -> I64:
         """Rows (> 0, ascending) that follow their key's previous row of the batch by more
         than the TTL: the batch is decided in parts cut there (the key expires in between)."""
-        found = []
+        cut = np.zeros(len(time_ms), dtype=np.bool_)
         for column in slots.values():
-            order = np.argsort(column, kind="stable")
-            s, t = column[order], time_ms[order]
-            inner = np.flatnonzero((s[1:] == s[:-1]) & (t[1:] - t[:-1] > self.ttl_ms))
-            found.append(order[inner + 1])
-        rows: I64 = np.unique(np.concatenate(found)).astype(np.int64)
+            _cut_rows(column, time_ms, self.ttl_ms, cut)
+        rows: I64 = np.flatnonzero(cut).astype(np.int64)
         return rows
 
     def expire(

@@ -427,7 +427,7 @@ def warm_up(rules: RuleSet | None = None) -> None:
                 "10115", f"m{i}", None, None, "pos", "d1", "192.0.2.1", None)
         for i, amount in enumerate((0.5, 900.0, 1.5, 1.0))
     ]  # fmt: skip
-    pipeline = Pipeline(rules)
+    pipeline = Pipeline(rules, state_ttl_ms=3_600_000)  # a TTL: its kernels too
     batch = TxBatch.from_valid(rows, np.arange(len(rows)), np.zeros(len(rows)))
     pipeline.submit(batch, now_ms=0.0)
     pipeline.flush(now_ms=0.0)

@@ -15,31 +15,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudstream.io.decode import ParsedBlock
+from fraudstream.io.parse_process import ParseProcess, read_range
 from fraudstream.io.read_ahead import AheadReader
 
-__all__ = ["Chunk", "chunk_reader", "plan_chunks", "read_block"]
+__all__ = ["CHILD_MIN_BYTES", "Chunk", "chunk_reader", "plan_chunks", "read_block"]
+
+# Chunks smaller than this parse in a few milliseconds: not worth a child process's start.
+CHILD_MIN_BYTES = 262_144
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Lines ``[start, end)`` (bytes) of ``path``; its first line is line ``first_line``."""
+    """Lines ``[start, end)`` (bytes) of ``path``.
+
+    Line numbers (dead letters' positions) are counted by the reader as it reads the file's
+    chunks in order, from line 1 at ``start == 0``: cutting a file then only seeks, never
+    reads it (the client cuts while the JVM starts, on the same two cores).
+    """
 
     index: int
     path: str
     start: int
     end: int
-    first_line: int
     last: bool
+
+    @property
+    def first_of_file(self) -> bool:
+        """Whether the chunk starts its file (its first line is line 1)."""
+        return self.start == 0
 
     def to_json(self) -> str:
         """The descriptor as the source sends it (a JSON array)."""
-        return json.dumps([self.index, self.path, self.start, self.end, self.first_line, self.last])
+        return json.dumps([self.index, self.path, self.start, self.end, self.last])
 
     @classmethod
     def from_json(cls, text: str) -> Chunk:
         """A descriptor from :meth:`to_json`."""
-        index, path, start, end, first_line, last = json.loads(text)
-        return cls(index, path, start, end, first_line, last)
+        index, path, start, end, last = json.loads(text)
+        return cls(index, path, start, end, last)
 
 
 def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
@@ -48,8 +61,8 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     >>> import tempfile
     >>> with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
     ...     _ = f.write(b"aaaa\\nbb\\ncccccc\\nd\\n")
-    >>> [(c.start, c.end, c.first_line) for c in plan_chunks([f.name], 6)]
-    [(0, 8, 1), (8, 15, 3), (15, 17, 4)]
+    >>> [(c.start, c.end, c.last) for c in plan_chunks([f.name], 6)]
+    [(0, 8, False), (8, 15, False), (15, 17, True)]
     >>> read_block(plan_chunks([f.name], 6)[1])
     b'cccccc\\n'
     """
@@ -57,29 +70,23 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     files = [p for path in paths for p in _files(Path(path))]
     for number, path in enumerate(files):
         size = path.stat().st_size
-        start, line = 0, 1
+        start = 0
         with path.open("rb") as handle:
             while start < size:
                 handle.seek(max(start + hint - 1, start))
                 handle.readline()
                 end = min(handle.tell(), size)
-                handle.seek(start)
-                lines = handle.read(end - start).count(b"\n")
-                if end == size and not _ends_with_newline(path, size):
-                    lines += 1
-                chunks.append(Chunk(len(chunks), str(path), start, end, line, False))
-                start, line = end, line + lines
+                chunks.append(Chunk(len(chunks), str(path), start, end, False))
+                start = end
         if number == len(files) - 1 and chunks:
             last = chunks[-1]
-            chunks[-1] = Chunk(last.index, last.path, last.start, last.end, last.first_line, True)
+            chunks[-1] = Chunk(last.index, last.path, last.start, last.end, True)
     return chunks
 
 
 def read_block(chunk: Chunk) -> bytes:
     """The chunk's bytes: whole lines, as the embedded file source reads them."""
-    with open(chunk.path, "rb") as handle:
-        handle.seek(chunk.start)
-        return handle.read(chunk.end - chunk.start)
+    return read_range(chunk.path, chunk.start, chunk.end)
 
 
 def _files(path: Path) -> list[Path]:
@@ -88,27 +95,27 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def _ends_with_newline(path: Path, size: int) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) == b"\n"
-
-
 def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
     """Reads a chunk of ``plan`` as a :class:`ParsedBlock`, the plan's next chunk being read
-    and parsed on a worker thread meanwhile (a chunk not in the plan is read in line)."""
+    and parsed meanwhile (a chunk not in the plan is read in line): the first chunk on a
+    worker thread with Arrow's threads (the pipeline has nothing to do yet), the others, when
+    they hold ``CHILD_MIN_BYTES`` or more, in a child process
+    (:mod:`fraudstream.io.parse_process`), which shares no GIL with the pipeline deciding
+    the chunk before."""
+    worth_it = len(plan) > 1 and plan[1].end - plan[1].start >= CHILD_MIN_BYTES
+    process = ParseProcess() if worth_it else None
+
+    def parsed(chunk: Chunk) -> ParsedBlock:
+        if process is None or chunk.index == 0:
+            return ParsedBlock.of(read_block(chunk), threads=chunk.index == 0)
+        return process.parse(chunk.path, chunk.start, chunk.end)
 
     def following(chunk: Chunk) -> Chunk | None:
         index = chunk.index + 1
         in_plan = chunk.index < len(plan) and plan[chunk.index] == chunk
         return plan[index] if in_plan and index < len(plan) else None
 
-    reader = AheadReader(_parsed, following)
+    reader = AheadReader(parsed, following, process.close if process is not None else None)
     if plan:
         reader.start(plan[0])  # while the job starts
     return reader
-
-
-def _parsed(chunk: Chunk) -> ParsedBlock:
-    # Arrow's own threads only for the first chunk: the pipeline has nothing to do meanwhile.
-    return ParsedBlock.of(read_block(chunk), threads=chunk.index == 0)

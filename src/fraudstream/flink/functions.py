@@ -239,7 +239,8 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
                     self.fault.note_restore(f"sequencer restored at chunk {self.next_chunk}")
         if chunk.index < self.next_chunk:
             return  # already sequenced before a restart
-        core.lines_seen = chunk.first_line - 1
+        if chunk.first_of_file:
+            core.lines_seen = 0  # line numbers go on from the file's chunk before
         released = core.block(self.reader.get(chunk), time.time() * 1000)
         self.next_chunk = chunk.index + 1
         outputs = list(_released(released))

@@ -28,6 +28,7 @@ from pyflink.datastream.state import (  # type: ignore[import-untyped]
 )
 
 from fraudstream.decide import Decisions
+from fraudstream.engine.pipeline import warm_up
 from fraudstream.flink.chunks import Chunk, chunk_reader
 from fraudstream.flink.functions import (
     DEAD_LETTERS,
@@ -119,6 +120,7 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         )
         self.core: WholePipeline | None = None
         self.reader = chunk_reader(self.plan)
+        warm_up(self.parts.rules)  # loads the kernels while the first chunk is parsed
         self.held: list[Chunk] = []
         self.next_chunk = 0
         self.decided = 0
@@ -170,7 +172,8 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def _decide(self, core: WholePipeline, chunk: Chunk) -> Iterator[Any]:
         """One chunk as a micro-batch (at the last, the end of input): its outputs."""
-        core.lines_seen = chunk.first_line - 1
+        if chunk.first_of_file:
+            core.lines_seen = 0  # line numbers go on from the file's chunk before
         now = time.time() * 1000
         letters, late, decisions = core.block(self.reader.get(chunk), now, now)
         if letters:

@@ -104,7 +104,10 @@ class ParsedBlock:
     @classmethod
     def of(cls, data: bytes, threads: bool = True) -> ParsedBlock:
         """``data`` read by Arrow (on its own threads, or only on the calling one)."""
-        return cls(data, block_lines(data), parse_block(data, threads) if _tried(data) else None)
+        columns = parse_block(data, threads) if _tried(data) else None
+        # Arrow's table has one row per line (parse_block checks it): no second count
+        lines = columns[0].num_rows if columns is not None else block_lines(data)
+        return cls(data, lines, columns)
 
 
 def _tried(data: bytes) -> bool:

@@ -43,7 +43,7 @@ _PARSE = paj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="in
 # Arrow's own threads help a caller waiting for the parse; a reader thread working ahead of
 # the pipeline leaves the other core to it instead.
 _READ = {True: paj.ReadOptions(use_threads=True), False: paj.ReadOptions(use_threads=False)}
-_NEWLINE, _OPEN_BRACE, _CARRIAGE_RETURN = ord("\n"), ord("{"), ord("\r")
+_NEWLINE, _OPEN_BRACE = ord("\n"), ord("{")
 _EXACT_FLOAT = 2.0**53
 _PLAIN_EXTRAS = (pa.string(), pa.bool_(), pa.int64())
 
@@ -75,15 +75,16 @@ def parse_block(data: bytes, threads: bool = True) -> tuple[pa.Table, npt.NDArra
     Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
     Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
     hold a carriage return (Arrow reads it as a line end). Nothing is copied and every check
-    runs in numpy or Arrow, which release the GIL: a reader thread parsing ahead
-    (:mod:`fraudstream.io.read_ahead`) leaves the pipeline's thread alone.
+    but the carriage-return search (a ~1 ms ``memchr``) runs in numpy or Arrow, which release
+    the GIL: a reader thread parsing ahead (:mod:`fraudstream.io.read_ahead`) leaves the
+    pipeline's thread alone.
     """
     size = len(data) - 1 if data.endswith(b"\n") else len(data)  # without the last line end
     if not size:
         return None
-    raw = np.frombuffer(data, dtype=np.uint8, count=size)
-    if (raw == _CARRIAGE_RETURN).any():
+    if data.find(b"\r", 0, size) >= 0:  # memchr: a fifth of numpy's compare
         return None
+    raw = np.frombuffer(data, dtype=np.uint8, count=size)
     ends = np.flatnonzero(raw == _NEWLINE)
     starts = np.concatenate(([0], ends + 1))
     if starts[-1] >= size or not (raw[starts] == _OPEN_BRACE).all():

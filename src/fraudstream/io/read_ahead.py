@@ -58,9 +58,15 @@ class AheadReader(Generic[T, U]):
     >>> reader.close()
     """
 
-    def __init__(self, work: Callable[[T], U], following: Callable[[T], T | None]) -> None:
+    def __init__(
+        self,
+        work: Callable[[T], U],
+        following: Callable[[T], T | None],
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.work = work
         self.following = following
+        self.on_close = on_close  # after the worker stopped (what ``work`` holds open)
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: tuple[T, Future[U]] | None = None
 
@@ -91,3 +97,5 @@ class AheadReader(Generic[T, U]):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self.on_close is not None:
+            self.on_close()
