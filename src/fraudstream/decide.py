@@ -8,7 +8,7 @@ user profile's when it has them (seed 004's per-profile thresholds), else the ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,21 +95,83 @@ class Reasons:
     when nothing fired); iterating gives the rows that have reasons. Nothing per row is built
     until a row is asked for, and :meth:`arrow` hands the whole column to Arrow at once.
 
+    Messages may come lazily (:func:`explain` keeps each rule's texts as given, e.g. a
+    pipeline's :class:`~fraudstream.engine.pipeline.RuleTexts`): they are written when first
+    read, and only for the rows of this object; :meth:`take` keeps them unwritten. A run
+    writing only its alerts (about 1 % of rows) thus never formats the other rows' messages.
+
     >>> import numpy as np
     >>> reasons = explain({"a": (np.array([2]), ["small"]), "b": (np.array([2, 5]), ["x", "y"])},
     ...                   {"a": 0.2, "b": 0.9}, 6)
     >>> [r["rule"] for r in reasons[2]], reasons[5], reasons[0], list(reasons)
     (['b', 'a'], [{'rule': 'b', 'message': 'y'}], [], [2, 5])
+    >>> reasons.take(np.array([5])).messages
+    ['y']
     """
 
-    def __init__(self, offsets: npt.NDArray[np.int64], rules: list[str], messages: list[str]):
-        self.offsets = offsets  # row r's reasons are [offsets[r], offsets[r + 1])
-        self.rules = rules
-        self.messages = messages
+    def __init__(
+        self, offsets: npt.NDArray[np.int64], rules: list[str], messages: Sequence[str]
+    ) -> None:
+        names = list(dict.fromkeys(rules))
+        index = {name: k for k, name in enumerate(names)}
+        entries = len(rules)
+        self.offsets = offsets  # row r's reasons are entries [offsets[r], offsets[r + 1])
+        self._names = names
+        self._rule_of = np.array([index[rule] for rule in rules], dtype=np.int64)
+        self._sources: list[Sequence[str]] = [messages]
+        self._source_of = np.zeros(entries, dtype=np.int64)
+        self._position = np.arange(entries, dtype=np.int64)
+        self._rules: list[str] | None = list(rules)
+        self._messages: list[str] | None = None
+
+    @classmethod
+    def _of(
+        cls,
+        offsets: npt.NDArray[np.int64],
+        names: list[str],
+        rule_of: npt.NDArray[np.int64],
+        sources: list[Sequence[str]],
+        source_of: npt.NDArray[np.int64],
+        position: npt.NDArray[np.int64],
+    ) -> Reasons:
+        """Entry k: rule ``names[rule_of[k]]``, message ``sources[source_of[k]][position[k]]``."""
+        reasons = cls.__new__(cls)
+        reasons.offsets = offsets
+        reasons._names = names
+        reasons._rule_of = rule_of
+        reasons._sources = sources
+        reasons._source_of = source_of
+        reasons._position = position
+        reasons._rules = None
+        reasons._messages = None
+        return reasons
+
+    @property
+    def rules(self) -> list[str]:
+        """The rule of every entry, in row order."""
+        if self._rules is None:
+            names = self._names
+            self._rules = [names[k] for k in self._rule_of.tolist()]
+        return self._rules
+
+    @property
+    def messages(self) -> list[str]:
+        """The message of every entry, in row order (written now if they were not)."""
+        if self._messages is None:
+            written = [""] * len(self._source_of)
+            for k, source in enumerate(self._sources):
+                entries = np.flatnonzero(self._source_of == k)
+                if len(entries):
+                    texts = texts_at(source, self._position[entries])
+                    for entry, text in zip(entries.tolist(), texts, strict=True):
+                        written[entry] = text
+            self._messages = written
+        return self._messages
 
     def __getitem__(self, row: int) -> list[dict[str, str]]:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        return [{"rule": self.rules[k], "message": self.messages[k]} for k in range(start, end)]
+        rules, messages = self.rules, self.messages
+        return [{"rule": rules[k], "message": messages[k]} for k in range(start, end)]
 
     def get(self, row: int, default: Any = None) -> Any:
         """The row's reasons, or ``default`` when it has none."""
@@ -131,12 +193,20 @@ class Reasons:
         return ((row, self[row]) for row in self)
 
     def take(self, rows: npt.NDArray[np.int64]) -> Reasons:
-        """The reasons of ``rows`` only, renumbered 0.."""
+        """The reasons of ``rows`` only, renumbered 0.. (messages still unwritten stay so)."""
+        rows = np.asarray(rows, dtype=np.int64)
         counts = np.diff(self.offsets)[rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        keep = [k for r in rows.tolist() for k in range(self.offsets[r], self.offsets[r + 1])]
-        return Reasons(offsets, [self.rules[k] for k in keep], [self.messages[k] for k in keep])
+        shift = np.repeat(self.offsets[rows] - offsets[:-1], counts)
+        entries = np.arange(int(offsets[-1]), dtype=np.int64) + shift
+        taken = Reasons._of(
+            offsets, self._names, self._rule_of[entries], self._sources,
+            self._source_of[entries], self._position[entries],
+        )  # fmt: skip
+        if self._messages is not None:
+            taken._messages = [self._messages[k] for k in entries.tolist()]
+        return taken
 
     def arrow(self) -> pa.ListArray:
         """The reasons as an Arrow list<struct<rule, message>> column."""
@@ -147,12 +217,22 @@ class Reasons:
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), values)
 
 
+def texts_at(texts: Sequence[str], positions: npt.NDArray[np.int64]) -> list[str]:
+    """``texts`` at ``positions``: a lazy source writes only those (its ``at``)."""
+    at = getattr(texts, "at", None)
+    if at is not None:
+        written: list[str] = at(positions)
+        return written
+    return [texts[k] for k in positions.tolist()]
+
+
 def explain(
-    messages: Mapping[str, tuple[npt.NDArray[np.int64], list[str]]],
+    messages: Mapping[str, tuple[npt.NDArray[np.int64], Sequence[str]]],
     scores: Mapping[str, float],
     n: int,
 ) -> Reasons:
-    """Reasons by row from each rule's fired rows and messages, strongest rule first."""
+    """Reasons by row from each rule's fired rows and messages, strongest rule first (the
+    messages are kept as given: a lazy rule's are written when read)."""
     ranked = sorted(messages, key=lambda r: -scores[r])
     if not ranked:
         return Reasons(np.zeros(n + 1, dtype=np.int64), [], [])
@@ -160,9 +240,11 @@ def explain(
     rank = np.concatenate(
         [np.full(len(messages[rule][0]), k, dtype=np.int64) for k, rule in enumerate(ranked)]
     )
-    texts = [text for rule in ranked for text in messages[rule][1]]
-    order = np.lexsort((rank, rows)).tolist()
+    position = np.concatenate([np.arange(len(messages[rule][0])) for rule in ranked])
+    order = np.lexsort((rank, rows))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-    rank_list = rank.tolist()
-    return Reasons(offsets, [ranked[rank_list[k]] for k in order], [texts[k] for k in order])
+    sources = [messages[rule][1] for rule in ranked]
+    return Reasons._of(
+        offsets, ranked, rank[order], sources, rank[order], position[order].astype(np.int64)
+    )

@@ -9,8 +9,9 @@ detector state survives when a rule's thresholds change.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -297,11 +298,11 @@ class Pipeline:
                     found.append((instance, rule_name, rule_id, findings.features))
         messages: dict[str, Any] = {}
         if any_fired.any():
-            base = BaseValues(tx, inputs, np.flatnonzero(any_fired))
+            base = BaseValues(tx, inputs.time_ms)
             for instance, rule_name, rule_id, own in found:
                 rows = np.flatnonzero(fired[rule_id])
                 if len(rows):
-                    messages[rule_id] = (rows, describe(instance, rule_name, base, own, rows))
+                    messages[rule_id] = (rows, RuleTexts(instance, rule_name, base, own, rows))
         profile = self.profiles.table
         review = profile["review_threshold"][inputs.user]
         decline = profile["decline_threshold"][inputs.user]
@@ -376,24 +377,71 @@ _BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
 
 
 class BaseValues:
-    """The transaction fields of the rows that fired something, read once per batch."""
+    """The transaction fields messages read, read for the rows asked only."""
 
-    def __init__(self, tx: TxBatch, inputs: DetectorInput, rows: npt.NDArray[np.int64]) -> None:
-        self.rows = rows
+    def __init__(self, tx: TxBatch, time_ms: npt.NDArray[np.int64]) -> None:
+        self.tx = tx
+        self.time_ms = time_ms
+
+    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
+        """The base columns at ``rows``."""
+        tx = self.tx
         take = pa.array(rows, pa.int64())
-        self.columns: dict[str, list[Any]] = {
+        columns: dict[str, list[Any]] = {
             "transaction_id": tx.transaction_id.take(take).to_pylist(),
             "amount": tx.amount[rows].tolist(),
-            "time_ms": inputs.time_ms[rows].tolist(),
+            "time_ms": self.time_ms[rows].tolist(),
             "event_ms": tx.timestamp_ms[rows].tolist(),
         }
         for name in _BASE_FIELDS:
-            self.columns[name] = getattr(tx, name).take(take).to_pylist()
+            columns[name] = getattr(tx, name).take(take).to_pylist()
+        return columns
 
-    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
-        """The base columns for ``rows`` (a subset of the fired rows)."""
-        where = np.searchsorted(self.rows, rows).tolist()
-        return {name: [values[i] for i in where] for name, values in self.columns.items()}
+
+class RuleTexts(Sequence[str]):
+    """A rule's messages for its fired rows, written when read (:meth:`at`: only the rows
+    asked). A run that writes only its alerts reads about 1 % of them.
+
+    Everything it reads is the batch's own (transaction columns, the detector's findings,
+    the detector instance of the rules in force then), so a message written later is the one
+    that would have been written at once.
+    """
+
+    def __init__(
+        self,
+        instance: _Instance,
+        rule_name: str,
+        base: BaseValues,
+        own_features: dict[str, Any],
+        rows: npt.NDArray[np.int64],
+    ) -> None:
+        self.instance = instance
+        self.rule_name = rule_name
+        self.base = base
+        self.own_features = own_features
+        self.rows = rows
+        self._all: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def at(self, positions: npt.NDArray[np.int64]) -> list[str]:
+        """The messages of the fired rows at ``positions`` (indices into ``rows``)."""
+        if self._all is not None:
+            return [self._all[k] for k in positions.tolist()]
+        rows = self.rows[positions]
+        return describe(self.instance, self.rule_name, self.base, self.own_features, rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if self._all is None:  # read one by one: write them all, once
+            self._all = self.at(np.arange(len(self.rows), dtype=np.int64))
+        return self._all[index]
 
 
 def describe(
