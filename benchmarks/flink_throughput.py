@@ -12,14 +12,17 @@ On the same JSON-lines workload (seeded, under benchmarks/data/):
   the default there) and sharded (``--shard``), parallelism 2 sharded, in PyFlink's
   thread and process execution modes (``--modes``). Start-up
   (MiniCluster, Python workers, job submission) is measured separately with a 1,000-record
-  run and reported apart; the tx/s figure is records / (wall time - start-up).
+  run right before each full run and reported apart; the tx/s figure is records / the
+  median over ``--repeat`` pairs of (full run - its start-up run).
 - the naive baseline: Flink's fraud-detection walkthrough as a PyFlink
   ``KeyedProcessFunction`` (small-then-large only; per record: JSON parse, a keyed
   ``ValueState`` read/write, a timer), in process mode and in thread mode, start-up
   subtracted the same way.
 - the embedded runtime (``fraudstream run``) on the same file, every detector, same output.
 
-Every timing (start-up runs included) is the best of ``--repeat`` runs. Bar: the Flink
+The runs of a pair follow each other, so a busy spell of the shared machine slows both
+(start-up alone moves by a second between runs here, a whole 1 M run's work by far less);
+every pair is kept in the result. Bar: the Flink
 runtime >= 10 x the naive baseline; each Flink figure is printed against the
 naive job in the same execution mode and against the best naive. Appends a line to
 benchmarks/results/flink_throughput.jsonl.
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,18 +115,23 @@ def naive_job(path: str, mode: str, out: str) -> None:
     env.execute("naive walkthrough")
 
 
-def timed(command: list[str], repeat: int = 1, before: Any = None) -> float:
-    """Wall seconds of a command in a fresh process (it must succeed): the best of ``repeat``
-    runs (the machine is shared; start-up alone moves by a second between runs). ``before``
-    runs ahead of each (clearing the outputs)."""
-    best = float("inf")
-    for _ in range(repeat):
-        if before is not None:
-            before()
-        started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - started)
-    return best
+def timed(command: list[str], before: Any = None) -> float:
+    """Wall seconds of a command in a fresh process (it must succeed); ``before`` runs ahead
+    of it (clearing the outputs)."""
+    if before is not None:
+        before()
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def paired(small: list[str], big: list[str], repeat: int, before: Any = None) -> dict[str, Any]:
+    """``repeat`` pairs of runs, a start-up run (1,000 records) right before each full run, so
+    a busy spell of the shared machine hits both; the figure is the median of the pairs'
+    differences (start-up alone moves by a second between runs here, the work of a 1 M run
+    by far less)."""
+    pairs = [(timed(small, before), timed(big, before)) for _ in range(repeat)]
+    return {"pairs": pairs, "work_s": statistics.median(b - s for s, b in pairs)}
 
 
 # --shapes, (parallelism, job shape): at parallelism 1 the job runs fused by default (one
@@ -149,10 +158,17 @@ def naive_name(mode: str) -> str:
     return f"naive KeyedProcessFunction (walkthrough), {mode} mode"
 
 
-def rate(records: int, seconds: float, startup: float) -> dict[str, Any]:
-    """tx/s with start-up subtracted (and the raw wall time)."""
-    work = max(seconds - startup, 1e-9)
-    return {"records": records, "seconds": seconds, "startup_s": startup, "tx_s": records / work}
+def rate(records: int, runs: dict[str, Any]) -> dict[str, Any]:
+    """tx/s over the median work time (full run minus its start-up run), with the runs."""
+    pairs = runs["pairs"]
+    return {
+        "records": records,
+        "tx_s": records / max(runs["work_s"], 1e-9),
+        "work_s": runs["work_s"],
+        "startup_s": statistics.median(small for small, _ in pairs),
+        "seconds": statistics.median(big for _, big in pairs),
+        "pairs": [[round(small, 3), round(big, 3)] for small, big in pairs],
+    }
 
 
 def main() -> None:
@@ -168,7 +184,7 @@ def main() -> None:
     )
     parser.add_argument("--naive-modes", default="process,thread", help="modes of the naive job")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="each timing is the best of this many runs"
+        "--repeat", type=int, default=3, help="pairs of runs (start-up, full) per figure"
     )
     args = parser.parse_args()
     repeat = max(1, args.repeat)
@@ -186,33 +202,37 @@ def main() -> None:
             shutil.rmtree(target, ignore_errors=True)
             return target
 
-        def flink_timed(path: Path, name: str, parallelism: int, shape: str, mode: str) -> float:
-            command = flink_command(path, work / name, parallelism, shape, args.output, mode)
-            return timed(command, repeat, before=lambda: fresh(name))
+        def flink_runs(parallelism: int, shape: str, mode: str) -> dict[str, Any]:
+            def command(path: Path) -> list[str]:
+                return flink_command(path, work / "flink", parallelism, shape, args.output, mode)
+
+            return paired(command(small), command(data), repeat, lambda: fresh("flink"))
 
         for mode in modes:
             for parallelism, shape in shapes:
-                startup = flink_timed(small, "startup", parallelism, shape, mode)
-                seconds = flink_timed(data, "flink", parallelism, shape, mode)
-                runs[flink_name(parallelism, shape, mode)] = rate(args.records, seconds, startup)
+                runs[flink_name(parallelism, shape, mode)] = rate(
+                    args.records, flink_runs(parallelism, shape, mode)
+                )
                 print(f"  flink p{parallelism} {shape} {mode}: {runs[list(runs)[-1]]}")
         for mode in naive_modes:
             here = str(Path(__file__).resolve())
             base = [sys.executable, here, "--naive-mode", mode]
             out = ["--naive-out", str(work / "naive")]
-            clear = lambda: fresh("naive")  # noqa: E731
-            startup = timed([*base, "--naive-input", str(small), *out], repeat, clear)
-            seconds = timed([*base, "--naive-input", str(data), *out], repeat, clear)
-            runs[naive_name(mode)] = rate(args.records, seconds, startup)
+            naive = paired(
+                [*base, "--naive-input", str(small), *out],
+                [*base, "--naive-input", str(data), *out],
+                repeat,
+                lambda: fresh("naive"),
+            )
+            runs[naive_name(mode)] = rate(args.records, naive)
             print(f"  naive {mode}: {runs[list(runs)[-1]]}")
         embedded = [
             FRAUDSTREAM, "run", "--input", str(data),
             f"--{args.output}", str(work / "embedded.jsonl"), "--quiet",
         ]  # fmt: skip
-        startup = timed([*embedded[:3], str(small), *embedded[4:]], repeat)
-        seconds = timed(embedded, repeat)
+        embedded_small = [*embedded[:3], str(small), *embedded[4:]]
         runs["embedded runtime (fraudstream run), all detectors"] = rate(
-            args.records, seconds, startup
+            args.records, paired(embedded_small, embedded, repeat)
         )
         print(f"  embedded: {runs[list(runs)[-1]]}")
     best_naive = max(v["tx_s"] for k, v in runs.items() if k.startswith("naive"))

@@ -9,9 +9,8 @@ detector state survives when a rule's thresholds change.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +23,7 @@ from fraudstream.engine.clock import EventClock
 from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
+from fraudstream.engine.messages import BaseValues, RuleTexts
 from fraudstream.engine.state import StateTable
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -302,7 +302,10 @@ class Pipeline:
             for instance, rule_name, rule_id, own in found:
                 rows = np.flatnonzero(fired[rule_id])
                 if len(rows):
-                    messages[rule_id] = (rows, RuleTexts(instance, rule_name, base, own, rows))
+                    messages[rule_id] = (
+                        rows,
+                        RuleTexts(instance.detector, rule_name, base, own, rows),
+                    )
         profile = self.profiles.table
         review = profile["review_threshold"][inputs.user]
         decline = profile["decline_threshold"][inputs.user]
@@ -371,99 +374,6 @@ def concat_decisions(parts: list[Decisions]) -> Decisions:
         first.processed_at_ms,
         first.model,
     )
-
-
-_BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
-
-
-class BaseValues:
-    """The transaction fields messages read, read for the rows asked only."""
-
-    def __init__(self, tx: TxBatch, time_ms: npt.NDArray[np.int64]) -> None:
-        self.tx = tx
-        self.time_ms = time_ms
-
-    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
-        """The base columns at ``rows``."""
-        tx = self.tx
-        take = pa.array(rows, pa.int64())
-        columns: dict[str, list[Any]] = {
-            "transaction_id": tx.transaction_id.take(take).to_pylist(),
-            "amount": tx.amount[rows].tolist(),
-            "time_ms": self.time_ms[rows].tolist(),
-            "event_ms": tx.timestamp_ms[rows].tolist(),
-        }
-        for name in _BASE_FIELDS:
-            columns[name] = getattr(tx, name).take(take).to_pylist()
-        return columns
-
-
-class RuleTexts(Sequence[str]):
-    """A rule's messages for its fired rows, written when read (:meth:`at`: only the rows
-    asked). A run that writes only its alerts reads about 1 % of them.
-
-    Everything it reads is the batch's own (transaction columns, the detector's findings,
-    the detector instance of the rules in force then), so a message written later is the one
-    that would have been written at once.
-    """
-
-    def __init__(
-        self,
-        instance: _Instance,
-        rule_name: str,
-        base: BaseValues,
-        own_features: dict[str, Any],
-        rows: npt.NDArray[np.int64],
-    ) -> None:
-        self.instance = instance
-        self.rule_name = rule_name
-        self.base = base
-        self.own_features = own_features
-        self.rows = rows
-        self._all: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def at(self, positions: npt.NDArray[np.int64]) -> list[str]:
-        """The messages of the fired rows at ``positions`` (indices into ``rows``)."""
-        if self._all is not None:
-            return [self._all[k] for k in positions.tolist()]
-        rows = self.rows[positions]
-        return describe(self.instance, self.rule_name, self.base, self.own_features, rows)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        if self._all is None:  # read one by one: write them all, once
-            self._all = self.at(np.arange(len(self.rows), dtype=np.int64))
-        return self._all[index]
-
-
-def describe(
-    instance: _Instance,
-    rule_name: str,
-    base: BaseValues,
-    own_features: dict[str, Any],
-    rows: npt.NDArray[np.int64],
-) -> list[str]:
-    """The detector's message for each fired row, from that row's values (vectorized reads)."""
-    columns = base.at(rows)
-    take = pa.array(rows, pa.int64())
-    for name, column in own_features.items():
-        columns[name] = (
-            column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()
-        )
-    names = list(columns)
-    message = instance.detector.message
-    return [
-        message(rule_name, dict(zip(names, values, strict=True)))
-        for values in zip(*columns.values(), strict=True)
-    ]
 
 
 def warm_up(rules: RuleSet | None = None) -> None:

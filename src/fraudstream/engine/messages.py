@@ -1,0 +1,113 @@
+"""Reason messages: the sentence a person reads for each rule a transaction fired.
+
+A detector's ``message(rule, values)`` writes one from that row's values: the transaction's
+fields (:class:`BaseValues`) and the detector's findings for the batch. Most fired rows are
+never shown (a run writing alerts writes about 1 % of rows), so a rule's messages are kept as
+:class:`RuleTexts` and written when read, for the rows read (``fraudstream.decide.Reasons``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, overload
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from fraudstream.detectors import Detector
+from fraudstream.engine.batch import TxBatch
+
+__all__ = ["BaseValues", "RuleTexts", "describe"]
+
+_BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
+
+
+class BaseValues:
+    """The transaction fields messages read, read for the rows asked only."""
+
+    def __init__(self, tx: TxBatch, time_ms: npt.NDArray[np.int64]) -> None:
+        self.tx = tx
+        self.time_ms = time_ms
+
+    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
+        """The base columns at ``rows``."""
+        tx = self.tx
+        take = pa.array(rows, pa.int64())
+        columns: dict[str, list[Any]] = {
+            "transaction_id": tx.transaction_id.take(take).to_pylist(),
+            "amount": tx.amount[rows].tolist(),
+            "time_ms": self.time_ms[rows].tolist(),
+            "event_ms": tx.timestamp_ms[rows].tolist(),
+        }
+        for name in _BASE_FIELDS:
+            columns[name] = getattr(tx, name).take(take).to_pylist()
+        return columns
+
+
+class RuleTexts(Sequence[str]):
+    """A rule's messages for its fired rows, written when read (:meth:`at`: only the rows
+    asked). A run that writes only its alerts reads about 1 % of them.
+
+    Everything it reads is the batch's own (transaction columns, the detector's findings,
+    the detector instance of the rules in force then), so a message written later is the one
+    that would have been written at once.
+    """
+
+    def __init__(
+        self,
+        detector: Detector[Any],
+        rule_name: str,
+        base: BaseValues,
+        own_features: dict[str, Any],
+        rows: npt.NDArray[np.int64],
+    ) -> None:
+        self.detector = detector
+        self.rule_name = rule_name
+        self.base = base
+        self.own_features = own_features
+        self.rows = rows
+        self._all: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def at(self, positions: npt.NDArray[np.int64]) -> list[str]:
+        """The messages of the fired rows at ``positions`` (indices into ``rows``)."""
+        if self._all is not None:
+            return [self._all[k] for k in positions.tolist()]
+        rows = self.rows[positions]
+        return describe(self.detector, self.rule_name, self.base, self.own_features, rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if self._all is None:  # read one by one: write them all, once
+            self._all = self.at(np.arange(len(self.rows), dtype=np.int64))
+        return self._all[index]
+
+
+def describe(
+    detector: Detector[Any],
+    rule_name: str,
+    base: BaseValues,
+    own_features: dict[str, Any],
+    rows: npt.NDArray[np.int64],
+) -> list[str]:
+    """The detector's message for each fired row, from that row's values (vectorized reads)."""
+    columns = base.at(rows)
+    take = pa.array(rows, pa.int64())
+    for name, column in own_features.items():
+        columns[name] = (
+            column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()
+        )
+    names = list(columns)
+    message = detector.message
+    return [
+        message(rule_name, dict(zip(names, values, strict=True)))
+        for values in zip(*columns.values(), strict=True)
+    ]
