@@ -98,16 +98,16 @@ def _files(path: Path) -> list[Path]:
 def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
     """Reads a chunk of ``plan`` as a :class:`ParsedBlock`, the plan's next chunk being read
     and parsed meanwhile (a chunk not in the plan is read in line): the first chunk on a
-    worker thread with Arrow's threads (the pipeline has nothing to do yet), the others, when
-    they hold ``CHILD_MIN_BYTES`` or more, in a child process
+    worker thread (while the operator loads its kernels, the child process starts), the
+    others, when they hold ``CHILD_MIN_BYTES`` or more, in a child process
     (:mod:`fraudstream.io.parse_process`), which shares no GIL with the pipeline deciding
-    the chunk before."""
+    the chunk before. Arrow's own threads are not used: both cores are busy already."""
     worth_it = len(plan) > 1 and plan[1].end - plan[1].start >= CHILD_MIN_BYTES
     process = ParseProcess() if worth_it else None
 
     def parsed(chunk: Chunk) -> ParsedBlock:
         if process is None or chunk.index == 0:
-            return ParsedBlock.of(read_block(chunk), threads=chunk.index == 0)
+            return ParsedBlock.of(read_block(chunk), threads=False)
         return process.parse(chunk.path, chunk.start, chunk.end)
 
     def following(chunk: Chunk) -> Chunk | None:
