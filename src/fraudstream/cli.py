@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shlex
@@ -35,6 +34,7 @@ from fraudstream.cli_options import (
     TimeOption,
 )
 from fraudstream.config import ConfigError
+from fraudstream.engine.tuning import settle_garbage_collector
 
 app = typer.Typer(
     name="fraudstream",
@@ -370,18 +370,6 @@ def _recovery(
         return Recovery(CheckpointStore(directory), interval_s, every_records, resume)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def settle_garbage_collector() -> None:
-    """For a process that runs one pipeline: fewer, cheaper cyclic-GC passes.
-
-    Setup objects leave the collector's view (``freeze``) and young collections wait for
-    50,000 new container objects instead of 700: the hot path makes few cycles, and a batch's
-    short-lived reasons would otherwise trigger hundreds of passes.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:

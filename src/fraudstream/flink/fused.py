@@ -29,6 +29,7 @@ from pyflink.datastream.state import (  # type: ignore[import-untyped]
 
 from fraudstream.decide import Decisions
 from fraudstream.engine.pipeline import warm_up
+from fraudstream.engine.tuning import settle_garbage_collector
 from fraudstream.flink.chunks import Chunk, chunk_reader
 from fraudstream.flink.functions import (
     DEAD_LETTERS,
@@ -121,6 +122,10 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.core: WholePipeline | None = None
         self.reader = chunk_reader(self.plan)
         warm_up(self.parts.rules)  # loads the kernels while the first chunk is parsed
+        # As `fraudstream run` does: Flink's, numba's and the job's setup objects leave the
+        # cyclic collector's view, and a chunk's short-lived objects no longer trigger
+        # hundreds of passes over them.
+        settle_garbage_collector()
         self.held: list[Chunk] = []
         self.next_chunk = 0
         self.decided = 0

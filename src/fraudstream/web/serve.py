@@ -32,6 +32,7 @@ from fraudstream.cli_options import (
     TimeMode,
     TimeOption,
 )
+from fraudstream.engine.tuning import settle_garbage_collector
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
 
@@ -84,7 +85,7 @@ def serve(
         data_dir=data_dir,
         reviews_url=reviews_db,
     )
-    cli.settle_garbage_collector()
+    settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(
             f"warning: reads (the page, every GET) are open to anyone who reaches {host}:{port}; "
