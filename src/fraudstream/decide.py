@@ -96,7 +96,7 @@ class Reasons:
     until a row is asked for, and :meth:`arrow` hands the whole column to Arrow at once.
 
     Messages may come lazily (:func:`explain` keeps each rule's texts as given, e.g. a
-    pipeline's :class:`~fraudstream.engine.pipeline.RuleTexts`): they are written when first
+    pipeline's :class:`~fraudstream.engine.messages.RuleTexts`): they are written when first
     read, and only for the rows of this object; :meth:`take` keeps them unwritten. A run
     writing only its alerts (about 1 % of rows) thus never formats the other rows' messages.
 
@@ -109,20 +109,19 @@ class Reasons:
     ['y']
     """
 
+    _rules: list[str] | None  # written on first read
+    _messages: list[str] | None
+
     def __init__(
         self, offsets: npt.NDArray[np.int64], rules: list[str], messages: Sequence[str]
     ) -> None:
         names = list(dict.fromkeys(rules))
         index = {name: k for k, name in enumerate(names)}
         entries = len(rules)
-        self.offsets = offsets  # row r's reasons are entries [offsets[r], offsets[r + 1])
-        self._names = names
-        self._rule_of = np.array([index[rule] for rule in rules], dtype=np.int64)
-        self._sources: list[Sequence[str]] = [messages]
-        self._source_of = np.zeros(entries, dtype=np.int64)
-        self._position = np.arange(entries, dtype=np.int64)
-        self._rules: list[str] | None = list(rules)
-        self._messages: list[str] | None = None
+        rule_of = np.array([index[rule] for rule in rules], dtype=np.int64)
+        position = np.arange(entries, dtype=np.int64)
+        self._fill(offsets, names, rule_of, [messages], np.zeros(entries, np.int64), position)
+        self._rules = list(rules)
 
     @classmethod
     def _of(
@@ -136,15 +135,26 @@ class Reasons:
     ) -> Reasons:
         """Entry k: rule ``names[rule_of[k]]``, message ``sources[source_of[k]][position[k]]``."""
         reasons = cls.__new__(cls)
-        reasons.offsets = offsets
-        reasons._names = names
-        reasons._rule_of = rule_of
-        reasons._sources = sources
-        reasons._source_of = source_of
-        reasons._position = position
-        reasons._rules = None
-        reasons._messages = None
+        reasons._fill(offsets, names, rule_of, sources, source_of, position)
         return reasons
+
+    def _fill(
+        self,
+        offsets: npt.NDArray[np.int64],
+        names: list[str],
+        rule_of: npt.NDArray[np.int64],
+        sources: list[Sequence[str]],
+        source_of: npt.NDArray[np.int64],
+        position: npt.NDArray[np.int64],
+    ) -> None:
+        self.offsets = offsets  # row r's reasons are entries [offsets[r], offsets[r + 1])
+        self._names = names
+        self._rule_of = rule_of
+        self._sources = sources
+        self._source_of = source_of
+        self._position = position
+        self._rules = None
+        self._messages = None
 
     @property
     def rules(self) -> list[str]:
@@ -240,11 +250,12 @@ def explain(
     rank = np.concatenate(
         [np.full(len(messages[rule][0]), k, dtype=np.int64) for k, rule in enumerate(ranked)]
     )
-    position = np.concatenate([np.arange(len(messages[rule][0])) for rule in ranked])
+    position = np.concatenate(
+        [np.arange(len(messages[rule][0]), dtype=np.int64) for rule in ranked]
+    )
     order = np.lexsort((rank, rows))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
     sources = [messages[rule][1] for rule in ranked]
-    return Reasons._of(
-        offsets, ranked, rank[order], sources, rank[order], position[order].astype(np.int64)
-    )
+    ranked_rank = rank[order]  # one source per ranked rule: its rule is its source
+    return Reasons._of(offsets, ranked, ranked_rank, sources, ranked_rank, position[order])
