@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pytest
 from decode_helpers import outcome
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fraudstream.io.decode import COLUMNAR_MIN_ROWS, Decoder, ParsedBlock
-from fraudstream.io.json_columns import _valid_utf8, parse_block, parse_lines
+from fraudstream.io.json_columns import _floats, _nulls, _valid_utf8, parse_block, parse_lines
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate import demo_records
 
@@ -185,3 +186,23 @@ def test_arrow_refuses_exactly_the_utf8_python_refuses(data: bytes) -> None:
     except UnicodeDecodeError:
         python_accepts = False
     assert _valid_utf8(pa.py_buffer(data)) == python_accepts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.none() | st.floats(allow_nan=True, allow_infinity=True), max_size=40),
+    st.integers(0, 40),
+    st.integers(0, 40),
+)
+def test_nulls_and_floats_read_from_buffers_equal_arrows_conversion(
+    values: list[float | None], skip: int, take: int
+) -> None:
+    """The suspect checks read a column's buffers (Arrow's to_numpy would import pandas);
+    whatever the nulls and the slice offset, they see what Arrow's own conversion gives."""
+    column = pa.array(values, pa.float64()).slice(skip, take)
+    nulls = np.asarray(column.is_null(), dtype=bool)
+    assert _nulls(column).tolist() == nulls.tolist()
+    expected = column.fill_null(-7.5).to_numpy()
+    np.testing.assert_array_equal(_floats(column, -7.5), expected)  # NaN == NaN here
+    assert np.signbit(_floats(column, -7.5)).tolist() == np.signbit(expected).tolist()
+    assert _nulls(pa.nulls(3)).tolist() == [True] * 3

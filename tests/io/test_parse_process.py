@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_json_columns import block
 
-from fraudstream.io.decode import ParsedBlock
+from fraudstream.io.decode import Decoder, ParsedBlock
 from fraudstream.io.parse_process import ParseProcess
+from fraudstream.schema import CardTokenizer
 
 ODD_LINES = [b"", b"  ", b"\r", b"{", b' {"transaction_id":"x"}', b"[]", b'{"amount":"5"}']
 
@@ -123,3 +124,43 @@ def test_close_ends_the_child_and_removes_its_directory(tmp_path: Path) -> None:
     assert running.returncode == 0
     assert not os.path.exists(directory)
     assert child.broken == "closed"
+
+
+def decoded(block: ParsedBlock | bytes) -> tuple[list[str], list[dict[str, object]]]:
+    batch, dead = Decoder(CardTokenizer(b"test")).block(block, 1, 0.0)
+    return batch.transaction_id.tolist(), [letter.to_dict() for letter in dead]
+
+
+def test_rows_arrow_reads_but_the_decoder_refuses_keep_their_lines(
+    process: ParseProcess, tmp_path: Path
+) -> None:
+    """The parent leaves a clean block's bytes in the file; a row the decoder then refuses
+    (a negative amount, no card) still becomes a dead letter holding its very line."""
+    line = b'{"transaction_id":"t%d","card_id":"c1","timestamp":%d,"amount":%s}'
+    rows = [line % (k, 1_700_000_000_000 + k, b"5.5") for k in range(300)]
+    rows[17] = line % (17, 1_700_000_000_017, b"-3")
+    rows[230] = b'{"transaction_id":"t230","timestamp":1700000000230,"amount":1}'
+    data = b"\n".join(rows) + b"\n"
+    path, start, end = written(str(tmp_path), b'{"x":1}\n', data, b'{"after":true}\n')
+    parsed = process.parse(path, start, end)
+    assert callable(parsed.raw)  # nothing suspect: the bytes stayed in the file
+    ids, dead = decoded(parsed)
+    assert (ids, dead) == decoded(data)
+    assert [letter["position"] for letter in dead] == [18, 231]
+    assert '"t17"' in str(dead[0]["raw"]) and '"t230"' in str(dead[1]["raw"])
+
+
+def test_a_block_after_a_longer_one_sees_none_of_its_bytes(
+    process: ParseProcess, tmp_path: Path
+) -> None:
+    """The child reads every block into one buffer: what a longer block left behind it must
+    not count (a last line without its line end, then the old bytes)."""
+    line = b'{"transaction_id":"t%d","card_id":"c1","timestamp":%d,"amount":5.5}'
+    longer = b"\n".join(line % (k, 1_700_000_000_000 + k) for k in range(500)) + b"\n"
+    shorter = b"\n".join(line % (k, 1_800_000_000_000 + k) for k in range(200))  # no last \n
+    long_path, start, end = written(str(tmp_path), b"", longer, b"")
+    same(process.parse(long_path, start, end), ParsedBlock.of(longer, threads=False))
+    short_path = str(tmp_path / "short.jsonl")
+    Path(short_path).write_bytes(shorter)
+    same(process.parse(short_path, 0, len(shorter)), ParsedBlock.of(shorter, threads=False))
+    assert process.broken is None

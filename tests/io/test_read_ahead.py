@@ -48,18 +48,22 @@ def test_an_error_surfaces_at_its_item() -> None:
         next(results)
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=6), max_size=20), st.none() | st.integers(0, 6))
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=6), max_size=20),
+    st.none() | st.integers(0, 6),
+    st.integers(1, 3),
+)
 def test_ahead_reader_answers_like_the_work_whatever_is_asked(
-    asked: list[int], started: int | None
+    asked: list[int], started: int | None, depth: int
 ) -> None:
     """Items asked out of plan (a replay after a restart, a jump) get the work of the very item
-    asked: a result made ahead for another item is never handed out."""
+    asked: a result made ahead for another item is never handed out, however far ahead."""
 
     def work(x: int) -> tuple[int, int]:
         return (x, x * x)
 
-    reader = AheadReader(work, lambda x: x + 1 if x < 6 else None)
+    reader = AheadReader(work, lambda x: x + 1 if x < 6 else None, depth=depth)
     if started is not None:
         reader.start(started)
     try:
@@ -68,9 +72,37 @@ def test_ahead_reader_answers_like_the_work_whatever_is_asked(
         reader.close()
 
 
-def test_in_plan_each_item_is_worked_once() -> None:
+def test_two_ahead_the_second_item_is_worked_while_the_first_one_is() -> None:
+    """Depth 2: starting a plan works its first two items at once (the Flink job's first
+    chunk on a thread, the second in the child process), and each item asked starts the one
+    two places after it."""
+    first_started, second_started = threading.Event(), threading.Event()
+
+    def work(x: int) -> int:
+        if x == 0:
+            first_started.set()
+            assert second_started.wait(10), "item 1 did not start while item 0 was worked"
+        if x == 1:
+            second_started.set()
+        return x
+
+    reader = AheadReader(work, lambda x: x + 1 if x < 5 else None, depth=2)
+    reader.start(0)
+    assert reader.get(0) == 0 and first_started.is_set()
+    assert [item for item, _ in reader._ahead] == [1, 2]
+    assert reader.get(1) == 1
+    assert [item for item, _ in reader._ahead] == [2, 3]
+    assert [reader.get(x) for x in (2, 3, 4, 5)] == [2, 3, 4, 5]
+    assert not reader._ahead
+    reader.close()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_in_plan_each_item_is_worked_once(depth: int) -> None:
     worked: list[int] = []
-    reader = AheadReader(lambda x: worked.append(x) or x, lambda x: x + 1 if x < 4 else None)
+    reader = AheadReader(
+        lambda x: worked.append(x) or x, lambda x: x + 1 if x < 4 else None, depth=depth
+    )
     reader.start(0)
     assert [reader.get(x) for x in range(5)] == list(range(5))
     reader.close()

@@ -96,12 +96,14 @@ def _files(path: Path) -> list[Path]:
 
 
 def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
-    """Reads a chunk of ``plan`` as a :class:`ParsedBlock`, the plan's next chunk being read
-    and parsed meanwhile (a chunk not in the plan is read in line): the first chunk on a
-    worker thread (while the operator loads its kernels, the child process starts), the
-    others, when they hold ``CHILD_MIN_BYTES`` or more, in a child process
-    (:mod:`fraudstream.io.parse_process`), which shares no GIL with the pipeline deciding
-    the chunk before. Arrow's own threads are not used: both cores are busy already."""
+    """Reads a chunk of ``plan`` as a :class:`ParsedBlock`, the plan's next two chunks being
+    read and parsed meanwhile (a chunk not in the plan is read in line): the first chunk on a
+    worker thread (while the operator loads its kernels), the others, when they hold
+    ``CHILD_MIN_BYTES`` or more, in a child process (:mod:`fraudstream.io.parse_process`),
+    which shares no GIL with the pipeline deciding the chunk before. Two ahead: the child
+    starts on the second chunk at once instead of after the first one is parsed, and a chunk
+    that parses slowly (a busy core) does not stall the pipeline. Arrow's own threads are not
+    used: both cores are busy already."""
     worth_it = len(plan) > 1 and plan[1].end - plan[1].start >= CHILD_MIN_BYTES
     process = ParseProcess() if worth_it else None
 
@@ -115,7 +117,7 @@ def chunk_reader(plan: list[Chunk]) -> AheadReader[Chunk, ParsedBlock]:
         in_plan = chunk.index < len(plan) and plan[chunk.index] == chunk
         return plan[index] if in_plan and index < len(plan) else None
 
-    reader = AheadReader(parsed, following, process.close if process is not None else None)
+    reader = AheadReader(parsed, following, process.close if process is not None else None, depth=2)
     if plan:
         reader.start(plan[0])  # while the job starts
     return reader

@@ -24,7 +24,7 @@ Dead letters of a converted row (timestamps, decimals) show the row as the input
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.engine.batch import TxBatch
-from fraudstream.io.json_columns import parse_block, parse_lines
+from fraudstream.io.json_columns import Block, parse_block, parse_lines
 from fraudstream.schema import (
     KNOWN_FIELDS,
     MAX_ID_LENGTH,
@@ -95,32 +95,52 @@ class ParsedBlock:
     (:mod:`fraudstream.io.read_ahead`): Arrow releases the GIL, so the parse of the next
     block overlaps the pipeline's work on this one. :meth:`Decoder.block` gives the same
     result for a block and for its ``ParsedBlock``.
+
+    ``raw`` is the block's bytes, or, when Arrow read every row and none is suspect, a
+    function that reads them again (a child process parsed the block: the bytes are then
+    only needed if a row turns out invalid, and reading 33 MB costs ~30 ms).
     """
 
-    data: bytes
+    raw: bytes | Callable[[], bytes]
     lines: int  # :func:`block_lines` of the block
     columns: tuple[pa.Table, np.ndarray[Any, Any]] | None
+
+    @property
+    def data(self) -> bytes:
+        """The block's bytes (read now, if they were left where they are)."""
+        return self.raw if isinstance(self.raw, bytes) else self.raw()
 
     @classmethod
     def of(cls, data: bytes, threads: bool = True) -> ParsedBlock:
         """``data`` read by Arrow (on its own threads, or only on the calling one)."""
-        columns = parse_block(data, threads) if _tried(data) else None
-        # Arrow's table has one row per line (parse_block checks it): no second count
-        lines = columns[0].num_rows if columns is not None else block_lines(data)
+        columns, lines = read_columns(data, threads)
         return cls(data, lines, columns)
 
 
-def _tried(data: bytes) -> bool:
+def read_columns(
+    data: Block, threads: bool = True, length: int | None = None
+) -> tuple[tuple[pa.Table, np.ndarray[Any, Any]] | None, int]:
+    """What :meth:`ParsedBlock.of` finds in a block (``data``'s first ``length`` bytes):
+    Arrow's reading of it (``None``: declined, or too short to try) and its line count."""
+    length = len(data) if length is None else length
+    columns = parse_block(data, threads, length) if _tried(data, length) else None
+    # Arrow's table has one row per line (parse_block checks it): no second count
+    lines = columns[0].num_rows if columns is not None else block_lines(bytes(data[:length]))
+    return columns, lines
+
+
+def _tried(data: Block, length: int | None = None) -> bool:
     """Whether a block is long enough to offer to Arrow (its body: without the last line end)."""
-    return len(data) - data.endswith(b"\n") >= COLUMNAR_MIN_ROWS
+    length = len(data) if length is None else length
+    return length - (length > 0 and data[length - 1] == ord("\n")) >= COLUMNAR_MIN_ROWS
 
 
 class _SplitLines(Sequence[bytes]):
-    """A block's first ``size`` lines, split only if a line is asked for (a suspect row, a
-    dead letter)."""
+    """A block's first ``size`` lines, read and split only if a line is asked for (a suspect
+    row, a dead letter)."""
 
-    def __init__(self, body: bytes, size: int) -> None:
-        self.body = body
+    def __init__(self, block: ParsedBlock, size: int) -> None:
+        self.block = block
         self.size = size
         self.split: list[bytes] | None = None
 
@@ -129,7 +149,7 @@ class _SplitLines(Sequence[bytes]):
 
     def __getitem__(self, index: Any) -> Any:
         if self.split is None:
-            self.split = self.body.split(b"\n")
+            self.split = self.block.data.split(b"\n")
         return self.split[index]
 
 
@@ -232,7 +252,7 @@ class Decoder:
         if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
             n = parsed[0].num_rows
             positions = range(first_position, first_position + n)
-            return self._parsed(*parsed, _SplitLines(block.data, n), positions, arrival_ms)
+            return self._parsed(*parsed, _SplitLines(block, n), positions, arrival_ms)
         body = block.data[:-1] if block.data.endswith(b"\n") else block.data
         lines, positions_kept = [], []
         split = body.split(b"\n") if body else []

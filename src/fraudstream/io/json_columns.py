@@ -24,17 +24,20 @@ unordered).
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as paj
 
 from fraudstream.schema import KNOWN_FIELDS, MAX_LINE_BYTES
 
-__all__ = ["parse_block", "parse_lines"]
+__all__ = ["Block", "parse_block", "parse_lines"]
+
+# What a block can be read from: bytes, or a reused buffer with ``find`` (bytearray, mmap).
+Block = bytes | bytearray | mmap.mmap
 
 _NUMBERS = {"timestamp": pa.int64(), "amount": pa.float64(), "lat": pa.float64()}
 _NUMBERS.update(lon=pa.float64(), lng=pa.float64())
@@ -67,10 +70,14 @@ def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]
     return parse_block(b"\n".join(lines))
 
 
-def parse_block(data: bytes, threads: bool = True) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
+def parse_block(
+    data: Block, threads: bool = True, length: int | None = None
+) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
     """:func:`parse_lines` of the lines of ``data``, without splitting: a file's block of whole
     lines (the last line end may be missing) goes to Arrow as it was read (on Arrow's
-    threads, or on this one).
+    threads, or on this one). The block is ``data``'s first ``length`` bytes (all of them by
+    default): a reused buffer (a ``bytearray`` or an ``mmap``) serves as well as ``bytes``,
+    and the table refers to none of it.
 
     Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
     Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
@@ -79,7 +86,8 @@ def parse_block(data: bytes, threads: bool = True) -> tuple[pa.Table, npt.NDArra
     the GIL: a reader thread parsing ahead (:mod:`fraudstream.io.read_ahead`) leaves the
     pipeline's thread alone.
     """
-    size = len(data) - 1 if data.endswith(b"\n") else len(data)  # without the last line end
+    length = len(data) if length is None else length
+    size = length - 1 if length and data[length - 1] == _NEWLINE else length  # body only
     if not size:
         return None
     if data.find(b"\r", 0, size) >= 0:  # memchr: a fifth of numpy's compare
@@ -111,7 +119,7 @@ def parse_block(data: bytes, threads: bool = True) -> tuple[pa.Table, npt.NDArra
             if column.null_count == n:
                 continue
             if name in _NUMBERS and name != "timestamp":
-                values = column.fill_null(1.0).to_numpy()
+                values = _floats(column, 1.0)
                 suspect |= ~np.isfinite(values) | ((values == 0) & np.signbit(values))
                 if name == "amount":
                     suspect |= values >= _EXACT_FLOAT
@@ -135,13 +143,43 @@ def _valid_utf8(body: pa.Buffer) -> bool:
 
 def _uncertain_extra(column: pa.Array) -> npt.NDArray[np.bool_]:
     """Rows whose value of an unknown field may not be what msgspec gives."""
-    missing: npt.NDArray[np.bool_] = np.asarray(pc.is_null(column), dtype=bool)
+    missing = _nulls(column)
     if column.type in _PLAIN_EXTRAS:
         return missing
     if column.type == pa.float64():
-        values = column.fill_null(0.0).to_numpy()
+        values = _floats(column, 0.0)
         whole: npt.NDArray[np.bool_] = ~np.isfinite(values) | (values == np.floor(values))
         return missing | whole  # whole: was it `1` or `1.0`? (and NaN is not JSON)
     return np.ones(
         len(column), dtype=bool
     )  # null, nested, timestamps inferred from text: one by one
+
+
+# Arrow's own conversions to numpy (to_numpy, np.asarray) import pandas on first use to
+# recognise its objects: a quarter of a second in the child process that parses blocks and
+# has no other use for it. These read the column's buffers instead.
+
+
+def _nulls(column: pa.Array) -> npt.NDArray[np.bool_]:
+    """Which rows of ``column`` are null (from its validity bitmap)."""
+    n = len(column)
+    if column.null_count == 0:
+        return np.zeros(n, dtype=bool)
+    if column.null_count == n:
+        return np.ones(n, dtype=bool)
+    bits = np.frombuffer(column.buffers()[0], dtype=np.uint8)
+    valid = np.unpackbits(bits, count=column.offset + n, bitorder="little")[column.offset :]
+    nulls: npt.NDArray[np.bool_] = valid == 0
+    return nulls
+
+
+def _floats(column: pa.Array, fill: float) -> npt.NDArray[np.float64]:
+    """A float64 column's values, its nulls read as ``fill``."""
+    n = len(column)
+    if column.null_count == n:
+        return np.full(n, fill)
+    data = column.buffers()[1]
+    values = np.frombuffer(data, dtype=np.float64, count=n, offset=8 * column.offset)
+    if column.null_count:
+        values = np.where(_nulls(column), fill, values)
+    return values
