@@ -235,19 +235,23 @@ def main() -> None:
             args.records, paired(embedded_small, embedded, repeat)
         )
         print(f"  embedded: {runs[list(runs)[-1]]}")
-    best_naive = max(v["tx_s"] for k, v in runs.items() if k.startswith("naive"))
+    naive_rates = [v["tx_s"] for k, v in runs.items() if k.startswith("naive")]
+    best_naive = max(naive_rates, default=None)  # None: --naive-modes ""
     for mode in modes:
         same = runs.get(naive_name(mode), {}).get("tx_s")
         for parallelism, shape in shapes:
             figure = runs[flink_name(parallelism, shape, mode)]["tx_s"]
-            versus = ""
+            versus = []
             if same:
-                versus = f"{figure / same:.1f} x the naive job in {mode} mode ({same:,.0f} tx/s), "
-            print(
-                f"flink p{parallelism} {shape} {mode}: {figure:,.0f} tx/s = "
-                f"{versus}{figure / best_naive:.1f} x the "
-                f"best naive ({best_naive:,.0f} tx/s); bar {BAR:g} x"
-            )
+                versus.append(
+                    f"{figure / same:.1f} x the naive job in {mode} mode ({same:,.0f} tx/s)"
+                )
+            if best_naive:
+                versus.append(
+                    f"{figure / best_naive:.1f} x the best naive ({best_naive:,.0f} tx/s)"
+                )
+            compared = f" = {', '.join(versus)}; bar {BAR:g} x" if versus else ""
+            print(f"flink p{parallelism} {shape} {mode}: {figure:,.0f} tx/s{compared}")
     result = {"records": args.records, "cards": args.cards, "output": args.output}
     result.update(repeat=repeat, runs=runs)
     record("flink_throughput", result)

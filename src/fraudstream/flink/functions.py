@@ -47,7 +47,7 @@ ENRICHED = OutputTag("enriched", Types.STRING())
 # The job's outputs by name (OUTPUTS in flink.job), as side outputs of the operators.
 OUTPUT_TAGS = {"dead_letters": DEAD_LETTERS, "late": LATE, "decisions": DECISIONS}
 OUTPUT_TAGS.update(alerts=ALERTS, enriched=ENRICHED)
-_encode = msgspec.json.Encoder().encode
+_encode_lines = msgspec.json.Encoder().encode_lines
 
 __all__ = [
     "ALERTS",
@@ -68,7 +68,7 @@ __all__ = [
 
 def _lines(records: list[dict[str, Any]]) -> str:
     """JSON lines as one string (the FileSink's encoder adds the last newline)."""
-    return "\n".join(_encode(r).decode() for r in records)
+    return _encode_lines(records)[:-1].decode()
 
 
 @dataclass(frozen=True)
