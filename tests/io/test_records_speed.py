@@ -5,7 +5,8 @@ only where numpy finds them, Arrow strings through numpy, feature dicts zipped p
 rows lacking the same features, reasons read as flat columns). The per-row original is kept
 here as the reference; property tests compare the two on real pipeline decisions with NaN,
 inf, nulls, odd column types, reasons and models injected, and the timestamp text is checked
-against ``iso_ms`` at every edge of the schema's range and of numpy's shortcut.
+against ``iso_ms`` at every edge of the schema's range (and ``iso_ms`` against an
+independent reading back).
 
 Equality is ``repr`` equality: it also tells 1 from 1.0 and True, -0.0 from 0.0, a NaN from
 None, numpy scalars from Python ones, and key order.
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import UTC, datetime
-from fractions import Fraction
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,10 @@ SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-LIMIT = records._NUMPY_ISO_LIMIT_MS
+# Past 2**33 s from the epoch a float's seconds are no longer exact to the millisecond (the
+# edge of the float iso_ms once had; numpy's shortcut stopped there too).
+LIMIT = 2**33 * 1000
+EPOCH = datetime(1970, 1, 1)
 
 
 # --- the reference: decision_dicts as it was, one row at a time -----------------------------
@@ -64,8 +67,9 @@ def reference_python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def reference_iso_ms(epoch_ms: float) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Whole seconds by ``timedelta``, ISO text by ``isoformat`` (four-digit years)."""
+    seconds, milliseconds = divmod(math.floor(epoch_ms), 1000)
+    return f"{(EPOCH + timedelta(seconds=seconds)).isoformat()}.{milliseconds:03d}Z"
 
 
 def reference_decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
@@ -411,11 +415,24 @@ def test_timestamps_match_iso_ms_anywhere(stamps: list[int]) -> None:
     assert _iso_ms_many(np.array(stamps, dtype=np.int64)) == [iso_ms(t) for t in stamps]
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(st.integers(1 - LIMIT, LIMIT - 1))
-def test_numpy_range_is_exact_to_the_millisecond(stamp: int) -> None:
-    # Why the shortcut holds inside the limit: the float iso_ms divides by is within half a
-    # microsecond of the exact seconds, so rounding to microseconds gives the millisecond back.
-    assert abs(Fraction(stamp / 1000) - Fraction(stamp, 1000)) < Fraction(1, 2_000_000)
-    text = np.datetime_as_string(np.array([stamp], dtype="datetime64[ms]"), unit="ms")[0]
-    assert iso_ms(stamp) == f"{text}Z"
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(
+    st.one_of(
+        st.integers(MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS),
+        st.floats(MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS, allow_nan=False),
+    )
+)
+@example(MIN_TIMESTAMP_MS)
+@example(MAX_TIMESTAMP_MS)
+@example(-30_610_224_000_001)  # 0999-12-31T23:59:59.999
+@example(LIMIT + 1)
+@example(1546301160999.9996)
+def test_iso_ms_is_exact_over_the_schemas_range(stamp: float) -> None:
+    """Every millisecond of years 1-9999 reads back as itself (a float: its floor), with a
+    four-digit year; ``iso_ms`` divided by 1000 as a float once, a millisecond off past
+    2**33 s and a short year before 1000."""
+    text = iso_ms(stamp)
+    assert text == reference_iso_ms(stamp)
+    assert len(text) == 24 and text.endswith("Z")
+    back = datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    assert (back - EPOCH.replace(tzinfo=UTC)) // timedelta(milliseconds=1) == math.floor(stamp)

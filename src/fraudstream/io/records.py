@@ -8,7 +8,8 @@ the decision.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from itertools import compress
 from typing import Any
 
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 
 from fraudstream.decide import TIERS, Decisions, Reasons
 from fraudstream.engine.batch import TxBatch
+from fraudstream.schema import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
 GEO_FIELDS = (
     "previous_transaction_id",
@@ -34,37 +36,41 @@ _TIER_ARRAY = pa.array(TIERS, pa.string())
 
 
 def iso_ms(epoch_ms: float) -> str:
-    """``2019-01-01T00:06:00.000Z`` from epoch milliseconds.
+    """``2019-01-01T00:06:00.000Z`` from epoch milliseconds: exact for every millisecond of
+    years 1-9999 (the schema's range), a fraction of a millisecond dropped toward the past.
 
     >>> iso_ms(1546301160000)
     '2019-01-01T00:06:00.000Z'
+    >>> iso_ms(-62135596800000), iso_ms(-14831769599999)
+    ('0001-01-01T00:00:00.000Z', '1500-01-01T00:00:00.001Z')
     """
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    ms = math.floor(epoch_ms)  # integers from here: a float's seconds can be a ms off
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{ms % 1000:03d}Z"
+    )
 
 
-# Below 2**33 s from the epoch (years 1697-2242), ``t / 1000`` as a float is within half a
-# microsecond of the exact value, so ``iso_ms`` reads every millisecond right and its year has
-# four digits: numpy's text is then the very same. Further out ``iso_ms`` can be a millisecond
-# off (float rounding) or print a short year (``%Y`` before 1000): those values go through it.
-_NUMPY_ISO_LIMIT_MS = 2**33 * 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _iso_ms_many(epoch_ms: np.ndarray[Any, Any]) -> list[str]:
-    """``[iso_ms(t) for t in epoch_ms.tolist()]``, without a ``datetime`` per value.
+    """``[iso_ms(t) for t in epoch_ms.tolist()]``, without a ``datetime`` per value (numpy's
+    text of whole milliseconds is the same, four-digit years included).
 
     >>> _iso_ms_many(np.array([1546301160000, -1, -62135596800000]))
-    ['2019-01-01T00:06:00.000Z', '1969-12-31T23:59:59.999Z', '1-01-01T00:00:00.000Z']
+    ['2019-01-01T00:06:00.000Z', '1969-12-31T23:59:59.999Z', '0001-01-01T00:00:00.000Z']
     """
     if epoch_ms.dtype.kind not in "iu":
         return [iso_ms(t) for t in epoch_ms.tolist()]
-    near = epoch_ms < _NUMPY_ISO_LIMIT_MS
+    inside = epoch_ms <= MAX_TIMESTAMP_MS
     if epoch_ms.dtype.kind == "i":
-        near &= epoch_ms > -_NUMPY_ISO_LIMIT_MS
-    moments = np.where(near, epoch_ms, 0).astype(np.int64).astype("datetime64[ms]")
+        inside &= epoch_ms >= MIN_TIMESTAMP_MS
+    moments = np.where(inside, epoch_ms, 0).astype(np.int64).astype("datetime64[ms]")
     texts: list[str] = np.strings.add(np.datetime_as_string(moments, unit="ms"), "Z").tolist()
-    if not near.all():
-        for k in np.flatnonzero(~near).tolist():
+    if not inside.all():  # past year 9999 or before year 1: iso_ms says what is wrong
+        for k in np.flatnonzero(~inside).tolist():
             texts[k] = iso_ms(int(epoch_ms[k]))
     return texts
 
