@@ -1,19 +1,29 @@
-"""State TTL kernels against their definition (sort by key, compare neighbours).
+"""State TTL kernels against their definitions, and the parts a batch is cut into.
 
-``returning`` and ``StateExpiry.cuts`` run in one pass in batch order; the reference below
-states what they must give: rows grouped by key (a stable sort keeps batch order within a
-key) and each row compared with its key's previous one.
+``returning`` runs in one pass in batch order; the reference below states what it must give:
+rows grouped by key (a stable sort keeps batch order within a key) and each row compared with
+its key's previous one. ``StateExpiry.cuts`` cuts a batch only where a key comes back inside
+the current part; a pipeline deciding those parts decides exactly as one cut at every row a
+key comes back at (the definition it replaced, thousands of parts a batch with a short TTL).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.expiry import NEVER, StateExpiry, returning
+from fraudstream.engine.pipeline import Pipeline
+from fraudstream.io.records import decision_dicts
+from fraudstream.schema import CardTokenizer, validate_record
 
 TTL_MS = 1_000
+T0 = 1_700_000_000_000
 
 
 def reference_returning(
@@ -32,6 +42,22 @@ def reference_returning(
 
 
 def reference_cuts(slots: dict[str, np.ndarray], time_ms: np.ndarray, ttl_ms: int) -> np.ndarray:
+    """Greedy parts: a row opens a new part when its card or user is back in this part after
+    more than the TTL."""
+    cuts: list[int] = []
+    last: dict[tuple[str, int], int] = {}  # the current part's keys: their last time
+    for i, time in enumerate(time_ms.tolist()):
+        keys = [(name, int(column[i])) for name, column in slots.items()]
+        if any(key in last and time - last[key] > ttl_ms for key in keys):
+            cuts.append(i)
+            last = {}
+        last.update(dict.fromkeys(keys, time))
+    return np.array(cuts, dtype=np.int64)
+
+
+def every_comeback(slots: dict[str, np.ndarray], time_ms: np.ndarray, ttl_ms: int) -> np.ndarray:
+    """The cuts this replaced: every row whose key's previous row of the batch is more than
+    the TTL earlier."""
     found = []
     for column in slots.values():
         order = np.argsort(column, kind="stable")
@@ -72,3 +98,73 @@ def test_returning_and_cuts_agree_with_their_definition(batch: tuple[list[int], 
         assert stale.dtype == column.dtype
         assert stale.tolist() == expected.tolist()
         assert ours.tolist() == theirs.tolist()
+
+
+@st.composite
+def ttl_streams(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[int]]:
+    """Records over a few cards and users whose gaps straddle the TTL, and batch sizes."""
+    n = draw(st.integers(2, 80))
+    clock = T0
+    records = []
+    for i in range(n):
+        clock += draw(st.sampled_from([0, 1_000, 20_000, 50_000, 70_000, 200_000]))
+        card = draw(st.integers(0, 5))
+        records.append(
+            {
+                "transaction_id": f"t{i}",
+                "card_id": f"c{card}",
+                "user_id": f"u{draw(st.integers(0, 3))}",
+                "merchant_id": f"m{draw(st.integers(0, 2))}",
+                "timestamp": clock,
+                "amount": draw(st.sampled_from([0.5, 5.0, 40.0, 700.0])),
+                "lat": 52.5,
+                "lon": 13.4 + card,
+            }
+        )
+    sizes = draw(st.lists(st.integers(1, 40), min_size=1, max_size=6))
+    return records, sizes
+
+
+def decide_all(records: list[dict[str, Any]], sizes: list[int]) -> list[Any]:
+    tokenize = CardTokenizer(b"test")
+    pipeline = Pipeline(state_ttl_ms=TTL_PIPELINE_MS)
+    out: list[Any] = []
+    start, k = 0, 0
+    while start < len(records):
+        size = sizes[k % len(sizes)]
+        rows = [validate_record(r, tokenize) for r in records[start : start + size]]
+        positions = np.arange(start, start + len(rows), dtype=np.int64)
+        batch = TxBatch.from_valid(rows, positions, np.zeros(len(rows)))
+        steps = [pipeline.submit(batch, now_ms=0.0)]
+        start, k = start + size, k + 1
+        if start >= len(records):
+            steps.append(pipeline.flush(now_ms=0.0))
+        for step in steps:
+            if step.decisions is not None:
+                out.extend(decision_dicts(step.decisions))
+    assert pipeline.expiry is not None
+    return [*out, pipeline.expiry.expired_keys]
+
+
+TTL_PIPELINE_MS = 60_000
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=ttl_streams())
+def test_few_parts_decide_as_parts_cut_at_every_comeback(
+    stream: tuple[list[dict[str, Any]], list[int]],
+) -> None:
+    """Decisions, reasons, features and the expired-keys count are those of the pipeline
+    that cut a batch at every row a card or user came back at after the TTL."""
+    records, sizes = stream
+    few = decide_all(records, sizes)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StateExpiry, "cuts", _every_comeback_cuts)
+        many = decide_all(records, sizes)
+    assert repr(few) == repr(many)
+
+
+def _every_comeback_cuts(
+    self: StateExpiry, slots: dict[str, np.ndarray], time_ms: np.ndarray
+) -> np.ndarray:
+    return every_comeback(slots, time_ms, self.ttl_ms)

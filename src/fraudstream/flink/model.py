@@ -146,7 +146,8 @@ class SequencedFeatures:
         """The features of released records, in processing order (event time).
 
         With a state TTL the embedded pipeline decides a batch in parts, cut where a card or
-        user comes back after more than the TTL (``StateExpiry.cuts``); before each part its
+        user comes back inside the current part after more than the TTL
+        (``StateExpiry.cuts``); before each part its
         returning users start over (their customer features too) and each part takes the
         labels due by its latest time: so does this.
         """
@@ -172,8 +173,9 @@ class SequencedFeatures:
         )
 
     def _expire(self, customers: npt.NDArray[np.int32], time_ms: I64, ttl_ms: int) -> None:
-        """``StateExpiry.expire`` for the customers: back after more than the TTL, they
-        start over (a part has no key back inside it: the cuts saw to that)."""
+        """``StateExpiry.expire`` for the customers: back after more than the TTL (since
+        their last record, in an earlier part or batch), they start over (no key comes back
+        inside a part: the cuts saw to that)."""
         if len(self.seen) < len(self.customers):
             grown = np.full(max(len(self.customers), 2 * len(self.seen), 1024), NEVER, np.int64)
             grown[: len(self.seen)] = self.seen
