@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -289,3 +292,44 @@ def test_processing_time_decides_in_arrival_order_with_nothing_late() -> None:
     assert len(result.late) == 0
     assert feed.times == ["t0", "t1", "t2", "t3"]
     assert feed.pipeline.pending == 0
+
+
+WARMED = """
+import gc, json, sys
+from numba.core.registry import CPUDispatcher
+from fraudstream.engine.pipeline import Pipeline, warm_up
+from fraudstream.io.decode import Decoder
+from fraudstream.schema import CardTokenizer
+
+def signatures():
+    return {
+        f"{o.py_func.__module__}.{o.py_func.__qualname__}": sorted(map(str, o.signatures))
+        for o in gc.get_objects()
+        if isinstance(o, CPUDispatcher) and o.py_func.__module__.startswith("fraudstream")
+    }
+
+warm_up()
+before = signatures()
+lines = [
+    json.dumps({"transaction_id": f"t{k}", "card_id": f"c{k % 3000}", "timestamp": 1_700_000_000_000
+                + 90_000 * k, "amount": [0.5, 900.0, 12.0][k % 3], "lat": 52.5, "lon": 13.4,
+                "merchant_id": f"m{k % 7}", "device_id": f"d{k % 5000}", "ip": f"10.0.{k % 200}.1"})
+    for k in range(6_000)
+]
+batch, dead = Decoder(CardTokenizer(b"test")).block(("\\n".join(lines) + "\\n").encode(), 1, 0.0)
+assert not dead and not batch.amount.flags.writeable  # Arrow's columns: read-only views
+pipeline = Pipeline(state_ttl_ms=3_600_000)
+pipeline.submit(batch, now_ms=0.0)
+pipeline.flush(now_ms=0.0)
+after = signatures()
+print(json.dumps({k: v for k, v in after.items() if v != before.get(k)}))
+"""
+
+
+def test_warm_up_leaves_no_kernel_to_compile_for_columns_read_from_arrow() -> None:
+    """The first live batch must not wait for numba: columns read from Arrow are read-only
+    (a signature of their own), and thousands of keys make the key tables rehash."""
+    done = subprocess.run(
+        [sys.executable, "-c", WARMED], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {}

@@ -377,15 +377,23 @@ def concat_decisions(parts: list[Decisions]) -> Decisions:
 
 
 def warm_up(rules: RuleSet | None = None) -> None:
-    """Compiles (or loads from cache) every detector kernel, so no live record waits for it."""
+    """Compiles (or loads from cache) every detector kernel, so no live record waits for it:
+    for writable columns (records decoded one by one) and for read-only ones (numeric columns
+    read from Arrow are read-only views, a signature of their own to numba)."""
     from fraudstream.schema import ValidTx
 
-    rows = [
-        ValidTx(f"warm-{i}", "warm", "warm", 60_000 * i, amount, "USD", 52.5, 13.4 + i,
-                "10115", f"m{i}", None, None, "pos", "d1", "192.0.2.1", None)
-        for i, amount in enumerate((0.5, 900.0, 1.5, 1.0))
-    ]  # fmt: skip
     pipeline = Pipeline(rules, state_ttl_ms=3_600_000)  # a TTL: its kernels too
-    batch = TxBatch.from_valid(rows, np.arange(len(rows)), np.zeros(len(rows)))
-    pipeline.submit(batch, now_ms=0.0)
+    for part, read_only in enumerate((False, True)):
+        start = 600_000 * part
+        rows = [
+            ValidTx(f"warm-{part}-{i}", "warm", "warm", start + 60_000 * i, amount, "USD", 52.5,
+                    13.4 + i, "10115", f"m{i}", None, None, "pos", "d1", "192.0.2.1", None)
+            for i, amount in enumerate((0.5, 900.0, 1.5, 1.0))
+        ]  # fmt: skip
+        batch = TxBatch.from_valid(rows, np.arange(len(rows)), np.zeros(len(rows)))
+        if read_only:
+            for column in (batch.timestamp_ms, batch.amount, batch.lat, batch.lon):
+                column.flags.writeable = False
+        pipeline.submit(batch, now_ms=0.0)
     pipeline.flush(now_ms=0.0)
+    KeySpace().slots(pa.array([str(k) for k in range(10_000)]))  # outgrows its table: rehash
