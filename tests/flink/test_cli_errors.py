@@ -19,6 +19,9 @@ from fraudstream.cli import app
         (["--input", "{tx}", "--alerts", "o", "--kafka-servers", "b:9092"], "Kafka connector"),
         (["--input", "{tx}", "--alerts", "o", "--parallelism", "8", "--shards", "4"], "--shards"),
         (["--input", "{tx}", "--alerts", "o", "--rules", "{rules}"], "rules"),
+        (["--input", "{tx}", "--alerts", "o", "--detach"], "--detach needs --target remote"),
+        (["--input", "{tx}", "--alerts", "o", "--from-savepoint", "nope"], "savepoint not found"),
+        (["--input", "{tx}", "--alerts", "o", "--max-parallelism", "16"], "--max-parallelism"),
         (["--input", "{tx}", "--alerts", "o", "--allowed-lateness-ms", "-1"], "must be >= 0"),
     ],
 )

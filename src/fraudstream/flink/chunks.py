@@ -14,11 +14,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fraudstream.flink.uris import local_path
 from fraudstream.io.decode import ParsedBlock
 from fraudstream.io.parse_process import ParseProcess, read_range
 from fraudstream.io.read_ahead import AheadReader
 
-__all__ = ["CHILD_MIN_BYTES", "Chunk", "chunk_reader", "plan_chunks", "read_block"]
+__all__ = [
+    "CHILD_MIN_BYTES",
+    "Chunk",
+    "chunk_reader",
+    "plan_chunks",
+    "read_block",
+]
 
 # Chunks smaller than this parse in a few milliseconds: not worth a child process's start.
 CHILD_MIN_BYTES = 262_144
@@ -67,7 +74,7 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     b'cccccc\\n'
     """
     chunks: list[Chunk] = []
-    files = [p for path in paths for p in _files(Path(path))]
+    files = [p for path in paths for p in _files(local_path(path))]
     for number, path in enumerate(files):
         size = path.stat().st_size
         start = 0

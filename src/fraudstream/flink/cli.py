@@ -28,6 +28,8 @@ from fraudstream.cli_options import (
     TimeMode,
 )
 from fraudstream.config import ConfigError
+from fraudstream.flink.operate_cli import cluster_app, stop
+from fraudstream.flink.uris import is_local, local_path
 
 flink_app = typer.Typer(
     name="flink",
@@ -65,6 +67,11 @@ class StateBackend(StrEnum):
 def _fail(message: str) -> None:
     _err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def pipeline_parts(
@@ -132,8 +139,11 @@ def run(
     ] = None,
     parallelism: Annotated[int, typer.Option(help="Parallelism of the detector stages.")] = 1,
     shards: Annotated[
-        int, typer.Option(help="State shards per key (max parallelism; keep >> parallelism).")
+        int, typer.Option(help="State shards per key (keep >= the parallelism you rescale to).")
     ] = 32,
+    max_parallelism: Annotated[
+        int, typer.Option(help="Flink's max parallelism (key groups; >= --shards).")
+    ] = 128,
     checkpoint_dir: Annotated[
         str, typer.Option(help="Flink checkpoints (a directory or a file-system URI).")
     ] = "fraudstream-flink-checkpoints",
@@ -190,6 +200,16 @@ def run(
     fail_without_checkpoint: Annotated[
         bool, typer.Option(hidden=True, help="Tests: the fault need not wait for a checkpoint.")
     ] = False,
+    from_savepoint: Annotated[
+        str | None,
+        typer.Option(help="Start from this savepoint (or retained checkpoint) directory."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option(help="Remote: submit the job, print its id and return.")
+    ] = False,
+    explain: Annotated[
+        bool, typer.Option(help="Print Flink's execution plan (JSON) instead of running.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
 ) -> None:
     """Decide transactions on Apache Flink exactly as `fraudstream run` does."""
@@ -208,12 +228,21 @@ def run(
         _fail("give at least one output: --decisions, --alerts, --enriched, ...")
     if target is Target.remote and not jobmanager:
         _fail("--target remote needs --jobmanager host:port")
+    if detach and target is not Target.remote:
+        _fail("--detach needs --target remote (a local MiniCluster ends with this command)")
+    if from_savepoint:
+        if is_local(from_savepoint) and not local_path(from_savepoint).is_dir():
+            _fail(
+                f"savepoint not found: {from_savepoint} (give the directory `flink stop` printed)"
+            )
     if kafka_servers and not jar:
         _fail("--kafka-servers needs the Kafka connector: --jar flink-sql-connector-kafka-*.jar")
     if parallelism < 1 or shards < parallelism:
         _fail("--parallelism must be >= 1 and --shards >= --parallelism")
+    if not shards <= max_parallelism <= 32_768:
+        _fail("--max-parallelism must be >= --shards and <= 32768 (Flink's limit)")
     if not kafka_servers:
-        missing = [path for path in input if "://" not in path and not Path(path).exists()]
+        missing = [path for path in input if is_local(path) and not local_path(path).exists()]
         if missing:
             _fail(f"input not found: {missing[0]}")
     try:
@@ -248,12 +277,15 @@ def run(
         monitor_ms=monitor_interval_ms,
         parallelism=parallelism,
         shards=shards,
+        max_parallelism=max_parallelism,
         checkpoint_interval_ms=checkpoint_interval_ms,
         state_backend=state_backend.value,
         execution_mode=execution_mode.value,
         restart_attempts=restart_attempts,
         restart_delay_ms=restart_delay_ms,
         jobmanager=jobmanager if target is Target.remote else None,
+        detach=detach,
+        savepoint=from_savepoint,
         jars=jar or [],
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
@@ -261,15 +293,28 @@ def run(
         fuse=fuse,
         fault=fault,
     )
+    if explain:
+        try:
+            plan = job.explain()
+        except Exception as exc:  # noqa: BLE001 - Py4J wraps every failure
+            _fail(f"the job graph could not be built: {_first_line(exc)}")
+        print(plan)
+        return
     started = time.perf_counter()
     try:
-        job.run()
+        result = job.run()
     except Exception as exc:  # noqa: BLE001 - Py4J wraps every job failure
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _fail(f"the Flink job failed: {first}")
+        _fail(f"the Flink job failed: {_first_line(exc)}")
+    if detach:
+        print(result)  # the job id, for `fraudstream flink stop`
+        return
     if not quiet and not kafka_servers:
         counts = {name: count_lines(path) for name, path in outputs.items()}
         seconds = time.perf_counter() - started
         summary = {"seconds": round(seconds, 3), "records_written": counts}
         _err.print(json.dumps(summary), highlight=False)
     sys.stdout.flush()
+
+
+flink_app.command("stop")(stop)
+flink_app.add_typer(cluster_app)

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.flink.key_groups import shard_keys
 from fraudstream.flink.stages import PipelineParts
+from fraudstream.flink.uris import is_local, to_uri
 
 KAFKA_CONNECTOR = "flink-sql-connector-kafka-4.0.1-2.0.jar"
 OUTPUTS = ("decisions", "alerts", "enriched", "dead_letters", "late")
+JOB_NAME = "fraudstream"
 BATCH_BYTES = 262_144 * 128  # the embedded file source's read size (io.files.BATCH_ROWS x 128)
 
 __all__ = ["BATCH_BYTES", "KAFKA_CONNECTOR", "OUTPUTS", "FlinkJob", "python_path"]
@@ -44,11 +47,14 @@ class FlinkJob:
     monitor_ms: int | None = None  # watch the input directories for new files
     parallelism: int = 1
     shards: int = 32
+    max_parallelism: int = 128  # Flink's key groups: the most a savepoint can rescale to
     checkpoint_interval_ms: int = 10_000
     state_backend: str = "hashmap"  # or "rocksdb"
     restart_attempts: int = 3
     restart_delay_ms: int = 1_000
     jobmanager: str | None = None  # host:port of a remote cluster's REST endpoint
+    detach: bool = False  # remote only: submit and return (run() gives the job id)
+    savepoint: str | None = None  # start from this savepoint (or retained checkpoint)
     jars: list[str] = field(default_factory=list)
     kafka_servers: str | None = None  # with a connector jar: read/write Kafka topics
     kafka_topic: str = "card-transactions"
@@ -83,16 +89,19 @@ class FlinkJob:
         conf.set_string("python.client.executable", sys.executable)
         conf.set_string("python.fn-execution.bundle.size", "100000")
         conf.set_string("state.backend.type", self.state_backend)
-        conf.set_string("execution.checkpointing.dir", _uri(self.checkpoint_dir))
+        conf.set_string("execution.checkpointing.dir", to_uri(self.checkpoint_dir))
         conf.set_string("execution.checkpointing.interval", f"{self.checkpoint_interval_ms} ms")
         conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
         conf.set_string("restart-strategy.type", "fixed-delay")
         conf.set_string("restart-strategy.fixed-delay.attempts", str(self.restart_attempts))
         conf.set_string("restart-strategy.fixed-delay.delay", f"{self.restart_delay_ms} ms")
-        conf.set_string("pipeline.max-parallelism", str(max(self.shards, 1)))
+        conf.set_string("pipeline.max-parallelism", str(self.max_parallelism))
+        if self.savepoint:
+            conf.set_string("execution.state-recovery.path", to_uri(self.savepoint))
         if self.jobmanager:
             host, _, port = self.jobmanager.rpartition(":")
             conf.set_string("execution.target", "remote")
+            conf.set_string("execution.attached", str(not self.detach).lower())
             conf.set_string("rest.address", host)
             conf.set_string("rest.port", port)
         return conf
@@ -102,11 +111,26 @@ class FlinkJob:
         os.environ["PYTHONPATH"] = python_path()  # the embedded interpreter's sys.path
         from pyflink.datastream import StreamExecutionEnvironment  # type: ignore[import-untyped]
 
-        env = StreamExecutionEnvironment.get_execution_environment(self.configuration())
-        if self.jars:
-            env.add_jars(*[_uri(jar) for jar in self.jars])
-        if self.jobmanager:  # ship the package to the cluster's Python workers
+        conf = self.configuration()
+        if not self.jobmanager:
+            env = StreamExecutionEnvironment.get_execution_environment(conf)
+        else:
+            # From a Python client getExecutionEnvironment(conf) always builds a local
+            # environment (a MiniCluster, whatever execution.target says); the environment
+            # built on the configuration alone picks its executor by execution.target.
+            from pyflink.java_gateway import get_gateway  # type: ignore[import-untyped]
+
+            jvm = get_gateway().jvm
+            j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
+                conf._j_configuration  # PyFlink's own handle on the Java configuration
+            )
+            env = StreamExecutionEnvironment(j_env)
+            # The package goes to the cluster's Python workers. flink-python itself must be
+            # on the cluster's class path (its lib/): loaded per job, pemja's native library
+            # cannot load again in the next job's class loader.
             env.add_python_file(str(Path(__file__).resolve().parents[1]))
+        if self.jars:
+            env.add_jars(*[to_uri(jar) for jar in self.jars])
         return env
 
     def build(self, env: Any) -> None:
@@ -148,9 +172,11 @@ class FlinkJob:
         # The key-by of the parts runs where the sequencer runs (parallelism 1, chained), so
         # each shard receives its parts over one channel, in the sequencer's order; with the
         # cluster's parallelism it would be a round-robin hop and parts could overtake.
-        card_parts = sequenced.key_by(lambda v: v[0], key_type=Types.INT())
+        # Each shard keyed by an int of its own key group, spread evenly over them.
+        keys = shard_keys(self.shards, self.max_parallelism)
+        card_parts = sequenced.key_by(lambda v: keys[v[0]], key_type=Types.INT())
         user_parts = sequenced.get_side_output(USER_PARTS).key_by(
-            lambda v: v[0], key_type=Types.INT()
+            lambda v: keys[v[0]], key_type=Types.INT()
         )
         env.set_parallelism(self.parallelism)
         # Only the sequencer needs the labels, and the detector shards no model at all.
@@ -183,8 +209,10 @@ class FlinkJob:
 
     @property
     def chunked(self) -> bool:
-        """Whether the input is bounded files read in chunks (not line by line, not live)."""
-        return not (self.read_lines or self.monitor_ms is not None or self.kafka_servers)
+        """Whether the input is bounded local files read in chunks (not line by line, not
+        live; files on another file system, ``s3://``, go through Flink's FileSource)."""
+        live = self.monitor_ms is not None or self.kafka_servers
+        return not (self.read_lines or live) and all(is_local(path) for path in self.inputs)
 
     @property
     def fused(self) -> bool:
@@ -236,7 +264,7 @@ class FlinkJob:
         from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # type: ignore[import-untyped]
 
         builder = FileSource.for_record_stream_format(
-            StreamFormat.text_line_format(), *[_uri(path) for path in self.inputs]
+            StreamFormat.text_line_format(), *[to_uri(path) for path in self.inputs]
         )
         if self.monitor_ms is not None:
             builder = builder.monitor_continuously(Duration.of_millis(self.monitor_ms))
@@ -276,7 +304,7 @@ class FlinkJob:
         )
 
         sink = (
-            FileSink.for_row_format(_uri(target), Encoder.simple_string_encoder())
+            FileSink.for_row_format(to_uri(target), Encoder.simple_string_encoder())
             .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
             .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
             .with_output_file_config(
@@ -287,13 +315,22 @@ class FlinkJob:
         stream.sink_to(sink).name(f"{name} -> {target}").uid(f"fraudstream-{name}-files")
 
     def run(self) -> Any:
-        """Builds the graph and runs it to the end (a bounded input) or until cancelled."""
+        """Builds the graph and runs it to the end (a bounded input) or until cancelled;
+        with ``detach``, submits it and returns its job id."""
         with ThreadPoolExecutor(1) as pool:
             if self.chunked:  # cutting the files reads them: meanwhile the JVM starts
                 self._planned = pool.submit(self.plan)
             env = self.environment()
             self.build(env)
-        return env.execute("fraudstream")
+        if self.detach:
+            return str(env.execute_async(JOB_NAME).get_job_id())
+        return env.execute(JOB_NAME)
+
+    def explain(self) -> str:
+        """Flink's execution plan of this job as JSON (``get_execution_plan``), not run."""
+        env = self.environment()
+        self.build(env)
+        return str(env.get_execution_plan())
 
     def plan(self) -> list[Any]:
         """The input files cut into chunks (:func:`.plan_chunks`; by :meth:`run` while the JVM
@@ -312,10 +349,3 @@ def python_path() -> str:
     if existing:
         parts.append(existing)
     return os.pathsep.join(dict.fromkeys(parts))
-
-
-def _uri(path: str) -> str:
-    """A Flink file-system URI: local paths become absolute file:// URIs."""
-    if "://" in path:
-        return path
-    return Path(path).resolve().as_uri()
