@@ -63,7 +63,7 @@ class StandaloneCluster:
     slots: int = 1
     rest_port: int = 0  # 0: a free port
     jobmanager_memory: str = "1024m"
-    taskmanager_memory: str = "1536m"
+    taskmanager_memory: str = "3g"  # micro-batches of ~33 MB cross the Python operators
 
     @property
     def address(self) -> str:
