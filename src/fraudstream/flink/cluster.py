@@ -98,15 +98,15 @@ class StandaloneCluster:
 
     def stop(self) -> None:
         """Stops every daemon this directory's pid files name (no-op when none runs)."""
-        for pid in self._pids():
+        for pid in self.pids():
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in self._pids()) and time.monotonic() < deadline:
+        while any(_alive(pid) for pid in self.pids()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for pid in self._pids():
+        for pid in self.pids():
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         for pid_file in (self.directory / "pid").glob("*.pid"):
@@ -114,7 +114,7 @@ class StandaloneCluster:
 
     def running(self) -> bool:
         """Whether a daemon started from this directory is still alive."""
-        return any(_alive(pid) for pid in self._pids())
+        return any(_alive(pid) for pid in self.pids())
 
     def taskmanager_ids(self) -> list[str]:
         """The registered TaskManagers' ids, as the REST API names them."""
@@ -195,7 +195,8 @@ class StandaloneCluster:
             stderr=subprocess.DEVNULL,
         )
 
-    def _pids(self) -> list[int]:
+    def pids(self) -> list[int]:
+        """The daemons' process ids (from their pid files)."""
         pids: list[int] = []
         for pid_file in (self.directory / "pid").glob("*.pid"):
             pids.extend(int(word) for word in pid_file.read_text().split() if word.isdigit())
