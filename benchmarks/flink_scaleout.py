@@ -26,7 +26,6 @@ to p2 and an even share per subtask). Appends a line to benchmarks/results/flink
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
