@@ -313,7 +313,13 @@ class ReviewDesk:
         return [_brief(row, summary) for row, summary in reversed(line)]
 
     def verdict(self, transaction_id: str, verdict: str, analyst: str, note: str) -> Any:
-        """Records a verdict; None when the transaction is neither queued nor decided here."""
+        """Records a verdict; None when the transaction is neither queued nor decided here.
+
+        Card numbers in the note, the analyst's name or the id are tokenized first, as they
+        are where records enter (DESIGN.md "Card numbers"): reviews.db never holds one.
+        """
+        scrub = self.service.decoder.tokenize.scrub
+        transaction_id, analyst, note = scrub(transaction_id), scrub(analyst), scrub(note)
         queued = self.store.entry(transaction_id) is not None
         if not queued and transaction_id not in self.service.decisions:
             return None

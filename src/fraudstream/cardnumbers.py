@@ -1,0 +1,359 @@
+"""Card numbers (DESIGN.md "Card numbers"): found in any text, tokenized or masked.
+
+Where records enter, any run of 12-19 digits, possibly split into groups by single spaces or
+dashes, that passes the Luhn check, in any string field, is replaced by a keyed token
+(``tok_`` and 24 hex digits of an HMAC-SHA256 of the digits): the same number gives the same
+token however it was written. ``card_id`` (and ``user_id``) keep the rule they always had: a
+whole value of 12-19 digits is the card number (Luhn or not), now also when grouped.
+
+Not card numbers, left as they are:
+
+* a lone group of 13, 16 or 19 digits starting with 1: an epoch time in ms, us or ns
+  (2001-2286); no card scheme issues numbers of those lengths starting with 1;
+* digits right after ``<digit>.``: the fraction of a decimal number;
+* a single group of more than 19 digits (an id, not a card number);
+* runs whose digits fail the Luhn check.
+
+Within a run of groups ("tel 0612 4111 1111 1111 1111"), each longest sub-run of whole
+groups that is a card number is replaced, so neighbouring digits cannot hide one.
+
+Raw lines kept for people (dead letters) are masked rather than tokenized, with no key
+needed: every digit but the last four becomes ``*``, and a number standing outside a JSON
+string is quoted, so a JSON line stays JSON.
+
+Columns (the Arrow fast path) are scrubbed the same way: a vectorised count of digit-like
+bytes per value finds the few values that could hold a card number, and only those are
+looked at in Python, once per distinct value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "CardTokenizer",
+    "card_number_spans",
+    "luhn_valid",
+    "mask_card_numbers",
+    "mask_card_numbers_in_json",
+    "mask_raw_text",
+    "scrub_column",
+]
+
+MIN_DIGITS = 12
+MAX_DIGITS = 19
+# A run of at least 12 digits (any script: Python's \d), single spaces or dashes between
+# groups; not the fraction of a decimal number. Greedy, so it takes the whole run.
+_RUN = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){11,}")
+_GROUP = re.compile(r"\d+")
+_WHOLE_NUMBER = re.compile(r"\s*\d+(?:[ -]\d+)*\s*")
+_NOT_DIGIT = re.compile(r"\D+")
+_TIMESTAMP_LENGTHS = (13, 16, 19)  # epoch ms, us, ns since 2001-09-09
+# A JSON string literal, or a card-number candidate outside one.
+_JSON_STRING_OR_RUN = re.compile(r'"(?:[^"\\\n]|\\.)*"|-?' + _RUN.pattern)
+_TOKEN_CACHE_LIMIT = 1_000_000
+_DIGITS_AT_END = re.compile(r"[\d \-]+$")
+
+
+def _ascii_digits(digits: str) -> str:
+    if digits.isascii():
+        return digits
+    return "".join(str(unicodedata.decimal(c)) for c in digits)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a string of ASCII digits passes the Luhn check.
+
+    >>> luhn_valid("4111111111111111"), luhn_valid("4111111111111112")
+    (True, False)
+    """
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _timestamp_like(group: str) -> bool:
+    return len(group) in _TIMESTAMP_LENGTHS and group[0] == "1"
+
+
+def _cards_in_run(run: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, ASCII digits) of each card number in a run of digit groups."""
+    groups = [(m.start(), _ascii_digits(m.group())) for m in _GROUP.finditer(run)]
+    first, count = 0, len(groups)
+    while first < count:
+        found: tuple[int, str] | None = None
+        digits = ""
+        for last in range(first, count):
+            group = groups[last][1]
+            if _timestamp_like(group):
+                break
+            digits += group
+            if len(digits) > MAX_DIGITS:
+                break
+            if len(digits) >= MIN_DIGITS and luhn_valid(digits):
+                found = (last, digits)  # keep going: the longest wins
+        if found is None:
+            first += 1
+            continue
+        last, digits = found
+        yield groups[first][0], groups[last][0] + len(groups[last][1]), digits
+        first = last + 1
+
+
+def card_number_spans(text: str) -> list[tuple[int, int, str]]:
+    """Where ``text`` holds card numbers: (start, end, the number's digits) each.
+
+    >>> card_number_spans("paid with 4000 0566 5566 5556 at 1546300800000")
+    [(10, 29, '4000056655665556')]
+    """
+    spans: list[tuple[int, int, str]] = []
+    for run in _RUN.finditer(text):
+        base = run.start()
+        spans.extend((base + s, base + e, d) for s, e, d in _cards_in_run(run.group()))
+    return spans
+
+
+def _replace_cards(text: str, replace: Callable[[str, str], str]) -> str:
+    """``text`` with each card number's span replaced by ``replace(span, digits)``."""
+    spans = card_number_spans(text)
+    if not spans:
+        return text
+    parts, at = [], 0
+    for start, end, digits in spans:
+        parts.append(text[at:start])
+        parts.append(replace(text[start:end], digits))
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+def _mask(span: str, _digits: str) -> str:
+    seen = 0
+    out = []
+    total = sum(c.isdigit() for c in span)
+    for char in span:
+        if char.isdigit():
+            seen += 1
+            out.append(char if seen > total - 4 else "*")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def mask_card_numbers(text: str) -> str:
+    """Every card number's digits but its last four masked (text kept for people: reasons).
+
+    >>> mask_card_numbers("card 5200-8282-8282-8210, at 1546300800000")
+    'card ****-****-****-8210, at 1546300800000'
+    """
+    if _RUN.search(text) is None:
+        return text
+    return _replace_cards(text, _mask)
+
+
+def mask_card_numbers_in_json(text: str) -> str:
+    """:func:`mask_card_numbers` for a raw (JSON) line: a number outside a JSON string is
+    masked in quotes, so a JSON line stays JSON.
+
+    >>> mask_card_numbers_in_json('{"card": 4111111111111111, "n": "4111 1111 1111 1111"}')
+    '{"card": "************1111", "n": "**** **** **** 1111"}'
+    """
+    if _RUN.search(text) is None:
+        return text
+
+    def piece(match: re.Match[str]) -> str:
+        found = match.group()
+        if found.startswith('"'):
+            return _replace_cards(found, _mask)
+        masked = _replace_cards(found, _mask)  # a "-" in front is the number's sign
+        return masked if masked == found else f'"{masked}"'
+
+    return _JSON_STRING_OR_RUN.sub(piece, text)
+
+
+def mask_raw_text(text: str, limit: int) -> str:
+    """A raw line kept for people (a dead letter): its first ``limit`` characters, never cut
+    inside a run of digits (the part of a card number left would not be found), card numbers
+    masked by :func:`mask_card_numbers_in_json`.
+
+    >>> mask_raw_text('{"n": "4111 1111 1111 1111"}', 16)
+    '{"n": "...[21 more characters]'
+    """
+    if len(text) <= limit:
+        return mask_card_numbers_in_json(text)
+    kept = _DIGITS_AT_END.sub("", text[:limit])
+    return mask_card_numbers_in_json(kept) + f"...[{len(text) - len(kept)} more characters]"
+
+
+class CardTokenizer:
+    """Replaces card numbers with a keyed token, so no full card number is kept.
+
+    The key comes from ``FRAUDSTREAM_TOKEN_KEY`` or a key file (created once, mode 0600), so the
+    same card always maps to the same token on one installation and replays are deterministic.
+    Called on a card id (or user id): a whole value of 12-19 digits, grouped or not, becomes
+    the token of its digits; any other value is :meth:`scrub`-bed.
+
+    >>> t = CardTokenizer(b"k")
+    >>> t("4111111111111111").startswith("tok_"), t("card-7")
+    (True, 'card-7')
+    >>> t(" 4111 1111 1111 1111") == t("4111-1111-1111-1111") == t("4111111111111111")
+    True
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def from_environment(cls, key_file: Path | None = None) -> CardTokenizer:
+        """Key from ``FRAUDSTREAM_TOKEN_KEY``, else from (or into) ``key_file``."""
+        env = os.environ.get("FRAUDSTREAM_TOKEN_KEY")
+        if env:
+            return cls(env.encode())
+        path = key_file or Path.home() / ".fraudstream" / "token.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(os.urandom(32).hex().encode())
+        return cls(path.read_bytes().strip())
+
+    def token(self, digits: str) -> str:
+        """The token of a card number given as its ASCII digits."""
+        token = self._cache.get(digits)
+        if token is None:
+            digest = hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
+            token = "tok_" + digest[:24]
+            if len(self._cache) < _TOKEN_CACHE_LIMIT:
+                self._cache[digits] = token
+        return token
+
+    def __call__(self, card_id: str) -> str:
+        """Token for a card number, the id (scrubbed) for anything else."""
+        if _WHOLE_NUMBER.fullmatch(card_id):
+            digits = _ascii_digits(_NOT_DIGIT.sub("", card_id))
+            if MIN_DIGITS <= len(digits) <= MAX_DIGITS:
+                return self.token(digits)
+        return self.scrub(card_id)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every card number in it replaced by its token.
+
+        >>> t = CardTokenizer(b"k")
+        >>> t.scrub("note: 4111 1111 1111 1111, ts 1546300800000") == (
+        ...     f"note: {t('4111111111111111')}, ts 1546300800000")
+        True
+        """
+        if _RUN.search(text) is None:
+            return text
+        return _replace_cards(text, lambda _span, digits: self.token(digits))
+
+    def scrub_value(self, value: Any) -> Any:
+        """A decoded value (an extra field) with every card number in it tokenized: in
+        strings, dict keys, lists, and integers of card-number form (which become tokens).
+
+        >>> t = CardTokenizer(b"k")
+        >>> t.scrub_value({"pan": 4111111111111111, "n": [1, "x"]}) == {
+        ...     "pan": t("4111111111111111"), "n": [1, "x"]}
+        True
+        """
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if -(10 ** (MIN_DIGITS - 1)) < value < 10 ** (MIN_DIGITS - 1):
+                return value  # fewer than 12 digits: the common case, decided at once
+            text = str(value)
+            scrubbed = self.scrub(text)
+            return value if scrubbed == text else scrubbed
+        if isinstance(value, dict):
+            return {self.scrub_value(k): self.scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.scrub_value(item) for item in value]
+        return value
+
+
+def _digit_like_counts(column: pa.Array) -> np.ndarray[Any, Any]:
+    """Per value of a string column: how many of its bytes are ASCII digits or non-ASCII
+    (any digit of another script is non-ASCII in UTF-8): at least its count of digits."""
+    validity, offsets_buffer, data_buffer = column.buffers()[:3]
+    del validity
+    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, offset_type)[
+        column.offset : column.offset + len(column) + 1
+    ].astype(np.int64)
+    if data_buffer is None or offsets[-1] == offsets[0]:
+        return np.zeros(len(column), np.int64)
+    data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
+    digit_like = ((data - np.uint8(48)) < 10) | (data >= 0x80)
+    running = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(digit_like, out=running[1:])
+    starts = offsets - offsets[0]
+    counts: np.ndarray[Any, Any] = running[starts[1:]] - running[starts[:-1]]
+    return counts
+
+
+def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
+    """A string column with ``replace`` applied to each value that could hold a card number
+    (once per distinct value); the column itself when none could.
+
+    >>> t = CardTokenizer(b"k")
+    >>> scrub_column(pa.array(["a", None, "4111-1111-1111-1111"]), t.scrub).to_pylist() == [
+    ...     "a", None, t("4111111111111111")]
+    True
+    """
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise TypeError(f"scrub_column needs a string column, got {column.type}")
+    maybe = _digit_like_counts(column) >= MIN_DIGITS
+    if not maybe.any():
+        return column
+    rows = pa.array(maybe)
+    looks = pc.match_substring_regex(column.filter(rows), r"\p{Nd}(?:[ -]?\p{Nd}){11}")
+    chosen = np.flatnonzero(maybe)[looks.fill_null(False).to_numpy(zero_copy_only=False)]
+    if len(chosen) == 0:
+        return column
+    mask = np.zeros(len(column), dtype=bool)
+    mask[chosen] = True
+    encoded: Any = column.take(pa.array(chosen, pa.int64())).dictionary_encode()
+    replaced = [replace(value) for value in encoded.dictionary.to_pylist()]
+    values = pc.take(pa.array(replaced, column.type), encoded.indices)
+    return pc.replace_with_mask(column, pa.array(mask), values)
+
+
+def candidate_rows(table: pa.Table) -> np.ndarray[Any, Any]:
+    """Rows of a table (extra fields) that could hold a card number somewhere: a string with
+    12 digit-like bytes, an integer of 12 digits or more, or any nested or other value."""
+    rows = np.zeros(table.num_rows, dtype=bool)
+    for column in table.columns:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        kind = array.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            rows |= _digit_like_counts(array) >= MIN_DIGITS
+        elif pa.types.is_integer(kind):
+            values = pc.abs(pc.cast(array, pa.float64())).fill_null(0.0).to_numpy()
+            rows |= values >= 10.0 ** (MIN_DIGITS - 1)
+        elif not (
+            pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_null(kind)
+            or pa.types.is_temporal(kind)
+            or pa.types.is_decimal(kind)
+        ):
+            rows |= pc.is_valid(array).to_numpy(zero_copy_only=False)
+    return rows
