@@ -8,9 +8,12 @@ whole value of 12-19 digits is the card number (Luhn or not), now also when grou
 
 Not card numbers, left as they are:
 
-* a lone group of 13, 16 or 19 digits starting with 1: an epoch time in ms, us or ns
-  (2001-2286); no card scheme issues numbers of those lengths starting with 1;
+* a group of 13, 16 or 19 digits starting with 1 standing alone (not grouped with others
+  into a card number): an epoch time in ms, us or ns (2001-2286); no card scheme issues
+  numbers of those lengths starting with 1;
 * digits right after ``<digit>.``: the fraction of a decimal number;
+* a number starting with 0 (no card number does: "t0-4111 1111 1111 1111" holds the card
+  number 4111111111111111, not 04111111111111111);
 * a single group of more than 19 digits (an id, not a card number);
 * runs whose digits fail the Luhn check.
 
@@ -56,6 +59,8 @@ MAX_DIGITS = 19
 # A run of at least 12 digits (any script: Python's \d), single spaces or dashes between
 # groups; not the fraction of a decimal number. Greedy, so it takes the whole run.
 _RUN = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){11,}")
+# A token stands for itself: digits next to its hex never join a run (scrubbing is idempotent).
+_TOKEN_OR_RUN = re.compile(r"tok_[0-9a-f]{24}(?![0-9a-f])|" + _RUN.pattern)
 _GROUP = re.compile(r"\d+")
 _WHOLE_NUMBER = re.compile(r"\s*\d+(?:[ -]\d+)*\s*")
 _NOT_DIGIT = re.compile(r"\D+")
@@ -96,17 +101,19 @@ def _cards_in_run(run: str) -> Iterator[tuple[int, int, str]]:
     groups = [(m.start(), _ascii_digits(m.group())) for m in _GROUP.finditer(run)]
     first, count = 0, len(groups)
     while first < count:
+        if groups[first][1][0] == "0":  # no card number starts with 0 ("t0-4111...")
+            first += 1
+            continue
         found: tuple[int, str] | None = None
         digits = ""
         for last in range(first, count):
             group = groups[last][1]
-            if _timestamp_like(group):
-                break
             digits += group
             if len(digits) > MAX_DIGITS:
                 break
             if len(digits) >= MIN_DIGITS and luhn_valid(digits):
-                found = (last, digits)  # keep going: the longest wins
+                if last > first or not _timestamp_like(group):
+                    found = (last, digits)  # keep going: the longest wins
         if found is None:
             first += 1
             continue
@@ -122,7 +129,9 @@ def card_number_spans(text: str) -> list[tuple[int, int, str]]:
     [(10, 29, '4000056655665556')]
     """
     spans: list[tuple[int, int, str]] = []
-    for run in _RUN.finditer(text):
+    for run in _TOKEN_OR_RUN.finditer(text):
+        if run.group().startswith("tok_"):
+            continue
         base = run.start()
         spans.extend((base + s, base + e, d) for s, e, d in _cards_in_run(run.group()))
     return spans
