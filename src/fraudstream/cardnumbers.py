@@ -96,30 +96,56 @@ def _timestamp_like(group: str) -> bool:
     return len(group) in _TIMESTAMP_LENGTHS and group[0] == "1"
 
 
+def _longest_card(groups: list[tuple[int, str]], first: int) -> tuple[int, str] | None:
+    """The longest card number made of whole groups from ``first``: (last group, digits)."""
+    if first >= len(groups) or groups[first][1][0] == "0":  # no card number starts with 0
+        return None
+    found: tuple[int, str] | None = None
+    digits = ""
+    for last in range(first, len(groups)):
+        group = groups[last][1]
+        digits += group
+        if len(digits) > MAX_DIGITS:
+            break
+        if len(digits) >= MIN_DIGITS and luhn_valid(digits):
+            if last > first or not _timestamp_like(group):
+                found = (last, digits)  # keep going: the longest wins
+    return found
+
+
+def _better_without_first(
+    groups: list[tuple[int, str]],
+    first: int,
+    found: tuple[int, str],
+    following: tuple[int, str] | None,
+) -> bool:
+    """Whether the card number from the next group beats ``found`` (from ``first``), which
+    it overlaps: it reaches further, or as far and ``first`` is shorter than 4 digits."""
+    if following is None or found[0] == first:  # no overlap: both are card numbers
+        return False
+    return following[0] > found[0] or (following[0] == found[0] and len(groups[first][1]) < 4)
+
+
 def _cards_in_run(run: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, ASCII digits) of each card number in a run of digit groups."""
+    """(start, end, ASCII digits) of each card number in a run of digit groups.
+
+    From the left, each longest card number of whole groups, except that a group is left
+    out when the card number starting after it reaches further, or as far and the group is
+    shorter than the 4 digits every card number is printed with first: "tx-12-4111 1111
+    1111 1111" holds 4111111111111111 even if 124111111111111111 passes Luhn too.
+    """
     groups = [(m.start(), _ascii_digits(m.group())) for m in _GROUP.finditer(run)]
-    first, count = 0, len(groups)
-    while first < count:
-        if groups[first][1][0] == "0":  # no card number starts with 0 ("t0-4111...")
-            first += 1
-            continue
-        found: tuple[int, str] | None = None
-        digits = ""
-        for last in range(first, count):
-            group = groups[last][1]
-            digits += group
-            if len(digits) > MAX_DIGITS:
-                break
-            if len(digits) >= MIN_DIGITS and luhn_valid(digits):
-                if last > first or not _timestamp_like(group):
-                    found = (last, digits)  # keep going: the longest wins
-        if found is None:
-            first += 1
+    first = 0
+    found = _longest_card(groups, first)
+    while first < len(groups):
+        following = _longest_card(groups, first + 1)
+        if found is None or _better_without_first(groups, first, found, following):
+            first, found = first + 1, following
             continue
         last, digits = found
         yield groups[first][0], groups[last][0] + len(groups[last][1]), digits
         first = last + 1
+        found = _longest_card(groups, first)
 
 
 def card_number_spans(text: str) -> list[tuple[int, int, str]]:
@@ -268,9 +294,14 @@ class CardTokenizer:
         ...     f"note: {t('4111111111111111')}, ts 1546300800000")
         True
         """
-        if _RUN.search(text) is None:
-            return text
-        return _replace_cards(text, lambda _span, digits: self.token(digits))
+        while _RUN.search(text) is not None:
+            # again until nothing changes: a group left out of one card number (see
+            # _cards_in_run) may be one on its own, and scrubbing twice must change nothing
+            scrubbed = _replace_cards(text, lambda _span, digits: self.token(digits))
+            if scrubbed == text:
+                break
+            text = scrubbed
+        return text
 
     def scrub_value(self, value: Any) -> Any:
         """A decoded value (an extra field) with every card number in it tokenized: in
