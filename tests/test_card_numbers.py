@@ -10,7 +10,9 @@ tables) gives the same scrubbed transactions.
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -28,6 +30,7 @@ from fraudstream.cardnumbers import (
     scrub_column,
 )
 from fraudstream.io.decode import Decoder
+from fraudstream.io.labels import read_labels
 
 TOKENIZER = CardTokenizer(b"test-key")
 TOKEN = re.compile(r"tok_[0-9a-f]{24}")
@@ -273,3 +276,17 @@ def test_every_decoder_path_gives_the_same_scrubbed_records() -> None:
     token = TOKENIZER.token(first + check_digit(first))
     assert expected[0]["card_id"] == token and expected[0]["transaction_id"] == f"t0-{token}"
     assert expected[0]["note"] == f"card {token}, sent {SENT_MS}"
+
+
+def test_label_ids_are_scrubbed_as_transaction_ids_are(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    rows = [
+        {"transaction_id": "tx-4111 1111 1111 1111", "is_fraud": True, "label_time": 5},
+        {"transaction_id": f"tx-{SENT_MS}", "is_fraud": False, "label_time": 6},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    decided = Decoder(CardTokenizer(os.environ["FRAUDSTREAM_TOKEN_KEY"].encode())).records(
+        [dict(row, card_id="c", timestamp=1, amount=1.0) for row in rows], [1, 2], [0.0, 0.0]
+    )[0]
+    assert read_labels(path).transaction_id.to_pylist() == decided.transaction_id.to_pylist()
+    assert decided.transaction_id.to_pylist()[1] == f"tx-{SENT_MS}"

@@ -6,10 +6,11 @@ duplicates, late records, invalid records and lines that are not JSON at all. Th
 ``fraudstream run`` from JSON lines (every output on: decisions, alerts, enriched, dead
 letters, late, the SQLite store, the lakehouse, checkpoints), Parquet, CSV and stdin, and
 through the API (single and batch posts, decisions read back, dead letters, late records,
-the review queue, a review note, the live feed). Every file, database, checkpoint, response
-and the captured output is then searched: none of the numbers is found in any writing, the
-same card has the same token however it was written, and epoch-ms times (Luhn-valid ones
-chosen on purpose) are kept as they were, with every dead-letter line still JSON.
+the review queue, a review note, notes of rule and profile changes, the live feed). Every
+file, database, checkpoint, response and the captured output is then searched: none of the
+numbers is found in any writing, the same card has the same token however it was written,
+and epoch-ms times (Luhn-valid ones chosen on purpose) are kept as they were, with every
+dead-letter line still JSON.
 """
 
 from __future__ import annotations
@@ -310,7 +311,11 @@ def test_no_card_number_through_the_api(tmp_path: Path) -> None:
         note = f"customer read out {planted.written(1)} on the phone"
         body = {"verdict": "confirm_fraud", "analyst": f"ana {planted.written(2)}", "note": note}
         assert call("POST", f"/v1/reviews/{alert}", json=body).status_code == 200
-        for path in (f"/v1/review-queue/{alert}", "/v1/reviews", "/v1/labels"):
+        change = {"who": f"ops {planted.written(3)}", "note": f"re {planted.written(0)}"}
+        assert call("PATCH", "/v1/rules", json={**change, "review_threshold": 0.4}).is_success
+        assert call("PUT", "/v1/profiles/u-1", json={**change, "max_speed_kmh": 900}).is_success
+        for path in (f"/v1/review-queue/{alert}", "/v1/reviews", "/v1/labels", "/v1/rules/audit",
+                     "/v1/profiles/audit"):  # fmt: skip
             assert call("GET", path).status_code == 200
     events = []
     while not feed.queue.empty():

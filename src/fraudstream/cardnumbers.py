@@ -360,6 +360,8 @@ def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
     """
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise TypeError(f"scrub_column needs a string column, got {column.type}")
+    if len(column) == 0:
+        return column
     maybe = _digit_like_counts(column) >= MIN_DIGITS
     if not maybe.any():
         return column
