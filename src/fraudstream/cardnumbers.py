@@ -332,20 +332,20 @@ class CardTokenizer:
 def _digit_like_counts(column: pa.Array) -> np.ndarray[Any, Any]:
     """Per value of a string column: how many of its bytes are ASCII digits or non-ASCII
     (any digit of another script is non-ASCII in UTF-8): at least its count of digits."""
-    validity, offsets_buffer, data_buffer = column.buffers()[:3]
-    del validity
     offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    _validity, offsets_buffer, data_buffer = column.buffers()[:3]
     offsets = np.frombuffer(offsets_buffer, offset_type)[
         column.offset : column.offset + len(column) + 1
-    ].astype(np.int64)
-    if data_buffer is None or offsets[-1] == offsets[0]:
-        return np.zeros(len(column), np.int64)
+    ]
+    lengths = np.diff(offsets)
+    counts = np.zeros(len(column), np.int32)
+    if data_buffer is None or len(lengths) == 0 or lengths.max() < MIN_DIGITS:
+        return counts  # no value long enough to hold a card number
     data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
     digit_like = ((data - np.uint8(48)) < 10) | (data >= 0x80)
-    running = np.zeros(len(data) + 1, np.int64)
-    np.cumsum(digit_like, out=running[1:])
-    starts = offsets - offsets[0]
-    counts: np.ndarray[Any, Any] = running[starts[1:]] - running[starts[:-1]]
+    filled = np.flatnonzero(lengths)  # reduceat needs non-empty ranges
+    starts = offsets[:-1][filled] - offsets[0]
+    counts[filled] = np.add.reduceat(digit_like, starts, dtype=np.int32)
     return counts
 
 
