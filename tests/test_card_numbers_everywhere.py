@@ -301,13 +301,16 @@ def test_no_card_number_through_the_api(tmp_path: Path) -> None:
         call("POST", "/v1/transactions/batch", content=b"[" + extra[-1])
         decided = list(service.decisions)
         assert len(decided) == len(good)
-        for transaction_id in decided[:5]:
-            assert call("GET", f"/v1/decisions/{transaction_id}").status_code == 200
+        for record in good[:5]:  # read back by the id as it was sent: found, no number shown
+            assert call("GET", f"/v1/decisions/{record['transaction_id']}").status_code == 200
+        missing = f"/v1/decisions/none-{planted.written(1)}"
+        assert call("GET", missing).status_code == 404
         for path in ("/v1/dead-letters", "/v1/late", "/v1/review-queue?status=all", "/healthz"):
             assert call("GET", path).status_code == 200
         queue = call("GET", "/v1/review-queue").json()
         assert queue, "the planted records should raise alerts"
-        alert = queue[0]["transaction_id"]
+        sent_as = {tokenizer.scrub(r["transaction_id"]): r["transaction_id"] for r in good}
+        alert = sent_as[queue[0]["transaction_id"]]  # used as sent, with its card number
         note = f"customer read out {planted.written(1)} on the phone"
         body = {"verdict": "confirm_fraud", "analyst": f"ana {planted.written(2)}", "note": note}
         assert call("POST", f"/v1/reviews/{alert}", json=body).status_code == 200
@@ -315,8 +318,9 @@ def test_no_card_number_through_the_api(tmp_path: Path) -> None:
         assert call("PATCH", "/v1/rules", json={**change, "review_threshold": 0.4}).is_success
         assert call("PUT", "/v1/profiles/u-1", json={**change, "max_speed_kmh": 900}).is_success
         for path in (f"/v1/review-queue/{alert}", "/v1/reviews", "/v1/labels", "/v1/rules/audit",
-                     "/v1/profiles/audit"):  # fmt: skip
+                     "/v1/profiles/audit", f"/v1/reviews?transaction_id={alert}"):  # fmt: skip
             assert call("GET", path).status_code == 200
+        assert len(responses[-1]) > 2  # the review, found by the id as sent
     events = []
     while not feed.queue.empty():
         events.append(feed.queue.get_nowait().decode())

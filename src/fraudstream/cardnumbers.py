@@ -24,9 +24,7 @@ Raw lines kept for people (dead letters) are masked rather than tokenized, with 
 needed: every digit but the last four becomes ``*``, and a number standing outside a JSON
 string is quoted, so a JSON line stays JSON.
 
-Columns (the Arrow fast path) are scrubbed the same way: a vectorised count of digit-like
-bytes per value finds the few values that could hold a card number, and only those are
-looked at in Python, once per distinct value.
+Arrow columns are scrubbed the same way by :mod:`fraudstream.io.card_columns`.
 """
 
 from __future__ import annotations
@@ -40,10 +38,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 __all__ = [
     "CardTokenizer",
     "card_number_spans",
@@ -51,7 +45,6 @@ __all__ = [
     "mask_card_numbers",
     "mask_card_numbers_in_json",
     "mask_raw_text",
-    "scrub_column",
 ]
 
 MIN_DIGITS = 12
@@ -327,75 +320,3 @@ class CardTokenizer:
         if isinstance(value, list | tuple):
             return [self.scrub_value(item) for item in value]
         return value
-
-
-def _digit_like_counts(column: pa.Array) -> np.ndarray[Any, Any]:
-    """Per value of a string column: how many of its bytes are ASCII digits or non-ASCII
-    (any digit of another script is non-ASCII in UTF-8): at least its count of digits."""
-    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
-    _validity, offsets_buffer, data_buffer = column.buffers()[:3]
-    offsets = np.frombuffer(offsets_buffer, offset_type)[
-        column.offset : column.offset + len(column) + 1
-    ]
-    lengths = np.diff(offsets)
-    counts = np.zeros(len(column), np.int32)
-    if data_buffer is None or len(lengths) == 0 or lengths.max() < MIN_DIGITS:
-        return counts  # no value long enough to hold a card number
-    data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
-    digit_like = ((data - np.uint8(48)) < 10) | (data >= 0x80)
-    filled = np.flatnonzero(lengths)  # reduceat needs non-empty ranges
-    starts = offsets[:-1][filled] - offsets[0]
-    counts[filled] = np.add.reduceat(digit_like, starts, dtype=np.int32)
-    return counts
-
-
-def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
-    """A string column with ``replace`` applied to each value that could hold a card number
-    (once per distinct value); the column itself when none could.
-
-    >>> t = CardTokenizer(b"k")
-    >>> scrub_column(pa.array(["a", None, "4111-1111-1111-1111"]), t.scrub).to_pylist() == [
-    ...     "a", None, t("4111111111111111")]
-    True
-    """
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        raise TypeError(f"scrub_column needs a string column, got {column.type}")
-    if len(column) == 0:
-        return column
-    maybe = _digit_like_counts(column) >= MIN_DIGITS
-    if not maybe.any():
-        return column
-    rows = pa.array(maybe)
-    looks = pc.match_substring_regex(column.filter(rows), r"\p{Nd}(?:[ -]?\p{Nd}){11}")
-    chosen = np.flatnonzero(maybe)[looks.fill_null(False).to_numpy(zero_copy_only=False)]
-    if len(chosen) == 0:
-        return column
-    mask = np.zeros(len(column), dtype=bool)
-    mask[chosen] = True
-    encoded: Any = column.take(pa.array(chosen, pa.int64())).dictionary_encode()
-    replaced = [replace(value) for value in encoded.dictionary.to_pylist()]
-    values = pc.take(pa.array(replaced, column.type), encoded.indices)
-    return pc.replace_with_mask(column, pa.array(mask), values)
-
-
-def candidate_rows(table: pa.Table) -> np.ndarray[Any, Any]:
-    """Rows of a table (extra fields) that could hold a card number somewhere: a string with
-    12 digit-like bytes, an integer of 12 digits or more, or any nested or other value."""
-    rows = np.zeros(table.num_rows, dtype=bool)
-    for column in table.columns:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        kind = array.type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            rows |= _digit_like_counts(array) >= MIN_DIGITS
-        elif pa.types.is_integer(kind):
-            values = pc.abs(pc.cast(array, pa.float64())).fill_null(0.0).to_numpy()
-            rows |= values >= 10.0 ** (MIN_DIGITS - 1)
-        elif not (
-            pa.types.is_floating(kind)
-            or pa.types.is_boolean(kind)
-            or pa.types.is_null(kind)
-            or pa.types.is_temporal(kind)
-            or pa.types.is_decimal(kind)
-        ):
-            rows |= pc.is_valid(array).to_numpy(zero_copy_only=False)
-    return rows

@@ -33,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraudstream.cardnumbers import candidate_rows, mask_raw_text, scrub_column
+from fraudstream.cardnumbers import mask_raw_text
 from fraudstream.engine.batch import TxBatch
+from fraudstream.io.card_columns import candidate_rows, scrub_column
 from fraudstream.io.json_columns import Block, parse_block, parse_lines
 from fraudstream.schema import (
     KNOWN_FIELDS,

@@ -20,8 +20,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from fraudstream.cardnumbers import CardTokenizer, scrub_column
+from fraudstream.cardnumbers import CardTokenizer
 from fraudstream.config import ConfigError
+from fraudstream.io.card_columns import scrub_column
 from fraudstream.schema import InvalidRecord, parse_timestamp
 
 __all__ = ["LABEL_FIELDS", "LabelFeed", "Labels", "read_labels"]
