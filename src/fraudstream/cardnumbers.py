@@ -273,6 +273,8 @@ class CardTokenizer:
 
     def __call__(self, card_id: str) -> str:
         """Token for a card number, the id (scrubbed) for anything else."""
+        if len(card_id) < MIN_DIGITS:
+            return card_id  # the common case, decided at once
         if _WHOLE_NUMBER.fullmatch(card_id):
             digits = _ascii_digits(_NOT_DIGIT.sub("", card_id))
             if MIN_DIGITS <= len(digits) <= MAX_DIGITS:
@@ -287,6 +289,8 @@ class CardTokenizer:
         ...     f"note: {t('4111111111111111')}, ts 1546300800000")
         True
         """
+        if len(text) < MIN_DIGITS:
+            return text  # the common case, decided at once
         while _RUN.search(text) is not None:
             # again until nothing changes: a group left out of one card number (see
             # _cards_in_run) may be one on its own, and scrubbing twice must change nothing
@@ -310,13 +314,32 @@ class CardTokenizer:
         if isinstance(value, bool):
             return value
         if isinstance(value, int):
-            if -(10 ** (MIN_DIGITS - 1)) < value < 10 ** (MIN_DIGITS - 1):
+            if -_SHORTEST_CARD < value < _SHORTEST_CARD:
                 return value  # fewer than 12 digits: the common case, decided at once
             text = str(value)
             scrubbed = self.scrub(text)
             return value if scrubbed == text else scrubbed
         if isinstance(value, dict):
+            for key, item in value.items():
+                if not (_plain(key) and _plain(item)):
+                    break
+            else:
+                return value  # nothing that could hold a card number: not rebuilt
             return {self.scrub_value(k): self.scrub_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.scrub_value(item) for item in value]
         return value
+
+
+_SHORTEST_CARD = 10 ** (MIN_DIGITS - 1)
+_PLAIN_TYPES = (bool, float, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """A value that cannot hold a card number: short text, a small integer, a float, ..."""
+    kind = type(value)
+    if kind is str:
+        return len(value) < MIN_DIGITS
+    if kind is int:
+        return bool(-_SHORTEST_CARD < value < _SHORTEST_CARD)
+    return kind in _PLAIN_TYPES

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from fraudstream.cardnumbers import MIN_DIGITS as MIN_CARD_DIGITS
 from fraudstream.cardnumbers import CardTokenizer as CardTokenizer
 from fraudstream.cardnumbers import mask_card_numbers as mask_card_numbers
 
@@ -98,7 +99,7 @@ def _text(
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidRecord(f"{name}: must be a string, got {type(value).__name__}")
     text = str(value)
-    if clean is not None:
+    if clean is not None and len(text) >= MIN_CARD_DIGITS:  # shorter: never a card number
         text = clean(text)
     if not text:
         if required:
