@@ -35,6 +35,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -89,34 +90,66 @@ def _timestamp_like(group: str) -> bool:
     return len(group) in _TIMESTAMP_LENGTHS and group[0] == "1"
 
 
-def _longest_card(groups: list[tuple[int, str]], first: int) -> tuple[int, str] | None:
-    """The longest card number made of whole groups from ``first``: (last group, digits)."""
-    if first >= len(groups) or groups[first][1][0] == "0":  # no card number starts with 0
-        return None
-    found: tuple[int, str] | None = None
-    digits = ""
-    for last in range(first, len(groups)):
-        group = groups[last][1]
-        digits += group
-        if len(digits) > MAX_DIGITS:
-            break
-        if len(digits) >= MIN_DIGITS and luhn_valid(digits):
-            if last > first or not _timestamp_like(group):
-                found = (last, digits)  # keep going: the longest wins
-    return found
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a Luhn-doubled digit's digit sum
 
 
-def _better_without_first(
-    groups: list[tuple[int, str]],
-    first: int,
-    found: tuple[int, str],
-    following: tuple[int, str] | None,
-) -> bool:
-    """Whether the card number from the next group beats ``found`` (from ``first``), which
-    it overlaps: it reaches further, or as far and ``first`` is shorter than 4 digits."""
-    if following is None or found[0] == first:  # no overlap: both are card numbers
-        return False
-    return following[0] > found[0] or (following[0] == found[0] and len(groups[first][1]) < 4)
+class _Run:
+    """The digit groups of one run, with prefix sums that give the Luhn sum of any span of
+    whole groups in O(1) (a run of thousands of one-digit groups costs milliseconds)."""
+
+    def __init__(self, run: str) -> None:
+        self.groups = [(m.start(), _ascii_digits(m.group())) for m in _GROUP.finditer(run)]
+        self.digits = "".join(group for _, group in self.groups)
+        self.bounds = [0]  # where each group starts in ``digits``, and the end
+        for _, group in self.groups:
+            self.bounds.append(self.bounds[-1] + len(group))
+        # by the parity of a digit's index: running sums of the digits, and of them doubled
+        values = [ord(char) - 48 for char in self.digits]
+        doubled = [_DOUBLED[value] for value in values]
+        self.plain, self.doubled = (
+            tuple(
+                list(accumulate((v if i % 2 == parity else 0 for i, v in enumerate(of)), initial=0))
+                for parity in (0, 1)
+            )
+            for of in (values, doubled)
+        )
+
+    def luhn_valid(self, start: int, end: int) -> bool:
+        """Whether ``digits[start:end]`` passes Luhn: the digits at an even distance from
+        the last one (index parity of ``end - 1``, plus one) are the doubled ones."""
+        twice = end % 2  # indices i with i = end (mod 2) are odd places from the right
+        total = self.doubled[twice][end] - self.doubled[twice][start]
+        total += self.plain[1 - twice][end] - self.plain[1 - twice][start]
+        return total % 10 == 0
+
+    def longest_card(self, first: int) -> tuple[int, str] | None:
+        """The longest card number of whole groups from ``first``: (last group, digits)."""
+        groups, bounds = self.groups, self.bounds
+        if first >= len(groups) or groups[first][1][0] == "0":  # no card number starts with 0
+            return None
+        found = None
+        start = bounds[first]
+        for last in range(first, len(groups)):
+            size = bounds[last + 1] - start
+            if size > MAX_DIGITS:
+                break
+            if size >= MIN_DIGITS and self.luhn_valid(start, bounds[last + 1]):
+                if last > first or not _timestamp_like(groups[last][1]):
+                    found = last  # keep going: the longest wins
+        if found is None:
+            return None
+        return found, self.digits[start : bounds[found + 1]]
+
+    def better_without(
+        self, first: int, found: tuple[int, str], following: tuple[int, str] | None
+    ) -> bool:
+        """Whether the card number from the next group beats ``found`` (from ``first``),
+        which it overlaps: it reaches further, or as far and ``first`` is shorter than 4."""
+        if following is None or found[0] == first:  # no overlap: both are card numbers
+            return False
+        if following[0] > found[0]:
+            return True
+        return following[0] == found[0] and len(self.groups[first][1]) < 4
 
 
 def _cards_in_run(run: str) -> Iterator[tuple[int, int, str]]:
@@ -127,18 +160,25 @@ def _cards_in_run(run: str) -> Iterator[tuple[int, int, str]]:
     shorter than the 4 digits every card number is printed with first: "tx-12-4111 1111
     1111 1111" holds 4111111111111111 even if 124111111111111111 passes Luhn too.
     """
-    groups = [(m.start(), _ascii_digits(m.group())) for m in _GROUP.finditer(run)]
+    if " " not in run and "-" not in run:  # one group, the common case: no sums needed
+        number = _ascii_digits(run)
+        if len(number) <= MAX_DIGITS and number[0] != "0" and not _timestamp_like(number):
+            if luhn_valid(number):
+                yield 0, len(run), number
+        return
+    digits = _Run(run)
+    groups = digits.groups
     first = 0
-    found = _longest_card(groups, first)
+    found = digits.longest_card(first)
     while first < len(groups):
-        following = _longest_card(groups, first + 1)
-        if found is None or _better_without_first(groups, first, found, following):
+        following = digits.longest_card(first + 1)
+        if found is None or digits.better_without(first, found, following):
             first, found = first + 1, following
             continue
-        last, digits = found
-        yield groups[first][0], groups[last][0] + len(groups[last][1]), digits
+        last, number = found
+        yield groups[first][0], groups[last][0] + len(groups[last][1]), number
         first = last + 1
-        found = _longest_card(groups, first)
+        found = digits.longest_card(first)
 
 
 def card_number_spans(text: str) -> list[tuple[int, int, str]]:

@@ -20,6 +20,11 @@ Arrow column types and what a row of them means (the same on both paths):
   Arrow's text of it in any other.
 
 Dead letters of a converted row (timestamps, decimals) show the row as the input held it.
+
+Card numbers (README "Security") are scrubbed here, where every source's records enter: both
+paths tokenize them in every string field before lengths are checked
+(:func:`fraudstream.schema.validate_record`, :mod:`fraudstream.io.card_columns`), and a dead
+letter's raw line has them masked (:func:`fraudstream.cardnumbers.mask_raw_text`).
 """
 
 from __future__ import annotations
