@@ -9,14 +9,15 @@ this function; a test holds them to that.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import os
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
+
+from fraudstream.cardnumbers import MIN_DIGITS as MIN_CARD_DIGITS
+from fraudstream.cardnumbers import CardTokenizer as CardTokenizer
+from fraudstream.cardnumbers import mask_card_numbers as mask_card_numbers
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
@@ -48,8 +49,6 @@ KNOWN_FIELDS = frozenset(
         *TEXT_FIELDS,
     )
 )
-CARD_NUMBER = re.compile(r"^\d{12,19}$")
-_PAN_IN_TEXT = re.compile(r"(?<!\d)(\d{8,15})(\d{4})(?!\d)")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # 0001-01-01 .. 9999-12-31 in epoch ms: anything outside cannot be a real event time.
 MIN_TIMESTAMP_MS = -62_135_596_800_000
@@ -82,64 +81,17 @@ class ValidTx(NamedTuple):
     extras: dict[str, Any] | None
 
 
-# --- card numbers -------------------------------------------------------------------------
-
-
-class CardTokenizer:
-    """Replaces card-number-looking ids with a keyed hash, so no full card number is kept.
-
-    The key comes from ``FRAUDSTREAM_TOKEN_KEY`` or a key file (created once, mode 0600), so the
-    same card always maps to the same token on one installation and replays are deterministic.
-
-    >>> t = CardTokenizer(b"k")
-    >>> t("4111111111111111").startswith("tok_"), t("card-7")
-    (True, 'card-7')
-    """
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        self._cache: dict[str, str] = {}
-
-    @classmethod
-    def from_environment(cls, key_file: Path | None = None) -> CardTokenizer:
-        """Key from ``FRAUDSTREAM_TOKEN_KEY``, else from (or into) ``key_file``."""
-        env = os.environ.get("FRAUDSTREAM_TOKEN_KEY")
-        if env:
-            return cls(env.encode())
-        path = key_file or Path.home() / ".fraudstream" / "token.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(os.urandom(32).hex().encode())
-        return cls(path.read_bytes().strip())
-
-    def __call__(self, card_id: str) -> str:
-        """Token for a card number, the id itself for anything else."""
-        if not CARD_NUMBER.match(card_id):
-            return card_id
-        token = self._cache.get(card_id)
-        if token is None:
-            digest = hmac.new(self._key, card_id.encode(), hashlib.sha256).hexdigest()
-            token = "tok_" + digest[:24]
-            if len(self._cache) < 1_000_000:
-                self._cache[card_id] = token
-        return token
-
-
-def mask_card_numbers(text: str) -> str:
-    """Masks every run of 12-19 digits but its last four, for raw lines kept in dead letters.
-
-    >>> mask_card_numbers('{"card_number": "4111111111111111", "amount": 5}')
-    '{"card_number": "************1111", "amount": 5}'
-    """
-    return _PAN_IN_TEXT.sub(lambda m: "*" * len(m.group(1)) + m.group(2), text)
-
-
 # --- field checks ---------------------------------------------------------------------------
 
 
-def _text(name: str, value: Any, max_length: int, required: bool) -> str | None:
+def _text(
+    name: str,
+    value: Any,
+    max_length: int,
+    required: bool,
+    clean: Callable[[str], str] | None = None,
+) -> str | None:
+    """The field as text, ``clean``-ed (card numbers tokenized) before its length counts."""
     if value is None:
         if required:
             raise InvalidRecord(f"{name}: required field is missing")
@@ -147,6 +99,8 @@ def _text(name: str, value: Any, max_length: int, required: bool) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidRecord(f"{name}: must be a string, got {type(value).__name__}")
     text = str(value)
+    if clean is not None and len(text) >= MIN_CARD_DIGITS:  # shorter: never a card number
+        text = clean(text)
     if not text:
         if required:
             raise InvalidRecord(f"{name}: must not be empty")
@@ -159,6 +113,11 @@ def _text(name: str, value: Any, max_length: int, required: bool) -> str | None:
     return text
 
 
+def _quoted(text: str) -> str:
+    """A bad value for a reason: card numbers masked before it is cut to 40 characters."""
+    return repr(mask_card_numbers(text)[:40])
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidRecord(f"{name}: must be a number, got bool")
@@ -166,7 +125,7 @@ def _number(name: str, value: Any) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise InvalidRecord(f"{name}: must be a number, got {value[:40]!r}") from None
+            raise InvalidRecord(f"{name}: must be a number, got {_quoted(value)}") from None
     if not isinstance(value, int | float):
         raise InvalidRecord(f"{name}: must be a number, got {type(value).__name__}")
     try:
@@ -203,9 +162,9 @@ def parse_timestamp(value: Any) -> int:
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise InvalidRecord(f"timestamp: not ISO-8601, got {text[:40]!r}") from None
+                raise InvalidRecord(f"timestamp: not ISO-8601, got {_quoted(text)}") from None
             if parsed.tzinfo is None:
-                raise InvalidRecord(f"timestamp: ISO-8601 needs an offset, got {text[:40]!r}")
+                raise InvalidRecord(f"timestamp: ISO-8601 needs an offset, got {_quoted(text)}")
             ms = int(parsed.timestamp() * 1000)
     elif isinstance(value, datetime):
         # A typed date-time (Parquet/Arrow timestamp columns); one without a zone is UTC,
@@ -246,7 +205,9 @@ def validate_record(record: Any, tokenize: CardTokenizer) -> ValidTx:
     if not isinstance(record, dict):
         raise InvalidRecord(f"record: must be a JSON object, got {type(record).__name__}")
     get = record.get
-    transaction_id = _text("transaction_id", get("transaction_id"), MAX_ID_LENGTH, True)
+    scrub = tokenize.scrub
+
+    transaction_id = _text("transaction_id", get("transaction_id"), MAX_ID_LENGTH, True, scrub)
     raw_card = get("card_id")
     card_field = "card_id"
     if raw_card is None:
@@ -256,8 +217,8 @@ def validate_record(record: Any, tokenize: CardTokenizer) -> ValidTx:
                 break
     if raw_card is None:
         raise InvalidRecord("card_id: required field is missing (or account_id / card_number)")
-    card_text = _text(card_field, raw_card, MAX_ID_LENGTH, True)
-    user_text = _text("user_id", get("user_id"), MAX_ID_LENGTH, False)
+    card_text = _text(card_field, raw_card, MAX_ID_LENGTH, True, tokenize)
+    user_text = _text("user_id", get("user_id"), MAX_ID_LENGTH, False, tokenize)
     timestamp_ms = parse_timestamp(get("timestamp"))
     if get("amount") is None:
         raise InvalidRecord("amount: required field is missing")
@@ -277,14 +238,14 @@ def validate_record(record: Any, tokenize: CardTokenizer) -> ValidTx:
     if math.isnan(lat) != math.isnan(lon):
         raise InvalidRecord("lat/lon: give both coordinates or neither")
     zipcode, merchant_id, merchant_category, country, channel, device_id, ip = (
-        _text(name, get(name), MAX_TEXT_LENGTH, False) for name in TEXT_FIELDS
+        _text(name, get(name), MAX_TEXT_LENGTH, False, scrub) for name in TEXT_FIELDS
     )
     extras = None
     if len(record) > len(KNOWN_FIELDS.intersection(record)):
-        extras = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+        extras = tokenize.scrub_value({k: v for k, v in record.items() if k not in KNOWN_FIELDS})
     assert transaction_id is not None and card_text is not None
-    card_id = tokenize(card_text)
-    user_id = tokenize(user_text) if user_text is not None else card_id
+    card_id = card_text
+    user_id = user_text if user_text is not None else card_id
     return ValidTx(
         transaction_id,
         card_id,

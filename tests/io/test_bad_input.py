@@ -600,7 +600,9 @@ def test_dead_letters_keep_the_raw_line(run: Run, corpus: Corpus) -> None:
         if not isinstance(raw, str):
             problems.append((position, raw))
             continue
-        if re.sub(r"[\d*]", "#", raw.rstrip("\r\n")) != re.sub(r"\d", "#", want):
+        # a masked card number standing outside a JSON string is quoted (JSON stays JSON)
+        shown = re.sub(r"[\d*]", "#", raw.rstrip("\r\n")).replace('"', "")
+        if shown != re.sub(r"\d", "#", want).replace('"', ""):
             problems.append((position, raw[:200], want[:200]))
     assert not problems, f"{len(problems)} dead letters lost their raw line: {problems[:3]}"
 

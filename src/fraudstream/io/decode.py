@@ -20,6 +20,11 @@ Arrow column types and what a row of them means (the same on both paths):
   Arrow's text of it in any other.
 
 Dead letters of a converted row (timestamps, decimals) show the row as the input held it.
+
+Card numbers (README "Security") are scrubbed here, where every source's records enter: both
+paths tokenize them in every string field before lengths are checked
+(:func:`fraudstream.schema.validate_record`, :mod:`fraudstream.io.card_columns`), and a dead
+letter's raw line has them masked (:func:`fraudstream.cardnumbers.mask_raw_text`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fraudstream.cardnumbers import mask_raw_text
 from fraudstream.engine.batch import TxBatch
+from fraudstream.io.card_columns import candidate_rows, scrub_column
 from fraudstream.io.json_columns import Block, parse_block, parse_lines
 from fraudstream.schema import (
     KNOWN_FIELDS,
@@ -182,9 +189,7 @@ def _encoded(record: Any) -> bytes | str:
 
 def _raw_text(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    if len(text) > MAX_RAW_KEPT:
-        text = text[:MAX_RAW_KEPT] + f"...[{len(text) - MAX_RAW_KEPT} more characters]"
-    return mask_card_numbers(text)
+    return mask_raw_text(text, MAX_RAW_KEPT)
 
 
 class Decoder:
@@ -288,7 +293,9 @@ class Decoder:
         suspect = suspect | flagged
         position_array = np.asarray(positions, dtype=np.int64)
         clean = np.flatnonzero(~suspect)
-        batch = _batch_from_columns(columns, clean, position_array[clean], arrival_ms, table)
+        batch = _batch_from_columns(
+            columns, clean, position_array[clean], arrival_ms, table, self.tokenize
+        )
         suspects = np.flatnonzero(suspect).tolist()
         if not suspects:
             return batch, []
@@ -375,12 +382,13 @@ class Decoder:
         position_array = np.asarray(positions, dtype=np.int64)
         clean = np.flatnonzero(~suspect)
         batch = _batch_from_columns(
-            checked_columns, clean, position_array[clean], arrival_ms, table
+            checked_columns, clean, position_array[clean], arrival_ms, table, self.tokenize
         )
         if present - KNOWN_FIELDS and len(clean):
             extras = np.empty(len(clean), dtype=object)
+            scrub = self.tokenize.scrub_value
             extras[:] = [
-                {k: v for k, v in rows[i].items() if k not in KNOWN_FIELDS} or None
+                scrub({k: v for k, v in rows[i].items() if k not in KNOWN_FIELDS}) or None
                 for i in clean.tolist()
             ]
             batch.extras = extras
@@ -416,7 +424,9 @@ class Decoder:
         columns, suspect = fast
         suspects = np.flatnonzero(suspect)
         clean = np.flatnonzero(~suspect)
-        batch = _batch_from_columns(columns, clean, positions[clean], arrival_ms, prepared.table)
+        batch = _batch_from_columns(
+            columns, clean, positions[clean], arrival_ms, prepared.table, self.tokenize
+        )
         if len(suspects) == 0:
             return batch, []
         checked, dead = self._careful(prepared, suspects, positions[suspects], arrival_ms)
@@ -452,9 +462,6 @@ _NUMERIC_FIELDS = frozenset(("timestamp", "amount", "lat", "lon", "lng"))
 _MS_DIVISOR = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 _SECONDS_LIMIT = 2**53  # |seconds| beyond this: epoch ms would not fit int64 (out of range anyway)
 _EXACT_FLOAT = 2.0**53  # ints beyond this do not all survive float64
-# Could match schema.CARD_NUMBER (Python ``re``: \d is any Unicode digit, $ also matches
-# before a final newline): 12-19 characters, each an ASCII digit or not ASCII, then maybe "\n".
-_MAYBE_CARD = r"^[^\x00-\x2f\x3a-\x7f]{12,19}\n?$"  # [^...]: 0-9 or not ASCII
 
 
 @dataclass(slots=True)
@@ -648,7 +655,9 @@ def _columnar(
             mask = mask.fill_null(True)  # nulls count as suspect too
         suspect |= mask.to_numpy(zero_copy_only=False)
 
-    def text(name: str, *aliases: str, limit: int = MAX_TEXT_LENGTH) -> pa.Array | None:
+    def text(
+        name: str, *aliases: str, limit: int = MAX_TEXT_LENGTH, clean: Any = tokenize.scrub
+    ) -> pa.Array | None:
         nonlocal suspect
         column = _column(table, name, *aliases)
         if column is None:
@@ -658,20 +667,22 @@ def _columnar(
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             return None
         column = pc.cast(column, pa.string())
+        if clean is not None:  # card numbers tokenized before lengths count (validate_record)
+            column = scrub_column(column, clean)
         lengths = pc.binary_length(column).fill_null(1).to_numpy()
         suspect |= (lengths > limit) | (lengths == 0)
         return column
 
     ids = text("transaction_id", limit=MAX_ID_LENGTH)
     if "card_id" in table.column_names:
-        card = text("card_id", limit=MAX_ID_LENGTH)
+        card = text("card_id", limit=MAX_ID_LENGTH, clean=tokenize)
         if card is not None:
             for alias in ("account_id", "card_number"):  # rows relying on an alias
                 if alias in table.column_names:
                     flag(pc.is_null(card))
     else:
-        card = text("card_id", "account_id", "card_number", limit=MAX_ID_LENGTH)
-    user = text("user_id", limit=MAX_ID_LENGTH)
+        card = text("card_id", "account_id", "card_number", limit=MAX_ID_LENGTH, clean=tokenize)
+    user = text("user_id", limit=MAX_ID_LENGTH, clean=tokenize)
     if ids is None or card is None or user is None:
         return None
     flag(pc.is_null(ids))
@@ -711,7 +722,7 @@ def _columnar(
     if "lon" in table.column_names and "lng" in table.column_names:
         flag(pc.is_null(_column(table, "lon")))
     suspect |= np.isnan(coords[0]) != np.isnan(coords[1])
-    currency = text("currency", limit=3)
+    currency = text("currency", limit=3, clean=None)  # 3 letters: never a card number
     if currency is None:
         return None
     flag(pc.invert(pc.match_substring_regex(currency, r"^[A-Z]{3}$")).fill_null(False))
@@ -721,8 +732,7 @@ def _columnar(
         if column is None:
             return None
         texts[name] = column
-    card = _tokenize(card, tokenize)
-    user = pc.coalesce(_tokenize(user, tokenize), card)
+    user = pc.coalesce(user, card)
     out.update(
         transaction_id=ids,
         card_id=card,
@@ -735,27 +745,6 @@ def _columnar(
         **texts,
     )
     return out, suspect
-
-
-def _tokenize(column: pa.Array, tokenize: CardTokenizer) -> pa.Array:
-    """Card numbers replaced by their tokens, decided by the tokenizer itself.
-
-    Arrow's regex engine and Python's ``re`` disagree on ``\\d`` (ASCII or any Unicode digit)
-    and ``$`` (end or before a final newline), so Arrow only picks the values that could be
-    card numbers and the tokenizer (``schema.CARD_NUMBER``) decides, once per distinct value.
-    """
-    looks = pc.match_substring_regex(column, _MAYBE_CARD)
-    if not pc.any(looks).as_py():
-        return column
-    encoded: Any = column.dictionary_encode()
-    dictionary = encoded.dictionary
-    rows = looks.fill_null(False).to_numpy(zero_copy_only=False)
-    maybe = np.zeros(len(dictionary), dtype=bool)
-    maybe[encoded.indices.fill_null(0).to_numpy()[rows]] = True
-    chosen = pa.array(maybe)
-    tokens = [tokenize(value) for value in dictionary.filter(chosen).to_pylist()]
-    dictionary = pc.replace_with_mask(dictionary, chosen, pa.array(tokens, pa.string()))
-    return pc.take(dictionary, encoded.indices)
 
 
 COLUMNAR_MIN_ROWS = 64
@@ -796,13 +785,18 @@ def _batch_from_columns(
     positions: np.ndarray[Any, Any],
     arrival_ms: float,
     table: pa.Table,
+    tokenize: CardTokenizer,
 ) -> TxBatch:
     take = pa.array(rows, pa.int64())
     extras_names = [c for c in table.column_names if c not in KNOWN_FIELDS]
     all_rows = len(rows) == table.num_rows
     extras = None
     if extras_names and len(rows):
-        extra_rows = _pylist(table.select(extras_names), None if all_rows else rows)
+        extras_table = table.select(extras_names)
+        extra_rows = _pylist(extras_table, None if all_rows else rows)
+        maybe = candidate_rows(extras_table)[rows]  # only these can hold a card number
+        for index in np.flatnonzero(maybe).tolist():
+            extra_rows[index] = tokenize.scrub_value(extra_rows[index])
         extras = np.empty(len(rows), dtype=object)
         extras[:] = extra_rows
 

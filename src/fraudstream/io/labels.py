@@ -20,7 +20,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from fraudstream.cardnumbers import CardTokenizer
 from fraudstream.config import ConfigError
+from fraudstream.io.card_columns import scrub_column
 from fraudstream.schema import InvalidRecord, parse_timestamp
 
 __all__ = ["LABEL_FIELDS", "LabelFeed", "Labels", "read_labels"]
@@ -116,9 +118,9 @@ def labels_from_table(table: pa.Table, where: str = "labels") -> Labels:
             )
         fraud = pc.not_equal(fraud, 0)
     times = _times(table.column("label_time"), where)
-    return Labels(
-        ids.combine_chunks(), fraud.to_numpy(zero_copy_only=False).astype(np.bool_), times
-    )
+    # the ids as the decisions hold them: card numbers in them tokenized (README "Security")
+    scrubbed = scrub_column(ids.combine_chunks(), CardTokenizer.from_environment().scrub)
+    return Labels(scrubbed, fraud.to_numpy(zero_copy_only=False).astype(np.bool_), times)
 
 
 def read_labels(path: str | Path) -> Labels:

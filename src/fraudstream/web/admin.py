@@ -138,6 +138,7 @@ class Admin:
         self.service = service
         self.pipeline = service.pipeline
         self.lock: threading.Lock = service.lock  # never mid-batch
+        self.scrub = service.decoder.tokenize.scrub  # card numbers in who/note: tokens
         rules_path = data_dir / "rules.audit.jsonl" if data_dir is not None else None
         self.profiles_path = data_dir / "profiles.audit.jsonl" if data_dir is not None else None
         self.rules_log = AuditLog(rules_path) if rules_path is not None else None
@@ -156,6 +157,7 @@ class Admin:
 
     def change(self, make: Callable[[RuleSet], RuleSet], who: str, note: str) -> RuleSet:
         """Applies ``make(current)`` to the running pipeline; ConfigError when refused."""
+        who, note = self.scrub(who), self.scrub(note)  # audit logs hold no card number
         with self.lock:
             before = self.pipeline.rules
             try:
@@ -187,6 +189,7 @@ class Admin:
         self, user_id: str, fields: dict[str, Any], who: str, note: str
     ) -> dict[str, Any]:
         """Creates or changes a profile for the next transaction; ConfigError when invalid."""
+        who, note = self.scrub(who), self.scrub(note)  # audit logs hold no card number
         with self.lock:
             table = self.pipeline.profiles
             before = table.get(user_id)

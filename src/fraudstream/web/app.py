@@ -329,6 +329,7 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
         summary="A decision kept in memory (the most recent 100,000)",
     )
     async def get_decision(transaction_id: str) -> Response:
+        transaction_id = service.decoder.tokenize.scrub(transaction_id)  # as ids are kept
         row = service.decisions.get(transaction_id)
         if row is None:
             message = f"no decision for transaction_id {transaction_id!r} (kept: the last "

@@ -313,7 +313,13 @@ class ReviewDesk:
         return [_brief(row, summary) for row, summary in reversed(line)]
 
     def verdict(self, transaction_id: str, verdict: str, analyst: str, note: str) -> Any:
-        """Records a verdict; None when the transaction is neither queued nor decided here."""
+        """Records a verdict; None when the transaction is neither queued nor decided here.
+
+        Card numbers in the note, the analyst's name or the id are tokenized first, as they
+        are where records enter (DESIGN.md "Card numbers"): reviews.db never holds one.
+        """
+        scrub = self.service.decoder.tokenize.scrub
+        transaction_id, analyst, note = scrub(transaction_id), scrub(analyst), scrub(note)
         queued = self.store.entry(transaction_id) is not None
         if not queued and transaction_id not in self.service.decisions:
             return None
@@ -345,6 +351,7 @@ class VerdictBody(BaseModel):
 def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRouter:
     """The queue (GET), verdicts (POST, token), reviews and labels (GET)."""
     router = APIRouter(tags=["review"])
+    scrub = desk.service.decoder.tokenize.scrub
 
     @router.get("/v1/review-queue", summary="Alerts waiting for an analyst (or in a status)")
     async def queue(
@@ -359,6 +366,7 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
 
     @router.get("/v1/review-queue/{transaction_id}", summary="One alert with its card's history")
     async def entry(transaction_id: str) -> Response:
+        transaction_id = scrub(transaction_id)  # ids are kept as scrubbed where records enter
         found = desk.store.entry(transaction_id)
         if found is None:
             message = f"no alert for transaction_id {transaction_id!r} in the review queue"
@@ -373,6 +381,7 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
         dependencies=[Depends(authorized)],
     )
     async def review(transaction_id: str, body: VerdictBody) -> Response:
+        transaction_id = scrub(transaction_id)
         result = desk.verdict(transaction_id, body.verdict, body.analyst, body.note)
         if result is None:
             message = f"no decision for transaction_id {transaction_id!r} to review"
@@ -383,7 +392,8 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
     async def reviews(
         transaction_id: str | None = None, limit: int = Query(100, ge=1, le=10_000)
     ) -> Response:
-        return json_response(200, desk.store.reviews(transaction_id, limit))
+        found = desk.store.reviews(None if transaction_id is None else scrub(transaction_id), limit)
+        return json_response(200, found)
 
     @router.get("/v1/labels", summary="Labels for the models: transaction_id, is_fraud, label_time")
     async def labels(

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from fraudstream.cardnumbers import mask_card_numbers_in_json, mask_raw_text
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, StepResult
 from fraudstream.io.decode import DeadLetter, Decoder
@@ -288,7 +289,7 @@ class DecisionService:
         self.position += 1
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         reason = mask_card_numbers(reason)
-        self._dead_letter(DeadLetter("api", self.position, reason, mask_card_numbers(text[:4096])))
+        self._dead_letter(DeadLetter("api", self.position, reason, mask_raw_text(text, 4096)))
         return error_body(_field_of(reason), reason)
 
     # --- the live feed ---------------------------------------------------------------------
@@ -307,6 +308,6 @@ class DecisionService:
 
 def _raw_of(record: dict[str, Any]) -> str:
     try:
-        return mask_card_numbers(_encoder.encode(record).decode())
+        return mask_card_numbers_in_json(_encoder.encode(record).decode())
     except (TypeError, ValueError):
         return mask_card_numbers(repr(record))
