@@ -36,7 +36,7 @@ from fraudstream.config import ConfigError
 from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
 from fraudstream.rules import AuditLog, RuleSet, replace_rule
-from fraudstream.web.guard import json_response
+from fraudstream.web.guard import ReadAccess, json_response
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["Admin", "admin_router", "effective_rules"]
@@ -254,21 +254,36 @@ def _clean_nan(profile: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in profile.items()}
 
 
-def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
-    """Rules and profiles: reads open, changes with the token."""
+def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAccess) -> APIRouter:
+    """Rules and profiles: reads as ``reads`` says, changes with the token."""
     router = APIRouter(tags=["admin"])
     changes = [Depends(authorized)]
 
-    @router.get("/v1/rules", summary="The running rules with their effective thresholds")
+    @router.get(
+        "/v1/rules",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The running rules with their effective thresholds",
+    )
     async def rules() -> Response:
         return json_response(200, admin.rules())
 
-    @router.get("/v1/rules/file", summary="The running rules as a rules file (YAML)")
+    @router.get(
+        "/v1/rules/file",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The running rules as a rules file (YAML)",
+    )
     async def rules_file() -> Response:
         text = yaml.safe_dump(admin.pipeline.rules.to_document(), sort_keys=False)
         return Response(text, media_type="application/yaml")
 
-    @router.get("/v1/rules/audit", summary="Changes of the running rules, newest first")
+    @router.get(
+        "/v1/rules/audit",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Changes of the running rules, newest first",
+    )
     async def rules_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
         return json_response(200, list(reversed(admin.rules_audit))[:limit])
 
@@ -317,15 +332,30 @@ def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
             return json_response(422, error_body(field, str(exc)))
         return json_response(200, admin.rules())
 
-    @router.get("/v1/profiles", summary="Every user profile")
+    @router.get(
+        "/v1/profiles",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Every user profile",
+    )
     async def profiles() -> Response:
         return json_response(200, [_clean_nan(p) for p in admin.profiles()])
 
-    @router.get("/v1/profiles/audit", summary="Changes of profiles, newest first")
+    @router.get(
+        "/v1/profiles/audit",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Changes of profiles, newest first",
+    )
     async def profiles_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
         return json_response(200, list(reversed(admin.profiles_audit))[:limit])
 
-    @router.get("/v1/profiles/{user_id}", summary="One user profile")
+    @router.get(
+        "/v1/profiles/{user_id}",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="One user profile",
+    )
     async def profile(user_id: str) -> Response:
         found = admin.pipeline.profiles.get(user_id)
         if found is None:

@@ -17,8 +17,10 @@
   (:mod:`fraudstream.web.admin`), the metrics (:mod:`fraudstream.web.metrics`) and the page
   (:mod:`fraudstream.web.pages`).
 
-Every mutating request needs ``Authorization: Bearer <token>`` (401 otherwise); GETs are open
-(the server binds to localhost). Bodies are size limited (413). Bad input is never a 5xx: it
+Every mutating request needs ``Authorization: Bearer <token>`` (401 otherwise). GETs are open
+unless a read token is set: then every ``/v1`` GET needs it (or the token). Only the
+``allowed_hosts`` names are answered (400 for any other ``Host``; loopback by default), against
+DNS rebinding. Bodies are size limited (413). Bad input is never a 5xx: it
 is a 4xx naming the field, and a bad transaction goes to the dead letters. Deciding itself is
 :class:`~fraudstream.web.service.DecisionService`.
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ import msgspec
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.engine.pipeline import Pipeline
@@ -45,11 +48,13 @@ from fraudstream.web.admin import Admin, admin_router
 from fraudstream.web.guard import (
     ADMIN_MAX_BYTES,
     BodyLimit,
+    ReadAccess,
     TooLarge,
     install_validation_errors,
     json_response,
     read_body,
     token_dependency,
+    trusted_hosts,
 )
 from fraudstream.web.metrics import Metrics, metrics_router
 from fraudstream.web.pages import install_pages
@@ -168,8 +173,14 @@ def create_app(
     data_dir: Path | None = None,
     reviews_url: str | None = None,
     background: list[Callable[[DecisionService], Coroutine[Any, Any, None]]] | None = None,
+    read_token: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
+
+    With ``read_token``, the GETs under ``/v1`` need it too (or ``token``). Requests whose
+    ``Host`` is not in ``allowed_hosts`` (default: :func:`~fraudstream.web.guard.trusted_hosts`,
+    the loopback names) get 400.
 
     ``data_dir`` keeps what must survive a restart: the reviews and labels (a SQLite file,
     unless ``reviews_url`` names another database) and the audit logs of rule and profile
@@ -214,6 +225,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.admin = admin
     authorized = token_dependency(token)
+    reads = ReadAccess.for_tokens(token, read_token)
 
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge) -> Response:
@@ -226,10 +238,13 @@ def create_app(
     install_validation_errors(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())
-    _decision_routes(app, service, authorized)
-    app.include_router(review_router(desk, authorized))
-    app.include_router(admin_router(admin, authorized))
-    app.include_router(metrics_router(metrics))
+    # Outermost: a foreign Host is refused before anything else runs.
+    hosts = trusted_hosts() if allowed_hosts is None else list(allowed_hosts)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    _decision_routes(app, service, authorized, reads)
+    app.include_router(review_router(desk, authorized, reads))
+    app.include_router(admin_router(admin, authorized, reads))
+    app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app
 
@@ -240,7 +255,9 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         sys.stderr.write(f"error: background task stopped: {task.exception()!r}\n")
 
 
-def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) -> None:
+def _decision_routes(
+    app: FastAPI, service: DecisionService, authorized: Any, reads: ReadAccess
+) -> None:
     transaction_schema = Transaction.model_json_schema()
 
     @app.post(
@@ -291,7 +308,12 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
                 items.append({"index": index, "status": outcome.status, **outcome.body})
         return json_response(200, items)
 
-    @app.get("/v1/decisions/stream", summary="Live feed of decisions (Server-Sent Events)")
+    @app.get(
+        "/v1/decisions/stream",
+        dependencies=reads.stream_dependencies,
+        responses=reads.responses,
+        summary="Live feed of decisions (Server-Sent Events)",
+    )
     async def stream(
         request: Request,
         limit: int | None = Query(None, ge=1, description="close after this many events"),
@@ -325,7 +347,11 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
     @app.get(
         "/v1/decisions/{transaction_id}",
         response_model=Decision,
-        responses={404: {"model": ErrorBody, "description": "no such decision kept"}},
+        responses={
+            **reads.responses,
+            404: {"model": ErrorBody, "description": "no such decision kept"},
+        },
+        dependencies=reads.dependencies,
         summary="A decision kept in memory (the most recent 100,000)",
     )
     async def get_decision(transaction_id: str) -> Response:
@@ -336,12 +362,22 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
             return json_response(404, error_body("transaction_id", message))
         return json_response(200, row)
 
-    @app.get("/v1/dead-letters", summary="The most recent rejected records")
+    @app.get(
+        "/v1/dead-letters",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The most recent rejected records",
+    )
     async def dead_letters(limit: int = Query(100, ge=1, le=MAX_DEAD_LETTERS_KEPT)) -> Response:
         letters = list(service.dead_letters)[-limit:]
         return json_response(200, letters)
 
-    @app.get("/v1/late", summary="The most recent records too late to decide")
+    @app.get(
+        "/v1/late",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The most recent records too late to decide",
+    )
     async def late(limit: int = Query(100, ge=1, le=MAX_LATE_KEPT)) -> Response:
         return json_response(200, list(service.late)[-limit:])
 

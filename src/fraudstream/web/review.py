@@ -49,7 +49,7 @@ from sqlalchemy.pool import StaticPool
 
 from fraudstream.io.records import iso_ms
 from fraudstream.io.sqlstore import create_tables, epoch_ms, make_engine, upsert
-from fraudstream.web.guard import json_response
+from fraudstream.web.guard import ReadAccess, json_response
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["VERDICTS", "ReviewDesk", "ReviewStore", "Verdict", "review_router"]
@@ -342,11 +342,18 @@ class VerdictBody(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRouter:
-    """The queue (GET), verdicts (POST, token), reviews and labels (GET)."""
+def review_router(
+    desk: ReviewDesk, authorized: Callable[..., None], reads: ReadAccess
+) -> APIRouter:
+    """The queue (GET), verdicts (POST, token), reviews and labels (GET, ``reads``)."""
     router = APIRouter(tags=["review"])
 
-    @router.get("/v1/review-queue", summary="Alerts waiting for an analyst (or in a status)")
+    @router.get(
+        "/v1/review-queue",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Alerts waiting for an analyst (or in a status)",
+    )
     async def queue(
         status: Literal["waiting", "open", "escalated", "closed", "all"] = "waiting",
         limit: int = Query(100, ge=1, le=1000),
@@ -357,7 +364,12 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
         }.get(status, (status,))
         return json_response(200, desk.store.queue(statuses, limit))
 
-    @router.get("/v1/review-queue/{transaction_id}", summary="One alert with its card's history")
+    @router.get(
+        "/v1/review-queue/{transaction_id}",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="One alert with its card's history",
+    )
     async def entry(transaction_id: str) -> Response:
         found = desk.store.entry(transaction_id)
         if found is None:
@@ -379,13 +391,23 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
             return json_response(404, error_body("transaction_id", message))
         return json_response(200, result)
 
-    @router.get("/v1/reviews", summary="Review actions (who, when, verdict, note), newest first")
+    @router.get(
+        "/v1/reviews",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Review actions (who, when, verdict, note), newest first",
+    )
     async def reviews(
         transaction_id: str | None = None, limit: int = Query(100, ge=1, le=10_000)
     ) -> Response:
         return json_response(200, desk.store.reviews(transaction_id, limit))
 
-    @router.get("/v1/labels", summary="Labels for the models: transaction_id, is_fraud, label_time")
+    @router.get(
+        "/v1/labels",
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Labels for the models: transaction_id, is_fraud, label_time",
+    )
     async def labels(
         since: str | None = Query(None, description="label_time from (ISO-8601 or epoch ms)"),
         limit: int | None = Query(None, ge=1),

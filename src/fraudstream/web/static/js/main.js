@@ -36,7 +36,13 @@ function showToken() {
 function init() {
   takeTokenFromFragment();
   showToken();
-  document.addEventListener("token-changed", showToken);
+  document.addEventListener("token-changed", () => {
+    // Reads may need the token (a server with a read token): load what the page shows again.
+    showToken();
+    refreshProfiles();
+    loadFeedRules().catch((error) => console.error(error));
+    showTab(window.location.hash.slice(1));
+  });
   document.getElementById("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = event.target.elements.token;
