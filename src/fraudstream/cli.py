@@ -401,7 +401,10 @@ def simulate(
         int, typer.Option(help="Generated users besides the seed-002 four (demo).")
     ] = 200,
     output: Annotated[str, typer.Option("--output", "-o", help="File, or - for stdout.")] = "-",
-    profiles_out: Annotated[Path | None, typer.Option(help="Write the demo profiles here.")] = None,
+    profiles_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the demo profiles here (.yaml, .json, .csv or .parquet)."),
+    ] = None,
     customers: Annotated[int, typer.Option(help="Customers (handbook).")] = 5_000,
     terminals: Annotated[int, typer.Option(help="Terminals (handbook).")] = 10_000,
     days: Annotated[int, typer.Option(help="Days from 2018-04-01 (handbook).")] = 183,
