@@ -113,7 +113,7 @@ def test_without_a_token_nothing_is_read_and_a_read_token_cannot_pay(
     page.reload()
     page.wait_for_selector("#token-state[data-state='missing']")
     # The server has a read token: no profiles, no live feed, until a token is given.
-    page.wait_for_function("document.getElementById('status').textContent.includes('401')")
+    page.locator("#status", has_text="401").wait_for()
     assert page.locator("#user-select option[value='user_2']").count() == 0
     page.fill("#token-form input[name='token']", READ_TOKEN)
     page.click("#token-form button[type='submit']")
@@ -124,5 +124,5 @@ def test_without_a_token_nothing_is_read_and_a_read_token_cannot_pay(
     page.locator("#map").dblclick(position={"x": 400, "y": 300})
     page.wait_for_selector("#tx-dialog[open]")
     page.click("#tx-send")
-    page.wait_for_function("document.getElementById('tx-error').textContent.includes('401')")
+    page.locator("#tx-error", has_text="401").wait_for()
     assert page.locator(".pin").count() == 0
