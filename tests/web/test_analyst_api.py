@@ -152,13 +152,13 @@ def test_a_rule_change_applies_to_the_next_transaction_and_is_audited(
 
     refused = client.patch("/v1/rules/velocity", json={"who": "rosa", "thresholds": {"nope": 1}},
                            headers=AUTH)  # fmt: skip
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert refused.json()["detail"][0]["field"] == "thresholds"
     assert "unknown threshold 'nope'" in refused.json()["detail"][0]["message"]
     missing = client.patch("/v1/rules/nope", json={"who": "rosa"}, headers=AUTH)
     assert missing.status_code == 404
     bad = client.patch("/v1/rules", json={"who": "rosa", "review_threshold": 0.95}, headers=AUTH)
-    assert bad.status_code == 422  # review above decline
+    assert bad.status_code == 409  # review above decline: the running rules refuse it
     assert client.patch("/v1/rules", json={"who": "r", "review_threshold": 2}, headers=AUTH)
     assert client.get("/v1/rules").json()["decision"]["review_threshold"] == 0.5
 

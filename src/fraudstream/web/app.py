@@ -3,7 +3,8 @@
 :func:`create_app` puts together, in one process:
 
 * the decision API (this module): ``POST /v1/transactions`` decides one transaction
-  synchronously; 200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
+  synchronously (the body documented by :func:`~fraudstream.web.schemas.transaction_schema`);
+  200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
   for an invalid record (the field is the validation message's prefix), 409 for a duplicate
   ``transaction_id`` or a record too late for the allowed lateness, 413 for a body over
   64 KiB. ``POST /v1/transactions/batch``: a JSON list (at most 10,000) decided in order; 200
@@ -57,9 +58,10 @@ from fraudstream.web.guard import (
     trusted_hosts,
 )
 from fraudstream.web.metrics import Metrics, metrics_router
+from fraudstream.web.openapi import install_api_document
 from fraudstream.web.pages import install_pages
 from fraudstream.web.review import ReviewDesk, ReviewStore, review_router
-from fraudstream.web.schemas import BatchItem, Decision, ErrorBody, Transaction
+from fraudstream.web.schemas import BatchItem, Decision, ErrorBody, transaction_schema
 from fraudstream.web.service import (
     MAX_DEAD_LETTERS_KEPT,
     MAX_DECISIONS_KEPT,
@@ -90,6 +92,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "request body too large"},
     422: {"model": ErrorBody, "description": "invalid record: the field and why"},
 }
+
+
+class EventStream(StreamingResponse):
+    """Server-Sent Events (documented as ``text/event-stream``)."""
+
+    media_type = "text/event-stream"
 
 
 def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +244,7 @@ def create_app(
         return json_response(413, error_body("body", f"request body larger than {limit} bytes"))
 
     install_validation_errors(app)
+    install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())
     # Outermost: a foreign Host is refused before anything else runs.
@@ -258,14 +267,14 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 def _decision_routes(
     app: FastAPI, service: DecisionService, authorized: Any, reads: ReadAccess
 ) -> None:
-    transaction_schema = Transaction.model_json_schema()
+    transaction = transaction_schema()
 
     @app.post(
         "/v1/transactions",
         response_model=Decision,
         responses={**_ERRORS, 409: {"model": ErrorBody, "description": "duplicate or late"}},
         dependencies=[Depends(authorized)],
-        openapi_extra=_body_schema(transaction_schema),
+        openapi_extra=_body_schema(transaction),
         summary="Decide one transaction",
     )
     async def post_transaction(request: Request) -> Response:
@@ -283,7 +292,13 @@ def _decision_routes(
         responses=_ERRORS,
         dependencies=[Depends(authorized)],
         openapi_extra=_body_schema(
-            {"type": "array", "maxItems": MAX_BATCH_ITEMS, "items": transaction_schema}
+            {
+                "type": "array",
+                "maxItems": MAX_BATCH_ITEMS,
+                # Any item is taken: one that is not a valid transaction gets its own 422 in
+                # the 200 list, so the list as a whole never fails on an item.
+                "items": {"anyOf": [transaction, {}]},
+            }
         ),
         summary="Decide a list of transactions, in order",
     )
@@ -311,14 +326,15 @@ def _decision_routes(
     @app.get(
         "/v1/decisions/stream",
         dependencies=reads.stream_dependencies,
-        responses=reads.responses,
+        responses={**reads.responses, 200: {"content": {"text/event-stream": {}}}},
+        response_class=EventStream,
         summary="Live feed of decisions (Server-Sent Events)",
     )
     async def stream(
         request: Request,
         limit: int | None = Query(None, ge=1, description="close after this many events"),
         transaction: bool = Query(False, description="add the transaction's amount and place"),
-    ) -> StreamingResponse:
+    ) -> EventStream:
         subscriber = service.subscribe(with_transaction=transaction)
 
         async def events() -> AsyncIterator[bytes]:
@@ -338,10 +354,8 @@ def _decision_routes(
             finally:
                 service.unsubscribe(subscriber)
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return EventStream(
+            events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
     @app.get(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraudstream.web.schemas import ErrorBody
@@ -240,15 +242,54 @@ class BodyLimit:
 
 
 def install_validation_errors(app: FastAPI) -> None:
-    """422 bodies as ``[{"field", "message"}]``, the field a dotted path inside the body."""
+    """422 bodies as ``[{"field", "message"}]``, the field a dotted path inside the body.
+
+    Every other HTTP error the framework raises (400 for a body that is not UTF-8, 404 for an
+    unknown path, 405) gets the same shape, the field ``body``, ``path`` or ``method``; a 405
+    lists in ``Allow`` every method the path has, not only those of the first route found.
+    """
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         detail = []
         for error in exc.errors():
+            if error.get("type") == "json_invalid":  # its location is a byte offset
+                message = f"invalid JSON at position {error['loc'][-1]}: {error.get('msg')}"
+                detail.append({"field": "body", "message": message})
+                continue
             location = [str(part) for part in error.get("loc", ()) if part != "body"]
             detail.append({"field": ".".join(location) or "body", "message": error.get("msg")})
         return json_response(422, {"detail": detail})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if isinstance(exc.detail, list):  # already [{"field", "message"}] (the token checks)
+            body: Any = {"detail": exc.detail}
+        else:
+            field_name = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
+            body = error_body(field_name, str(exc.detail))
+        if exc.status_code == 405:
+            documented = _methods_of(request.app, request.url.path)
+            if documented:  # else (the page's routes) the route's own list
+                headers["Allow"] = ", ".join(documented)
+        response = json_response(exc.status_code, body)
+        response.headers.update(headers)
+        return response
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """Every method the API document lists for ``path``: a concrete path's own, else those
+    of the templates it matches (OpenAPI matches concrete paths first)."""
+    paths: dict[str, Any] = app.openapi().get("paths", {})
+    if path in paths:
+        return sorted(method.upper() for method in paths[path])
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
 
 
 @dataclass(frozen=True)
