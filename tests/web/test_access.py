@@ -8,12 +8,17 @@ evil.example``; every route refuses it (400) before anything runs. With a read t
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from hypothesis import given, settings
@@ -184,3 +189,43 @@ def test_the_live_feed_takes_the_read_token_in_the_query() -> None:
         assert client.post("/v1/transactions", json=RECORD, headers=auth).status_code == 200
         reader.join(timeout=10)
     assert got[0] == 200 and got[1]["transaction_id"] == "a1"
+
+
+def test_fraudstream_serve_takes_the_read_token_and_allowed_hosts() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {**os.environ, "FRAUDSTREAM_TOKEN": TOKEN, "FRAUDSTREAM_READ_TOKEN": READ_TOKEN}
+    command = [sys.executable, "-m", "fraudstream.web.serve", "--port", str(port),
+               "--allowed-host", "fraud.example.com"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        read = {"Authorization": f"Bearer {READ_TOKEN}"}
+        assert httpx.get(url + "/v1/profiles").status_code == 401
+        assert httpx.get(url + "/v1/profiles", headers=read).status_code == 200
+        named = {**read, "Host": "fraud.example.com"}
+        assert httpx.get(url + "/v1/profiles", headers=named).status_code == 200
+        foreign = {**read, "Host": "evil.example"}
+        assert httpx.get(url + "/v1/profiles", headers=foreign).status_code == 400
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "answers Host: 127.0.0.1, localhost, [::1], fraud.example.com" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_bad_allowed_host_is_one_line() -> None:
+    command = [sys.executable, "-m", "fraudstream.web.serve", "--allowed-host", "a.*.example"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: --allowed-host: allowed host 'a.*.example': a wildcard must be like '*.example.com'"
+    ]
