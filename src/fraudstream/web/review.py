@@ -60,6 +60,7 @@ VERDICTS = ("confirm_fraud", "mark_legitimate", "escalate")
 WAITING = ("open", "escalated")
 HISTORY_CARDS = 20_000
 HISTORY_PER_CARD = 8
+MAX_LABELS_PER_READ = 10_000_000  # a LIMIT the databases take (SQLite's is a 64-bit integer)
 
 metadata = MetaData()
 queue_table = Table(
@@ -455,7 +456,7 @@ def review_router(
                 ]
             },
         ),
-        limit: int | None = Query(None, ge=1),
+        limit: int | None = Query(None, ge=1, le=MAX_LABELS_PER_READ),
     ) -> Response:
         since_ms = None
         if since is not None:
