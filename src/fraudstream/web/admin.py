@@ -40,7 +40,7 @@ from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
 from fraudstream.rules import AuditLog, RuleSet, replace_rule
 from fraudstream.web.guard import ReadAccess, json_response
-from fraudstream.web.schemas import ErrorBody
+from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["Admin", "admin_router", "effective_rules"]
@@ -280,6 +280,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.get(
         "/v1/rules",
+        response_model=RulesShown,
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="The running rules with their effective thresholds",
@@ -309,6 +310,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.get(
         "/v1/rules/audit",
+        response_model=list[RuleAudit],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Changes of the running rules, newest first",
@@ -318,6 +320,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.patch(
         "/v1/rules",
+        response_model=RulesShown,
         summary="Change the decision thresholds",
         dependencies=changes,
         responses={409: _REFUSED},
@@ -339,6 +342,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.patch(
         "/v1/rules/{rule_id}",
+        response_model=RulesShown,
         summary="Change one rule",
         dependencies=changes,
         responses={404: {"model": ErrorBody, "description": "no such rule"}, 409: _REFUSED},
@@ -376,6 +380,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.get(
         "/v1/profiles",
+        response_model=list[Profile],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Every user profile",
@@ -385,6 +390,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.get(
         "/v1/profiles/audit",
+        response_model=list[ProfileAudit],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Changes of profiles, newest first",
@@ -394,6 +400,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
 
     @router.get(
         "/v1/profiles/{user_id}",
+        response_model=Profile,
         dependencies=reads.dependencies,
         responses={**reads.responses, 404: {"model": ErrorBody, "description": "no such profile"}},
         summary="One user profile",
@@ -405,7 +412,10 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
         return json_response(200, _clean_nan(found))
 
     @router.put(
-        "/v1/profiles/{user_id}", summary="Create or change a profile", dependencies=changes
+        "/v1/profiles/{user_id}",
+        summary="Create or change a profile",
+        dependencies=changes,
+        response_model=Profile,
     )
     async def put_profile(
         body: ProfileChange, user_id: str = PathParameter(min_length=1, max_length=128)

@@ -61,7 +61,15 @@ from fraudstream.web.metrics import Metrics, metrics_router
 from fraudstream.web.openapi import install_api_document
 from fraudstream.web.pages import install_pages
 from fraudstream.web.review import ReviewDesk, ReviewStore, review_router
-from fraudstream.web.schemas import BatchItem, Decision, ErrorBody, transaction_schema
+from fraudstream.web.schemas import (
+    BatchItem,
+    DeadLetterShown,
+    Decision,
+    ErrorBody,
+    Health,
+    LateShown,
+    transaction_schema,
+)
 from fraudstream.web.service import (
     MAX_DEAD_LETTERS_KEPT,
     MAX_DECISIONS_KEPT,
@@ -378,6 +386,7 @@ def _decision_routes(
 
     @app.get(
         "/v1/dead-letters",
+        response_model=list[DeadLetterShown],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="The most recent rejected records",
@@ -388,6 +397,7 @@ def _decision_routes(
 
     @app.get(
         "/v1/late",
+        response_model=list[LateShown],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="The most recent records too late to decide",
@@ -395,7 +405,7 @@ def _decision_routes(
     async def late(limit: int = Query(100, ge=1, le=MAX_LATE_KEPT)) -> Response:
         return json_response(200, list(service.late)[-limit:])
 
-    @app.get("/healthz", summary="Liveness and counts")
+    @app.get("/healthz", response_model=Health, summary="Liveness and counts")
     async def healthz() -> JSONResponse:
         return JSONResponse(
             {

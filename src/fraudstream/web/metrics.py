@@ -34,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fraudstream.web.guard import ReadAccess, json_response
+from fraudstream.web.schemas import MetricsPanel
 from fraudstream.web.service import DecisionService
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ def metrics_router(metrics: Metrics, reads: ReadAccess) -> APIRouter:
 
     @router.get(
         "/v1/metrics",
+        response_model=MetricsPanel,
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Throughput, latency p50/p99, decisions by tier over time",

@@ -51,7 +51,7 @@ from sqlalchemy.pool import StaticPool
 from fraudstream.io.records import iso_ms
 from fraudstream.io.sqlstore import create_tables, epoch_ms, make_engine, upsert
 from fraudstream.web.guard import ReadAccess, json_response
-from fraudstream.web.schemas import ErrorBody
+from fraudstream.web.schemas import AlertEntry, ErrorBody, Label, Review, VerdictResult
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["VERDICTS", "ReviewDesk", "ReviewStore", "Verdict", "review_router"]
@@ -386,6 +386,7 @@ def review_router(
 
     @router.get(
         "/v1/review-queue",
+        response_model=list[AlertEntry],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Alerts waiting for an analyst (or in a status)",
@@ -402,6 +403,7 @@ def review_router(
 
     @router.get(
         "/v1/review-queue/{transaction_id}",
+        response_model=AlertEntry,
         dependencies=reads.dependencies,
         responses={**reads.responses, 404: {"model": ErrorBody, "description": "not queued"}},
         summary="One alert with its card's history",
@@ -417,6 +419,7 @@ def review_router(
 
     @router.post(
         "/v1/reviews/{transaction_id}",
+        response_model=VerdictResult,
         summary="Record a verdict: confirm_fraud, mark_legitimate or escalate",
         dependencies=[Depends(authorized)],
         responses={404: {"model": ErrorBody, "description": "neither queued nor decided here"}},
@@ -430,6 +433,7 @@ def review_router(
 
     @router.get(
         "/v1/reviews",
+        response_model=list[Review],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Review actions (who, when, verdict, note), newest first",
@@ -441,6 +445,7 @@ def review_router(
 
     @router.get(
         "/v1/labels",
+        response_model=list[Label],
         dependencies=reads.dependencies,
         responses=reads.responses,
         summary="Labels for the models: transaction_id, is_fraud, label_time",

@@ -20,7 +20,26 @@ from fraudstream.schema import (
     TEXT_FIELDS,
 )
 
-__all__ = ["BatchItem", "Decision", "ErrorBody", "FieldError", "Reason", "transaction_schema"]
+__all__ = [
+    "AlertEntry",
+    "BatchItem",
+    "DeadLetterShown",
+    "Decision",
+    "ErrorBody",
+    "FieldError",
+    "Health",
+    "Label",
+    "LateShown",
+    "MetricsPanel",
+    "Profile",
+    "ProfileAudit",
+    "Reason",
+    "Review",
+    "RuleAudit",
+    "RulesShown",
+    "VerdictResult",
+    "transaction_schema",
+]
 
 
 def _text(max_length: int, min_length: int = 0, nullable: bool = True) -> dict[str, Any]:
@@ -176,3 +195,147 @@ class BatchItem(BaseModel):
     status: int
     decision: Decision | None = None
     detail: list[FieldError] | None = None
+
+
+# --- response bodies (documentation: the handlers encode with msgspec, unvalidated) ---------
+
+
+class Health(BaseModel):
+    status: str
+    decided: int
+    dead_letters: int
+    duplicates: int
+    late: int
+    kept_decisions: int
+    subscribers: int
+    watermark: int
+
+
+class DeadLetterShown(BaseModel):
+    """A rejected record: where it came from, its position, why, and the raw text."""
+
+    source: str
+    position: int
+    reason: str
+    raw: str | None
+
+
+class LateShown(BaseModel):
+    """A record too late to decide, with why."""
+
+    position: int
+    reason: str
+    record: dict[str, Any]
+
+
+class Profile(BaseModel):
+    """A user profile; a number not set is null."""
+
+    user_id: str
+    first_name: str | None
+    last_name: str | None
+    max_speed_kmh: float | None
+    home_lat: float | None
+    home_lon: float | None
+    home_country: str | None
+    review_threshold: float | None
+    decline_threshold: float | None
+
+
+class ProfileAudit(BaseModel):
+    at: str | None = None
+    who: str | None = None
+    user_id: str | None = None
+    note: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+class DecisionThresholds(BaseModel):
+    review_threshold: float
+    decline_threshold: float
+
+
+class RuleShown(BaseModel):
+    """A running rule with every threshold (defaults filled in) and the defaults."""
+
+    id: str
+    detector: str
+    enabled: bool
+    score: float
+    severity: str
+    description: str
+    thresholds: dict[str, Any]
+    defaults: dict[str, Any]
+
+
+class RulesShown(BaseModel):
+    decision: DecisionThresholds
+    rules: list[RuleShown]
+
+
+class RuleAudit(BaseModel):
+    at: str | None
+    who: str | None
+    source: str | None
+    note: str | None
+    changes: list[str]
+    refused: bool
+
+
+class Review(BaseModel):
+    transaction_id: str
+    verdict: str
+    analyst: str
+    note: str
+    at: str
+    id: int | None = None
+
+
+class Label(BaseModel):
+    transaction_id: str
+    is_fraud: bool
+    label_time: str
+    analyst: str
+    verdict: str
+    note: str
+
+
+class VerdictResult(BaseModel):
+    review: Review
+    label: Label | None
+
+
+class AlertEntry(BaseModel):
+    """A queued alert: the decision (a batch run's alert has no ``processed_at`` and
+    ``latency_ms``), its transaction and its review status; read by id it also carries
+    ``card_history`` and ``reviews``."""
+
+    transaction_id: str
+    card_id: str
+    user_id: str | None
+    event_time: str | None
+    decision: str
+    score: float
+    reasons: list[Reason]
+    model: dict[str, Any] | None
+    features: dict[str, Any]
+    transaction: dict[str, Any]
+    status: str = Field(description="open | escalated | closed")
+    queued_at: str
+    processed_at: str | None = None
+    latency_ms: float | None = None
+
+
+class LatencyFigures(BaseModel):
+    p50: float | None
+    p99: float | None
+    max: float | None
+    samples: int
+
+
+class MetricsPanel(BaseModel):
+    throughput_per_s: float
+    latency_ms: LatencyFigures
+    totals: dict[str, int]
+    series: list[dict[str, int]]
