@@ -1,5 +1,5 @@
 """Rules are data (DESIGN.md): defaults, rules files, custom and disabled rules, round trips;
-profiles with per-profile thresholds, loaded the same from YAML, JSON and CSV."""
+profiles with per-profile thresholds, loaded the same from YAML, JSON, CSV and Parquet."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fraudstream.io.records import decision_dicts
 from fraudstream.profiles import PROFILE_FIELDS, ProfileTable
 from fraudstream.rules import DEFAULT_SCORES, Rule, RuleSet
 from fraudstream.schema import CardTokenizer
+from fraudstream.simulate.demo import write_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_PROFILES = ROOT / "examples" / "profiles.yaml"
@@ -288,7 +289,7 @@ def _profiles_of(path: Path) -> dict[str, dict[str, Any]]:
     return clean
 
 
-def test_profiles_from_yaml_json_and_csv_load_identically(tmp_path: Path) -> None:
+def test_profiles_from_yaml_json_csv_and_parquet_load_identically(tmp_path: Path) -> None:
     document = yaml.safe_load(SEED_PROFILES.read_text())
     rows = document["profiles"]
     as_json = tmp_path / "profiles.json"
@@ -308,7 +309,8 @@ def test_profiles_from_yaml_json_and_csv_load_identically(tmp_path: Path) -> Non
     assert from_yaml["user_1"]["home_country"] == "GB"
     assert from_yaml["user_4"]["home_lat"] == pytest.approx(-33.8688)
     assert from_yaml["user_1"]["review_threshold"] is None
-    for other in (as_json, bare_json, as_csv):
+    as_parquet = write_profiles(tmp_path / "profiles.parquet", rows)
+    for other in (as_json, bare_json, as_csv, as_parquet):
         assert _profiles_of(other) == from_yaml, other.name
 
 

@@ -401,7 +401,10 @@ def simulate(
         int, typer.Option(help="Generated users besides the seed-002 four (demo).")
     ] = 200,
     output: Annotated[str, typer.Option("--output", "-o", help="File, or - for stdout.")] = "-",
-    profiles_out: Annotated[Path | None, typer.Option(help="Write the demo profiles here.")] = None,
+    profiles_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the demo profiles here (.yaml, .json, .csv or .parquet)."),
+    ] = None,
     customers: Annotated[int, typer.Option(help="Customers (handbook).")] = 5_000,
     terminals: Annotated[int, typer.Option(help="Terminals (handbook).")] = 10_000,
     days: Annotated[int, typer.Option(help="Days from 2018-04-01 (handbook).")] = 183,
@@ -483,6 +486,10 @@ def demo(
         float | None, typer.Option(help="Stop serving after N seconds (default: Ctrl-C).")
     ] = None,
     port: Annotated[int, typer.Option(help="Port of the analyst app (127.0.0.1).")] = 8888,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Also answer this Host name (repeatable); loopback names always."),
+    ] = None,
 ) -> None:
     """The main job: simulate the demo users with injected frauds and decide them all.
 
@@ -547,11 +554,16 @@ def demo(
     if serve is None:  # scripts, CI and tests (no terminal) get the batch demo only
         serve = sys.stdin.isatty() and sys.stderr.isatty()
     if serve:
-        _serve_demo(directory, profiles_path, records, port, serve_seconds)
+        _serve_demo(directory, profiles_path, records, port, serve_seconds, allowed_host or [])
 
 
 def _serve_demo(
-    directory: Path, profiles: Path, records: Any, port: int, seconds: float | None
+    directory: Path,
+    profiles: Path,
+    records: Any,
+    port: int,
+    seconds: float | None,
+    allowed_hosts: list[str],
 ) -> None:
     try:
         from fraudstream.web.live import serve_demo
@@ -559,7 +571,9 @@ def _serve_demo(
         fail(f"serving needs {exc.name or 'fastapi'}: pip install 'fraudstream[web]'")
         return
     try:
-        serve_demo(directory, profiles, records, port=port, seconds=seconds)
+        serve_demo(
+            directory, profiles, records, port=port, seconds=seconds, allowed_hosts=allowed_hosts
+        )
     except ConfigError as exc:
         fail(str(exc))
 

@@ -20,7 +20,9 @@ class TimeMode(StrEnum):
 DEFAULT_STATE_TTL_HOURS = 720.0
 
 RulesOption = Annotated[Path | None, typer.Option(help="Rules YAML/JSON file.")]
-ProfilesOption = Annotated[Path | None, typer.Option(help="Profiles YAML/JSON/CSV file.")]
+ProfilesOption = Annotated[
+    Path | None, typer.Option(help="Profiles YAML/JSON/CSV/Parquet file (CSV, Parquet: fastest).")
+]
 TimeOption = Annotated[TimeMode, typer.Option("--time", help="event or processing time.")]
 OutOfOrdernessOption = Annotated[int, typer.Option(help="Watermark delay (ms).")]
 LatenessOption = Annotated[

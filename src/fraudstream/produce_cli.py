@@ -7,7 +7,7 @@ second, steady, no drift); without it records go as fast as the cluster takes th
 
 JSON-lines input is sent line by line unchanged, malformed lines included (the run sends them
 to its dead letters). CSV and Parquet rows are sent as JSON objects. ``--profiles`` sends a
-profiles file (YAML/JSON/CSV) to ``--profiles-topic`` keyed by user id, and with the demo
+profiles file (YAML/JSON/CSV/Parquet) to ``--profiles-topic`` keyed by user id, and with the demo
 scenario ``--profiles-topic`` alone sends the demo users' profiles. Other simulations
 (``fraudstream simulate --scenario handbook -o tx.parquet``) are sent with ``--input``.
 """

@@ -127,7 +127,7 @@ class ProfileTable:
         return first, last
 
     def load(self, path: Path) -> int:
-        """Upserts every profile of a YAML/JSON/CSV file; returns how many."""
+        """Upserts every profile of a YAML/JSON/CSV/Parquet file; returns how many."""
         rows = load_rows(path, "profiles")
         for position, row in enumerate(rows, 1):
             try:

@@ -96,6 +96,8 @@ def _text(
         if required:
             raise InvalidRecord(f"{name}: required field is missing")
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 5.0 is the number 5 (JSON Schema agrees): the id "5"
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidRecord(f"{name}: must be a string, got {type(value).__name__}")
     text = str(value)

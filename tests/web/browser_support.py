@@ -1,9 +1,10 @@
 """Shared pieces of the browser tests: a live server on a free port and headless Chromium.
 
 The server is the real app (uvicorn in a thread, the embedded pipeline in this process, the
-demo profiles). Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright; every request
-that is not to the test server (map tiles) is aborted, so the page runs as it does offline and
-the tests never depend on the network. Tests wait on DOM state, never on sleeps.
+demo profiles), with a read token, so the page is tested as it runs with every read closed.
+Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright; every request that is not to
+the test server (map tiles) is aborted, so the page runs as it does offline and the tests
+never depend on the network. Tests wait on DOM state, never on sleeps.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-test-token"
+READ_TOKEN = "browser-read-token"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -51,7 +53,8 @@ class LiveServer:
         )
 
     def get(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=10)
+        auth = {"Authorization": f"Bearer {READ_TOKEN}"}
+        response = httpx.get(self.url + path, headers=auth, timeout=10)
         response.raise_for_status()
         return response.json()
 
@@ -73,7 +76,13 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
 
     profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=4))
     pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
-    app = create_app(pipeline, TOKEN, CardTokenizer.from_environment(), data_dir=data_dir / "web")
+    app = create_app(
+        pipeline,
+        TOKEN,
+        CardTokenizer.from_environment(),
+        data_dir=data_dir / "web",
+        read_token=READ_TOKEN,
+    )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -120,9 +129,11 @@ def browser_page(server: LiveServer) -> Iterator[Any]:
         assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def open_app(page: Any, server: LiveServer, tab: str = "map", analyst: str = "") -> None:
+def open_app(
+    page: Any, server: LiveServer, tab: str = "map", analyst: str = "", token: str = TOKEN
+) -> None:
     """Opens the page with the token in the fragment, then the tab; waits until it is ready."""
-    page.goto(f"{server.url}/#token={TOKEN}")
+    page.goto(f"{server.url}/#token={token}")
     page.wait_for_selector("body[data-ready='true']")
     page.wait_for_selector("#token-state[data-state='set']")
     if analyst:

@@ -40,7 +40,7 @@ def new_app(data_dir: Path | None) -> FastAPI:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(new_app(tmp_path)) as test_client:
+    with TestClient(new_app(tmp_path), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -100,12 +100,12 @@ def test_verdicts_record_who_when_and_why_and_make_labels(client: TestClient) ->
 
 
 def test_reviews_and_labels_survive_a_restart(tmp_path: Path) -> None:
-    with TestClient(new_app(tmp_path)) as client:
+    with TestClient(new_app(tmp_path), base_url="http://127.0.0.1") as client:
         waiting = alert(client, "keep", T0)
         verdict = {"verdict": "confirm_fraud", "analyst": "ann", "note": "kept"}
         assert client.post(f"/v1/reviews/{waiting}", json=verdict, headers=AUTH).status_code == 200
         other = alert(client, "open", T0 + 60_000)
-    with TestClient(new_app(tmp_path)) as client:
+    with TestClient(new_app(tmp_path), base_url="http://127.0.0.1") as client:
         assert [x["transaction_id"] for x in client.get("/v1/labels").json()] == [waiting]
         assert [x["transaction_id"] for x in client.get("/v1/review-queue").json()] == [other]
         history = client.get(f"/v1/review-queue/{other}").json()["card_history"]
@@ -152,13 +152,13 @@ def test_a_rule_change_applies_to_the_next_transaction_and_is_audited(
 
     refused = client.patch("/v1/rules/velocity", json={"who": "rosa", "thresholds": {"nope": 1}},
                            headers=AUTH)  # fmt: skip
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert refused.json()["detail"][0]["field"] == "thresholds"
     assert "unknown threshold 'nope'" in refused.json()["detail"][0]["message"]
     missing = client.patch("/v1/rules/nope", json={"who": "rosa"}, headers=AUTH)
     assert missing.status_code == 404
     bad = client.patch("/v1/rules", json={"who": "rosa", "review_threshold": 0.95}, headers=AUTH)
-    assert bad.status_code == 422  # review above decline
+    assert bad.status_code == 409  # review above decline: the running rules refuse it
     assert client.patch("/v1/rules", json={"who": "r", "review_threshold": 2}, headers=AUTH)
     assert client.get("/v1/rules").json()["decision"]["review_threshold"] == 0.5
 
@@ -238,7 +238,7 @@ def test_the_page_and_its_files_are_served(client: TestClient) -> None:
 def test_the_live_feed_can_carry_the_transaction(tmp_path: Path) -> None:
     app = new_app(None)
     got: list[dict[str, Any]] = []
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
 
         def listen() -> None:
             url = "/v1/decisions/stream?limit=1&transaction=true"
@@ -261,7 +261,7 @@ def test_the_live_feed_can_carry_the_transaction(tmp_path: Path) -> None:
 
 
 def test_queueing_an_alert_again_keeps_its_review(tmp_path: Path) -> None:
-    with TestClient(new_app(tmp_path)) as client:
+    with TestClient(new_app(tmp_path), base_url="http://127.0.0.1") as client:
         desk = client.app.state.review  # type: ignore[attr-defined]
         row = {"transaction_id": "b-1", "card_id": "c", "user_id": "u", "decision": "review",
                "event_time": "2026-01-01T00:00:00.000Z", "score": 0.7, "reasons": [],

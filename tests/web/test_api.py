@@ -181,7 +181,7 @@ def test_api_decides_exactly_like_run(tmp_path: Path) -> None:
     assert len(expected) == 1_000
     app = new_app()
     decided: list[dict[str, Any]] = []
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         for index, record in enumerate(records):
             response = client.post("/v1/transactions", json=record, headers=AUTH)
             assert response.status_code < 500, response.text
@@ -211,7 +211,7 @@ def test_batch_endpoint_decides_in_order_like_single_requests(tmp_path: Path) ->
     records, bad = mixed_records(seed=5)
     expected = run_decisions(records, tmp_path)
     app = new_app()
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         results: list[dict[str, Any]] = []
         for start in range(0, len(records), 500):
             response = client.post(
@@ -232,7 +232,7 @@ def test_batch_endpoint_decides_in_order_like_single_requests(tmp_path: Path) ->
 def test_duplicates_late_unknown_and_limits() -> None:
     app = new_app()
     record = {"transaction_id": "t1", "card_id": "c", "timestamp": START_MS, "amount": 1.0}
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.post("/v1/transactions", json=record, headers=AUTH).status_code == 200
         again = client.post("/v1/transactions", json=record, headers=AUTH)
         assert again.status_code == 409
@@ -281,7 +281,7 @@ def test_duplicates_late_unknown_and_limits() -> None:
 
 
 def test_openapi_schema_lists_the_endpoints() -> None:
-    with TestClient(new_app()) as client:
+    with TestClient(new_app(), base_url="http://127.0.0.1") as client:
         schema = client.get("/openapi.json").json()
     paths = schema["paths"]
     for path in (
@@ -301,7 +301,7 @@ def test_live_feed_streams_new_decisions() -> None:
     app = new_app()
     service = service_of(app)
     record = {"transaction_id": "live-1", "card_id": "c", "timestamp": START_MS, "amount": 2.0}
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         received: list[str] = []
 
         def listen() -> None:
@@ -344,7 +344,7 @@ def test_slow_subscriber_drops_the_oldest() -> None:
 def test_decisions_kept_are_bounded(limit: int) -> None:
     pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(pipeline, TOKEN, CardTokenizer.from_environment(), max_decisions=limit)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         for i in range(5):
             record = {"transaction_id": f"k{i}", "card_id": "c", "timestamp": START_MS + i}
             record["amount"] = 1.0

@@ -43,7 +43,7 @@ def test_mutating_requests_without_the_token_are_refused(
     app: FastAPI, headers: dict[str, str], path: str
 ) -> None:
     body = RECORD if path.endswith("transactions") else [RECORD]
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.post(path, json=body, headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -54,13 +54,13 @@ def test_mutating_requests_without_the_token_are_refused(
 
 
 def test_the_token_is_checked_before_the_body(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.post("/v1/transactions", content=b"x" * 100_000)
     assert response.status_code == 401
 
 
 def test_reads_are_open_and_the_token_admits_writes(app: FastAPI) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/openapi.json").status_code == 200
         assert client.get("/v1/dead-letters").status_code == 200

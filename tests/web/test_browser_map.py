@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from browser_support import (
+    READ_TOKEN,
     LiveServer,
     needs_chromium,
     open_app,
@@ -103,16 +104,25 @@ def test_lena_two_points_50_km_apart_is_fraud_and_jordan_is_valid(
     screenshot(page, "map-jordan-valid")
 
 
-def test_the_page_refuses_to_send_without_a_token(page: Any, server: LiveServer) -> None:
+def test_without_a_token_nothing_is_read_and_a_read_token_cannot_pay(
+    page: Any, server: LiveServer
+) -> None:
     page.goto(server.url + "/#map")
     page.wait_for_selector("body[data-ready='true']")
     page.evaluate("localStorage.clear()")
     page.reload()
     page.wait_for_selector("#token-state[data-state='missing']")
+    # The server has a read token: no profiles, no live feed, until a token is given.
+    page.locator("#status", has_text="401").wait_for()
+    assert page.locator("#user-select option[value='user_2']").count() == 0
+    page.fill("#token-form input[name='token']", READ_TOKEN)
+    page.click("#token-form button[type='submit']")
+    page.wait_for_selector("#token-state[data-state='set']")
     page.wait_for_selector("#user-select option[value='user_2']", state="attached")
+    page.wait_for_selector("#live-status[data-state='on']")
     page.select_option("#user-select", "user_2")
     page.locator("#map").dblclick(position={"x": 400, "y": 300})
     page.wait_for_selector("#tx-dialog[open]")
     page.click("#tx-send")
-    page.wait_for_function("document.getElementById('tx-error').textContent.includes('token')")
+    page.locator("#tx-error", has_text="401").wait_for()
     assert page.locator(".pin").count() == 0

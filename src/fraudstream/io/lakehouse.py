@@ -42,7 +42,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
-from fraudstream.config import ConfigError
+from fraudstream.config import ConfigError, load_yaml
 from fraudstream.decide import Decisions
 from fraudstream.io.records import decision_table
 
@@ -74,7 +74,7 @@ def open_catalog(location: str) -> tuple[Catalog, str]:
             return load_catalog(location.split(":", 1)[1]), DEFAULT_TABLE
         if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
             text = path.read_text()
-            config = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            config = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
             if not isinstance(config, dict) or not isinstance(config.get("catalog"), dict):
                 raise ConfigError("expected a 'catalog' mapping of pyiceberg properties")
             properties = {k: str(v) for k, v in config["catalog"].items()}

@@ -8,7 +8,9 @@
   ``decline_threshold``. A change is validated exactly like a rules file entry
   (:func:`fraudstream.rules.replace_rule`), applied with :meth:`Pipeline.apply_rules` between
   two batches (detector state survives), and logged by :class:`fraudstream.rules.AuditLog`
-  with who, when and the before/after. A refused change is logged too, with the reason.
+  with who, when and the before/after. A refused change (409: review above decline, a
+  threshold the rule does not have) is logged too, with the reason; a body that breaks the
+  documented schema is a 422.
 * ``GET /v1/profiles``, ``GET /v1/profiles/{user_id}``, ``PUT /v1/profiles/{user_id}``
   (token): the profiles; a change (fields given replace, ``null`` clears) takes effect for
   the next transaction, and is logged (``profiles.audit.jsonl``).
@@ -29,19 +31,27 @@ from typing import Any, Literal
 
 import yaml
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParameter
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fraudstream.config import ConfigError
 from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
 from fraudstream.rules import AuditLog, RuleSet, replace_rule
-from fraudstream.web.guard import json_response
+from fraudstream.web.guard import ReadAccess, json_response
+from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["Admin", "admin_router", "effective_rules"]
 
 AUDIT_KEPT = 500
+
+
+class YamlText(Response):
+    """A YAML document (documented as ``application/yaml``)."""
+
+    media_type = "application/yaml"
 
 
 def effective_rules(rules: RuleSet) -> dict[str, Any]:
@@ -211,6 +221,10 @@ def _natural(text: str) -> list[Any]:
 
 
 class _Change(BaseModel):
+    # Strict: a number is a JSON number, text is a JSON string, as the schema says (pydantic
+    # would otherwise take false for 0.0 and "1" for 1.0).
+    model_config = ConfigDict(strict=True)
+
     who: str = Field(min_length=1, max_length=64, description="who makes the change")
     note: str = Field(default="", max_length=2000)
 
@@ -257,25 +271,63 @@ def _clean_nan(profile: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in profile.items()}
 
 
-def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
-    """Rules and profiles: reads open, changes with the token."""
+# A well-formed change the running rules refuse (review above decline, a threshold the
+# rule's detector does not have): it depends on the rule set, so 409, not 422.
+_REFUSED = {"model": ErrorBody, "description": "the running rules refuse the change (why)"}
+
+
+def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAccess) -> APIRouter:
+    """Rules and profiles: reads as ``reads`` says, changes with the token."""
     router = APIRouter(tags=["admin"])
     changes = [Depends(authorized)]
 
-    @router.get("/v1/rules", summary="The running rules with their effective thresholds")
+    @router.get(
+        "/v1/rules",
+        response_model=RulesShown,
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The running rules with their effective thresholds",
+    )
     async def rules() -> Response:
         return json_response(200, admin.rules())
 
-    @router.get("/v1/rules/file", summary="The running rules as a rules file (YAML)")
+    @router.get(
+        "/v1/rules/file",
+        dependencies=reads.dependencies,
+        summary="The running rules as a rules file (YAML)",
+        response_class=YamlText,
+        responses={
+            **reads.responses,
+            200: {
+                "content": {
+                    "application/yaml": {
+                        "schema": {"type": "object", "required": ["decision", "rules"]}
+                    }
+                }
+            },
+        },
+    )
     async def rules_file() -> Response:
         text = yaml.safe_dump(admin.pipeline.rules.to_document(), sort_keys=False)
-        return Response(text, media_type="application/yaml")
+        return YamlText(text)
 
-    @router.get("/v1/rules/audit", summary="Changes of the running rules, newest first")
+    @router.get(
+        "/v1/rules/audit",
+        response_model=list[RuleAudit],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Changes of the running rules, newest first",
+    )
     async def rules_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
         return json_response(200, list(reversed(admin.rules_audit))[:limit])
 
-    @router.patch("/v1/rules", summary="Change the decision thresholds", dependencies=changes)
+    @router.patch(
+        "/v1/rules",
+        response_model=RulesShown,
+        summary="Change the decision thresholds",
+        dependencies=changes,
+        responses={409: _REFUSED},
+    )
     async def change_decision(body: DecisionChange) -> Response:
         def make(current: RuleSet) -> RuleSet:
             document = current.to_document()
@@ -288,11 +340,20 @@ def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
         try:
             admin.change(make, body.who, body.note)
         except ConfigError as exc:
-            return json_response(422, error_body("decision", str(exc)))
+            return json_response(409, error_body("decision", str(exc)))
         return json_response(200, admin.rules())
 
-    @router.patch("/v1/rules/{rule_id}", summary="Change one rule", dependencies=changes)
-    async def change_rule(rule_id: str, body: RuleChange) -> Response:
+    @router.patch(
+        "/v1/rules/{rule_id}",
+        response_model=RulesShown,
+        summary="Change one rule",
+        dependencies=changes,
+        responses={404: {"model": ErrorBody, "description": "no such rule"}, 409: _REFUSED},
+    )
+    async def change_rule(
+        body: RuleChange,
+        rule_id: str = PathParameter(examples=[rule.id for rule in admin.pipeline.rules.rules]),
+    ) -> Response:
         if admin.pipeline.rules.get(rule_id) is None:
             return json_response(404, error_body("rule_id", f"no rule {rule_id!r}"))
 
@@ -317,18 +378,36 @@ def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
             admin.change(make, body.who, body.note)
         except ConfigError as exc:
             field = "thresholds" if "threshold" in str(exc) else "rule"
-            return json_response(422, error_body(field, str(exc)))
+            return json_response(409, error_body(field, str(exc)))
         return json_response(200, admin.rules())
 
-    @router.get("/v1/profiles", summary="Every user profile")
+    @router.get(
+        "/v1/profiles",
+        response_model=list[Profile],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Every user profile",
+    )
     async def profiles() -> Response:
         return json_response(200, [_clean_nan(p) for p in admin.profiles()])
 
-    @router.get("/v1/profiles/audit", summary="Changes of profiles, newest first")
+    @router.get(
+        "/v1/profiles/audit",
+        response_model=list[ProfileAudit],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Changes of profiles, newest first",
+    )
     async def profiles_audit(limit: int = Query(100, ge=1, le=AUDIT_KEPT)) -> Response:
         return json_response(200, list(reversed(admin.profiles_audit))[:limit])
 
-    @router.get("/v1/profiles/{user_id}", summary="One user profile")
+    @router.get(
+        "/v1/profiles/{user_id}",
+        response_model=Profile,
+        dependencies=reads.dependencies,
+        responses={**reads.responses, 404: {"model": ErrorBody, "description": "no such profile"}},
+        summary="One user profile",
+    )
     async def profile(user_id: str) -> Response:
         found = admin.pipeline.profiles.get(user_id)
         if found is None:
@@ -336,11 +415,14 @@ def admin_router(admin: Admin, authorized: Callable[..., None]) -> APIRouter:
         return json_response(200, _clean_nan(found))
 
     @router.put(
-        "/v1/profiles/{user_id}", summary="Create or change a profile", dependencies=changes
+        "/v1/profiles/{user_id}",
+        summary="Create or change a profile",
+        dependencies=changes,
+        response_model=Profile,
     )
-    async def put_profile(user_id: str, body: ProfileChange) -> Response:
-        if not 1 <= len(user_id) <= 128:
-            return json_response(422, error_body("user_id", "must be 1..128 characters"))
+    async def put_profile(
+        body: ProfileChange, user_id: str = PathParameter(min_length=1, max_length=128)
+    ) -> Response:
         fields = {
             name: getattr(body, name)
             for name in body.model_fields_set

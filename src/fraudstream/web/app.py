@@ -3,7 +3,8 @@
 :func:`create_app` puts together, in one process:
 
 * the decision API (this module): ``POST /v1/transactions`` decides one transaction
-  synchronously; 200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
+  synchronously (the body documented by :func:`~fraudstream.web.schemas.transaction_schema`);
+  200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
   for an invalid record (the field is the validation message's prefix), 409 for a duplicate
   ``transaction_id`` or a record too late for the allowed lateness, 413 for a body over
   64 KiB. ``POST /v1/transactions/batch``: a JSON list (at most 10,000) decided in order; 200
@@ -17,8 +18,10 @@
   (:mod:`fraudstream.web.admin`), the metrics (:mod:`fraudstream.web.metrics`) and the page
   (:mod:`fraudstream.web.pages`).
 
-Every mutating request needs ``Authorization: Bearer <token>`` (401 otherwise); GETs are open
-(the server binds to localhost). Bodies are size limited (413). Bad input is never a 5xx: it
+Every mutating request needs ``Authorization: Bearer <token>`` (401 otherwise). GETs are open
+unless a read token is set: then every ``/v1`` GET needs it (or the token). Only the
+``allowed_hosts`` names are answered (400 for any other ``Host``; loopback by default), against
+DNS rebinding. Bodies are size limited (413). Bad input is never a 5xx: it
 is a 4xx naming the field, and a bad transaction goes to the dead letters. Deciding itself is
 :class:`~fraudstream.web.service.DecisionService`.
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ import msgspec
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.engine.pipeline import Pipeline
@@ -45,16 +49,27 @@ from fraudstream.web.admin import Admin, admin_router
 from fraudstream.web.guard import (
     ADMIN_MAX_BYTES,
     BodyLimit,
+    ReadAccess,
     TooLarge,
     install_validation_errors,
     json_response,
     read_body,
     token_dependency,
+    trusted_hosts,
 )
 from fraudstream.web.metrics import Metrics, metrics_router
+from fraudstream.web.openapi import install_api_document
 from fraudstream.web.pages import install_pages
 from fraudstream.web.review import ReviewDesk, ReviewStore, review_router
-from fraudstream.web.schemas import BatchItem, Decision, ErrorBody, Transaction
+from fraudstream.web.schemas import (
+    BatchItem,
+    DeadLetterShown,
+    Decision,
+    ErrorBody,
+    Health,
+    LateShown,
+    transaction_schema,
+)
 from fraudstream.web.service import (
     MAX_DEAD_LETTERS_KEPT,
     MAX_DECISIONS_KEPT,
@@ -85,6 +100,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "request body too large"},
     422: {"model": ErrorBody, "description": "invalid record: the field and why"},
 }
+
+
+class EventStream(StreamingResponse):
+    """Server-Sent Events (documented as ``text/event-stream``)."""
+
+    media_type = "text/event-stream"
 
 
 def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +189,14 @@ def create_app(
     data_dir: Path | None = None,
     reviews_url: str | None = None,
     background: list[Callable[[DecisionService], Coroutine[Any, Any, None]]] | None = None,
+    read_token: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
+
+    With ``read_token``, the GETs under ``/v1`` need it too (or ``token``). Requests whose
+    ``Host`` is not in ``allowed_hosts`` (default: :func:`~fraudstream.web.guard.trusted_hosts`,
+    the loopback names) get 400.
 
     ``data_dir`` keeps what must survive a restart: the reviews and labels (a SQLite file,
     unless ``reviews_url`` names another database) and the audit logs of rule and profile
@@ -214,6 +241,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.admin = admin
     authorized = token_dependency(token)
+    reads = ReadAccess.for_tokens(token, read_token)
 
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge) -> Response:
@@ -224,12 +252,16 @@ def create_app(
         return json_response(413, error_body("body", f"request body larger than {limit} bytes"))
 
     install_validation_errors(app)
+    install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())
-    _decision_routes(app, service, authorized)
-    app.include_router(review_router(desk, authorized))
-    app.include_router(admin_router(admin, authorized))
-    app.include_router(metrics_router(metrics))
+    # Outermost: a foreign Host is refused before anything else runs.
+    hosts = trusted_hosts() if allowed_hosts is None else list(allowed_hosts)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    _decision_routes(app, service, authorized, reads)
+    app.include_router(review_router(desk, authorized, reads))
+    app.include_router(admin_router(admin, authorized, reads))
+    app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app
 
@@ -240,15 +272,17 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         sys.stderr.write(f"error: background task stopped: {task.exception()!r}\n")
 
 
-def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) -> None:
-    transaction_schema = Transaction.model_json_schema()
+def _decision_routes(
+    app: FastAPI, service: DecisionService, authorized: Any, reads: ReadAccess
+) -> None:
+    transaction = transaction_schema()
 
     @app.post(
         "/v1/transactions",
         response_model=Decision,
         responses={**_ERRORS, 409: {"model": ErrorBody, "description": "duplicate or late"}},
         dependencies=[Depends(authorized)],
-        openapi_extra=_body_schema(transaction_schema),
+        openapi_extra=_body_schema(transaction),
         summary="Decide one transaction",
     )
     async def post_transaction(request: Request) -> Response:
@@ -266,7 +300,13 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
         responses=_ERRORS,
         dependencies=[Depends(authorized)],
         openapi_extra=_body_schema(
-            {"type": "array", "maxItems": MAX_BATCH_ITEMS, "items": transaction_schema}
+            {
+                "type": "array",
+                "maxItems": MAX_BATCH_ITEMS,
+                # Any item is taken: one that is not a valid transaction gets its own 422 in
+                # the 200 list, so the list as a whole never fails on an item.
+                "items": {"anyOf": [transaction, {}]},
+            }
         ),
         summary="Decide a list of transactions, in order",
     )
@@ -291,12 +331,18 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
                 items.append({"index": index, "status": outcome.status, **outcome.body})
         return json_response(200, items)
 
-    @app.get("/v1/decisions/stream", summary="Live feed of decisions (Server-Sent Events)")
+    @app.get(
+        "/v1/decisions/stream",
+        dependencies=reads.stream_dependencies,
+        responses={**reads.responses, 200: {"content": {"text/event-stream": {}}}},
+        response_class=EventStream,
+        summary="Live feed of decisions (Server-Sent Events)",
+    )
     async def stream(
         request: Request,
         limit: int | None = Query(None, ge=1, description="close after this many events"),
         transaction: bool = Query(False, description="add the transaction's amount and place"),
-    ) -> StreamingResponse:
+    ) -> EventStream:
         subscriber = service.subscribe(with_transaction=transaction)
 
         async def events() -> AsyncIterator[bytes]:
@@ -316,16 +362,18 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
             finally:
                 service.unsubscribe(subscriber)
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return EventStream(
+            events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
     @app.get(
         "/v1/decisions/{transaction_id}",
         response_model=Decision,
-        responses={404: {"model": ErrorBody, "description": "no such decision kept"}},
+        responses={
+            **reads.responses,
+            404: {"model": ErrorBody, "description": "no such decision kept"},
+        },
+        dependencies=reads.dependencies,
         summary="A decision kept in memory (the most recent 100,000)",
     )
     async def get_decision(transaction_id: str) -> Response:
@@ -337,16 +385,28 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
             return json_response(404, error_body("transaction_id", message))
         return json_response(200, row)
 
-    @app.get("/v1/dead-letters", summary="The most recent rejected records")
+    @app.get(
+        "/v1/dead-letters",
+        response_model=list[DeadLetterShown],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The most recent rejected records",
+    )
     async def dead_letters(limit: int = Query(100, ge=1, le=MAX_DEAD_LETTERS_KEPT)) -> Response:
         letters = list(service.dead_letters)[-limit:]
         return json_response(200, letters)
 
-    @app.get("/v1/late", summary="The most recent records too late to decide")
+    @app.get(
+        "/v1/late",
+        response_model=list[LateShown],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="The most recent records too late to decide",
+    )
     async def late(limit: int = Query(100, ge=1, le=MAX_LATE_KEPT)) -> Response:
         return json_response(200, list(service.late)[-limit:])
 
-    @app.get("/healthz", summary="Liveness and counts")
+    @app.get("/healthz", response_model=Health, summary="Liveness and counts")
     async def healthz() -> JSONResponse:
         return JSONResponse(
             {

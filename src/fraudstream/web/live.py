@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import sys
 import threading
@@ -131,12 +132,15 @@ def serve_demo(
     port: int = 8888,
     seconds: float | None = None,
     rate: float = LIVE_RATE,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serves the app with ``records`` replayed live; stops after ``seconds`` (or Ctrl-C).
 
     Reviews, labels and audit logs go to ``directory/web``. The token is
     ``$FRAUDSTREAM_TOKEN`` or a new one, printed with a URL that hands it to the page in the
-    fragment (never sent to the server).
+    fragment (never sent to the server); it also admits the reads that
+    ``$FRAUDSTREAM_READ_TOKEN``, when set, closes. Only loopback ``Host`` names, ``host`` and
+    ``allowed_hosts`` are answered.
     """
     import uvicorn
 
@@ -144,8 +148,13 @@ def serve_demo(
     from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, TimeMode
     from fraudstream.config import ConfigError, load_rows
     from fraudstream.web.app import create_app
-    from fraudstream.web.serve import TOKEN_VARIABLE, api_token
+    from fraudstream.web.guard import trusted_hosts
+    from fraudstream.web.serve import READ_TOKEN_VARIABLE, TOKEN_VARIABLE, api_token
 
+    try:
+        hosts = trusted_hosts(host, allowed_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"--allowed-host: {exc}") from None
     if not _port_free(host, port):
         raise ConfigError(f"port {port} on {host} is in use; pick another with --port")
     homes = {
@@ -159,7 +168,12 @@ def serve_demo(
     )  # fmt: skip
     token, generated = api_token()
     app = create_app(
-        pipeline, token, data_dir=directory / "web", background=[replay(list(records), homes, rate)]
+        pipeline,
+        token,
+        data_dir=directory / "web",
+        background=[replay(list(records), homes, rate)],
+        read_token=os.environ.get(READ_TOKEN_VARIABLE) or None,
+        allowed_hosts=hosts,
     )
     enriched = directory / "enriched.jsonl"
     waiting = queue_batch_alerts(app.state.review, enriched) if enriched.is_file() else 0

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,7 +33,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fraudstream.web.guard import json_response
+from fraudstream.web.guard import ReadAccess, json_response
+from fraudstream.web.schemas import MetricsPanel
 from fraudstream.web.service import DecisionService
 
 if TYPE_CHECKING:
@@ -150,15 +151,26 @@ class Metrics:
         }
 
 
-def metrics_router(metrics: Metrics) -> APIRouter:
-    """``GET /metrics`` (Prometheus) and ``GET /v1/metrics`` (the page's panel)."""
+def metrics_router(metrics: Metrics, reads: ReadAccess) -> APIRouter:
+    """``GET /metrics`` (Prometheus, counts only: always open) and ``GET /v1/metrics``."""
     router = APIRouter()
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format 0.0.4)",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/metrics", summary="Throughput, latency p50/p99, decisions by tier over time")
+    @router.get(
+        "/v1/metrics",
+        response_model=MetricsPanel,
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Throughput, latency p50/p99, decisions by tier over time",
+    )
     async def panel() -> Response:
         return json_response(200, metrics.summary())
 

@@ -19,6 +19,7 @@ most recently active cards); after a restart the queue's own rows stand in for i
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import msgspec
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -49,7 +50,8 @@ from sqlalchemy.pool import StaticPool
 
 from fraudstream.io.records import iso_ms
 from fraudstream.io.sqlstore import create_tables, epoch_ms, make_engine, upsert
-from fraudstream.web.guard import json_response
+from fraudstream.web.guard import ReadAccess, json_response
+from fraudstream.web.schemas import AlertEntry, ErrorBody, Label, Review, VerdictResult
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["VERDICTS", "ReviewDesk", "ReviewStore", "Verdict", "review_router"]
@@ -58,6 +60,7 @@ VERDICTS = ("confirm_fraud", "mark_legitimate", "escalate")
 WAITING = ("open", "escalated")
 HISTORY_CARDS = 20_000
 HISTORY_PER_CARD = 8
+MAX_LABELS_PER_READ = 10_000_000  # a LIMIT the databases take (SQLite's is a 64-bit integer)
 
 metadata = MetaData()
 queue_table = Table(
@@ -337,23 +340,64 @@ def _brief(row: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def since_time(text: str) -> int:
+    """Epoch ms from ``?since=``: ASCII digits (epoch ms) or an RFC 3339 date-time; else
+    ValueError (an empty value too).
+
+    >>> since_time("1546301160000"), since_time("2019-01-01T00:06:00Z")
+    (1546301160000, 1546301160000)
+    >>> since_time("")
+    Traceback (most recent call last):
+    ...
+    ValueError: not epoch milliseconds nor an RFC 3339 date-time: ''
+    """
+    if text.isascii() and text.isdigit() and len(text) <= 15:
+        return int(text)
+    if _RFC3339.fullmatch(text):
+        if text[17:19] == "60":  # a leap second: valid RFC 3339 that datetime cannot hold
+            text = text[:17] + "59" + text[19:]
+        try:
+            found = epoch_ms(text.upper().replace("Z", "+00:00"))
+        except (ValueError, OverflowError):
+            pass
+        else:
+            assert found is not None
+            return found
+    raise ValueError(f"not epoch milliseconds nor an RFC 3339 date-time: {text[:40]!r}")
+
+
 Verdict = Literal["confirm_fraud", "mark_legitimate", "escalate"]
 
 
 class VerdictBody(BaseModel):
     """An analyst's verdict on one transaction."""
 
+    model_config = ConfigDict(strict=True)  # JSON strings are strings: no coercion
+
     verdict: Verdict
     analyst: str = Field(min_length=1, max_length=64, description="who decided")
     note: str = Field(default="", max_length=2000)
 
 
-def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRouter:
-    """The queue (GET), verdicts (POST, token), reviews and labels (GET)."""
+def review_router(
+    desk: ReviewDesk, authorized: Callable[..., None], reads: ReadAccess
+) -> APIRouter:
+    """The queue (GET), verdicts (POST, token), reviews and labels (GET, ``reads``)."""
     router = APIRouter(tags=["review"])
     scrub = desk.service.decoder.tokenize.scrub
 
-    @router.get("/v1/review-queue", summary="Alerts waiting for an analyst (or in a status)")
+    @router.get(
+        "/v1/review-queue",
+        response_model=list[AlertEntry],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Alerts waiting for an analyst (or in a status)",
+    )
     async def queue(
         status: Literal["waiting", "open", "escalated", "closed", "all"] = "waiting",
         limit: int = Query(100, ge=1, le=1000),
@@ -364,7 +408,13 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
         }.get(status, (status,))
         return json_response(200, desk.store.queue(statuses, limit))
 
-    @router.get("/v1/review-queue/{transaction_id}", summary="One alert with its card's history")
+    @router.get(
+        "/v1/review-queue/{transaction_id}",
+        response_model=AlertEntry,
+        dependencies=reads.dependencies,
+        responses={**reads.responses, 404: {"model": ErrorBody, "description": "not queued"}},
+        summary="One alert with its card's history",
+    )
     async def entry(transaction_id: str) -> Response:
         transaction_id = scrub(transaction_id)  # ids are kept as scrubbed where records enter
         found = desk.store.entry(transaction_id)
@@ -377,8 +427,10 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
 
     @router.post(
         "/v1/reviews/{transaction_id}",
+        response_model=VerdictResult,
         summary="Record a verdict: confirm_fraud, mark_legitimate or escalate",
         dependencies=[Depends(authorized)],
+        responses={404: {"model": ErrorBody, "description": "neither queued nor decided here"}},
     )
     async def review(transaction_id: str, body: VerdictBody) -> Response:
         transaction_id = scrub(transaction_id)
@@ -388,24 +440,45 @@ def review_router(desk: ReviewDesk, authorized: Callable[..., None]) -> APIRoute
             return json_response(404, error_body("transaction_id", message))
         return json_response(200, result)
 
-    @router.get("/v1/reviews", summary="Review actions (who, when, verdict, note), newest first")
+    @router.get(
+        "/v1/reviews",
+        response_model=list[Review],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Review actions (who, when, verdict, note), newest first",
+    )
     async def reviews(
         transaction_id: str | None = None, limit: int = Query(100, ge=1, le=10_000)
     ) -> Response:
         found = desk.store.reviews(None if transaction_id is None else scrub(transaction_id), limit)
         return json_response(200, found)
 
-    @router.get("/v1/labels", summary="Labels for the models: transaction_id, is_fraud, label_time")
+    @router.get(
+        "/v1/labels",
+        response_model=list[Label],
+        dependencies=reads.dependencies,
+        responses=reads.responses,
+        summary="Labels for the models: transaction_id, is_fraud, label_time",
+    )
     async def labels(
-        since: str | None = Query(None, description="label_time from (ISO-8601 or epoch ms)"),
-        limit: int | None = Query(None, ge=1),
+        since: str | None = Query(
+            None,
+            description="label_time from: epoch milliseconds (digits) or an RFC 3339 date-time",
+            json_schema_extra={
+                "anyOf": [
+                    {"type": "string", "pattern": "^[0-9]{1,15}$"},
+                    {"type": "string", "format": "date-time"},
+                ]
+            },
+        ),
+        limit: int | None = Query(None, ge=1, le=MAX_LABELS_PER_READ),
     ) -> Response:
         since_ms = None
         if since is not None:
             try:
-                since_ms = epoch_ms(int(since) if since.isdigit() else since)
-            except (TypeError, ValueError) as exc:
-                return json_response(422, error_body("since", f"not a time: {exc}"))
+                since_ms = since_time(since)
+            except ValueError as exc:
+                return json_response(422, error_body("since", str(exc)))
         return json_response(200, desk.store.labels(since_ms, limit))
 
     return router

@@ -3,7 +3,10 @@
 The pipeline is built exactly as ``fraudstream run`` builds it (same options, same defaults).
 Every mutating request needs ``Authorization: Bearer $FRAUDSTREAM_TOKEN``; when the variable
 is unset a token is generated and printed once to stderr, with the page's URL carrying it in
-the fragment (``/#token=...``: kept by the browser, never sent to the server). Reviews,
+the fragment (``/#token=...``: kept by the browser, never sent to the server). With
+``--read-token`` / ``$FRAUDSTREAM_READ_TOKEN`` the ``/v1`` GETs need a token too (that one or
+the write token). Only requests whose ``Host`` is a loopback name, the bound address or an
+``--allowed-host`` are answered (400 otherwise: the DNS-rebinding defence). Reviews,
 labels and the audit logs of rule and profile changes go to ``--data-dir`` (in memory
 without it); ``--reviews-db`` puts reviews and labels in another database (PostgreSQL).
 
@@ -35,6 +38,7 @@ from fraudstream.cli_options import (
 from fraudstream.engine.tuning import settle_garbage_collector
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
+READ_TOKEN_VARIABLE = "FRAUDSTREAM_READ_TOKEN"
 
 
 def api_token(environ: dict[str, str] | None = None) -> tuple[str, bool]:
@@ -60,13 +64,22 @@ def serve(
     log_level: str = "warning",
     data_dir: Path | None = None,
     reviews_db: str | None = None,
+    read_token: str | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
 
     from fraudstream import cli
+    from fraudstream.config import ConfigError
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
+    from fraudstream.web.guard import trusted_hosts
+
+    try:
+        hosts = trusted_hosts(host, allowed_hosts or ())
+    except ValueError as exc:
+        raise ConfigError(f"--allowed-host: {exc}") from None
 
     pipeline = cli._pipeline_parts(
         rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
@@ -84,18 +97,22 @@ def serve(
         CardTokenizer.from_environment(),
         data_dir=data_dir,
         reviews_url=reviews_db,
+        read_token=read_token or None,
+        allowed_hosts=hosts,
     )
     settle_garbage_collector()
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in ("127.0.0.1", "localhost", "::1") and not read_token:
         sys.stderr.write(
             f"warning: reads (the page, every GET) are open to anyone who reaches {host}:{port}; "
-            "changes still need the token. Put it behind an authenticating proxy.\n"
+            f"changes still need the token. Set {READ_TOKEN_VARIABLE} (or --read-token) to "
+            "close them, or put it behind an authenticating proxy.\n"
         )
     kept = f"in {data_dir}" if data_dir is not None else "in memory only (see --data-dir)"
     if reviews_db is not None:
         kept = f"reviews and labels in {_without_password(reviews_db)}"
     sys.stderr.write(
         f"fraudstream on http://{host}:{port} (API docs: /docs; reviews and audit logs {kept})\n"
+        f"  answers Host: {', '.join(hosts)} (more with --allowed-host)\n"
         f"  the analyst app: http://{host}:{port}/#token={token}\n"
     )
     sys.stderr.flush()
@@ -134,6 +151,21 @@ def serve_command(
         str | None,
         typer.Option(help="Reviews and labels in this database (SQLAlchemy URL or SQLite path)."),
     ] = None,
+    read_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=READ_TOKEN_VARIABLE,
+            help="GETs under /v1 (decisions, dead letters, profiles, reviews, the live feed) "
+            "need this bearer token or the write token (default: reads are open).",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also answer requests for this Host name (repeatable; '*.example.com'); "
+            "loopback names and the bound address are always answered, others get 400.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -146,7 +178,8 @@ def serve_command(
         serve(
             host, port, rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
-            data_dir=data_dir, reviews_db=reviews_db,
+            data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
+            allowed_hosts=allowed_host,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

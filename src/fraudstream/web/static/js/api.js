@@ -2,7 +2,10 @@
 //
 // The token is never served by the server. It arrives once in the URL fragment
 // (/#token=..., printed by `fraudstream serve` / `demo`; a fragment is not sent to servers)
-// or is pasted in the header, and is kept in this browser's localStorage.
+// or is pasted in the header, and is kept in this browser's localStorage. Every request
+// sends it when the page has it: changes need it, and so do reads when the server has a read
+// token (FRAUDSTREAM_READ_TOKEN; the page's token may be either). EventSource cannot send a
+// header, so the live feed passes it as ?access_token= (RFC 6750).
 
 const TOKEN_KEY = "fraudstream.token";
 const ANALYST_KEY = "fraudstream.analyst";
@@ -48,9 +51,9 @@ async function request(method, path, body) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {
     if (!token()) throw new ApiError(401, "paste the API token (top right) first");
-    headers.Authorization = `Bearer ${token()}`;
     headers["Content-Type"] = "application/json";
   }
+  if (token()) headers.Authorization = `Bearer ${token()}`;
   const response = await fetch(path, {
     method,
     headers,
@@ -78,16 +81,26 @@ let source = null;
 
 export function onDecision(listener) {
   listeners.add(listener);
-  if (!source) {
-    source = new EventSource("/v1/decisions/stream?transaction=true");
-    source.onmessage = (event) => {
-      const decision = JSON.parse(event.data);
-      for (const fn of listeners) fn(decision);
-    };
-    source.onopen = () => setLive(true);
-    source.onerror = () => setLive(false);
-  }
+  if (!source) openFeed();
 }
+
+function openFeed() {
+  const query = token() ? `&access_token=${encodeURIComponent(token())}` : "";
+  source = new EventSource(`/v1/decisions/stream?transaction=true${query}`);
+  source.onmessage = (event) => {
+    const decision = JSON.parse(event.data);
+    for (const fn of listeners) fn(decision);
+  };
+  source.onopen = () => setLive(true);
+  source.onerror = () => setLive(false);
+}
+
+// A new token may open reads the old one could not: reconnect the feed with it.
+document.addEventListener("token-changed", () => {
+  if (!source) return;
+  source.close();
+  openFeed();
+});
 
 function setLive(on) {
   const dot = document.getElementById("live-status");

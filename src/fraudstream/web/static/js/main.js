@@ -1,6 +1,6 @@
 // The analyst's page: tabs, the token and analyst name, and each tab's module.
 
-import { analyst, setAnalyst, setToken, takeTokenFromFragment, token } from "./api.js";
+import { ApiError, analyst, setAnalyst, setToken, status, takeTokenFromFragment, token } from "./api.js";
 import { initFeed, loadRules as loadFeedRules } from "./feed.js";
 import { initMap, mapShown, refreshProfiles } from "./map.js";
 import { metricsShown } from "./metrics.js";
@@ -34,9 +34,23 @@ function showToken() {
 }
 
 function init() {
+  // A refused or failed request that no tab handled (a read without the token the server
+  // asks for): say so in the status line. Anything else is a bug and stays an error.
+  window.addEventListener("unhandledrejection", (event) => {
+    if (event.reason instanceof ApiError) {
+      status(event.reason.message, "error");
+      event.preventDefault();
+    }
+  });
   takeTokenFromFragment();
   showToken();
-  document.addEventListener("token-changed", showToken);
+  document.addEventListener("token-changed", () => {
+    // Reads may need the token (a server with a read token): load what the page shows again.
+    showToken();
+    refreshProfiles();
+    loadFeedRules().catch((error) => console.error(error));
+    showTab(window.location.hash.slice(1));
+  });
   document.getElementById("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = event.target.elements.token;
