@@ -20,6 +20,10 @@ Arrow column types and what a row of them means (the same on both paths):
   Arrow's text of it in any other.
 
 Dead letters of a converted row (timestamps, decimals) show the row as the input held it.
+
+Every record is held to the decoder's :class:`~fraudstream.io.limits.RecordLimits` (size
+and nesting depth) on every path: a line over them, or a record whose unknown fields nest
+too deeply, is a dead letter saying so, whatever else is wrong with it.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ import pyarrow.compute as pc
 
 from fraudstream.engine.batch import TxBatch
 from fraudstream.io.json_columns import Block, parse_block, parse_lines
+from fraudstream.io.limits import RecordLimits, decode_record, nests_deeper
 from fraudstream.schema import (
     KNOWN_FIELDS,
     MAX_ID_LENGTH,
-    MAX_LINE_BYTES,
     MAX_TEXT_LENGTH,
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
@@ -51,6 +55,7 @@ from fraudstream.schema import (
 )
 
 MAX_RAW_KEPT = 4096  # bytes of a bad line kept in the dead-letter record
+_DEFAULT_LIMITS = RecordLimits()
 
 
 class Unconvertible:
@@ -104,6 +109,7 @@ class ParsedBlock:
     raw: bytes | Callable[[], bytes]
     lines: int  # :func:`block_lines` of the block
     columns: tuple[pa.Table, np.ndarray[Any, Any]] | None
+    limits: RecordLimits = _DEFAULT_LIMITS  # what Arrow was given only lines within
 
     @property
     def data(self) -> bytes:
@@ -111,19 +117,24 @@ class ParsedBlock:
         return self.raw if isinstance(self.raw, bytes) else self.raw()
 
     @classmethod
-    def of(cls, data: bytes, threads: bool = True) -> ParsedBlock:
+    def of(
+        cls, data: bytes, threads: bool = True, limits: RecordLimits = _DEFAULT_LIMITS
+    ) -> ParsedBlock:
         """``data`` read by Arrow (on its own threads, or only on the calling one)."""
-        columns, lines = read_columns(data, threads)
-        return cls(data, lines, columns)
+        columns, lines = read_columns(data, threads, limits=limits)
+        return cls(data, lines, columns, limits)
 
 
 def read_columns(
-    data: Block, threads: bool = True, length: int | None = None
+    data: Block,
+    threads: bool = True,
+    length: int | None = None,
+    limits: RecordLimits = _DEFAULT_LIMITS,
 ) -> tuple[tuple[pa.Table, np.ndarray[Any, Any]] | None, int]:
     """What :meth:`ParsedBlock.of` finds in a block (``data``'s first ``length`` bytes):
     Arrow's reading of it (``None``: declined, or too short to try) and its line count."""
     length = len(data) if length is None else length
-    columns = parse_block(data, threads, length) if _tried(data, length) else None
+    columns = parse_block(data, threads, length, limits) if _tried(data, length) else None
     # Arrow's table has one row per line (parse_block checks it): no second count
     lines = columns[0].num_rows if columns is not None else block_lines(bytes(data[:length]))
     return columns, lines
@@ -177,22 +188,38 @@ def _encoded(record: Any) -> bytes | str:
     try:
         return _encode.encode(record)
     except (TypeError, ValueError, OverflowError):
-        return repr(record)
+        try:
+            return repr(record)
+        except (RecursionError, ValueError):  # nested past any limit, digits past Python's
+            return f"<a {type(record).__name__} that cannot be shown>"
+    except RecursionError:
+        return f"<a {type(record).__name__} nested too deeply to show>"
 
 
 def _raw_text(raw: bytes | str) -> str:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    if len(text) > MAX_RAW_KEPT:
-        text = text[:MAX_RAW_KEPT] + f"...[{len(text) - MAX_RAW_KEPT} more characters]"
+    """What a dead letter keeps of its input: the first ``MAX_RAW_KEPT`` bytes (or
+    characters of a text), invalid UTF-8 replaced, card numbers masked."""
+    if isinstance(raw, bytes):
+        more = len(raw) - MAX_RAW_KEPT
+        text = raw[:MAX_RAW_KEPT].decode("utf-8", "replace")
+        if more > 0:
+            text += f"...[{more} more bytes]"
+    else:
+        more = len(raw) - MAX_RAW_KEPT
+        text = raw[:MAX_RAW_KEPT] + (f"...[{more} more characters]" if more > 0 else "")
     return mask_card_numbers(text)
 
 
 class Decoder:
-    """Validates raw records from one source into batches and dead letters."""
+    """Validates raw records from one source into batches and dead letters, each record
+    held to ``limits``."""
 
-    def __init__(self, tokenize: CardTokenizer, source: str = "input") -> None:
+    def __init__(
+        self, tokenize: CardTokenizer, source: str = "input", limits: RecordLimits | None = None
+    ) -> None:
         self.tokenize = tokenize
         self.source = source
+        self.limits = limits or _DEFAULT_LIMITS
 
     def records(
         self,
@@ -207,9 +234,13 @@ class Decoder:
         good_arrival: list[float] = []
         dead: list[DeadLetter] = []
         tokenize = self.tokenize
+        limits = self.limits
         for index, record in enumerate(records):
             try:
-                good.append(validate_record(record, tokenize))
+                valid = validate_record(record, tokenize)
+                if valid.extras is not None and limits.too_deep(valid.extras):
+                    raise InvalidRecord(limits.too_deep_reason)
+                good.append(valid)
             except InvalidRecord as exc:
                 raw = raws[index] if raws is not None else _encoded(record)
                 reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
@@ -232,7 +263,7 @@ class Decoder:
         block it declines, are decoded one by one with msgspec.
         """
         if len(lines) >= COLUMNAR_MIN_ROWS and len(set(arrival_ms)) == 1:
-            parsed = parse_lines(lines)
+            parsed = parse_lines(lines, self.limits)
             if parsed is not None:
                 return self._parsed(*parsed, lines, positions, arrival_ms[0])
         return self._one_by_one(lines, positions, arrival_ms)
@@ -247,7 +278,10 @@ class Decoder:
         a block Arrow can read goes to it as it is, never split into Python lines. A
         :class:`ParsedBlock` brings Arrow's reading with it.
         """
-        block = data if isinstance(data, ParsedBlock) else ParsedBlock.of(data)
+        if not isinstance(data, ParsedBlock) or data.limits != self.limits:
+            raw = data.data if isinstance(data, ParsedBlock) else data
+            data = ParsedBlock.of(raw, limits=self.limits)
+        block = data
         parsed = block.columns
         if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
             n = parsed[0].num_rows
@@ -308,15 +342,18 @@ class Decoder:
         kept_raw: list[bytes] = []
         dead: list[DeadLetter] = []
         decode = _json.decode
+        limits = self.limits
+        max_bytes = limits.max_record_bytes
         for line, position, arrival in zip(lines, positions, arrival_ms, strict=True):
-            if len(line) > MAX_LINE_BYTES:
-                reason = f"record: line longer than {MAX_LINE_BYTES} bytes ({len(line)})"
-                dead.append(DeadLetter(self.source, position, reason, _raw_text(line)))
-                continue
             try:
-                records.append(decode(line))
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                reason = f"invalid JSON: {exc}"
+                if len(line) > max_bytes:
+                    raise InvalidRecord(limits.too_long_reason)
+                try:
+                    records.append(decode(line))
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                    records.append(decode_record(line, limits))  # the reason; or a BOM
+            except InvalidRecord as exc:
+                reason = mask_card_numbers(str(exc))
                 dead.append(DeadLetter(self.source, position, reason, _raw_text(line)))
                 continue
             kept_pos.append(position)
@@ -355,6 +392,12 @@ class Decoder:
                 suspect[index] = True
                 rows.append({})
         present = set().union(*(r.keys() for r in rows)) if rows else set()
+        max_depth = self.limits.max_depth
+        for name in present - KNOWN_FIELDS:  # nested too deeply: the record path says so
+            for index, row in enumerate(rows):
+                value = row.get(name)
+                if type(value) in _CONTAINERS and nests_deeper(value, max_depth, 2):
+                    suspect[index] = True
         columns: dict[str, pa.Array] = {}
         for name in KNOWN_FIELDS & present:
             values = [r.get(name) for r in rows]
@@ -406,7 +449,10 @@ class Decoder:
         positions = np.arange(first_position, first_position + n, dtype=np.int64)
         prepared = _prepare(table)
         fast = None
-        if len(set(table.column_names)) == len(table.column_names):  # else: a name twice
+        nested = max((_type_depth(f.type) for f in table.schema), default=0)
+        if nested >= self.limits.max_depth:  # a column could nest too deeply: row by row
+            pass
+        elif len(set(table.column_names)) == len(table.column_names):  # else: a name twice
             try:
                 fast = _columnar(prepared.table, self.tokenize)
             except pa.ArrowException:  # a column the checks did not foresee
@@ -449,6 +495,25 @@ class Decoder:
 # --- preparing Arrow columns ------------------------------------------------------------------
 
 _NUMERIC_FIELDS = frozenset(("timestamp", "amount", "lat", "lon", "lng"))
+_CONTAINERS = (dict, list)
+
+
+def _type_depth(kind: pa.DataType) -> int:
+    """How many levels of structs, lists and maps an Arrow type nests (0: none).
+
+    >>> _type_depth(pa.int64()), _type_depth(pa.list_(pa.struct([("a", pa.list_(pa.int8()))])))
+    (0, 3)
+    """
+    deepest = 0
+    pending = [(kind, 0)]
+    while pending:
+        current, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if current.num_fields:  # structs, lists, maps, unions: their children one level down
+            pending.extend((current.field(k).type, depth + 1) for k in range(current.num_fields))
+    return deepest
+
+
 _MS_DIVISOR = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 _SECONDS_LIMIT = 2**53  # |seconds| beyond this: epoch ms would not fit int64 (out of range anyway)
 _EXACT_FLOAT = 2.0**53  # ints beyond this do not all survive float64

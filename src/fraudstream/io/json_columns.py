@@ -11,8 +11,11 @@ record path. What makes a block decline (``None``):
   field whose JSON type changes within the block (a number as text in a known field), a
   field given twice in one object;
 * a line that does not start with ``{`` (blank, a byte-order mark, leading spaces), holds
-  a carriage return or is longer than ``MAX_LINE_BYTES``, or a row count that is not one
-  row per line (two objects on a line): positions would no longer match lines.
+  a carriage return, or breaks a :class:`~fraudstream.io.limits.RecordLimits` (longer than
+  its bytes, or possibly nested deeper than its levels: Arrow's reader slows to seconds a
+  line and then crashes on deep nesting), or a row count that is not one row per line (two
+  objects on a line, a Kafka value holding a line end): positions would no longer match
+  lines.
 
 Rows made suspect: non-finite numbers (Arrow reads ``NaN`` and ``Infinity``, which are not
 JSON), negative zeros and amounts of 2**53 or more (msgspec reads ``-0`` and big integers as
@@ -32,7 +35,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.json as paj
 
-from fraudstream.schema import KNOWN_FIELDS, MAX_LINE_BYTES
+from fraudstream.io.limits import RecordLimits
+from fraudstream.schema import KNOWN_FIELDS
 
 __all__ = ["Block", "parse_block", "parse_lines"]
 
@@ -48,10 +52,13 @@ _PARSE = paj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="in
 _READ = {True: paj.ReadOptions(use_threads=True), False: paj.ReadOptions(use_threads=False)}
 _NEWLINE, _OPEN_BRACE = ord("\n"), ord("{")
 _EXACT_FLOAT = 2.0**53
+_DEFAULT_LIMITS = RecordLimits()
 _PLAIN_EXTRAS = (pa.string(), pa.bool_(), pa.int64())
 
 
-def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
+def parse_lines(
+    lines: Sequence[bytes], limits: RecordLimits = _DEFAULT_LIMITS
+) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
     """The lines as a table (one row per line) and a mask of rows to decode one by one.
 
     Known fields come typed (text, int64 timestamp, float64 numbers); a known field that is
@@ -65,13 +72,19 @@ def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]
     >>> parse_lines([b'{"amount":5}', b'{"amount":"5"}']) is None  # a type change
     True
     """
-    if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
+    if not lines or max(map(len, lines)) > limits.max_record_bytes:
         return None
-    return parse_block(b"\n".join(lines))
+    parsed = parse_block(b"\n".join(lines), limits=limits)
+    if parsed is None or parsed[0].num_rows != len(lines):  # a line held a line end
+        return None
+    return parsed
 
 
 def parse_block(
-    data: Block, threads: bool = True, length: int | None = None
+    data: Block,
+    threads: bool = True,
+    length: int | None = None,
+    limits: RecordLimits = _DEFAULT_LIMITS,
 ) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
     """:func:`parse_lines` of the lines of ``data``, without splitting: a file's block of whole
     lines (the last line end may be missing) goes to Arrow as it was read (on Arrow's
@@ -81,10 +94,10 @@ def parse_block(
 
     Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
     Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
-    hold a carriage return (Arrow reads it as a line end). Nothing is copied and every check
-    but the carriage-return search (a ~1 ms ``memchr``) runs in numpy or Arrow, which release
-    the GIL: a reader thread parsing ahead (:mod:`fraudstream.io.read_ahead`) leaves the
-    pipeline's thread alone.
+    hold a carriage return (Arrow reads it as a line end); every line must keep ``limits``.
+    Nothing is copied and every check but the carriage-return and bracket searches (~1 ms
+    ``memchr`` each) runs in numpy or Arrow, which release the GIL: a reader thread parsing
+    ahead (:mod:`fraudstream.io.read_ahead`) leaves the pipeline's thread alone.
     """
     length = len(data) if length is None else length
     size = length - 1 if length and data[length - 1] == _NEWLINE else length  # body only
@@ -97,7 +110,9 @@ def parse_block(
     starts = np.concatenate(([0], ends + 1))
     if starts[-1] >= size or not (raw[starts] == _OPEN_BRACE).all():
         return None
-    if int(np.diff(ends, prepend=-1, append=size).max()) - 1 > MAX_LINE_BYTES:
+    if int(np.diff(ends, prepend=-1, append=size).max()) - 1 > limits.max_record_bytes:
+        return None
+    if not limits.block_within(raw, starts, arrays=data.find(b"[", 0, size) >= 0):
         return None
     body = pa.py_buffer(data).slice(0, size)
     if not _valid_utf8(body):  # Arrow keeps invalid UTF-8 as it is; msgspec refuses it

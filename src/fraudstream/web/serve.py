@@ -26,6 +26,8 @@ from fraudstream.cli_options import (
     IdleTimeoutOption,
     IpCountriesOption,
     LatenessOption,
+    MaxNestingDepthOption,
+    MaxRecordBytesOption,
     OutOfOrdernessOption,
     ProfilesOption,
     RulesOption,
@@ -33,6 +35,8 @@ from fraudstream.cli_options import (
     TimeOption,
 )
 from fraudstream.engine.tuning import settle_garbage_collector
+from fraudstream.schema import MAX_LINE_BYTES as MAX_RECORD_BYTES
+from fraudstream.schema import MAX_NESTING_DEPTH
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
 
@@ -60,11 +64,14 @@ def serve(
     log_level: str = "warning",
     data_dir: Path | None = None,
     reviews_db: str | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_nesting_depth: int = MAX_NESTING_DEPTH,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
 
     from fraudstream import cli
+    from fraudstream.io.limits import RecordLimits
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
 
@@ -84,6 +91,7 @@ def serve(
         CardTokenizer.from_environment(),
         data_dir=data_dir,
         reviews_url=reviews_db,
+        limits=RecordLimits(max_record_bytes, max_nesting_depth),
     )
     settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -134,6 +142,8 @@ def serve_command(
         str | None,
         typer.Option(help="Reviews and labels in this database (SQLAlchemy URL or SQLite path)."),
     ] = None,
+    max_record_bytes: MaxRecordBytesOption = MAX_RECORD_BYTES,
+    max_nesting_depth: MaxNestingDepthOption = MAX_NESTING_DEPTH,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -146,7 +156,8 @@ def serve_command(
         serve(
             host, port, rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
-            data_dir=data_dir, reviews_db=reviews_db,
+            data_dir=data_dir, reviews_db=reviews_db, max_record_bytes=max_record_bytes,
+            max_nesting_depth=max_nesting_depth,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

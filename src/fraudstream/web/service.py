@@ -29,8 +29,9 @@ import msgspec
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, StepResult
 from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.limits import RecordLimits, decode_record
 from fraudstream.io.records import decision_dicts, late_dicts
-from fraudstream.schema import CardTokenizer, mask_card_numbers
+from fraudstream.schema import CardTokenizer, InvalidRecord, mask_card_numbers
 
 __all__ = [
     "MAX_DECISIONS_KEPT",
@@ -47,6 +48,7 @@ MAX_LATE_KEPT = 10_000
 SUBSCRIBER_QUEUE = 1_000
 
 _encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
 
 Listener = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 """Called with the decision rows of a batch and, row for row, the transactions' summaries."""
@@ -126,9 +128,10 @@ class DecisionService:
         max_decisions: int = MAX_DECISIONS_KEPT,
         max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
         max_late: int = MAX_LATE_KEPT,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.decoder = Decoder(tokenizer, "api")
+        self.decoder = Decoder(tokenizer, "api", limits)
         self.lock = threading.Lock()
         self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.max_decisions = max_decisions
@@ -282,6 +285,23 @@ class DecisionService:
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.counts["dead_letters"] += 1
         self.dead_letters.append(letter.to_dict())
+
+    def parse(self, body: bytes, limits: RecordLimits | None = None) -> tuple[Any, Any]:
+        """A request body's JSON and None; or None and the 4xx body saying why it is not
+        JSON within ``limits`` (the decoder's by default), kept as a dead letter.
+
+        Any byte sequence gets one of the two: invalid UTF-8, nesting past the limit (which
+        would make a parser recurse off its stack), numbers beyond any type, a byte-order
+        mark (ignored), NUL bytes.
+        """
+        try:
+            return _decoder.decode(body), None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # decoded again, within the limits, to say why
+        try:
+            return decode_record(body, limits or self.decoder.limits), None
+        except InvalidRecord as exc:
+            return None, self.reject(f"body: {str(exc).removeprefix('record: ')}", body)
 
     def reject(self, reason: str, raw: bytes | str) -> dict[str, Any]:
         """A request body that is not even a record (bad JSON): dead letter + 4xx body."""
