@@ -243,7 +243,9 @@ class Decoder:
                 good.append(valid)
             except InvalidRecord as exc:
                 raw = raws[index] if raws is not None else _encoded(record)
-                reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
+                # nested too deeply says so whatever else is wrong: one reason on every path
+                why = limits.too_deep_reason if limits.too_deep(record) else str(exc)
+                reason = mask_card_numbers(why)  # a reason may quote the bad value
                 dead.append(DeadLetter(self.source, positions[index], reason, _raw_text(raw)))
                 continue
             good_positions.append(positions[index])

@@ -257,8 +257,6 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) -> None:
     transaction_schema = Transaction.model_json_schema()
     limits = service.decoder.limits
-    # a batch body: a list (one level more) of records, within the batch size limit
-    batch_limits = RecordLimits(max(MAX_BATCH_BYTES, limits.max_record_bytes), limits.max_depth + 1)
 
     @app.post(
         "/v1/transactions",
@@ -288,7 +286,7 @@ def _decision_routes(app: FastAPI, service: DecisionService, authorized: Any) ->
     )
     async def post_batch(request: Request) -> Response:
         body = await read_body(request, MAX_BATCH_BYTES)
-        records, refused = service.parse(body, batch_limits)
+        records, refused = service.parse(body, MAX_BATCH_BYTES)
         if refused is not None:
             return json_response(422, refused)
         if not isinstance(records, list):

@@ -286,9 +286,10 @@ class DecisionService:
         self.counts["dead_letters"] += 1
         self.dead_letters.append(letter.to_dict())
 
-    def parse(self, body: bytes, limits: RecordLimits | None = None) -> tuple[Any, Any]:
+    def parse(self, body: bytes, batch_bytes: int | None = None) -> tuple[Any, Any]:
         """A request body's JSON and None; or None and the 4xx body saying why it is not
-        JSON within ``limits`` (the decoder's by default), kept as a dead letter.
+        JSON within the decoder's record limits, kept as a dead letter. ``batch_bytes``: the
+        body is a list of records (one level deeper) of at most that many bytes.
 
         Any byte sequence gets one of the two: invalid UTF-8, nesting past the limit (which
         would make a parser recurse off its stack), numbers beyond any type, a byte-order
@@ -298,10 +299,17 @@ class DecisionService:
             return _decoder.decode(body), None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             pass  # decoded again, within the limits, to say why
+        limits = record_limits = self.decoder.limits
+        if batch_bytes is not None:
+            size = max(batch_bytes, limits.max_record_bytes)
+            limits = RecordLimits(size, limits.max_depth + 1)
         try:
-            return decode_record(body, limits or self.decoder.limits), None
+            return decode_record(body, limits), None
         except InvalidRecord as exc:
-            return None, self.reject(f"body: {str(exc).removeprefix('record: ')}", body)
+            why = str(exc)
+            if why == limits.too_deep_reason:  # said of the records, not of the list
+                why = record_limits.too_deep_reason
+            return None, self.reject(f"body: {why.removeprefix('record: ')}", body)
 
     def reject(self, reason: str, raw: bytes | str) -> dict[str, Any]:
         """A request body that is not even a record (bad JSON): dead letter + 4xx body."""
