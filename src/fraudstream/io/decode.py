@@ -199,11 +199,10 @@ def _encoded(record: Any) -> bytes | str:
 def _raw_text(raw: bytes | str) -> str:
     """What a dead letter keeps of its input: the first ``MAX_RAW_KEPT`` bytes (or
     characters of a text), invalid UTF-8 replaced, card numbers masked."""
-    if isinstance(raw, bytes):
-        more = len(raw) - MAX_RAW_KEPT
+    if isinstance(raw, bytes):  # a line past the size limit arrives already cut
         text = raw[:MAX_RAW_KEPT].decode("utf-8", "replace")
-        if more > 0:
-            text += f"...[{more} more bytes]"
+        if len(raw) > MAX_RAW_KEPT:
+            text += f"...[cut after {MAX_RAW_KEPT} bytes]"
     else:
         more = len(raw) - MAX_RAW_KEPT
         text = raw[:MAX_RAW_KEPT] + (f"...[{more} more characters]" if more > 0 else "")
@@ -451,10 +450,10 @@ class Decoder:
         positions = np.arange(first_position, first_position + n, dtype=np.int64)
         prepared = _prepare(table)
         fast = None
-        nested = max((_type_depth(f.type) for f in table.schema), default=0)
-        if nested >= self.limits.max_depth:  # a column could nest too deeply: row by row
-            pass
-        elif len(set(table.column_names)) == len(table.column_names):  # else: a name twice
+        unique = len(set(table.column_names)) == len(table.column_names)  # else: a name twice
+        # a column whose type nests as deep as the limit may hold rows past it: row by row
+        shallow = max(map(_type_depth, table.schema.types), default=0) < self.limits.max_depth
+        if unique and shallow:
             try:
                 fast = _columnar(prepared.table, self.tokenize)
             except pa.ArrowException:  # a column the checks did not foresee
