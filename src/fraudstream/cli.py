@@ -37,8 +37,7 @@ from fraudstream.cli_options import (
 )
 from fraudstream.config import ConfigError
 from fraudstream.engine.tuning import settle_garbage_collector
-from fraudstream.schema import MAX_LINE_BYTES as MAX_RECORD_BYTES
-from fraudstream.schema import MAX_NESTING_DEPTH
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 app = typer.Typer(
     name="fraudstream",

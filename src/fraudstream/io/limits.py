@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from fraudstream.schema import MAX_LINE_BYTES, MAX_NESTING_DEPTH, InvalidRecord
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES, InvalidRecord
 
 __all__ = [
     "MAX_NESTING_DEPTH",
@@ -40,7 +40,6 @@ __all__ = [
     "nests_deeper",
 ]
 
-MAX_RECORD_BYTES = MAX_LINE_BYTES
 _OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
 # A JSON string (escapes skipped whole) or a bracket; brackets inside strings do not nest.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)

@@ -35,8 +35,7 @@ from fraudstream.cli_options import (
     TimeOption,
 )
 from fraudstream.engine.tuning import settle_garbage_collector
-from fraudstream.schema import MAX_LINE_BYTES as MAX_RECORD_BYTES
-from fraudstream.schema import MAX_NESTING_DEPTH
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
 
