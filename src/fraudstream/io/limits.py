@@ -16,8 +16,9 @@ that breaks either becomes a dead letter saying which:
 
 The checks are cheap where input is plentiful: a block of lines goes to Arrow only after a
 count of its opening brackets proves no line can nest past the limit (or, when the count
-cannot, an exact scan of the lines it leaves in doubt); a line decoded on its own is decoded
-first, and only a decoded value holding containers is measured.
+cannot, an exact scan of the lines it leaves in doubt); a line decoded on its own goes to
+msgspec first and is looked at again (:func:`decode_record`) only if msgspec refuses it; a
+valid record's unknown fields are measured without recursion (:func:`nests_deeper`).
 """
 
 from __future__ import annotations
