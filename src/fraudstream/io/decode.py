@@ -393,12 +393,18 @@ class Decoder:
                 suspect[index] = True
                 rows.append({})
         present = set().union(*(r.keys() for r in rows)) if rows else set()
-        max_depth = self.limits.max_depth
-        for name in present - KNOWN_FIELDS:  # nested too deeply: the record path says so
+        # each row's unknown fields (its own: linear in the input, however many names the
+        # rows hold between them); one nested too deeply makes its row suspect, and the
+        # record path says why
+        extras_of: list[dict[str, Any] | None] = [None] * n
+        if present - KNOWN_FIELDS:
+            max_depth = self.limits.max_depth
             for index, row in enumerate(rows):
-                value = row.get(name)
-                if type(value) in _CONTAINERS and nests_deeper(value, max_depth, 2):
-                    suspect[index] = True
+                extra = {k: v for k, v in row.items() if k not in KNOWN_FIELDS}
+                if extra:
+                    extras_of[index] = extra
+                    if any(type(v) in _CONTAINERS for v in extra.values()):
+                        suspect[index] |= nests_deeper(extra, max_depth)
         columns: dict[str, pa.Array] = {}
         for name in KNOWN_FIELDS & present:
             values = [r.get(name) for r in rows]
@@ -423,10 +429,7 @@ class Decoder:
         )
         if present - KNOWN_FIELDS and len(clean):
             extras = np.empty(len(clean), dtype=object)
-            extras[:] = [
-                {k: v for k, v in rows[i].items() if k not in KNOWN_FIELDS} or None
-                for i in clean.tolist()
-            ]
+            extras[:] = [extras_of[i] for i in clean.tolist()]
             batch.extras = extras
         suspects = np.flatnonzero(suspect).tolist()
         if not suspects:
@@ -695,8 +698,9 @@ def _text_of(value: pa.Array) -> str:
 
 def _column(table: pa.Table, *names: str) -> pa.Array | None:
     for name in names:
-        if name in table.column_names:
-            return _single(table.column(name))
+        index = table.schema.get_field_index(name)  # a lookup, not a scan of every name
+        if index >= 0:
+            return _single(table.column(index))
     return None
 
 
@@ -729,11 +733,12 @@ def _columnar(
         return column
 
     ids = text("transaction_id", limit=MAX_ID_LENGTH)
-    if "card_id" in table.column_names:
+    present = set(table.column_names)  # once: a wide table has thousands
+    if "card_id" in present:
         card = text("card_id", limit=MAX_ID_LENGTH)
         if card is not None:
             for alias in ("account_id", "card_number"):  # rows relying on an alias
-                if alias in table.column_names:
+                if alias in present:
                     flag(pc.is_null(card))
     else:
         card = text("card_id", "account_id", "card_number", limit=MAX_ID_LENGTH)
@@ -774,7 +779,7 @@ def _columnar(
         # NaN stored in the column (not null) is invalid; a null is "absent"
         suspect |= np.asarray(pc.is_nan(floats).fill_null(False))
         coords.append(values)
-    if "lon" in table.column_names and "lng" in table.column_names:
+    if "lon" in present and "lng" in present:
         flag(pc.is_null(_column(table, "lon")))
     suspect |= np.isnan(coords[0]) != np.isnan(coords[1])
     currency = text("currency", limit=3)
