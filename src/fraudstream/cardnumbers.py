@@ -254,18 +254,22 @@ def mask_card_numbers_in_json(text: str) -> str:
     return _JSON_STRING_OR_RUN.sub(piece, text)
 
 
-def mask_raw_text(text: str, limit: int) -> str:
+def mask_raw_text(text: str, limit: int, cut_note: str | None = None) -> str:
     """A raw line kept for people (a dead letter): its first ``limit`` characters, never cut
     inside a run of digits (the part of a card number left would not be found), card numbers
-    masked by :func:`mask_card_numbers_in_json`.
+    masked by :func:`mask_card_numbers_in_json`. ``cut_note``: the text was cut before it
+    came here (its end may split a run of digits); the note ends it instead of a count.
 
     >>> mask_raw_text('{"n": "4111 1111 1111 1111"}', 16)
     '{"n": "...[21 more characters]'
+    >>> mask_raw_text('{"n": "4111 1111 11', 100, "...[cut]")
+    '{"n": "...[cut]'
     """
-    if len(text) <= limit:
+    if len(text) <= limit and cut_note is None:
         return mask_card_numbers_in_json(text)
     kept = _DIGITS_AT_END.sub("", text[:limit])
-    return mask_card_numbers_in_json(kept) + f"...[{len(text) - len(kept)} more characters]"
+    note = cut_note or f"...[{len(text) - len(kept)} more characters]"
+    return mask_card_numbers_in_json(kept) + note
 
 
 class CardTokenizer:

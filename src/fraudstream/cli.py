@@ -25,6 +25,8 @@ from fraudstream.cli_options import (
     IdleTimeoutOption,
     IpCountriesOption,
     LatenessOption,
+    MaxNestingDepthOption,
+    MaxRecordBytesOption,
     OutOfOrdernessOption,
     ProfilesOption,
     ProfilesTopicOption,
@@ -35,6 +37,7 @@ from fraudstream.cli_options import (
 )
 from fraudstream.config import ConfigError
 from fraudstream.engine.tuning import settle_garbage_collector
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 app = typer.Typer(
     name="fraudstream",
@@ -236,6 +239,8 @@ def run(
     group_id: GroupIdOption = "fraudstream",
     profiles_topic: ProfilesTopicOption = None,
     stop_at_end: StopAtEndOption = False,
+    max_record_bytes: MaxRecordBytesOption = MAX_RECORD_BYTES,
+    max_nesting_depth: MaxNestingDepthOption = MAX_NESTING_DEPTH,
     model: Annotated[
         Path | None, typer.Option(help="Score every transaction with this model artifact.")
     ] = None,
@@ -248,6 +253,7 @@ def run(
 ) -> None:
     """Decide every transaction of a file, a stream (stdin) or a Kafka topic; write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
+    from fraudstream.io.limits import RecordLimits
     from fraudstream.rules import AuditLog, RulesFileWatcher
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
@@ -328,6 +334,7 @@ def run(
             recovery=_recovery(
                 checkpoint_dir, checkpoint_interval_s, checkpoint_every_records, resume
             ),
+            limits=RecordLimits(max_record_bytes, max_nesting_depth),
         )
         if kafka is not None:  # users-config upserts apply between batches
             runner.between_batches = kafka.between_batches(runner.between_batches)

@@ -47,6 +47,22 @@ ProfilesTopicOption = Annotated[
         "or kafka://host:port/topic); upserts apply to the next batch."
     ),
 ]
+MaxRecordBytesOption = Annotated[
+    int,
+    typer.Option(
+        help="A record (JSON line, Kafka value, API record) longer than this many bytes is a "
+        "dead letter; a longer line is never held whole.",
+        min=1,
+    ),
+]
+MaxNestingDepthOption = Annotated[
+    int,
+    typer.Option(
+        help="A record nesting objects/arrays deeper than this (the record itself is level 1) "
+        "is a dead letter.",
+        min=1,
+    ),
+]
 StopAtEndOption = Annotated[
     bool,
     typer.Option(

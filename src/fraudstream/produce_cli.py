@@ -94,7 +94,7 @@ def _file_records(path: Path, count: int | None) -> Iterator[tuple[bytes, Any]]:
                     return
                 try:
                     record = decode(line)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                     record = None  # sent as is: the run's dead letters say why
                 sent += 1
                 yield line, record

@@ -15,6 +15,7 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, StepResult
 from fraudstream.io.decode import DeadLetter, Decoder
 from fraudstream.io.files import IDLE, Item, Sink, open_sink
+from fraudstream.io.limits import RecordLimits
 from fraudstream.io.records import (
     decision_dicts,
     decision_table,
@@ -236,8 +237,10 @@ class Runner:
         on_decisions: Callable[[Decisions], None] | None = None,
         between_batches: Callable[[], Any] | None = None,
         recovery: Any = None,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.limits = limits or RecordLimits()  # how large and deep one record may be
         self.outputs = outputs
         self.tokenizer = tokenizer
         self.summary = Summary()
@@ -247,7 +250,7 @@ class Runner:
 
     def run(self, source: Source, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Runs the source to its end; returns the summary."""
-        decoder = Decoder(self.tokenizer, getattr(source, "name", "input"))
+        decoder = Decoder(self.tokenizer, getattr(source, "name", "input"), self.limits)
         started = time.perf_counter()
         recovery = self.recovery
         if recovery is not None:

@@ -21,7 +21,9 @@ from fraudstream.cardnumbers import mask_card_numbers as mask_card_numbers
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
-MAX_LINE_BYTES = 64 * 1024
+MAX_RECORD_BYTES = 64 * 1024  # default size limit of one raw record (fraudstream.io.limits)
+MAX_LINE_BYTES = MAX_RECORD_BYTES  # its earlier name
+MAX_NESTING_DEPTH = 64  # default nesting limit of one record, the record itself level 1
 
 REQUIRED = ("transaction_id", "card_id", "timestamp", "amount")
 TEXT_FIELDS = (

@@ -755,3 +755,200 @@ def test_edge_valid_values_are_decided_without_numeric_warnings() -> None:
             if result.decisions is not None:
                 decided += result.decisions.tx.transaction_id.to_pylist()
     assert sorted(decided) == ["z1", "z2", "z3", "z4", "z5"]
+
+
+# --- the record limits (tests/io/test_hostile_input.py runs them end to end) -----------------
+
+
+def good_line(index: int, **extra: Any) -> bytes:
+    return dumps({**VALID, "transaction_id": f"t{index}", "timestamp": T0 + index, **extra})
+
+
+def outcome(batch: Any, dead: list[Any]) -> tuple[list[str], dict[int, str]]:
+    return batch.transaction_id.to_pylist(), {d.position: d.reason for d in dead}
+
+
+def test_the_limits_are_configurable_and_named_in_the_reason() -> None:
+    from fraudstream.io.limits import RecordLimits
+
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()), limits=RecordLimits(200, 3))
+    lines = [
+        good_line(1, meta={"a": [1]}),  # 3 deep: the limit
+        good_line(2, meta={"a": [[1]]}),
+        good_line(3, note="x" * 200),
+        b"[[[[]]]]",
+    ]
+    ids, reasons = outcome(*decoder.lines(lines, [1, 2, 3, 4], [0.0] * 4))
+    assert ids == ["t1"]
+    assert reasons == {
+        2: "record: nested deeper than 3 levels",
+        3: "record: longer than 200 bytes",
+        4: "record: nested deeper than 3 levels",
+    }
+
+
+@pytest.mark.parametrize(
+    "nested", [b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000]
+)
+def test_a_block_never_hands_arrow_a_line_nested_past_the_limit(nested: bytes) -> None:
+    """Arrow's JSON reader crashed the process on 10,000 nested arrays (and took seconds on
+    5,000): the block goes the line-by-line way, and that line is a dead letter."""
+    lines = [good_line(k) for k in range(1, 200)]
+    lines.insert(100, good_line(0)[:-1] + b',"meta":' + nested + b"}")
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+    ids, reasons = outcome(*decoder.block(b"\n".join(lines) + b"\n", 1, 0.0))
+    assert len(ids) == 199 and reasons == {101: "record: nested deeper than 64 levels"}
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    lines = [good_line(k, note="[{" * 500 + "}]" * 500 if k % 7 == 0 else "") for k in range(100)]
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+    ids, reasons = outcome(*decoder.block(b"\n".join(lines), 1, 0.0))
+    assert len(ids) == 100 and reasons == {}
+
+
+def test_a_value_holding_a_line_end_keeps_every_position() -> None:
+    """A Kafka value may hold a line end: two objects in one value are one bad record, and
+    the values after it keep their offsets (the columnar path counted two rows and
+    misaligned every later position)."""
+    values = [good_line(k) for k in range(100)]
+    values[50] += b"\n" + good_line(1_000)
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+    ids, reasons = outcome(*decoder.lines(values, list(range(100)), [0.0] * 100))
+    assert ids == [f"t{k}" for k in range(100) if k != 50]
+    assert list(reasons) == [50] and reasons[50].startswith("invalid JSON")
+
+
+def test_an_over_long_line_is_never_held_whole(tmp_path: Path) -> None:
+    """A file's and a pipe's line past the limit keeps only its head (the rest is skipped to
+    its line end); the lines around it are read as usual."""
+    from fraudstream.io.files import FileSource, StdinSource
+
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(good_line(1) + b"\n" + b'{"x":"' + b"y" * 3_000_000 + b'"}\n' + good_line(2))
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+
+    def read(items: Any) -> tuple[list[str], list[Any]]:
+        ids, dead = [], []
+        for item in items:
+            if item is not None:
+                ids += item[0].transaction_id.to_pylist()
+                dead += item[1]
+        return ids, dead
+
+    with path.open("rb") as handle:
+        for ids, dead in (
+            read(FileSource(path, "jsonl", batch_rows=100).batches(decoder)),
+            read(StdinSource(handle, idle_timeout_ms=50).batches(decoder)),
+        ):
+            assert ids == ["t1", "t2"]
+            assert [(d.position, d.reason) for d in dead] == [
+                (2, "record: longer than 65536 bytes")
+            ]
+            assert dead[0].raw.endswith("...[cut after 4096 bytes]") and len(dead[0].raw) < 5_000
+
+
+def test_csv_rows_the_csv_module_refuses_are_dead_letters(tmp_path: Path) -> None:
+    from fraudstream.io.files import FileSource
+
+    path = tmp_path / "hostile.csv"
+    rows = [
+        "transaction_id,card_id,timestamp,amount,note",
+        f"c1,card,{T0},1.5,ok",
+        f"c2,card,{T0 + 1},1.5," + "n" * 200_000,  # past the csv module's field limit
+        f"c3,card,{T0 + 2},1.5," + "n" * 70_000,  # past the record limit
+        f"c4,card,{T0 + 3},1.5,nul\x00byte",
+        f"c5,card,{T0 + 4},1.5,ok",
+    ]
+    path.write_bytes("\n".join(rows).encode() + b"\n\xff\xfe,\xc3\x28,\xff,1\n")
+    decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+    ids, dead = [], []
+    for batch, letters in FileSource(path, "csv").batches(decoder):  # type: ignore[misc]
+        ids += batch.transaction_id.to_pylist()
+        dead += letters
+    assert ids == ["c1", "c4", "c5"]
+    reasons = {d.position: d.reason for d in dead}
+    assert reasons[3].startswith("record: field larger than field limit")
+    assert reasons[4] == "record: longer than 65536 bytes"
+    assert reasons[7].startswith("timestamp")  # invalid UTF-8 read as U+FFFD: a bad field
+
+
+def test_a_parquet_column_nested_past_the_limit_is_checked_row_by_row() -> None:
+    import pyarrow as pa
+
+    from fraudstream.io.limits import RecordLimits
+
+    deep = pa.array([None, [[[1]]], [[[2, 3]]]], pa.list_(pa.list_(pa.list_(pa.int64()))))
+    table = pa.table(
+        {
+            "transaction_id": ["p1", "p2", "p3"],
+            "card_id": ["c", "c", "c"],
+            "timestamp": [T0, T0 + 1, T0 + 2],
+            "amount": [1.0, 2.0, 3.0],
+            "meta": deep,  # the record nests 4 deep where meta is set
+        }
+    )
+    for depth, good in ((4, ["p1", "p2", "p3"]), (3, ["p1"])):
+        decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()), limits=RecordLimits(max_depth=depth))
+        ids, reasons = outcome(*decoder.table(table, 1, 0.0))
+        assert ids == good
+        assert set(reasons.values()) <= {"record: nested deeper than 3 levels"}
+
+
+def test_no_byte_sequence_crashes_decoding_and_each_line_is_decided_or_a_dead_letter() -> None:
+    """Random bytes, random nesting and mangled records, as a block and as lines: every
+    non-blank line is either accepted or a dead letter, and both ways agree."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fragments = st.sampled_from(
+        [b"[", b"]", b"{", b"}", b'"', b"\\", b":", b",", b"\x00", b"\xff", b"\xef\xbb\xbf",
+         b"\r", b"1e400", b"9" * 30, b'"a"', b"null", b"true", b" "]
+    )  # fmt: skip
+    mangled = st.builds(
+        lambda k, cut, junk: good_line(k)[:cut] + junk + good_line(k)[cut:],
+        st.integers(0, 10_000),
+        st.integers(0, 60),
+        st.binary(max_size=8),
+    )
+    deep = st.builds(lambda n, k: good_line(k)[:-1] + b',"m":' + b"[" * n + b"]" * n + b"}",
+                     st.integers(60, 3_000), st.integers(0, 10_000))  # fmt: skip
+    line = st.one_of(
+        st.builds(good_line, st.integers(0, 10_000)),
+        mangled,
+        deep,
+        st.lists(fragments, max_size=40).map(b"".join),
+        st.binary(max_size=60),
+    ).map(lambda data: data.replace(b"\n", b" "))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(line, min_size=1, max_size=120))
+    def check(lines: list[bytes]) -> None:
+        decoder = Decoder(CardTokenizer(TOKEN_KEY.encode()))
+        kept = [line for line in lines if line.strip()]
+        positions = [k + 1 for k, line in enumerate(lines) if line.strip()]
+        as_lines = outcome(*decoder.lines([line.rstrip(b"\r") for line in kept], positions,
+                                          [0.0] * len(kept)))  # fmt: skip
+        as_block = outcome(*decoder.block(b"\n".join(lines), 1, 0.0))
+        assert as_lines == as_block
+        ids, reasons = as_block
+        assert len(ids) + len(reasons) == len(kept)
+        assert all(reason.strip() for reason in reasons.values())
+
+    check()
+
+
+def test_lines_with_fields_of_their_own_go_record_by_record_with_their_extras() -> None:
+    """Arrow gives every row a cell in every column: a block where each line brings fields
+    no other has would cost it rows x fields (hours for 32 MB). Such a block is not handed
+    to it; its records are decided with their own extras all the same."""
+    from fraudstream.io.json_columns import parse_block
+
+    lines = [good_line(k, **{f"k{k}_{j}": j for j in range(10)}) for k in range(2_000)]
+    block = b"\n".join(lines)
+    assert parse_block(block) is None
+    batch, dead = Decoder(CardTokenizer(TOKEN_KEY.encode())).block(block, 1, 0.0)
+    assert dead == [] and len(batch) == 2_000
+    assert batch.extras is not None and batch.extras[7] == {f"k7_{j}": j for j in range(10)}
+    flat = [good_line(k, channel_hint="web", score=k) for k in range(2_000)]
+    assert parse_block(b"\n".join(flat)) is not None  # a few fields every line has: columns

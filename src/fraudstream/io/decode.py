@@ -25,6 +25,10 @@ Card numbers (README "Security") are scrubbed here, where every source's records
 paths tokenize them in every string field before lengths are checked
 (:func:`fraudstream.schema.validate_record`, :mod:`fraudstream.io.card_columns`), and a dead
 letter's raw line has them masked (:func:`fraudstream.cardnumbers.mask_raw_text`).
+
+Every record is held to the decoder's :class:`~fraudstream.io.limits.RecordLimits` (size
+and nesting depth) on every path: a line over them, or a record whose unknown fields nest
+too deeply, is a dead letter saying so, whatever else is wrong with it.
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ from fraudstream.cardnumbers import mask_raw_text
 from fraudstream.engine.batch import TxBatch
 from fraudstream.io.card_columns import candidate_rows, scrub_column
 from fraudstream.io.json_columns import Block, parse_block, parse_lines
+from fraudstream.io.limits import RecordLimits, decode_record, nests_deeper
 from fraudstream.schema import (
     KNOWN_FIELDS,
     MAX_ID_LENGTH,
-    MAX_LINE_BYTES,
     MAX_TEXT_LENGTH,
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
@@ -58,6 +62,7 @@ from fraudstream.schema import (
 )
 
 MAX_RAW_KEPT = 4096  # bytes of a bad line kept in the dead-letter record
+_DEFAULT_LIMITS = RecordLimits()
 
 
 class Unconvertible:
@@ -111,6 +116,7 @@ class ParsedBlock:
     raw: bytes | Callable[[], bytes]
     lines: int  # :func:`block_lines` of the block
     columns: tuple[pa.Table, np.ndarray[Any, Any]] | None
+    limits: RecordLimits = _DEFAULT_LIMITS  # what Arrow was given only lines within
 
     @property
     def data(self) -> bytes:
@@ -118,19 +124,24 @@ class ParsedBlock:
         return self.raw if isinstance(self.raw, bytes) else self.raw()
 
     @classmethod
-    def of(cls, data: bytes, threads: bool = True) -> ParsedBlock:
+    def of(
+        cls, data: bytes, threads: bool = True, limits: RecordLimits = _DEFAULT_LIMITS
+    ) -> ParsedBlock:
         """``data`` read by Arrow (on its own threads, or only on the calling one)."""
-        columns, lines = read_columns(data, threads)
-        return cls(data, lines, columns)
+        columns, lines = read_columns(data, threads, limits=limits)
+        return cls(data, lines, columns, limits)
 
 
 def read_columns(
-    data: Block, threads: bool = True, length: int | None = None
+    data: Block,
+    threads: bool = True,
+    length: int | None = None,
+    limits: RecordLimits = _DEFAULT_LIMITS,
 ) -> tuple[tuple[pa.Table, np.ndarray[Any, Any]] | None, int]:
     """What :meth:`ParsedBlock.of` finds in a block (``data``'s first ``length`` bytes):
     Arrow's reading of it (``None``: declined, or too short to try) and its line count."""
     length = len(data) if length is None else length
-    columns = parse_block(data, threads, length) if _tried(data, length) else None
+    columns = parse_block(data, threads, length, limits) if _tried(data, length) else None
     # Arrow's table has one row per line (parse_block checks it): no second count
     lines = columns[0].num_rows if columns is not None else block_lines(bytes(data[:length]))
     return columns, lines
@@ -184,20 +195,35 @@ def _encoded(record: Any) -> bytes | str:
     try:
         return _encode.encode(record)
     except (TypeError, ValueError, OverflowError):
-        return repr(record)
+        try:
+            return repr(record)
+        except (RecursionError, ValueError):  # nested past any limit, digits past Python's
+            return f"<a {type(record).__name__} that cannot be shown>"
+    except RecursionError:
+        return f"<a {type(record).__name__} nested too deeply to show>"
 
 
 def _raw_text(raw: bytes | str) -> str:
+    """What a dead letter keeps of its input: its first ``MAX_RAW_KEPT`` characters (never
+    cut inside a run of digits), invalid UTF-8 replaced, card numbers masked."""
+    if isinstance(raw, bytes) and len(raw) > MAX_RAW_KEPT:
+        # a line past the size limit arrives already cut: say where, not how much more
+        text = raw[:MAX_RAW_KEPT].decode("utf-8", "replace")
+        return mask_raw_text(text, MAX_RAW_KEPT, f"...[cut after {MAX_RAW_KEPT} bytes]")
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return mask_raw_text(text, MAX_RAW_KEPT)
 
 
 class Decoder:
-    """Validates raw records from one source into batches and dead letters."""
+    """Validates raw records from one source into batches and dead letters, each record
+    held to ``limits``."""
 
-    def __init__(self, tokenize: CardTokenizer, source: str = "input") -> None:
+    def __init__(
+        self, tokenize: CardTokenizer, source: str = "input", limits: RecordLimits | None = None
+    ) -> None:
         self.tokenize = tokenize
         self.source = source
+        self.limits = limits or _DEFAULT_LIMITS
 
     def records(
         self,
@@ -212,12 +238,18 @@ class Decoder:
         good_arrival: list[float] = []
         dead: list[DeadLetter] = []
         tokenize = self.tokenize
+        limits = self.limits
         for index, record in enumerate(records):
             try:
-                good.append(validate_record(record, tokenize))
+                valid = validate_record(record, tokenize)
+                if valid.extras is not None and limits.too_deep(valid.extras):
+                    raise InvalidRecord(limits.too_deep_reason)
+                good.append(valid)
             except InvalidRecord as exc:
                 raw = raws[index] if raws is not None else _encoded(record)
-                reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
+                # nested too deeply says so whatever else is wrong: one reason on every path
+                why = limits.too_deep_reason if limits.too_deep(record) else str(exc)
+                reason = mask_card_numbers(why)  # a reason may quote the bad value
                 dead.append(DeadLetter(self.source, positions[index], reason, _raw_text(raw)))
                 continue
             good_positions.append(positions[index])
@@ -237,7 +269,7 @@ class Decoder:
         block it declines, are decoded one by one with msgspec.
         """
         if len(lines) >= COLUMNAR_MIN_ROWS and len(set(arrival_ms)) == 1:
-            parsed = parse_lines(lines)
+            parsed = parse_lines(lines, self.limits)
             if parsed is not None:
                 return self._parsed(*parsed, lines, positions, arrival_ms[0])
         return self._one_by_one(lines, positions, arrival_ms)
@@ -252,7 +284,10 @@ class Decoder:
         a block Arrow can read goes to it as it is, never split into Python lines. A
         :class:`ParsedBlock` brings Arrow's reading with it.
         """
-        block = data if isinstance(data, ParsedBlock) else ParsedBlock.of(data)
+        if not isinstance(data, ParsedBlock) or data.limits != self.limits:
+            raw = data.data if isinstance(data, ParsedBlock) else data
+            data = ParsedBlock.of(raw, limits=self.limits)
+        block = data
         parsed = block.columns
         if parsed is not None and parsed[0].num_rows >= COLUMNAR_MIN_ROWS:
             n = parsed[0].num_rows
@@ -315,15 +350,18 @@ class Decoder:
         kept_raw: list[bytes] = []
         dead: list[DeadLetter] = []
         decode = _json.decode
+        limits = self.limits
+        max_bytes = limits.max_record_bytes
         for line, position, arrival in zip(lines, positions, arrival_ms, strict=True):
-            if len(line) > MAX_LINE_BYTES:
-                reason = f"record: line longer than {MAX_LINE_BYTES} bytes ({len(line)})"
-                dead.append(DeadLetter(self.source, position, reason, _raw_text(line)))
-                continue
             try:
-                records.append(decode(line))
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                reason = f"invalid JSON: {exc}"
+                if len(line) > max_bytes:
+                    raise InvalidRecord(limits.too_long_reason)
+                try:
+                    records.append(decode(line))
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                    records.append(decode_record(line, limits))  # the reason; or a BOM
+            except InvalidRecord as exc:
+                reason = mask_card_numbers(str(exc))
                 dead.append(DeadLetter(self.source, position, reason, _raw_text(line)))
                 continue
             kept_pos.append(position)
@@ -362,6 +400,18 @@ class Decoder:
                 suspect[index] = True
                 rows.append({})
         present = set().union(*(r.keys() for r in rows)) if rows else set()
+        # each row's unknown fields (its own: linear in the input, however many names the
+        # rows hold between them); one nested too deeply makes its row suspect, and the
+        # record path says why
+        extras_of: list[dict[str, Any] | None] = [None] * n
+        if present - KNOWN_FIELDS:
+            max_depth = self.limits.max_depth
+            for index, row in enumerate(rows):
+                extra = {k: v for k, v in row.items() if k not in KNOWN_FIELDS}
+                if extra:
+                    extras_of[index] = extra
+                    if any(type(v) in _CONTAINERS for v in extra.values()):
+                        suspect[index] |= nests_deeper(extra, max_depth)
         columns: dict[str, pa.Array] = {}
         for name in KNOWN_FIELDS & present:
             values = [r.get(name) for r in rows]
@@ -387,10 +437,7 @@ class Decoder:
         if present - KNOWN_FIELDS and len(clean):
             extras = np.empty(len(clean), dtype=object)
             scrub = self.tokenize.scrub_value
-            extras[:] = [
-                scrub({k: v for k, v in rows[i].items() if k not in KNOWN_FIELDS}) or None
-                for i in clean.tolist()
-            ]
+            extras[:] = [scrub(extras_of[i]) or None for i in clean.tolist()]
             batch.extras = extras
         suspects = np.flatnonzero(suspect).tolist()
         if not suspects:
@@ -414,7 +461,10 @@ class Decoder:
         positions = np.arange(first_position, first_position + n, dtype=np.int64)
         prepared = _prepare(table)
         fast = None
-        if len(set(table.column_names)) == len(table.column_names):  # else: a name twice
+        unique = len(set(table.column_names)) == len(table.column_names)  # else: a name twice
+        # a column whose type nests as deep as the limit may hold rows past it: row by row
+        shallow = max(map(_type_depth, table.schema.types), default=0) < self.limits.max_depth
+        if unique and shallow:
             try:
                 fast = _columnar(prepared.table, self.tokenize)
             except pa.ArrowException:  # a column the checks did not foresee
@@ -459,6 +509,25 @@ class Decoder:
 # --- preparing Arrow columns ------------------------------------------------------------------
 
 _NUMERIC_FIELDS = frozenset(("timestamp", "amount", "lat", "lon", "lng"))
+_CONTAINERS = (dict, list)
+
+
+def _type_depth(kind: pa.DataType) -> int:
+    """How many levels of structs, lists and maps an Arrow type nests (0: none).
+
+    >>> _type_depth(pa.int64()), _type_depth(pa.list_(pa.struct([("a", pa.list_(pa.int8()))])))
+    (0, 3)
+    """
+    deepest = 0
+    pending = [(kind, 0)]
+    while pending:
+        current, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if current.num_fields:  # structs, lists, maps, unions: their children one level down
+            pending.extend((current.field(k).type, depth + 1) for k in range(current.num_fields))
+    return deepest
+
+
 _MS_DIVISOR = {"ms": 1, "us": 1_000, "ns": 1_000_000}
 _SECONDS_LIMIT = 2**53  # |seconds| beyond this: epoch ms would not fit int64 (out of range anyway)
 _EXACT_FLOAT = 2.0**53  # ints beyond this do not all survive float64
@@ -636,8 +705,9 @@ def _text_of(value: pa.Array) -> str:
 
 def _column(table: pa.Table, *names: str) -> pa.Array | None:
     for name in names:
-        if name in table.column_names:
-            return _single(table.column(name))
+        index = table.schema.get_field_index(name)  # a lookup, not a scan of every name
+        if index >= 0:
+            return _single(table.column(index))
     return None
 
 
@@ -674,11 +744,12 @@ def _columnar(
         return column
 
     ids = text("transaction_id", limit=MAX_ID_LENGTH)
-    if "card_id" in table.column_names:
+    present = set(table.column_names)  # once: a wide table has thousands
+    if "card_id" in present:
         card = text("card_id", limit=MAX_ID_LENGTH, clean=tokenize)
         if card is not None:
             for alias in ("account_id", "card_number"):  # rows relying on an alias
-                if alias in table.column_names:
+                if alias in present:
                     flag(pc.is_null(card))
     else:
         card = text("card_id", "account_id", "card_number", limit=MAX_ID_LENGTH, clean=tokenize)
@@ -719,7 +790,7 @@ def _columnar(
         # NaN stored in the column (not null) is invalid; a null is "absent"
         suspect |= np.asarray(pc.is_nan(floats).fill_null(False))
         coords.append(values)
-    if "lon" in table.column_names and "lng" in table.column_names:
+    if "lon" in present and "lng" in present:
         flag(pc.is_null(_column(table, "lon")))
     suspect |= np.isnan(coords[0]) != np.isnan(coords[1])
     currency = text("currency", limit=3, clean=None)  # 3 letters: never a card number

@@ -3,6 +3,10 @@
 Sources yield validated micro-batches (and the dead letters of each). A live source
 (standard input) yields what has arrived as soon as it arrives, and ``IDLE`` when nothing
 came for the idle timeout, so the runtime can advance time without dummy records.
+
+No input stops a source: a line over the decoder's record size limit is never held whole
+(its first ``max_record_bytes + 1`` bytes are kept for the dead letter, the rest is skipped
+up to its line end), and a CSV row the csv module refuses is a dead letter like any other.
 """
 
 from __future__ import annotations
@@ -105,45 +109,68 @@ class FileSource:
         with self.path.open("rb") as handle:
             handle.seek(self._offset)
             # the next block is read and parsed while this one is decided
-            for block, offset in read_ahead(self._blocks(handle), _parse_ahead):
+            limits = decoder.limits
+
+            def parse_ahead(read: tuple[bytes, int]) -> tuple[ParsedBlock, int]:
+                data, offset = read
+                return ParsedBlock.of(data, threads=False, limits=limits), offset
+
+            blocks = self._blocks(handle, limits.max_record_bytes)
+            for block, offset in read_ahead(blocks, parse_ahead):
                 first = self._line + 1
                 self._line += block.lines
                 self.done_bytes = self._offset = offset
                 yield decoder.block(block, first, time.time() * 1000)
 
-    def _blocks(self, handle: IO[bytes]) -> Iterator[tuple[bytes, int]]:
+    def _blocks(self, handle: IO[bytes], max_line: int) -> Iterator[tuple[bytes, int]]:
         """Blocks of whole lines up to the one that reaches the read size (as readlines(hint)
-        cuts), each with the offset after it."""
+        cuts), each with the offset after it. That last line is read on for at most
+        ``max_line + 1`` bytes: the rest of a longer one is skipped (it is refused anyway)."""
         while data := handle.read(self.batch_rows * 128):
             if not data.endswith(b"\n"):
-                data += handle.readline()
+                data += _rest_of_line(handle, max_line)
             yield data, handle.tell()
 
     def _csv(self, decoder: Decoder) -> Iterator[Item]:
+        max_bytes = decoder.limits.max_record_bytes
+        if csv.field_size_limit() < max_bytes:  # the csv module's own cap on one field
+            csv.field_size_limit(max_bytes)
         # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first header
         with self.path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-            reader = csv.DictReader(handle)
             rows: list[dict[str, Any]] = []
             positions: list[int] = []
-            for _ in itertools.islice(reader, self._rows):  # resuming: skip rows already read
+            dead: list[DeadLetter] = []
+            read = _csv_rows(csv.DictReader(handle), max_bytes, decoder.limits.too_long_reason)
+            for _ in itertools.islice(read, self._rows):  # resuming: skip rows already read
                 pass
-            for row in reader:
-                rows.append({k: (None if v == "" else v) for k, v in row.items() if k})
-                positions.append(reader.line_num)
-                if len(rows) >= self.batch_rows:
-                    self._rows += len(rows)
-                    yield self._csv_batch(decoder, rows, positions)
+            for line, row in read:
+                if isinstance(row, str):  # refused before it was a record: why
+                    dead.append(DeadLetter(decoder.source, line, row, ""))
+                else:
+                    rows.append(row)
+                    positions.append(line)
+                if len(rows) + len(dead) >= self.batch_rows:
+                    self._rows += len(rows) + len(dead)
+                    yield self._csv_batch(decoder, rows, positions, dead)
                     self.done_bytes = min(self.total_bytes, self.done_bytes + 1)
-                    rows, positions = [], []
-            if rows:
-                self._rows += len(rows)
-                yield self._csv_batch(decoder, rows, positions)
+                    rows, positions, dead = [], [], []
+            if rows or dead:
+                self._rows += len(rows) + len(dead)
+                yield self._csv_batch(decoder, rows, positions, dead)
             self.done_bytes = self.total_bytes
 
     @staticmethod
-    def _csv_batch(decoder: Decoder, rows: list[dict[str, Any]], positions: list[int]) -> Item:
+    def _csv_batch(
+        decoder: Decoder,
+        rows: list[dict[str, Any]],
+        positions: list[int],
+        refused: list[DeadLetter],
+    ) -> Item:
         now = time.time() * 1000
-        return decoder.records(rows, positions, [now] * len(rows))
+        batch, dead = decoder.records(rows, positions, [now] * len(rows))
+        if refused:
+            dead = sorted(dead + refused, key=lambda letter: letter.position)
+        return batch, dead
 
     def _parquet(self, decoder: Decoder) -> Iterator[Item]:
         parquet = pq.ParquetFile(self.path)
@@ -174,9 +201,35 @@ class FileSource:
             yield item
 
 
-def _parse_ahead(read: tuple[bytes, int]) -> tuple[ParsedBlock, int]:
-    data, offset = read
-    return ParsedBlock.of(data, threads=False), offset
+def _csv_rows(
+    reader: csv.DictReader[str], max_bytes: int, too_long: str
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Each CSV row as (its line number, the record), or (its first line number, why it was
+    refused): a row the csv module cannot read, or one longer than ``max_bytes``."""
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield first_line, f"record: {exc}"
+            continue
+        record = {k: (None if v == "" else v) for k, v in row.items() if k}
+        size = sum(len(v) for v in record.values() if isinstance(v, str))
+        yield reader.line_num, (too_long if size > max_bytes else record)
+
+
+def _rest_of_line(handle: IO[bytes], max_line: int) -> bytes:
+    """The rest of the line ``handle`` is in, or its first ``max_line + 1`` bytes and a line
+    end when it is longer (the rest skipped, the handle left after its line end)."""
+    rest = handle.readline(max_line + 1)
+    if len(rest) <= max_line or rest.endswith(b"\n"):
+        return rest
+    more = b""
+    while (more := handle.readline(1 << 20)) and not more.endswith(b"\n"):
+        pass
+    return rest + (b"\n" if more else b"")
 
 
 class StdinSource:
@@ -205,6 +258,7 @@ class StdinSource:
     def batches(self, decoder: Decoder) -> Iterator[Item]:
         """Whatever lines are available, as soon as they are; IDLE after a quiet timeout."""
         fd = self.stream.fileno()
+        max_line = decoder.limits.max_record_bytes
         partial = b""
         position = self._lines
         idle_reported = False
@@ -223,6 +277,8 @@ class StdinSource:
             data = partial + chunk
             parts = data.split(b"\n")
             partial = parts.pop()
+            if len(partial) > max_line:  # refused anyway: its head is enough to say so
+                partial = partial[: max_line + 1]
             lines, positions = [], []
             for line in parts:
                 position += 1

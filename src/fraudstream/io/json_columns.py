@@ -10,9 +10,16 @@ record path. What makes a block decline (``None``):
 * invalid UTF-8 anywhere (Python's codec decides), any parse error: malformed JSON, a
   field whose JSON type changes within the block (a number as text in a known field), a
   field given twice in one object;
+* unknown fields the block's first lines do not hold, or more than
+  :data:`MAX_UNKNOWN_FIELDS` of them there: Arrow gives every row a cell in every column,
+  so a block of lines with fields of their own would cost it rows x fields (2,000 lines
+  of 10 unique fields took 6.5 s and 0.6 GB; a 32 MB block of them, hours);
 * a line that does not start with ``{`` (blank, a byte-order mark, leading spaces), holds
-  a carriage return or is longer than ``MAX_LINE_BYTES``, or a row count that is not one
-  row per line (two objects on a line): positions would no longer match lines.
+  a carriage return, or breaks a :class:`~fraudstream.io.limits.RecordLimits` (longer than
+  its bytes, or possibly nested deeper than its levels: Arrow's reader slows to seconds a
+  line and then crashes on deep nesting), or a row count that is not one row per line (two
+  objects on a line, a Kafka value holding a line end): positions would no longer match
+  lines.
 
 Rows made suspect: non-finite numbers (Arrow reads ``NaN`` and ``Infinity``, which are not
 JSON), negative zeros and amounts of 2**53 or more (msgspec reads ``-0`` and big integers as
@@ -32,7 +39,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.json as paj
 
-from fraudstream.schema import KNOWN_FIELDS, MAX_LINE_BYTES
+from fraudstream.io.limits import RecordLimits
+from fraudstream.schema import KNOWN_FIELDS
 
 __all__ = ["Block", "parse_block", "parse_lines"]
 
@@ -46,12 +54,24 @@ _PARSE = paj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="in
 # Arrow's own threads help a caller waiting for the parse; a reader thread working ahead of
 # the pipeline leaves the other core to it instead.
 _READ = {True: paj.ReadOptions(use_threads=True), False: paj.ReadOptions(use_threads=False)}
-_NEWLINE, _OPEN_BRACE = ord("\n"), ord("{")
+_NEWLINE, _OPEN_BRACE, _COLON = ord("\n"), ord("{"), ord(":")
 _EXACT_FLOAT = 2.0**53
+_DEFAULT_LIMITS = RecordLimits()
+# Arrow's work grows with rows x distinct fields (every row gets a cell in every column):
+# 2,000 lines of 10 fields never seen elsewhere took it 6.5 s, a 32 MB block of them would
+# take hours. So a block's unknown fields are learnt from its first lines, and it is read
+# with just those (and the known ones); one holding more, or others further on, goes the
+# record-by-record way, which is linear.
+_PREFIX_LINES = 128  # the first lines: at most this many, ending within _PREFIX_BYTES
+_PREFIX_BYTES = 16 * 1024  # (or the first line alone, when it is longer)
+_PREFIX_KEYS = 2_048  # more ':' than this in them: maybe as many fields, declined unread
+MAX_UNKNOWN_FIELDS = 64
 _PLAIN_EXTRAS = (pa.string(), pa.bool_(), pa.int64())
 
 
-def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
+def parse_lines(
+    lines: Sequence[bytes], limits: RecordLimits = _DEFAULT_LIMITS
+) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
     """The lines as a table (one row per line) and a mask of rows to decode one by one.
 
     Known fields come typed (text, int64 timestamp, float64 numbers); a known field that is
@@ -65,13 +85,19 @@ def parse_lines(lines: Sequence[bytes]) -> tuple[pa.Table, npt.NDArray[np.bool_]
     >>> parse_lines([b'{"amount":5}', b'{"amount":"5"}']) is None  # a type change
     True
     """
-    if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
+    if not lines or max(map(len, lines)) > limits.max_record_bytes:
         return None
-    return parse_block(b"\n".join(lines))
+    parsed = parse_block(b"\n".join(lines), limits=limits)
+    if parsed is None or parsed[0].num_rows != len(lines):  # a line held a line end
+        return None
+    return parsed
 
 
 def parse_block(
-    data: Block, threads: bool = True, length: int | None = None
+    data: Block,
+    threads: bool = True,
+    length: int | None = None,
+    limits: RecordLimits = _DEFAULT_LIMITS,
 ) -> tuple[pa.Table, npt.NDArray[np.bool_]] | None:
     """:func:`parse_lines` of the lines of ``data``, without splitting: a file's block of whole
     lines (the last line end may be missing) goes to Arrow as it was read (on Arrow's
@@ -81,10 +107,10 @@ def parse_block(
 
     Every line must start with ``{`` (so none is blank or starts with a byte-order mark:
     Arrow skips blank lines, then a line holding two objects could go unnoticed) and none may
-    hold a carriage return (Arrow reads it as a line end). Nothing is copied and every check
-    but the carriage-return search (a ~1 ms ``memchr``) runs in numpy or Arrow, which release
-    the GIL: a reader thread parsing ahead (:mod:`fraudstream.io.read_ahead`) leaves the
-    pipeline's thread alone.
+    hold a carriage return (Arrow reads it as a line end); every line must keep ``limits``.
+    Nothing is copied and every check but the carriage-return and bracket searches (~1 ms
+    ``memchr`` each) runs in numpy or Arrow, which release the GIL: a reader thread parsing
+    ahead (:mod:`fraudstream.io.read_ahead`) leaves the pipeline's thread alone.
     """
     length = len(data) if length is None else length
     size = length - 1 if length and data[length - 1] == _NEWLINE else length  # body only
@@ -97,13 +123,15 @@ def parse_block(
     starts = np.concatenate(([0], ends + 1))
     if starts[-1] >= size or not (raw[starts] == _OPEN_BRACE).all():
         return None
-    if int(np.diff(ends, prepend=-1, append=size).max()) - 1 > MAX_LINE_BYTES:
+    if int(np.diff(ends, prepend=-1, append=size).max()) - 1 > limits.max_record_bytes:
+        return None
+    if not limits.block_within(raw, starts, arrays=data.find(b"[", 0, size) >= 0):
         return None
     body = pa.py_buffer(data).slice(0, size)
     if not _valid_utf8(body):  # Arrow keeps invalid UTF-8 as it is; msgspec refuses it
         return None
     try:
-        table = _read_json(body, threads)
+        table = _read_json(body, threads, ends)
     except (pa.ArrowException, ValueError):
         return None
     n = len(starts)
@@ -128,46 +156,63 @@ def parse_block(
 
 
 class _FieldsSeen:
-    """The known fields the blocks read lately held, with the options reading just those
-    (one tuple: threads parsing at once read a consistent pair). A hint: see
-    :func:`_read_json`."""
+    """The known fields the blocks read lately held. A hint: see :func:`_read_json`."""
 
-    hint: tuple[frozenset[str], paj.ParseOptions] | None = None
+    hint: frozenset[str] | None = None
 
 
-def _read_json(body: pa.Buffer, threads: bool) -> pa.Table:
-    """Arrow's table of a block with every known field typed, as the full schema reads it.
+def _read_json(body: pa.Buffer, threads: bool, ends: npt.NDArray[np.intp]) -> pa.Table:
+    """Arrow's table of a block with every known field typed, as the full schema reads it
+    (``ends``: where its lines end).
+
+    The block's unknown fields are those of its first lines, as Arrow infers them
+    (:data:`MAX_UNKNOWN_FIELDS` at most), and the block is read with just those: a row
+    holding another makes the read fail (the block goes record by record). Their order and
+    types are the ones inference over the whole block gives when no later row holds another.
 
     Arrow's reader takes ~20 % longer when its schema names fields no row holds (it fills
     their null columns: the full schema has 18 fields, a card feed uses about 13). So a
     block is read first with the known fields the blocks before held, and again with them
-    all when a row holds another known field (Arrow typed it by inference), or when the
-    first read fails. Only the time depends on the hint: a known field no row holds is a
-    column of nulls, which :func:`parse_block` drops, and the order of the rest is the
-    schema's either way.
+    all when that read fails (a row holds another known field). Only the time depends on the
+    hint: a known field no row holds is a column of nulls, which :func:`parse_block` drops,
+    and the order of the rest is the schema's either way.
     """
-    hint = _FieldsSeen.hint
-    appeared: set[str] = set()
-    if hint is not None:
-        seen, options = hint
+    unknown = _unknown_fields(body, ends)
+    seen = _FieldsSeen.hint
+    if seen is not None:
         try:
-            table = paj.read_json(
-                pa.BufferReader(body), read_options=_READ[threads], parse_options=options
-            )
+            return _read_with(body, threads, seen, unknown)
         except (pa.ArrowException, ValueError):
-            table = None
-        if table is not None:
-            appeared = {name for name in table.column_names if name in KNOWN_FIELDS}
-            if appeared <= seen:
-                return table
-    table = paj.read_json(pa.BufferReader(body), read_options=_READ[threads], parse_options=_PARSE)
+            pass
+    table = _read_with(body, threads, KNOWN_FIELDS, unknown)
     held = {name for name in table.column_names if table.column(name).null_count < table.num_rows}
-    fields = frozenset((held & KNOWN_FIELDS) | appeared)
-    if hint is None or fields != hint[0]:
-        schema = pa.schema([field for field in _SCHEMA if field.name in fields])
-        options = paj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-        _FieldsSeen.hint = (fields, options)
+    _FieldsSeen.hint = frozenset(held & KNOWN_FIELDS)
     return table
+
+
+def _unknown_fields(body: pa.Buffer, ends: npt.NDArray[np.intp]) -> list[pa.Field]:
+    """The unknown fields of a block's first lines, typed by Arrow's inference; ValueError
+    when there are more than :data:`MAX_UNKNOWN_FIELDS` (the block goes record by record)."""
+    lines = max(1, min(int(np.searchsorted(ends, _PREFIX_BYTES)), _PREFIX_LINES))
+    cut = int(ends[lines - 1]) if len(ends) >= lines else body.size
+    if np.count_nonzero(np.frombuffer(body, dtype=np.uint8, count=cut) == _COLON) > _PREFIX_KEYS:
+        raise ValueError("too many fields in a block's first lines to read them as columns")
+    first = paj.read_json(
+        pa.BufferReader(body.slice(0, cut)), read_options=_READ[False], parse_options=_PARSE
+    )
+    unknown = [field for field in first.schema if field.name not in KNOWN_FIELDS]
+    if len(unknown) > MAX_UNKNOWN_FIELDS:
+        raise ValueError(f"more than {MAX_UNKNOWN_FIELDS} unknown fields in a block's first lines")
+    return unknown
+
+
+def _read_with(
+    body: pa.Buffer, threads: bool, known: frozenset[str], unknown: list[pa.Field]
+) -> pa.Table:
+    """The block read with the ``known`` fields typed, then ``unknown``; any other fails."""
+    schema = pa.schema([field for field in _SCHEMA if field.name in known] + unknown)
+    options = paj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    return paj.read_json(pa.BufferReader(body), read_options=_READ[threads], parse_options=options)
 
 
 def _valid_utf8(body: pa.Buffer) -> bool:

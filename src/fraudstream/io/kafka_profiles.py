@@ -133,7 +133,9 @@ class KafkaProfileFeed:
                 if raw.get("user_id") in (None, "") and key is not None:
                     raw["user_id"] = key.decode("utf-8", "replace")
                 self.table.upsert(raw)
-        except (ConfigError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (ConfigError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # a value nested past any parser's stack
+                exc = ConfigError(f"{where}: nested too deeply")
             self.rejected += 1
             text = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
             self.on_reject(f"profile rejected: {text}")

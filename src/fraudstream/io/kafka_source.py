@@ -160,7 +160,11 @@ class KafkaSource:
     def batches(self, decoder: Decoder) -> Iterator[Item]:
         """Validated batches, partitions merged in event-time order (each in offset order);
         IDLE when quiet."""
-        decoders = {p: Decoder(decoder.tokenize, f"{self.uri.topic}[{p}]") for p in self.partitions}
+
+        def partition_decoder(partition: int) -> Decoder:
+            return Decoder(decoder.tokenize, f"{self.uri.topic}[{partition}]", decoder.limits)
+
+        decoders = {p: partition_decoder(p) for p in self.partitions}
         if not self._subscribed:
             self.consumer.subscribe(
                 [self.uri.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -189,9 +193,7 @@ class KafkaSource:
             now = time.time() * 1000
             for partition, batch in by_partition.items():
                 if partition not in decoders:  # the topic grew
-                    decoders[partition] = Decoder(
-                        decoder.tokenize, f"{self.uri.topic}[{partition}]"
-                    )
+                    decoders[partition] = partition_decoder(partition)
                 values = [m.value() or b"" for m in batch]
                 offsets = [m.offset() for m in batch]
                 valid, dead = decoders[partition].lines(values, offsets, [now] * len(values))

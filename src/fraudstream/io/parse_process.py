@@ -44,10 +44,12 @@ import numpy as np
 import pyarrow as pa
 
 from fraudstream.io.decode import ParsedBlock, read_columns
+from fraudstream.io.limits import RecordLimits
 
 __all__ = ["ParseProcess", "read_range"]
 
 _SHARED_MEMORY = "/dev/shm"
+_DEFAULT_LIMITS = RecordLimits()
 
 
 def read_range(path: str, start: int, end: int) -> bytes:
@@ -86,28 +88,31 @@ class ParseProcess:
         except (OSError, ValueError) as error:
             self._give_up(f"cannot start {self.python}: {error}")
 
-    def parse(self, path: str, start: int, end: int) -> ParsedBlock:
+    def parse(
+        self, path: str, start: int, end: int, limits: RecordLimits = _DEFAULT_LIMITS
+    ) -> ParsedBlock:
         """:meth:`ParsedBlock.of` of bytes ``[start, end)`` of ``path`` (Arrow on one thread)."""
         with self._lock:
             if self.broken is None:
                 try:
-                    return self._ask(path, start, end)
+                    return self._ask(path, start, end, limits)
                 except Exception as error:  # noqa: BLE001 - any failure: parse in line
                     self._give_up(f"{type(error).__name__}: {error}")
-        return ParsedBlock.of(read_range(path, start, end), threads=False)
+        return ParsedBlock.of(read_range(path, start, end), threads=False, limits=limits)
 
-    def _ask(self, path: str, start: int, end: int) -> ParsedBlock:
+    def _ask(self, path: str, start: int, end: int, limits: RecordLimits) -> ParsedBlock:
         child = self._child
         assert child is not None and child.stdin is not None and child.stdout is not None
         out = os.path.join(str(self._directory), f"{next(self._numbers)}.arrow")
         request = {"path": path, "start": start, "end": end, "out": out}
+        request.update(max_record_bytes=limits.max_record_bytes, max_depth=limits.max_depth)
         child.stdin.write(json.dumps(request).encode() + b"\n")
         child.stdin.flush()
         answer = json.loads(child.stdout.readline() or b'{"error": "the child ended"}')
         if "error" in answer:
             raise RuntimeError(answer["error"])
         if answer.get("suspect") is None:
-            return ParsedBlock(read_range(path, start, end), answer["lines"], None)
+            return ParsedBlock(read_range(path, start, end), answer["lines"], None, limits)
         try:
             with pa.memory_map(out) as source:
                 table = pa.ipc.open_file(source).read_all()  # maps, does not copy
@@ -118,7 +123,8 @@ class ParseProcess:
         # Arrow read every row: the bytes are wanted only for a suspect or invalid row (a
         # bounded file's chunk does not change while the job reads it).
         raw = functools.partial(read_range, path, start, end)
-        return ParsedBlock(raw() if suspect.any() else raw, answer["lines"], (table, suspect))
+        columns = (table, suspect)
+        return ParsedBlock(raw() if suspect.any() else raw, answer["lines"], columns, limits)
 
     def _give_up(self, why: str) -> None:
         self.broken = why
@@ -181,7 +187,8 @@ def _answer(request: dict[str, Any], buffer: _ReadBuffer) -> dict[str, Any]:
     """Parses a request's block (as :meth:`ParsedBlock.of` does) and writes the table where
     the request says."""
     path, start, end = request["path"], request["start"], request["end"]
-    columns, lines = read_columns(buffer.read(path, start, end), False, end - start)
+    limits = RecordLimits(request["max_record_bytes"], request["max_depth"])
+    columns, lines = read_columns(buffer.read(path, start, end), False, end - start, limits)
     if columns is None:
         return {"lines": lines, "suspect": None}
     table, suspect = columns

@@ -7,11 +7,15 @@
   200 with the decision, 422 ``{"detail": [{"field": ..., "message": ...}]}``
   for an invalid record (the field is the validation message's prefix), 409 for a duplicate
   ``transaction_id`` or a record too late for the allowed lateness, 413 for a body over
-  64 KiB. ``POST /v1/transactions/batch``: a JSON list (at most 10,000) decided in order; 200
-  with one result per item (``status`` 200 with ``decision``, or the item's 4xx ``status`` and
-  ``detail``); 413 over 4 MiB. ``GET /v1/decisions/{transaction_id}`` (the last 100,000 kept
-  in memory; 404). ``GET /v1/decisions/stream``: Server-Sent Events, one ``data: <decision
-  JSON>`` per new decision (``?limit=N`` closes after N events; ``?transaction=true`` adds the
+  the record size limit (64 KiB, ``--max-record-bytes``). A body that is not JSON within
+  the record limits (invalid UTF-8, nested past ``--max-nesting-depth``, a number beyond
+  any type) is a 422 whose field is ``body`` and whose message says why; every 413 and 422
+  of a transaction is kept as a dead letter. ``POST /v1/transactions/batch``: a JSON list
+  (at most 10,000) decided in order; 200 with one result per item (``status`` 200 with
+  ``decision``, or the item's 4xx ``status`` and ``detail``); 413 over 4 MiB.
+  ``GET /v1/decisions/{transaction_id}`` (the last 100,000 kept in memory; 404).
+  ``GET /v1/decisions/stream``: Server-Sent Events, one ``data: <decision JSON>`` per new
+  decision (``?limit=N`` closes after N events; ``?transaction=true`` adds the
   transaction's amount, place and merchant as ``transaction``). ``GET /v1/dead-letters``,
   ``GET /v1/late``, ``GET /healthz``, ``/openapi.json`` and ``/docs``;
 * the review queue and labels (:mod:`fraudstream.web.review`), the rules and profiles admin
@@ -44,6 +48,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.engine.pipeline import Pipeline
+from fraudstream.io.limits import MAX_RECORD_BYTES, RecordLimits
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.admin import Admin, admin_router
 from fraudstream.web.guard import (
@@ -86,14 +91,13 @@ __all__ = [
     "create_app",
 ]
 
-MAX_SINGLE_BYTES = 64 * 1024
+MAX_SINGLE_BYTES = MAX_RECORD_BYTES  # the default; a body is one record: its size limit
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH_ITEMS = 10_000
 HEARTBEAT_S = 15.0
 _TRANSACTION_PATHS = frozenset({"/v1/transactions", "/v1/transactions/batch"})
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
@@ -141,7 +145,8 @@ class _FastDecide:
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
         given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
-        if not hmac.compare_digest(given, self.token) or not 0 <= length <= MAX_SINGLE_BYTES:
+        limit = self.service.decoder.limits.max_record_bytes
+        if not hmac.compare_digest(given, self.token) or not 0 <= length <= limit:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -153,16 +158,12 @@ class _FastDecide:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if len(body) > MAX_SINGLE_BYTES:
-            status, payload = (
-                413,
-                error_body("body", f"request body larger than {MAX_SINGLE_BYTES} bytes"),
-            )
+        if len(body) > limit:
+            status, payload = 413, _too_large(self.service, limit)
         else:
-            try:
-                record = _decoder.decode(body)
-            except msgspec.DecodeError as exc:
-                status, payload = 422, self.service.reject(f"body: invalid JSON: {exc}", body)
+            record, refused = self.service.parse(body)
+            if refused is not None:
+                status, payload = 422, refused
             else:
                 outcome = (await self.service.decide([record], [body]))[0]
                 status, payload = outcome.status, outcome.body
@@ -191,6 +192,7 @@ def create_app(
     background: list[Callable[[DecisionService], Coroutine[Any, Any, None]]] | None = None,
     read_token: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    limits: RecordLimits | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
 
@@ -201,12 +203,16 @@ def create_app(
     ``data_dir`` keeps what must survive a restart: the reviews and labels (a SQLite file,
     unless ``reviews_url`` names another database) and the audit logs of rule and profile
     changes. Without it they live in memory. ``background`` coroutines (a live simulator)
-    run while the app serves.
+    run while the app serves. ``limits`` bound each record's size and nesting (a record
+    over them is a 422 and a dead letter, like a line of ``fraudstream run``).
     """
     if not token:
         raise ValueError("the API token must not be empty")
     service = DecisionService(
-        pipeline, tokenizer or CardTokenizer.from_environment(), max_decisions=max_decisions
+        pipeline,
+        tokenizer or CardTokenizer.from_environment(),
+        max_decisions=max_decisions,
+        limits=limits,
     )
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -246,10 +252,12 @@ def create_app(
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge) -> Response:
         path = request.url.path
-        limit = ADMIN_MAX_BYTES
-        if path in _TRANSACTION_PATHS:
-            limit = MAX_BATCH_BYTES if path.endswith("/batch") else MAX_SINGLE_BYTES
-        return json_response(413, error_body("body", f"request body larger than {limit} bytes"))
+        if path in _TRANSACTION_PATHS:  # a transaction refused: a dead letter too
+            single = service.decoder.limits.max_record_bytes
+            limit = MAX_BATCH_BYTES if path.endswith("/batch") else single
+            return json_response(413, _too_large(service, limit))
+        message = f"request body larger than {ADMIN_MAX_BYTES} bytes"
+        return json_response(413, error_body("body", message))
 
     install_validation_errors(app)
     install_api_document(app)
@@ -266,6 +274,12 @@ def create_app(
     return app
 
 
+def _too_large(service: DecisionService, limit: int) -> dict[str, Any]:
+    """The 413 body of a transaction body over ``limit``, kept as a dead letter (without the
+    body, which is not read)."""
+    return service.reject(f"body: request body larger than {limit} bytes", b"")
+
+
 def _report_failure(task: asyncio.Task[None]) -> None:
     """A background task (the demo's simulator) that stopped on an error says so."""
     if not task.cancelled() and task.exception() is not None:
@@ -276,6 +290,7 @@ def _decision_routes(
     app: FastAPI, service: DecisionService, authorized: Any, reads: ReadAccess
 ) -> None:
     transaction = transaction_schema()
+    limits = service.decoder.limits
 
     @app.post(
         "/v1/transactions",
@@ -286,11 +301,10 @@ def _decision_routes(
         summary="Decide one transaction",
     )
     async def post_transaction(request: Request) -> Response:
-        body = await read_body(request, MAX_SINGLE_BYTES)
-        try:
-            record = _decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            return json_response(422, service.reject(f"body: invalid JSON: {exc}", body))
+        body = await read_body(request, limits.max_record_bytes)
+        record, refused = service.parse(body)
+        if refused is not None:
+            return json_response(422, refused)
         outcome = (await service.decide([record], [body]))[0]
         return json_response(outcome.status, outcome.body)
 
@@ -312,10 +326,9 @@ def _decision_routes(
     )
     async def post_batch(request: Request) -> Response:
         body = await read_body(request, MAX_BATCH_BYTES)
-        try:
-            records = _decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            return json_response(422, service.reject(f"body: invalid JSON: {exc}", body))
+        records, refused = service.parse(body, MAX_BATCH_BYTES)
+        if refused is not None:
+            return json_response(422, refused)
         if not isinstance(records, list):
             reason = f"body: must be a JSON list of transactions, got {type(records).__name__}"
             return json_response(422, service.reject(reason, body))

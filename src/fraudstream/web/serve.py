@@ -29,6 +29,8 @@ from fraudstream.cli_options import (
     IdleTimeoutOption,
     IpCountriesOption,
     LatenessOption,
+    MaxNestingDepthOption,
+    MaxRecordBytesOption,
     OutOfOrdernessOption,
     ProfilesOption,
     RulesOption,
@@ -36,6 +38,7 @@ from fraudstream.cli_options import (
     TimeOption,
 )
 from fraudstream.engine.tuning import settle_garbage_collector
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
 READ_TOKEN_VARIABLE = "FRAUDSTREAM_READ_TOKEN"
@@ -66,12 +69,15 @@ def serve(
     reviews_db: str | None = None,
     read_token: str | None = None,
     allowed_hosts: list[str] | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_nesting_depth: int = MAX_NESTING_DEPTH,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
 
     from fraudstream import cli
     from fraudstream.config import ConfigError
+    from fraudstream.io.limits import RecordLimits
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
     from fraudstream.web.guard import trusted_hosts
@@ -99,6 +105,7 @@ def serve(
         reviews_url=reviews_db,
         read_token=read_token or None,
         allowed_hosts=hosts,
+        limits=RecordLimits(max_record_bytes, max_nesting_depth),
     )
     settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1") and not read_token:
@@ -166,6 +173,8 @@ def serve_command(
             "loopback names and the bound address are always answered, others get 400.",
         ),
     ] = None,
+    max_record_bytes: MaxRecordBytesOption = MAX_RECORD_BYTES,
+    max_nesting_depth: MaxNestingDepthOption = MAX_NESTING_DEPTH,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -180,6 +189,8 @@ def serve_command(
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
             data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
             allowed_hosts=allowed_host,
+            data_dir=data_dir, reviews_db=reviews_db, max_record_bytes=max_record_bytes,
+            max_nesting_depth=max_nesting_depth,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

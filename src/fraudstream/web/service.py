@@ -30,8 +30,9 @@ from fraudstream.cardnumbers import mask_card_numbers_in_json, mask_raw_text
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, StepResult
 from fraudstream.io.decode import DeadLetter, Decoder
+from fraudstream.io.limits import RecordLimits, decode_record
 from fraudstream.io.records import decision_dicts, late_dicts
-from fraudstream.schema import CardTokenizer, mask_card_numbers
+from fraudstream.schema import CardTokenizer, InvalidRecord, mask_card_numbers
 
 __all__ = [
     "MAX_DECISIONS_KEPT",
@@ -48,6 +49,7 @@ MAX_LATE_KEPT = 10_000
 SUBSCRIBER_QUEUE = 1_000
 
 _encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
 
 Listener = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 """Called with the decision rows of a batch and, row for row, the transactions' summaries."""
@@ -127,9 +129,10 @@ class DecisionService:
         max_decisions: int = MAX_DECISIONS_KEPT,
         max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
         max_late: int = MAX_LATE_KEPT,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.decoder = Decoder(tokenizer, "api")
+        self.decoder = Decoder(tokenizer, "api", limits)
         self.lock = threading.Lock()
         self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.max_decisions = max_decisions
@@ -283,6 +286,31 @@ class DecisionService:
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.counts["dead_letters"] += 1
         self.dead_letters.append(letter.to_dict())
+
+    def parse(self, body: bytes, batch_bytes: int | None = None) -> tuple[Any, Any]:
+        """A request body's JSON and None; or None and the 4xx body saying why it is not
+        JSON within the decoder's record limits, kept as a dead letter. ``batch_bytes``: the
+        body is a list of records (one level deeper) of at most that many bytes.
+
+        Any byte sequence gets one of the two: invalid UTF-8, nesting past the limit (which
+        would make a parser recurse off its stack), numbers beyond any type, a byte-order
+        mark (ignored), NUL bytes.
+        """
+        try:
+            return _decoder.decode(body), None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # decoded again, within the limits, to say why
+        limits = record_limits = self.decoder.limits
+        if batch_bytes is not None:
+            size = max(batch_bytes, limits.max_record_bytes)
+            limits = RecordLimits(size, limits.max_depth + 1)
+        try:
+            return decode_record(body, limits), None
+        except InvalidRecord as exc:
+            why = str(exc)
+            if why == limits.too_deep_reason:  # said of the records, not of the list
+                why = record_limits.too_deep_reason
+            return None, self.reject(f"body: {why.removeprefix('record: ')}", body)
 
     def reject(self, reason: str, raw: bytes | str) -> dict[str, Any]:
         """A request body that is not even a record (bad JSON): dead letter + 4xx body."""
