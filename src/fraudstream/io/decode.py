@@ -241,15 +241,14 @@ class Decoder:
         limits = self.limits
         for index, record in enumerate(records):
             try:
-                valid = validate_record(record, tokenize)
-                if valid.extras is not None and limits.too_deep(valid.extras):
+                # nested too deeply says so whatever else is wrong (one reason on every path),
+                # and before validation walks the record (scrubbing its extras recurses)
+                if limits.too_deep(record):
                     raise InvalidRecord(limits.too_deep_reason)
-                good.append(valid)
+                good.append(validate_record(record, tokenize))
             except InvalidRecord as exc:
                 raw = raws[index] if raws is not None else _encoded(record)
-                # nested too deeply says so whatever else is wrong: one reason on every path
-                why = limits.too_deep_reason if limits.too_deep(record) else str(exc)
-                reason = mask_card_numbers(why)  # a reason may quote the bad value
+                reason = mask_card_numbers(str(exc))  # a reason may quote the bad value
                 dead.append(DeadLetter(self.source, positions[index], reason, _raw_text(raw)))
                 continue
             good_positions.append(positions[index])

@@ -188,8 +188,7 @@ def serve_command(
             host, port, rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
             data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
-            allowed_hosts=allowed_host,
-            data_dir=data_dir, reviews_db=reviews_db, max_record_bytes=max_record_bytes,
+            allowed_hosts=allowed_host, max_record_bytes=max_record_bytes,
             max_nesting_depth=max_nesting_depth,
         )  # fmt: skip
     except ConfigError as exc:
