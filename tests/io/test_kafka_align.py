@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from fraudstream.engine.batch import TxBatch
 from fraudstream.io.decode import DeadLetter
 from fraudstream.io.kafka_align import PartitionAligner
-from fraudstream.schema import ValidTx, validate_record
+from fraudstream.schema import CardTokenizer, ValidTx, validate_record
+
+TOKENS = CardTokenizer(b"test")
 
 
 def batch(partition: int, offsets: list[int], times: list[int]) -> TxBatch:
@@ -17,7 +19,7 @@ def batch(partition: int, offsets: list[int], times: list[int]) -> TxBatch:
         validate_record(
             {"transaction_id": f"p{partition}-{o}", "card_id": f"c{partition}", "timestamp": t,
              "amount": 1.0},
-            lambda card: card,
+            TOKENS,
         )
         for o, t in zip(offsets, times, strict=True)
     ]  # fmt: skip
