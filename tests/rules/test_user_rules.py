@@ -166,3 +166,15 @@ def test_the_cli_says_one_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "rule 'r': when column" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_a_rule_set_with_user_rules_round_trips_through_its_document(tmp_path: Path) -> None:
+    (tmp_path / "mcc.txt").write_text("5944\n# a comment\n\n7995\n")
+    (tmp_path / "rules.yaml").write_text(
+        "lists:\n  mcc: {file: mcc.txt}\n  bad: [d-1, 7]\nrules:\n  - id: velocity\n"
+        "    enabled: false\n  - id: r\n    when: \"merchant_category in list('mcc')\"\n"
+        "    score: 0.4\n    outcome: review\n    description: risky\n"
+    )
+    loaded = RuleSet.load(tmp_path / "rules.yaml")
+    assert loaded.list_values() == {"mcc": ("5944", "7995"), "bad": ("d-1", "7")}
+    assert RuleSet.from_document(loaded.to_document()) == loaded

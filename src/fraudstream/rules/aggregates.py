@@ -203,10 +203,9 @@ class WindowStore:
     [1.0, 2.0, 2.0, nan]
     """
 
-    FIELDS = ("head", "tail", "ev_time", "ev_value", "ev_code", "ev_next", "used")
-
     def __init__(self, window_ms: int, distinct: bool = False) -> None:
         self.window_ms = int(window_ms)
+        self.compact_min_events = 4096  # below this, compacting is not worth a pass
         self.distinct = distinct
         self.keys = KeySpace()
         self.values = KeySpace() if distinct else None
@@ -273,7 +272,10 @@ class WindowStore:
         events are forgotten, so memory follows the window, not the stream."""
         horizon = low_ms - self.window_ms
         used = len(self)
-        if used < 4096 or np.count_nonzero(self.ev_time[:used] <= horizon) * 2 < used:
+        if (
+            used < self.compact_min_events
+            or np.count_nonzero(self.ev_time[:used] <= horizon) * 2 < used
+        ):
             return
         slot_of = np.empty(used, dtype=np.int64)
         _compact_kernel(
