@@ -178,3 +178,23 @@ def test_a_rule_set_with_user_rules_round_trips_through_its_document(tmp_path: P
     loaded = RuleSet.load(tmp_path / "rules.yaml")
     assert loaded.list_values() == {"mcc": ("5944", "7995"), "bad": ("d-1", "7")}
     assert RuleSet.from_document(loaded.to_document()) == loaded
+
+
+def test_the_feature_names_rules_know_are_those_the_pipeline_exposes() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from fraudstream.engine.batch import TxBatch
+    from fraudstream.rules.check import FEATURES
+    from fraudstream.schema import CardTokenizer, validate_record
+
+    rows = [validate_record(tx(i, lat=1.0, lon=2.0, ip="192.0.2.1"), CardTokenizer(b"t"))
+            for i in range(3)]  # fmt: skip
+    pipeline = Pipeline()
+    decisions = pipeline.submit(TxBatch.from_valid(rows, np.arange(3), np.zeros(3)), 0).decisions
+    assert decisions is not None
+    exposed = {
+        name: "text" if isinstance(v, pa.Array) and pa.types.is_string(v.type) else "number"
+        for name, v in decisions.features.items()
+    }
+    assert exposed == FEATURES

@@ -178,17 +178,18 @@ def check(node: Node, names: Names) -> Type:
             raise RuleTypeError(node.column, f"fired('{node.rule}'): no standard rule of that id")
         return "bool"
     if isinstance(node, Aggregate):
-        for key in node.by:
-            if key not in KEY_FIELDS:
-                raise RuleTypeError(
-                    node.column, f"{node.kind}(): by= takes transaction fields, not '{key}'"
-                )
+        columns = list(node.columns) or [node.column] * (len(node.by) + 1)
         if node.field is not None:
             allowed = KEY_FIELDS if node.kind == "distinct_count" else AGGREGATE_FIELDS
             if node.field not in allowed:
                 what = "transaction" if node.kind == "distinct_count" else "numeric transaction"
                 raise RuleTypeError(
-                    node.column, f"{node.kind}() takes a {what} field, not '{node.field}'"
+                    columns[0], f"{node.kind}() takes a {what} field, not '{node.field}'"
                 )
+            columns = columns[1:]
+        for key, column in zip(node.by, columns, strict=False):
+            if key not in KEY_FIELDS:
+                known = "unknown field" if field_type(key) is None else "not a transaction field"
+                raise RuleTypeError(column, f"by= takes transaction fields: {known} '{key}'")
         return "number"
     raise RuleTypeError(node.column, f"not part of the rule language: {node.text}")

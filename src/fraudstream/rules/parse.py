@@ -151,6 +151,7 @@ class Aggregate(Node):
     by: tuple[str, ...]
     over_ms: int
     over_text: str
+    columns: tuple[int, ...] = ()  # of the aggregated field (if any), then of each key field
 
 
 def parse_window(text: str) -> int:
@@ -293,6 +294,8 @@ class _Converter:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, f"unknown function {self.text(node.func)}")
         name = node.func.id
+        if name not in (*AGGREGATES, *FUNCTIONS, "startswith", "fired"):
+            raise self.fail(node, f"unknown function {name}()")
         keywords = {k.arg: k.value for k in node.keywords if k.arg is not None}
         if len(keywords) != len(node.keywords):
             raise self.fail(node, "no ** arguments")
@@ -333,12 +336,14 @@ class _Converter:
             shape = "count(by=K, over=W)" if kind == "count" else f"{kind}(field, by=K, over=W)"
             raise self.fail(node, f"write {shape}")
         field = None
+        columns: list[int] = []
         if expected:
             argument = node.args[0]
             parsed = self.node(argument)
             if not isinstance(parsed, Field):
                 raise self.fail(argument, f"{kind}() aggregates a field, not {parsed.text}")
             field = parsed.name
+            columns.append(parsed.column)
         by_node = keywords["by"]
         items = by_node.elts if isinstance(by_node, ast.Tuple | ast.List) else [by_node]
         by: list[str] = []
@@ -347,6 +352,7 @@ class _Converter:
             if not isinstance(key, Field):
                 raise self.fail(item, "by= takes a field or a tuple of fields")
             by.append(key.name)
+            columns.append(key.column)
         if not by:
             raise self.fail(by_node, "by= takes a field or a tuple of fields")
         over = keywords["over"]
@@ -357,7 +363,7 @@ class _Converter:
             over_ms = parse_window(over_text)
         except ValueError as exc:
             raise self.fail(over, str(exc)) from None
-        return Aggregate(column, text, kind, field, tuple(by), over_ms, over_text)
+        return Aggregate(column, text, kind, field, tuple(by), over_ms, over_text, tuple(columns))
 
 
 def _is_null(node: ast.expr) -> bool:
