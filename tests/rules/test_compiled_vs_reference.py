@@ -160,3 +160,15 @@ def test_compaction_keeps_what_a_record_at_the_watermark_still_sees() -> None:
     assert decisions is not None and decisions.fired["three"].tolist() == [
         True
     ]  # 1,000 1,500 1,500
+
+
+def test_a_record_behind_its_key_still_sees_what_a_later_one_skipped() -> None:
+    rule_set = RuleSet.from_document(
+        {"rules": [{"id": "two", "when": "count(by=card_id, over='1s') >= 2", "score": 0.1}]}
+    )
+    pipeline = Pipeline(rule_set, time_config=TimeConfig(allowed_lateness_ms=5_000))
+    rows = [{"transaction_id": f"a{i}", "card_id": "c", "timestamp": T0 + t, "amount": 1.0}
+            for i, t in enumerate([500, 1_500, 1_000])]  # fmt: skip
+    decisions = pipeline.submit(batch(rows), now_ms=0).decisions
+    # 1,500 sees (500, 1,500]: itself only; 1,000 (processed after it) sees 500 and itself.
+    assert decisions is not None and decisions.fired["two"].tolist() == [False, False, True]

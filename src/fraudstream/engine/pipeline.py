@@ -337,7 +337,11 @@ class Pipeline:
         user = self.user_rules
         outcome = None
         if user is not None:
-            view = RuleInput(tx, inputs.time_ms, self._profile_reader(inputs), features, fired)
+            view = RuleInput(
+                tx, inputs.time_ms, self._profile_reader(inputs), features, fired,
+                {"merchant_id": inputs.merchant, "device_id": inputs.device,
+                 "zipcode": inputs.zipcode},
+            )  # fmt: skip
             user.step_aggregates(view)
             user_found = user.evaluate(view)
             fired.update(user_found.fired)

@@ -79,6 +79,8 @@ def _window_kernel(
     window_ms: int,
     head: I64,
     tail: I64,
+    start: I64,
+    latest: I64,
     ev_time: I64,
     ev_value: F64,
     ev_code: I64,
@@ -118,6 +120,15 @@ def _window_kernel(
         hi = -np.inf
         d = 0
         j = head[s]
+        if t >= latest[s]:
+            # In order for its key: skip (for good) the list's events at or before t - W;
+            # no later record at or after t can see them. One out of order walks from head.
+            latest[s] = t
+            if start[s] >= 0:
+                j = start[s]
+            while j != e and ev_time[j] <= t - window_ms:
+                j = ev_next[j]
+            start[s] = j
         while j >= 0:
             tj = ev_time[j]
             if t - window_ms < tj <= t:
@@ -203,14 +214,18 @@ class WindowStore:
     [1.0, 2.0, 2.0, nan]
     """
 
-    def __init__(self, window_ms: int, distinct: bool = False) -> None:
+    def __init__(self, window_ms: int, distinct: bool = False, shared_keys: bool = False) -> None:
         self.window_ms = int(window_ms)
+        # Shared keys: the caller passes slots of a key space it owns and never renumbers
+        # (the pipeline's merchant or device codes), so no key is hashed twice.
+        self.shared_keys = shared_keys
         self.compact_min_events = 4096  # below this, compacting is not worth a pass
         self.distinct = distinct
         self.keys = KeySpace()
         self.values = KeySpace() if distinct else None
         self.head = np.full(1024, -1, dtype=np.int64)
         self.tail = np.full(1024, -1, dtype=np.int64)
+        self._forget_starts()
         self.ev_time = np.zeros(4096, dtype=np.int64)
         self.ev_value = np.full(4096, np.nan, dtype=np.float64)
         self.ev_code = np.full(4096, -1, dtype=np.int64)
@@ -222,11 +237,22 @@ class WindowStore:
         """Events held."""
         return int(self.used[0])
 
+    def _forget_starts(self) -> None:
+        # Where each key's walk may start (-1: its head) and its latest time: a cache that
+        # any event renumbering resets (a reset skips nothing, so it is always safe).
+        self.start = np.full(len(self.head), -1, dtype=np.int64)
+        self.latest = np.full(len(self.head), np.iinfo(np.int64).min, dtype=np.int64)
+
     def _grow_keys(self, size: int) -> None:
         if size > len(self.head):
             grown = max(size, 2 * len(self.head))
             self.head = np.concatenate([self.head, np.full(grown - len(self.head), -1, np.int64)])
             self.tail = np.concatenate([self.tail, np.full(grown - len(self.tail), -1, np.int64)])
+            extra = grown - len(self.start)
+            self.start = np.concatenate([self.start, np.full(extra, -1, np.int64)])
+            self.latest = np.concatenate(
+                [self.latest, np.full(extra, np.iinfo(np.int64).min, np.int64)]
+            )
 
     def _grow_events(self, size: int) -> None:
         if size > len(self.ev_time):
@@ -239,15 +265,20 @@ class WindowStore:
 
     def step(
         self,
-        keys: pa.Array,
+        keys: pa.Array | I32,
         time_ms: I64,
         value: F64 | None,
         distinct_values: pa.Array | None = None,
     ) -> WindowTotals:
-        """Adds a batch (processing order) and returns each row's window totals."""
+        """Adds a batch (processing order) and returns each row's window totals; ``keys``
+        is the key column, or with ``shared_keys`` its slots (-1: no key)."""
         n = len(time_ms)
-        slots = self.keys.slots(keys)
-        self._grow_keys(len(self.keys))
+        if self.shared_keys:
+            slots = np.asarray(keys, dtype=np.int32)
+            self._grow_keys(int(slots.max(initial=-1)) + 1)
+        else:
+            slots = self.keys.slots(keys)
+            self._grow_keys(len(self.keys))
         self._grow_events(len(self) + n)
         codes = np.full(n, -1, dtype=np.int64)
         if self.values is not None and distinct_values is not None:
@@ -260,7 +291,8 @@ class WindowStore:
             np.ascontiguousarray(slots, dtype=np.int32),
             np.ascontiguousarray(time_ms, dtype=np.int64),
             np.full(n, np.nan) if value is None else np.ascontiguousarray(value, np.float64),
-            codes, self.window_ms, self.head, self.tail, self.ev_time, self.ev_value,
+            codes, self.window_ms, self.head, self.tail, self.start, self.latest, self.ev_time,
+            self.ev_value,
             self.ev_code, self.ev_next, self.used, self.marks, totals.count, totals.values,
             totals.sum, totals.min, totals.max, totals.distinct,
         )  # fmt: skip
@@ -282,13 +314,15 @@ class WindowStore:
             horizon, self.head, self.tail, self.ev_time, self.ev_value, self.ev_code,
             self.ev_next, self.used, slot_of,
         )  # fmt: skip
+        self.start[:] = -1  # events moved: walks start at each head again
         live = np.flatnonzero(self.head[: len(self.keys)] >= 0)
-        if len(live) * 2 < len(self.keys):
+        if not self.shared_keys and len(live) * 2 < len(self.keys):
             self.keys.retain(live.astype(np.int64))
             self.head[: len(live)] = self.head[live]
             self.tail[: len(live)] = self.tail[live]
             self.head[len(live) :] = -1
             self.tail[len(live) :] = -1
+            self._forget_starts()
         if self.values is not None:
             kept = len(self)
             codes = self.ev_code[:kept]
@@ -301,7 +335,12 @@ class WindowStore:
 
     def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
         """The store's arrays (copies), for a checkpoint."""
-        used, keys = len(self), len(self.keys)
+        used = len(self)
+        keys = (
+            int(np.flatnonzero(self.head >= 0).max(initial=-1)) + 1
+            if self.shared_keys
+            else len(self.keys)
+        )
         arrays: dict[str, np.ndarray[Any, Any]] = {
             "head": self.head[:keys].copy(),
             "tail": self.tail[:keys].copy(),
@@ -311,14 +350,16 @@ class WindowStore:
             "ev_next": self.ev_next[:used].copy(),
             "used": self.used.copy(),
         }
-        arrays.update({f"keys.{k}": v for k, v in self.keys.snapshot().items()})
+        if not self.shared_keys:
+            arrays.update({f"keys.{k}": v.copy() for k, v in self.keys.snapshot().items()})
         if self.values is not None:
-            arrays.update({f"values.{k}": v for k, v in self.values.snapshot().items()})
+            arrays.update({f"values.{k}": v.copy() for k, v in self.values.snapshot().items()})
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
         """Loads a :meth:`snapshot`."""
-        self.keys.restore({k[5:]: v for k, v in arrays.items() if k.startswith("keys.")})
+        if not self.shared_keys:
+            self.keys.restore({k[5:]: v for k, v in arrays.items() if k.startswith("keys.")})
         if self.values is not None:
             values = {k[7:]: v for k, v in arrays.items() if k.startswith("values.")}
             self.values.restore(values)
@@ -328,6 +369,7 @@ class WindowStore:
         self.tail = np.full(max(1024, keys), -1, dtype=np.int64)
         self.head[:keys] = arrays["head"]
         self.tail[:keys] = arrays["tail"]
+        self._forget_starts()
         size = max(4096, used)
         self.ev_time = np.zeros(size, np.int64)
         self.ev_value = np.full(size, np.nan)

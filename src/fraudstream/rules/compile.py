@@ -43,7 +43,17 @@ F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 Column = Any  # F64 | pa.Array | Bools
 Compiled = Callable[["RuleInput"], Column]
-__all__ = ["RuleInput", "aggregate_store", "compile_node", "number_column", "text_column"]
+# Key fields whose slots the pipeline computes anyway and never renumbers: an aggregate by one
+# of them alone uses those slots instead of hashing the keys again.
+SHARED_KEY_FIELDS = frozenset({"merchant_id", "device_id", "zipcode"})
+__all__ = [
+    "SHARED_KEY_FIELDS",
+    "RuleInput",
+    "aggregate_store",
+    "compile_node",
+    "number_column",
+    "text_column",
+]
 
 
 @dataclass(slots=True)
@@ -52,7 +62,8 @@ class RuleInput:
 
     ``time_ms`` is the pipeline's clock (event time, or arrival time in processing-time mode);
     ``profile(name)`` gives a profile field by row; ``aggregates`` holds each aggregate's
-    values by :func:`aggregate_store` name and kind; ``keys`` each key space's key column.
+    values by :func:`aggregate_store` name and kind; ``keys`` each key space's key column;
+    ``slots`` the stable slots of some key fields (see :data:`SHARED_KEY_FIELDS`).
     """
 
     tx: TxBatch
@@ -60,6 +71,8 @@ class RuleInput:
     profile: Callable[[str], Column]
     features: Mapping[str, Any]
     fired: Mapping[str, Bools]
+    # Stable slots of some key fields (the pipeline's own key spaces, never renumbered).
+    slots: Mapping[str, npt.NDArray[np.int32]] = field(default_factory=dict)
     aggregates: dict[tuple[str, str], F64] = field(default_factory=dict)
     keys: dict[str, pa.Array] = field(default_factory=dict)
     cache: dict[str, Column] = field(default_factory=dict)

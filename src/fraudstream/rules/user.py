@@ -19,6 +19,7 @@ import pyarrow as pa
 from fraudstream.rules.aggregates import WindowStore, key_column
 from fraudstream.rules.check import TX_FIELDS
 from fraudstream.rules.compile import (
+    SHARED_KEY_FIELDS,
     Compiled,
     RuleInput,
     aggregate_store,
@@ -94,7 +95,8 @@ class UserRules:
         for name, node in self.aggregates.items():
             store = kept.get(name)
             if store is None:
-                store = WindowStore(node.over_ms, distinct=node.kind == "distinct_count")
+                shared = len(node.by) == 1 and node.by[0] in SHARED_KEY_FIELDS
+                store = WindowStore(node.over_ms, node.kind == "distinct_count", shared)
             self.stores[name] = store
         self.kinds: dict[str, set[str]] = {}
         for rule in rules:
@@ -114,8 +116,13 @@ class UserRules:
     def step_aggregates(self, batch: RuleInput) -> None:
         """Adds the batch to every key space and stores each aggregate's values in ``batch``."""
         for name, node in self.aggregates.items():
-            keys = key_column([_key_part(batch, f) for f in node.by])
-            batch.keys[name] = keys
+            store = self.stores[name]
+            keys: Any
+            if store.shared_keys:
+                keys = batch.slots[node.by[0]]
+                batch.keys[name] = batch.column(node.by[0])  # for the reasons' texts
+            else:
+                keys = batch.keys[name] = key_column([_key_part(batch, f) for f in node.by])
             value = None
             distinct = None
             if node.kind == "distinct_count":
@@ -123,7 +130,7 @@ class UserRules:
                 distinct = _key_part(batch, node.field)
             elif node.field is not None:
                 value = batch.column(node.field)
-            totals = self.stores[name].step(keys, batch.time_ms, value, distinct)
+            totals = store.step(keys, batch.time_ms, value, distinct)
             for kind in self.kinds[name]:
                 batch.aggregates[(name, kind)] = totals.result(kind)
 
