@@ -23,7 +23,9 @@ KEYS = ["card_id", "device_id", "(card_id, merchant_id)", "channel"]
 LISTS = {"devices": ["d0", "d2"], "numbers": ["1", "2.5", "x"]}
 
 numbers_leaf = st.one_of(
-    st.sampled_from(["amount", "hour", "lat", "timestamp % 7000", "1", "2.5", "0"]),
+    st.sampled_from(
+        ["amount", "hour", "lat", "timestamp % 7000", "1", "2.5", "0", "transactions_in_window"]
+    ),
     st.builds(
         lambda key, over: f"count(by={key}, over='{over}')",
         st.sampled_from(KEYS), st.sampled_from(WINDOWS),
@@ -50,7 +52,9 @@ def _numbers(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 
 numbers = st.recursive(numbers_leaf, _numbers, max_leaves=4)
-texts = st.sampled_from(["card_id", "device_id", "merchant_id", "channel"])
+texts = st.sampled_from(
+    ["card_id", "device_id", "merchant_id", "channel", "previous_transaction_id"]
+)
 conditions_leaf = st.one_of(
     st.builds(lambda a, op, b: f"{a} {op} {b}", numbers,
               st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), numbers),
@@ -137,6 +141,9 @@ def test_compiled_rules_equal_the_reference(
         for row in range(len(decisions)):
             fields = decisions.tx.record(row)
             fields["hour"] = (fields["timestamp"] // 3_600_000) % 24
+            features = decisions.features  # detector outputs: inputs to both evaluators
+            fields["transactions_in_window"] = int(features["transactions_in_window"][row])
+            fields["previous_transaction_id"] = features["previous_transaction_id"][row].as_py()
             fired = {"velocity": bool(decisions.fired["velocity"][row])}
             expected = reference.step(fields, int(decisions.time_ms[row]), fired)
             got = {rule: bool(decisions.fired[rule][row]) for rule in trees}

@@ -6,7 +6,8 @@ directory ``chk-<n>/`` in the checkpoint directory (a local path, or any fsspec 
 
     chk-00000007/
       state.npz       every keyed array: key spaces (keys in slot order), detector state
-                      tables, profile table, the id set of the dedup, last-seen times (TTL)
+                      tables, profile table, the id set of the dedup, last-seen times (TTL),
+                      the user rules' aggregate windows
       pending.arrow   records buffered by the event clock, not yet released (Arrow IPC)
       manifest.json   format version, checkpoint id, run id, rules in force, watermark,
                       profiles, source position, sink commit markers, summary counts;
