@@ -44,6 +44,9 @@ def tx(i: int, **fields: Any) -> dict[str, Any]:
         ("fired('nope')", "column 1: fired('nope'): no standard rule of that id"),
         ("sum(device_id, by=card_id, over='1h') > 1", "sum() takes a numeric transaction field"),
         ("profile.shoe_size > 1", "column 1: unknown field 'profile.shoe_size'"),
+        ("-" * 3000 + "amount > 1", "rule 'r': when column 1: nested too deeply"),
+        ("not " * 100 + "amount > 1", "rule 'r': when column 257: nested more than 64 deep"),
+        ("amount > 1 " + "or amount > 1 " * 400, "rule 'r': when column 4001: an expression is"),
     ],
 )
 def test_errors_name_the_rule_and_the_column(when: str, error: str) -> None:

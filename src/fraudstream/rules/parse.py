@@ -55,6 +55,8 @@ __all__ = [
     "parse_window",
 ]
 
+MAX_LENGTH = 4_000  # characters of one expression
+MAX_DEPTH = 64  # nesting of one expression (its evaluation recurses that deep)
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct_count")
 FUNCTIONS = ("abs", "min", "max", "log")
 _UNITS_MS = {"ms": 1, "s": 1_000, "min": 60_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -178,16 +180,21 @@ def parse(source: str) -> Node:
     """The tree of an expression; raises :class:`RuleSyntaxError` with the column."""
     if "\n" in source.strip():
         raise RuleSyntaxError(1, "an expression is one line")
+    if len(source.strip()) > MAX_LENGTH:
+        raise RuleSyntaxError(MAX_LENGTH + 1, f"an expression is at most {MAX_LENGTH} characters")
     try:
         tree = ast.parse(source.strip(), mode="eval")
+        return _Converter(source.strip()).node(tree.body)
     except SyntaxError as exc:
         raise RuleSyntaxError(exc.offset or 1, exc.msg) from None
-    return _Converter(source.strip()).node(tree.body)
+    except (RecursionError, MemoryError):  # absurd nesting: refused, never a crash
+        raise RuleSyntaxError(1, "nested too deeply") from None
 
 
 class _Converter:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.depth = 0
 
     def fail(self, node: ast.AST, message: str) -> RuleSyntaxError:
         return RuleSyntaxError(getattr(node, "col_offset", 0) + 1, message)
@@ -196,6 +203,15 @@ class _Converter:
         return ast.get_source_segment(self.source, node) or ""
 
     def node(self, node: ast.expr) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.fail(node, f"nested more than {MAX_DEPTH} deep")
+            return self.convert(node)
+        finally:
+            self.depth -= 1
+
+    def convert(self, node: ast.expr) -> Node:
         column, text = node.col_offset + 1, self.text(node)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or node.value is None:
