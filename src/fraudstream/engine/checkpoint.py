@@ -6,7 +6,8 @@ directory ``chk-<n>/`` in the checkpoint directory (a local path, or any fsspec 
 
     chk-00000007/
       state.npz       every keyed array: key spaces (keys in slot order), detector state
-                      tables, profile table, the id set of the dedup, last-seen times (TTL)
+                      tables, profile table, the id set of the dedup, last-seen times (TTL),
+                      the user rules' aggregate windows
       pending.arrow   records buffered by the event clock, not yet released (Arrow IPC)
       manifest.json   format version, checkpoint id, run id, rules in force, watermark,
                       profiles, source position, sink commit markers, summary counts;
@@ -118,6 +119,8 @@ def snapshot_pipeline(pipeline: Pipeline) -> PipelineSnapshot:
     if stage is not None:  # streaming features / model: their own (meta, arrays)
         model, model_arrays = stage.snapshot()
         _put(arrays, "model", model_arrays)
+    if pipeline.user_rules is not None:  # the aggregates' window state
+        _put(arrays, "user_rules", pipeline.user_rules.snapshot())
     watermark, pending = pipeline.clock.snapshot()
     meta = {
         "rules": pipeline.rules.to_document(),
@@ -142,7 +145,10 @@ def restore_pipeline(pipeline: Pipeline, snapshot: PipelineSnapshot) -> None:
     from fraudstream.rules import RuleSet
 
     arrays, meta = snapshot.arrays, snapshot.meta
+    pipeline.user_rules = None  # window state comes from the snapshot, none carried over
     pipeline.apply_rules(RuleSet.from_document(meta["rules"]))
+    if pipeline.user_rules is not None:
+        pipeline.user_rules.restore(_get(arrays, "user_rules"))
     pipeline.cards.restore(_get(arrays, "keys/cards"))
     pipeline.users.restore(_get(arrays, "keys/users"))
     pipeline.ips.restore(_get(arrays, "keys/ips"))

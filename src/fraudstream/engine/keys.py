@@ -238,7 +238,17 @@ class KeySpace:
 
     def retain(self, slots: npt.NDArray[np.int64]) -> None:
         """Keeps only the keys at ``slots`` (ascending), renumbered 0.. in that order."""
-        keys = pa.array(self.keys, pa.string()).take(pa.array(slots, pa.int64()))
+        # The kept keys straight from the arena (no Python string per key: compacting a
+        # key space of millions would otherwise decode every one of them).
+        used = len(self)
+        offsets = np.ascontiguousarray(self._start[: used + 1], dtype=np.int64)
+        data = np.ascontiguousarray(self._arena[: int(self._state[1])])
+        arena = pa.Array.from_buffers(
+            pa.large_string(), used, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        )
+        keys = arena.take(pa.array(slots, pa.int64()))
+        if len(data) < 2**31:
+            keys = keys.cast(pa.string())
         self._clear(max(len(slots), 2048))
         if len(slots):
             self.slots(keys)

@@ -28,6 +28,8 @@ from fraudstream.engine.state import StateTable
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
 from fraudstream.rules import Rule, RuleSet, thresholds_for
+from fraudstream.rules.compile import RuleInput
+from fraudstream.rules.user import UserRules
 
 TIMER_SWEEP_MS = 1_000
 
@@ -125,6 +127,7 @@ class Pipeline:
         self.last_sweep_ms = -(2**62)
         # Streaming features + an optional model (fraudstream.models.stage.ModelStage).
         self.model_stage: Any = None
+        self.user_rules: UserRules | None = None  # None: no user rule, nothing of theirs runs
         self.apply_rules(rules or RuleSet.default())
 
     # --- rules -------------------------------------------------------------------------------
@@ -155,6 +158,11 @@ class Pipeline:
         self.rules = rules
         self.scores: dict[str, float] = {r.id: r.score for r in enabled}
         self.rule_by_id: dict[str, Rule] = {r.id: r for r in enabled}
+        user = rules.enabled_user_rules()
+        # Window state of aggregates the new rules still use carries over.
+        self.user_rules = UserRules(user, rules.list_values(), self.user_rules) if user else None
+        if self.user_rules is not None:
+            self.scores.update(self.user_rules.scores)
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -181,7 +189,17 @@ class Pipeline:
                 result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
         if self.expiry is not None and self.expiry.due():
             self.expiry.reclaim(self)
+        if self.user_rules is not None and result.decisions is not None:
+            self._compact_windows(int(result.decisions.time_ms.max()))
         return result
+
+    def _compact_windows(self, latest_ms: int) -> None:
+        """Drops aggregate window state that no record still to come can see: a record
+        admitted from now on has a time >= watermark - allowed lateness (event time)."""
+        assert self.user_rules is not None
+        if self.time.mode == "event":
+            latest_ms = self.clock.watermark
+        self.user_rules.compact(latest_ms - self.time.allowed_lateness_ms)
 
     def flush(self, now_ms: float | None = None) -> StepResult:
         """End of input, or an idle source: releases every buffered record."""
@@ -189,7 +207,10 @@ class Pipeline:
         ready = self.clock.flush()
         if len(ready) == 0:
             return StepResult()
-        return StepResult(self.process(ready, ready.timestamp_ms, now_ms))
+        result = StepResult(self.process(ready, ready.timestamp_ms, now_ms))
+        if self.user_rules is not None:
+            self._compact_windows(int(ready.timestamp_ms.max()))
+        return result
 
     @property
     def pending(self) -> int:
@@ -248,6 +269,23 @@ class Pipeline:
         self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
         self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
 
+    def _profile_reader(self, inputs: DetectorInput) -> Any:
+        """``profile.<name>`` columns for the rules, by the batch's user slots."""
+        table, users = self.profiles.table, inputs.user
+
+        def read(name: str) -> Any:
+            if name == "first_name":
+                return inputs.first_name
+            if name == "last_name":
+                return inputs.last_name
+            if name == "home_country":
+                codes = table["home_country_code"][users]
+                names = np.array([*self.codes["country"].keys, None], dtype=object)
+                return pa.array(names[codes], pa.string())
+            return np.asarray(table[name][users], dtype=np.float64)
+
+        return read
+
     def customer_features(self) -> Any:
         """The model stage's streaming features (their customers are user slots), if any."""
         stage = self.model_stage
@@ -296,6 +334,18 @@ class Pipeline:
                     fired[rule_id] = mask
                     any_fired |= mask
                     found.append((instance, rule_name, rule_id, findings.features))
+        user = self.user_rules
+        outcome = None
+        if user is not None:
+            view = RuleInput(
+                tx, inputs.time_ms, self._profile_reader(inputs), features, fired,
+                {"merchant_id": inputs.merchant, "device_id": inputs.device,
+                 "zipcode": inputs.zipcode},
+            )  # fmt: skip
+            user.step_aggregates(view)
+            user_found = user.evaluate(view)
+            fired.update(user_found.fired)
+            outcome = user_found.outcome
         messages: dict[str, Any] = {}
         if any_fired.any():
             base = BaseValues(tx, inputs.time_ms)
@@ -314,7 +364,12 @@ class Pipeline:
         stage = self.model_stage
         model = stage.score(tx, inputs, features) if stage is not None else None
         score, tier = combine(fired, self.scores, review, decline, model)
+        if outcome is not None:  # a forced outcome beats the score's tier
+            tier = np.where(outcome >= 0, outcome, tier).astype(np.int8)
         scores = self.scores if stage is None else stage.explain(tier, fired, messages, self.scores)
+        if user is not None:
+            messages.update(user_found.messages)
+            scores = {**scores, **user.rank}
         reasons = explain(messages, scores, n)
         if sweep:
             self._sweep_timers(int(clock_ms[-1]) if n else None)

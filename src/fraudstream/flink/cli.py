@@ -293,6 +293,11 @@ def run(
         fuse=fuse,
         fault=fault,
     )
+    if parts.rules.enabled_user_rules() and not job.fused:
+        _fail(
+            "rules with 'when:' run in the fused job only (parallelism 1 on files) for now; "
+            "the sharded job cannot see a key other than card or user in one place yet"
+        )
     if explain:
         try:
             plan = job.explain()

@@ -82,12 +82,13 @@ class PipelineParts:
 
 
 def rules_keyed_by(rules: RuleSet, key: Key) -> RuleSet:
-    """The rule set with every rule whose detector keeps state under the other key disabled."""
+    """The rule set with every rule whose detector keeps state under the other key disabled
+    (and no user rule: their aggregates span keys no card or user shard holds)."""
     kept = tuple(
         r if RULE_FAMILY[r.detector].key == key else dataclasses.replace(r, enabled=False)
         for r in rules.rules
     )
-    return dataclasses.replace(rules, rules=kept)
+    return dataclasses.replace(rules, rules=kept, user_rules=())
 
 
 @numba.njit(cache=True, nogil=True)

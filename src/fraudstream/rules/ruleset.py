@@ -6,28 +6,34 @@ rule name (``small_then_large``, ``geo_velocity``, ...). Each has ``enabled``, a
 their defaults, so a file only needs what it changes. A second rule on a single-rule detector
 (``id: velocity_burst``, ``detector: velocity``) runs its own instance with its own state.
 The ``decision`` section holds the global review and decline thresholds. Editing the file
-changes a running pipeline without a restart (:class:`RulesFileWatcher`), and every change is
-kept in an audit log (:class:`AuditLog`) with who, when and the before/after.
+changes a running pipeline without a restart (:class:`~.audit.RulesFileWatcher`), and every
+change is kept in an audit log (:class:`~.audit.AuditLog`) with who, when and the before/after.
+
+A rule with ``when:`` is a user rule (:class:`UserRule`): an expression of the rule language
+(:mod:`.parse`, :mod:`.check`) that adds its ``score`` to the noisy-or and/or forces an
+``outcome``; ``lists:`` holds the named lists its expressions test (:mod:`.lists`). Its
+expression is parsed and checked when the file is read, so a bad one is refused with the rule
+id and the column.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fraudstream.config import ConfigError, load_document
 from fraudstream.detectors import FAMILIES, RULE_FAMILY
+from fraudstream.rules.check import Names, RuleTypeError, check
+from fraudstream.rules.lists import NamedList, load_lists
+from fraudstream.rules.parse import Node, RuleSyntaxError, parse
 
 FAMILY_NAMES = frozenset(family.name for family in FAMILIES)
 
 SEVERITIES = ("low", "medium", "high", "critical")
+OUTCOMES = ("decline", "review", "approve")
 
 # Strong signals alert on their own; weak ones (score < review) only together with others.
 DEFAULT_SCORES: dict[str, tuple[float, str]] = {
@@ -59,12 +65,41 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRule:
+    """A rule a fraud team writes: ``when`` an expression holds, add ``score`` and/or force
+    ``outcome`` (``decline`` beats ``approve`` beats ``review`` beats the score)."""
+
+    id: str
+    when: str
+    score: float | None = None
+    outcome: str | None = None
+    enabled: bool = True
+    severity: str = "medium"
+    description: str = ""
+    tree: Node | None = field(default=None, compare=False, repr=False)  # checked `when`
+
+    def to_document(self) -> dict[str, Any]:
+        """Its entry in a rules file."""
+        entry: dict[str, Any] = {"id": self.id, "when": self.when, "enabled": self.enabled}
+        if self.score is not None:
+            entry["score"] = self.score
+        if self.outcome is not None:
+            entry["outcome"] = self.outcome
+        entry["severity"] = self.severity
+        if self.description:
+            entry["description"] = self.description
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
-    """The rules and the global decision thresholds."""
+    """The rules, the global decision thresholds, the user rules and their lists."""
 
     rules: tuple[Rule, ...]
     review_threshold: float = 0.5
     decline_threshold: float = 0.9
+    user_rules: tuple[UserRule, ...] = ()
+    lists: tuple[NamedList, ...] = ()
 
     @classmethod
     def default(cls) -> RuleSet:
@@ -76,18 +111,22 @@ class RuleSet:
         """A rules file; raises ConfigError with the file and the rule named."""
         document = load_document(path) or {}  # its errors already name the file
         try:
-            return cls.from_document(document)
+            return cls.from_document(document, base=path.parent)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
     @classmethod
-    def from_document(cls, document: Any) -> RuleSet:
-        """Rules from a parsed document (``rules:`` list and ``decision:`` mapping)."""
+    def from_document(cls, document: Any, base: Path | None = None) -> RuleSet:
+        """Rules from a parsed document (``rules:`` list, ``decision:`` and ``lists:``
+        mappings); ``base`` is where relative list files are (the rules file's folder)."""
         if not isinstance(document, dict):
             raise ConfigError("expected a mapping with 'rules' and 'decision'")
-        unknown = set(document) - {"rules", "decision"}
+        unknown = set(document) - {"rules", "decision", "lists"}
         if unknown:
-            raise ConfigError(f"unknown section(s) {sorted(unknown)}; known: rules, decision")
+            raise ConfigError(
+                f"unknown section(s) {sorted(unknown)}; known: rules, decision, lists"
+            )
+        lists = load_lists(document.get("lists"), base)
         given = document.get("rules") or []
         if not isinstance(given, list):
             raise ConfigError("'rules' must be a list")
@@ -95,9 +134,20 @@ class RuleSet:
             rule_id: Rule(rule_id, rule_id, True, score, severity)
             for rule_id, (score, severity) in DEFAULT_SCORES.items()
         }
+        user_entries: list[tuple[int, Any]] = []
         for position, raw in enumerate(given, 1):
+            if isinstance(raw, dict) and "when" in raw:
+                user_entries.append((position, raw))
+                continue
             rule = _parse_rule(raw, position, by_id)
             by_id[rule.id] = rule
+        names = Names(frozenset(x.name for x in lists), frozenset(by_id))
+        user_rules: dict[str, UserRule] = {}
+        for position, raw in user_entries:
+            user = _parse_user_rule(raw, position, names)
+            if user.id in user_rules:
+                raise ConfigError(f"rule '{user.id}': a second rule with this id")
+            user_rules[user.id] = user
         decision = document.get("decision") or {}
         if not isinstance(decision, dict):
             raise ConfigError("'decision' must be a mapping")
@@ -105,7 +155,7 @@ class RuleSet:
         decline = _unit(decision.get("decline_threshold", 0.9), "decision.decline_threshold")
         if review > decline:
             raise ConfigError("decision.review_threshold must be <= decline_threshold")
-        return cls(tuple(by_id.values()), review, decline)
+        return cls(tuple(by_id.values()), review, decline, tuple(user_rules.values()), lists)
 
     def enabled(self) -> list[Rule]:
         """The rules that run."""
@@ -115,8 +165,24 @@ class RuleSet:
         """A rule by id."""
         return next((r for r in self.rules if r.id == rule_id), None)
 
+    def enabled_user_rules(self) -> list[UserRule]:
+        """The user rules that run."""
+        return [r for r in self.user_rules if r.enabled]
+
+    def list_values(self) -> dict[str, tuple[str, ...]]:
+        """Each named list's values."""
+        return {x.name: x.values for x in self.lists}
+
     def to_document(self) -> dict[str, Any]:
         """The rule set as a rules-file document (round-trips through from_document)."""
+        document = self._standard_document()
+        if self.user_rules:
+            document["rules"] += [r.to_document() for r in self.user_rules]
+        if self.lists:
+            document["lists"] = {x.name: x.to_document() for x in self.lists}
+        return document
+
+    def _standard_document(self) -> dict[str, Any]:
         return {
             "decision": {
                 "review_threshold": self.review_threshold,
@@ -198,6 +264,43 @@ def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     return Rule(rule_id, detector, enabled, score, severity, dict(thresholds), description)
 
 
+def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRule:
+    rule_id = str(raw.get("id", ""))
+    if not rule_id:
+        raise ConfigError(f"rule {position}: a rule with 'when' needs an 'id'")
+    where = f"rule '{rule_id}'"
+    allowed = {"id", "when", "score", "outcome", "enabled", "severity", "description"}
+    extra = set(raw) - allowed
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(allowed)}")
+    if rule_id in names.rules or rule_id in FAMILY_NAMES:
+        raise ConfigError(f"{where}: '{rule_id}' is a standard rule or detector name")
+    when = raw["when"]
+    if not isinstance(when, str) or not when.strip():
+        raise ConfigError(f"{where}: 'when' must be an expression text")
+    try:
+        tree = parse(when)
+        kind = check(tree, names)
+    except (RuleSyntaxError, RuleTypeError) as exc:
+        raise ConfigError(f"{where}: when {exc}") from None
+    if kind != "bool":
+        raise ConfigError(f"{where}: when column 1: is a {kind}, not a condition: {when.strip()}")
+    score = _unit(raw["score"], f"{where}: score") if raw.get("score") is not None else None
+    outcome = raw.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ConfigError(f"{where}: outcome must be one of {', '.join(OUTCOMES)}")
+    if score is None and outcome is None:
+        raise ConfigError(f"{where}: give a score, an outcome or both")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: enabled must be true or false, got {enabled!r}")
+    severity = str(raw.get("severity", "medium"))
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
+    description = str(raw.get("description", ""))
+    return UserRule(rule_id, when.strip(), score, outcome, enabled, severity, description, tree)
+
+
 def thresholds_for(family_rules: tuple[str, ...], rules: list[Rule]) -> dict[str, Any]:
     """The merged thresholds of a shared-state family's standard rules."""
     merged: dict[str, Any] = {}
@@ -216,82 +319,3 @@ def replace_rule(rules: RuleSet, rule_id: str, **changes: Any) -> RuleSet:
     document = rules.to_document()
     document["rules"] = [merged if r["id"] == rule_id else r for r in document["rules"]]
     return RuleSet.from_document(document)
-
-
-class AuditLog:
-    """Every change of the running rules: who, when, from where, and the before/after.
-
-    One JSON object per line, appended and flushed at once, so the log survives a crash.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def record(
-        self, who: str, source: str, before: RuleSet, after: RuleSet | None, note: str = ""
-    ) -> None:
-        """Appends one change (``after`` None: a change that was refused, with ``note``)."""
-        entry = {
-            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "who": who,
-            "source": source,
-            "before": before.to_document(),
-            "after": after.to_document() if after is not None else None,
-            "note": note,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-
-
-class RulesFileWatcher:
-    """Reloads a rules file when it changes, for a running pipeline (no restart).
-
-    ``poll()`` is cheap (one ``stat``); call it between micro-batches. A file that no longer
-    parses keeps the rules that run and is logged as refused, with the reason.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        apply: Callable[[RuleSet], None],
-        current: RuleSet,
-        audit: AuditLog | None = None,
-        on_error: Callable[[str], None] | None = None,
-    ) -> None:
-        self.path = path
-        self.apply = apply
-        self.current = current
-        self.audit = audit
-        self.on_error = on_error
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
-    def poll(self) -> bool:
-        """Applies the file if it changed since last time; True when new rules now run."""
-        stamp = self._stamp()
-        if stamp == self._seen or stamp is None:
-            return False
-        self._seen = stamp
-        who = f"file:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
-        try:
-            rules = RuleSet.load(self.path)
-        except ConfigError as exc:
-            if self.audit is not None:
-                self.audit.record(who, str(self.path), self.current, None, f"refused: {exc}")
-            if self.on_error is not None:
-                self.on_error(f"rules not reloaded: {exc}")
-            return False
-        if rules == self.current:
-            return False
-        before, self.current = self.current, rules
-        self.apply(rules)
-        if self.audit is not None:
-            self.audit.record(who, str(self.path), before, rules)
-        return True
