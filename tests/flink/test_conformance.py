@@ -10,11 +10,12 @@ facts) may differ.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flink_helpers import by_id, by_position, read_jsonl
+from flink_helpers import FRAUDSTREAM, OPTIONS, by_id, by_position, read_jsonl
 
 RUNS = [("thread", 1, ()), ("thread", 2, ()), ("process", 1, ("--shard",))]
 
@@ -60,3 +61,20 @@ def test_flink_dead_letters_and_late_records_match(
     assert len(late) > 0
     assert by_position(read_jsonl(flink / "dead_letters")) == dead
     assert by_position(read_jsonl(flink / "late")) == late
+
+
+@pytest.mark.parametrize("shape", ["--fuse", "--shard"])
+def test_only_the_outputs_asked_for(
+    shape: str, stream: tuple[Path, Path], embedded: Path, tmp_path: Path
+) -> None:
+    """Dead letters and late records not asked for are dropped, not a failed job (a side
+    output nobody reads made Flink fail the job on the first malformed line)."""
+    path, profiles = stream
+    result = subprocess.run(
+        [FRAUDSTREAM, "flink", "run", "--input", str(path), "--profiles", str(profiles),
+         *OPTIONS, shape, "--alerts", str(tmp_path / "alerts"),
+         "--checkpoint-dir", str(tmp_path / "checkpoints"), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert by_id(read_jsonl(tmp_path / "alerts")) == by_id(read_jsonl(embedded / "alerts.jsonl"))

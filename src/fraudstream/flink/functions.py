@@ -117,11 +117,13 @@ class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
         batch_bytes: int,
         live: bool,
         flush_ms: int,
+        wanted: frozenset[str],
         source: str = "input",
         fault: Fault | None = None,
     ) -> None:
         self.fault = fault
         self.parts = parts
+        self.wanted = wanted  # which outputs are written: dead letters and late leave here
         self.shards = shards
         self.batch_bytes = batch_bytes
         self.live = live
@@ -193,7 +195,7 @@ class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
     def _emit(self, released: Released) -> Iterator[Any]:
         assert self.core is not None
         self.core_state.update(self.core.snapshot())
-        yield from _released(released)
+        yield from _released(released, self.wanted)
 
 
 class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
@@ -208,10 +210,12 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
         parts: PipelineParts,
         shards: int,
         plan: list[Chunk],
+        wanted: frozenset[str],
         source: str = "input",
         fault: Fault | None = None,
     ) -> None:
         self.parts = parts
+        self.wanted = wanted  # which outputs are written: dead letters and late leave here
         self.shards = shards
         self.plan = plan  # the chunks the source sends: the next one is read ahead
         self.source = source
@@ -243,18 +247,19 @@ class ChunkSequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
             core.lines_seen = 0  # line numbers go on from the file's chunk before
         released = core.block(self.reader.get(chunk), time.time() * 1000)
         self.next_chunk = chunk.index + 1
-        outputs = list(_released(released))
+        outputs = list(_released(released, self.wanted))
         if chunk.last:
-            outputs.extend(_released(core.flush()))
+            outputs.extend(_released(core.flush(), self.wanted))
         self.core_state.update({"sequencer": core.snapshot(), "next_chunk": self.next_chunk})
         yield from outputs
 
 
-def _released(released: Released) -> Iterator[Any]:
-    """A sequencer step as the job's outputs: side outputs and card / user parts."""
-    if released.dead_letters:
+def _released(released: Released, wanted: frozenset[str]) -> Iterator[Any]:
+    """A sequencer step as the job's outputs: the side outputs asked for (one nobody reads
+    fails the job) and card / user parts."""
+    if released.dead_letters and "dead_letters" in wanted:
         yield DEAD_LETTERS, _lines(released.dead_letters)
-    if released.late:
+    if released.late and "late" in wanted:
         yield LATE, _lines(released.late)
     for shard, part in released.card_parts.items():
         yield (shard, part)

@@ -108,7 +108,7 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         hold_ms: int = 5_000,
     ) -> None:
         self.parts = parts
-        self.wanted = wanted  # which of decisions, alerts, enriched are written
+        self.wanted = wanted  # which outputs are written (OUTPUT_TAGS names)
         self.plan = plan  # the chunks the source sends: the next one is read ahead
         self.source = source
         self.fault = fault
@@ -181,9 +181,10 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
             core.lines_seen = 0  # line numbers go on from the file's chunk before
         now = time.time() * 1000
         letters, late, decisions = core.block(self.reader.get(chunk), now, now)
-        if letters:
+        # a side output nobody reads fails the job: only the ones asked for leave
+        if letters and "dead_letters" in self.wanted:
             yield DEAD_LETTERS, _lines(letters)
-        if late:
+        if late and "late" in self.wanted:
             yield LATE, _lines(late)
         decided = [decisions]
         if chunk.last:

@@ -151,12 +151,15 @@ class FlinkJob:
         live = self.monitor_ms is not None or self.kafka_servers is not None
         if live or self.read_lines:
             function: Any = SequenceFunction(
-                self.parts, self.shards, self.batch_bytes, live, self.flush_ms, fault=self.fault
-            )
+                self.parts, self.shards, self.batch_bytes, live, self.flush_ms,
+                frozenset(self.outputs), fault=self.fault,
+            )  # fmt: skip
             records = self._source(env)
         else:
             chunks = self.plan()
-            function = ChunkSequenceFunction(self.parts, self.shards, chunks, fault=self.fault)
+            function = ChunkSequenceFunction(
+                self.parts, self.shards, chunks, frozenset(self.outputs), fault=self.fault
+            )
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
             ).uid("fraudstream-chunks")
