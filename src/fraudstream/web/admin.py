@@ -38,9 +38,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from fraudstream.config import ConfigError
 from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
-from fraudstream.rules import AuditLog, RuleSet, replace_rule
+from fraudstream.rules import (
+    AuditLog,
+    RuleSet,
+    check_condition,
+    names_of,
+    replace_rule,
+    with_user_rule,
+    without_user_rule,
+)
+from fraudstream.rules.check import RuleTypeError
+from fraudstream.rules.parse import RuleSyntaxError
 from fraudstream.web.guard import ReadAccess, json_response
-from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
+from fraudstream.web.schemas import (
+    ErrorBody,
+    ExpressionChecked,
+    ExpressionErrorBody,
+    Profile,
+    ProfileAudit,
+    RuleAudit,
+    RulesShown,
+)
 from fraudstream.web.service import DecisionService, error_body
 
 __all__ = ["Admin", "admin_router", "effective_rules"]
@@ -80,6 +98,18 @@ def effective_rules(rules: RuleSet) -> dict[str, Any]:
             "decline_threshold": rules.decline_threshold,
         },
         "rules": shown,
+        "user_rules": [
+            {
+                "id": rule.id,
+                "when": rule.when,
+                "score": rule.score,
+                "outcome": rule.outcome,
+                "enabled": rule.enabled,
+                "severity": rule.severity,
+                "description": rule.description,
+            }
+            for rule in rules.user_rules
+        ],
     }
 
 
@@ -90,6 +120,9 @@ def _flat(rules: dict[str, Any]) -> dict[str, Any]:
             out[f"{rule['id']}.{name}"] = rule[name]
         for name, value in rule["thresholds"].items():
             out[f"{rule['id']}.{name}"] = value
+    for rule in rules.get("user_rules", ()):
+        for name in ("when", "score", "outcome", "enabled", "severity", "description"):
+            out[f"{rule['id']}.{name}"] = rule[name]
     return out
 
 
@@ -238,6 +271,37 @@ class RuleChange(_Change):
     thresholds: dict[str, bool | int | float] | None = None
 
 
+MAX_EXPRESSION = 4_000  # the parser's own limit
+RULE_ID = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class Expression(BaseModel):
+    """A ``when`` expression to check against the running rules (their lists and rules)."""
+
+    model_config = ConfigDict(strict=True)
+
+    when: str = Field(min_length=1, max_length=MAX_EXPRESSION)
+
+
+class UserRuleChange(_Change):
+    """A user rule, whole: replaces the rule of that id or adds it."""
+
+    when: str = Field(min_length=1, max_length=MAX_EXPRESSION)
+    score: float | None = Field(default=None, ge=0, le=1)
+    outcome: Literal["decline", "review", "approve"] | None = None
+    enabled: bool = True
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    description: str = Field(default="", max_length=2000)
+
+
+def expression_error(error: RuleSyntaxError | RuleTypeError | ConfigError) -> dict[str, Any]:
+    """The 422 body of a refused expression or user rule: the message and, when the
+    expression is at fault, its 1-based column."""
+    column = getattr(error, "column", None)
+    field = "when" if column is not None else "rule"
+    return {"detail": [{"field": field, "message": str(error), "column": column}]}
+
+
 class DecisionChange(_Change):
     """The global decision thresholds (fields left out stay)."""
 
@@ -379,6 +443,79 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
         except ConfigError as exc:
             field = "thresholds" if "threshold" in str(exc) else "rule"
             return json_response(409, error_body(field, str(exc)))
+        return json_response(200, admin.rules())
+
+    _refused_rule = {
+        "model": ExpressionErrorBody,
+        "description": "the rule is refused: the message, and the column when its `when` is",
+    }
+
+    @router.post(
+        "/v1/rules/validate",
+        response_model=ExpressionChecked,
+        dependencies=reads.dependencies,
+        responses={**reads.responses, 422: _refused_rule},
+        summary="Check a `when` expression against the running rules, without applying it",
+    )
+    async def validate(body: Expression) -> Response:
+        try:
+            check_condition(body.when, names_of(admin.pipeline.rules))
+        except (RuleSyntaxError, RuleTypeError) as exc:
+            return json_response(422, expression_error(exc))
+        return json_response(200, {"valid": True})
+
+    @router.put(
+        "/v1/rules/user/{rule_id}",
+        response_model=RulesShown,
+        summary="Add a user rule, or replace the one of that id",
+        dependencies=changes,
+        responses={422: _refused_rule},
+    )
+    async def put_user_rule(
+        body: UserRuleChange,
+        rule_id: str = PathParameter(min_length=1, max_length=64, pattern=RULE_ID),
+    ) -> Response:
+        entry: dict[str, Any] = {"id": rule_id, "when": body.when, "enabled": body.enabled}
+        entry |= {"severity": body.severity, "description": body.description}
+        entry |= {"score": body.score, "outcome": body.outcome}
+        found: list[RuleSyntaxError | RuleTypeError] = []
+
+        def make(current: RuleSet) -> RuleSet:
+            try:
+                check_condition(body.when, names_of(current))
+            except (RuleSyntaxError, RuleTypeError) as exc:
+                found.append(exc)
+                raise ConfigError(f"rule '{rule_id}': when {exc}") from None
+            return with_user_rule(current, entry)
+
+        try:
+            admin.change(make, body.who, body.note)
+        except ConfigError as exc:
+            if found:
+                refused = expression_error(found[0])
+                refused["detail"][0]["message"] = str(exc)
+                return json_response(422, refused)
+            return json_response(422, expression_error(exc))
+        return json_response(200, admin.rules())
+
+    @router.delete(
+        "/v1/rules/user/{rule_id}",
+        response_model=RulesShown,
+        summary="Remove a user rule",
+        dependencies=changes,
+        responses={404: {"model": ErrorBody, "description": "no such user rule"}},
+    )
+    async def delete_user_rule(
+        rule_id: str = PathParameter(min_length=1, max_length=64, pattern=RULE_ID),
+        who: str = Query(min_length=1, max_length=64, description="who removes it"),
+        note: str = Query("", max_length=2000),
+    ) -> Response:
+        if not any(r.id == rule_id for r in admin.pipeline.rules.user_rules):
+            return json_response(404, error_body("rule_id", f"no user rule {rule_id!r}"))
+        try:
+            admin.change(lambda current: without_user_rule(current, rule_id), who, note)
+        except ConfigError as exc:  # removed meanwhile
+            return json_response(404, error_body("rule_id", str(exc)))
         return json_response(200, admin.rules())
 
     @router.get(
