@@ -11,6 +11,7 @@
   with who, when and the before/after. A refused change (409: review above decline, a
   threshold the rule does not have) is logged too, with the reason; a body that breaks the
   documented schema is a 422.
+* User rules (``when`` expressions): :mod:`fraudstream.web.user_rules`.
 * ``GET /v1/profiles``, ``GET /v1/profiles/{user_id}``, ``PUT /v1/profiles/{user_id}``
   (token): the profiles; a change (fields given replace, ``null`` clears) takes effect for
   the next transaction, and is logged (``profiles.audit.jsonl``).
@@ -38,30 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from fraudstream.config import ConfigError
 from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
-from fraudstream.rules import (
-    AuditLog,
-    RuleSet,
-    check_condition,
-    names_of,
-    replace_rule,
-    with_user_rule,
-    without_user_rule,
-)
-from fraudstream.rules.check import RuleTypeError
-from fraudstream.rules.parse import RuleSyntaxError
+from fraudstream.rules import AuditLog, RuleSet, replace_rule
 from fraudstream.web.guard import ReadAccess, json_response
-from fraudstream.web.schemas import (
-    ErrorBody,
-    ExpressionChecked,
-    ExpressionErrorBody,
-    Profile,
-    ProfileAudit,
-    RuleAudit,
-    RulesShown,
-)
+from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
 from fraudstream.web.service import DecisionService, error_body
 
-__all__ = ["Admin", "admin_router", "effective_rules"]
+__all__ = ["Admin", "Change", "admin_router", "effective_rules"]
 
 AUDIT_KEPT = 500
 
@@ -253,7 +236,9 @@ def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-class _Change(BaseModel):
+class Change(BaseModel):
+    """Who makes a change, and a note for the audit log."""
+
     # Strict: a number is a JSON number, text is a JSON string, as the schema says (pydantic
     # would otherwise take false for 0.0 and "1" for 1.0).
     model_config = ConfigDict(strict=True)
@@ -262,7 +247,7 @@ class _Change(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-class RuleChange(_Change):
+class RuleChange(Change):
     """What to change in one rule (fields left out stay)."""
 
     enabled: bool | None = None
@@ -271,45 +256,14 @@ class RuleChange(_Change):
     thresholds: dict[str, bool | int | float] | None = None
 
 
-MAX_EXPRESSION = 4_000  # the parser's own limit
-RULE_ID = r"^[A-Za-z][A-Za-z0-9_]*$"
-
-
-class Expression(BaseModel):
-    """A ``when`` expression to check against the running rules (their lists and rules)."""
-
-    model_config = ConfigDict(strict=True)
-
-    when: str = Field(min_length=1, max_length=MAX_EXPRESSION)
-
-
-class UserRuleChange(_Change):
-    """A user rule, whole: replaces the rule of that id or adds it."""
-
-    when: str = Field(min_length=1, max_length=MAX_EXPRESSION)
-    score: float | None = Field(default=None, ge=0, le=1)
-    outcome: Literal["decline", "review", "approve"] | None = None
-    enabled: bool = True
-    severity: Literal["low", "medium", "high", "critical"] = "medium"
-    description: str = Field(default="", max_length=2000)
-
-
-def expression_error(error: RuleSyntaxError | RuleTypeError | ConfigError) -> dict[str, Any]:
-    """The 422 body of a refused expression or user rule: the message and, when the
-    expression is at fault, its 1-based column."""
-    column = getattr(error, "column", None)
-    field = "when" if column is not None else "rule"
-    return {"detail": [{"field": field, "message": str(error), "column": column}]}
-
-
-class DecisionChange(_Change):
+class DecisionChange(Change):
     """The global decision thresholds (fields left out stay)."""
 
     review_threshold: float | None = Field(default=None, ge=0, le=1)
     decline_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class ProfileChange(_Change):
+class ProfileChange(Change):
     """Profile fields to set; ``null`` clears one; fields left out stay."""
 
     first_name: str | None = Field(default=None, max_length=128)
@@ -443,79 +397,6 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
         except ConfigError as exc:
             field = "thresholds" if "threshold" in str(exc) else "rule"
             return json_response(409, error_body(field, str(exc)))
-        return json_response(200, admin.rules())
-
-    _refused_rule = {
-        "model": ExpressionErrorBody,
-        "description": "the rule is refused: the message, and the column when its `when` is",
-    }
-
-    @router.post(
-        "/v1/rules/validate",
-        response_model=ExpressionChecked,
-        dependencies=reads.dependencies,
-        responses={**reads.responses, 422: _refused_rule},
-        summary="Check a `when` expression against the running rules, without applying it",
-    )
-    async def validate(body: Expression) -> Response:
-        try:
-            check_condition(body.when, names_of(admin.pipeline.rules))
-        except (RuleSyntaxError, RuleTypeError) as exc:
-            return json_response(422, expression_error(exc))
-        return json_response(200, {"valid": True})
-
-    @router.put(
-        "/v1/rules/user/{rule_id}",
-        response_model=RulesShown,
-        summary="Add a user rule, or replace the one of that id",
-        dependencies=changes,
-        responses={422: _refused_rule},
-    )
-    async def put_user_rule(
-        body: UserRuleChange,
-        rule_id: str = PathParameter(min_length=1, max_length=64, pattern=RULE_ID),
-    ) -> Response:
-        entry: dict[str, Any] = {"id": rule_id, "when": body.when, "enabled": body.enabled}
-        entry |= {"severity": body.severity, "description": body.description}
-        entry |= {"score": body.score, "outcome": body.outcome}
-        found: list[RuleSyntaxError | RuleTypeError] = []
-
-        def make(current: RuleSet) -> RuleSet:
-            try:
-                check_condition(body.when, names_of(current))
-            except (RuleSyntaxError, RuleTypeError) as exc:
-                found.append(exc)
-                raise ConfigError(f"rule '{rule_id}': when {exc}") from None
-            return with_user_rule(current, entry)
-
-        try:
-            admin.change(make, body.who, body.note)
-        except ConfigError as exc:
-            if found:
-                refused = expression_error(found[0])
-                refused["detail"][0]["message"] = str(exc)
-                return json_response(422, refused)
-            return json_response(422, expression_error(exc))
-        return json_response(200, admin.rules())
-
-    @router.delete(
-        "/v1/rules/user/{rule_id}",
-        response_model=RulesShown,
-        summary="Remove a user rule",
-        dependencies=changes,
-        responses={404: {"model": ErrorBody, "description": "no such user rule"}},
-    )
-    async def delete_user_rule(
-        rule_id: str = PathParameter(min_length=1, max_length=64, pattern=RULE_ID),
-        who: str = Query(min_length=1, max_length=64, description="who removes it"),
-        note: str = Query("", max_length=2000),
-    ) -> Response:
-        if not any(r.id == rule_id for r in admin.pipeline.rules.user_rules):
-            return json_response(404, error_body("rule_id", f"no user rule {rule_id!r}"))
-        try:
-            admin.change(lambda current: without_user_rule(current, rule_id), who, note)
-        except ConfigError as exc:  # removed meanwhile
-            return json_response(404, error_body("rule_id", str(exc)))
         return json_response(200, admin.rules())
 
     @router.get(
