@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_analyst_api import AUTH, T0, TestClient, new_app, tx
 
 
@@ -144,3 +146,27 @@ def test_validate_takes_a_condition_and_applies_nothing(client: TestClient) -> N
     response = client.post("/v1/rules/validate", json={"when": when})
     assert response.status_code == 200 and response.json() == {"valid": True}
     assert client.get("/v1/rules").json()["user_rules"] == []
+
+
+TOKENS = ["amount", "hour", "colour", "device_id", ">", "<=", "==", "+", "and", "or", "not",
+          "(", ")", "1000", "'d-1'", "in", "list('nope')", "[1, 2]", "is null", "abs(", ",",
+          "count(by=card_id, over='1h')", "fired('velocity')", "over='1 week'"]  # fmt: skip
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(parts=st.lists(st.sampled_from(TOKENS), min_size=1, max_size=7))
+def test_validate_answers_what_applying_would(client: TestClient, parts: list[str]) -> None:
+    """Whatever the text, validate says 200 exactly when applying the rule is taken, and a
+    refusal's column is inside the expression (or just past its end)."""
+    when = " ".join(parts)
+    checked = client.post("/v1/rules/validate", json={"when": when})
+    rule = {"who": "prop", "when": when, "score": 0.5}
+    applied = client.put("/v1/rules/user/prop", json=rule, headers=AUTH)
+    assert checked.status_code in (200, 422), checked.text
+    assert applied.status_code == checked.status_code, (when, applied.text)
+    if checked.status_code == 422:
+        (detail,) = checked.json()["detail"]
+        assert 1 <= detail["column"] <= len(when) + 1
+        assert applied.json()["detail"][0]["column"] == detail["column"]
