@@ -38,7 +38,7 @@ def tx(i: int, **fields: Any) -> dict[str, Any]:
         ("hour < 6 and amount + device_id > 3", "column 14: + needs numbers, got number and text"),
         ("count(by=card_id, over='1 week') > 3", "column 24: bad window '1 week'"),
         ("count(by=card_id, over='1h')", "when column 1: is a number, not a condition"),
-        ("amount >", "rule 'r': when column 1: invalid syntax"),
+        ("amount >", "rule 'r': when column 9: the expression ends early"),
         ("__import__('os')", "rule 'r': when column 1: unknown function __import__()"),
         ("amount.real > 1", "rule 'r': when column 1: unknown field amount.real"),
         ("fired('nope')", "column 1: fired('nope'): no standard rule of that id"),

@@ -75,3 +75,60 @@ def test_a_threshold_changed_on_the_page_decides_the_next_transaction(
     assert [(e["who"], e["source"]) for e in logged] == [("Rosa Rules", "web")]
     rule = next(r for r in logged[0]["after"]["rules"] if r["id"] == "small_then_large")
     assert rule["thresholds"] == {"large_amount": 150.0}
+
+
+def test_a_user_rule_is_written_checked_and_applied_on_the_page(
+    page: Any, server: LiveServer
+) -> None:
+    open_app(page, server, "rules", analyst="Rosa Rules")
+    page.locator("#user-rules-body td", has_text="none yet").wait_for()
+    form = page.locator("#user-rule-form")
+    form.locator("input[name='id']").fill("big_at_night")
+    when = form.locator("input[name='when']")
+    when.press_sequentially("amount > 700 and colour == 'red'")  # checked as typed
+    error = page.locator("#user-rule-error[data-column='18']")
+    error.wait_for()
+    lines = error.text_content().split("\n")
+    assert lines[0] == "amount > 700 and colour == 'red'"
+    assert lines[1] == " " * 17 + "^"  # under the 'c' of colour
+    assert "column 18: unknown field 'colour'" in lines[2]
+    screenshot(page, "user-rule-error")
+
+    # Applied anyway: refused, the reason under the expression, nothing changed.
+    form.locator("input[name='score']").fill("0.6")
+    form.locator("button[type='submit']").click()
+    page.locator("#audit-list li.refused", has_text="unknown field 'colour'").wait_for()
+    assert "unknown field 'colour'" in page.text_content("#status")
+    assert error.is_visible()
+    assert page.locator("#user-rules-body tr[data-user-rule]").count() == 0
+
+    when.fill("amount > 700 and hour < 6")
+    page.click("#user-rule-validate")
+    page.locator("#user-rule-state", has_text="valid").wait_for()
+    assert page.locator("#user-rule-error").is_hidden()
+    form.locator("input[name='description']").fill("large payments at night")
+    form.locator("button[type='submit']").click()
+    row = page.locator("#user-rules-body tr[data-user-rule='big_at_night']")
+    row.wait_for()
+    assert "large payments at night" in row.text_content()
+    assert "amount > 700 and hour < 6" in row.text_content()
+    page.locator("#audit-list li", has_text="big_at_night.when: None -> ").wait_for()
+    screenshot(page, "user-rule-applied")
+
+    day = 86_400_000
+    night = (int(time.time() * 1000) // day + 1) * day + 2 * 3_600_000  # 02:00 UTC tomorrow
+    response = server.post("/v1/transactions", {"transaction_id": "night-1", "card_id": "cn",
+                                                "amount": 800.0, "timestamp": night})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert "big_at_night" in fired(response.json())
+
+    # Edited from its row: the form takes the rule, the change applies.
+    row.locator("button.edit").click()
+    assert when.input_value() == "amount > 700 and hour < 6"
+    when.fill("amount > 900 and hour < 6")
+    form.locator("button[type='submit']").click()
+    row.locator("td.when", has_text="amount > 900").wait_for()
+    record = {"transaction_id": "night-2", "card_id": "cn2", "amount": 800.0,
+              "timestamp": night + 1_000}  # fmt: skip
+    response = server.post("/v1/transactions", record)
+    assert "big_at_night" not in fired(response.json())

@@ -8,10 +8,13 @@ status code, content type, header and body as documented, schema-valid requests 
 schema-violating ones rejected, 401 without the token, 405 with ``Allow`` for other methods.
 The run is bounded (``--max-examples``) and seeded, so it takes the same cases every time.
 
-Two settings, both deliberate:
+Three settings, all deliberate:
 
 * 413 counts as a rejection of schema-violating data (schemathesis' default list leaves it
   out); the server refuses an oversized body before reading it.
+* A user rule's ``when`` (``/v1/rules/validate``, ``/v1/rules/user/{rule_id}``) is text
+  of the rule language, which a JSON schema cannot describe: a schema-valid body whose
+  expression does not parse or check is refused with the documented 422 (message, column).
 * ``/v1/decisions/stream`` is left out: an event stream does not end, so no client that reads
   a whole response can test it. ``test_access.py`` and ``test_analyst_api.py`` test it.
 """
@@ -31,6 +34,10 @@ SEED = 16
 CONFIG = """\
 [checks.negative_data_rejection]
 expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]
+
+[[operations]]
+include-path-regex = "^/v1/rules/(validate|user/)"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422]
 """
 
 

@@ -12,8 +12,12 @@ from fraudstream.rules.ruleset import (
     Rule,
     RuleSet,
     UserRule,
+    check_condition,
+    names_of,
     replace_rule,
     thresholds_for,
+    with_user_rule,
+    without_user_rule,
 )
 
 __all__ = [
@@ -27,6 +31,10 @@ __all__ = [
     "RuleSet",
     "RulesFileWatcher",
     "UserRule",
+    "check_condition",
+    "names_of",
     "replace_rule",
     "thresholds_for",
+    "with_user_rule",
+    "without_user_rule",
 ]

@@ -186,7 +186,9 @@ def parse(source: str) -> Node:
         tree = ast.parse(source.strip(), mode="eval")
         return _Converter(source.strip()).node(tree.body)
     except SyntaxError as exc:
-        raise RuleSyntaxError(exc.offset or 1, exc.msg) from None
+        if not exc.offset:  # Python gives no offset when the text ends too early
+            raise RuleSyntaxError(len(source.strip()) + 1, "the expression ends early") from None
+        raise RuleSyntaxError(exc.offset, exc.msg) from None
     except (RecursionError, MemoryError):  # absurd nesting: refused, never a crash
         raise RuleSyntaxError(1, "nested too deeply") from None
 

@@ -279,12 +279,9 @@ def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRu
     if not isinstance(when, str) or not when.strip():
         raise ConfigError(f"{where}: 'when' must be an expression text")
     try:
-        tree = parse(when)
-        kind = check(tree, names)
+        tree = check_condition(when, names)
     except (RuleSyntaxError, RuleTypeError) as exc:
         raise ConfigError(f"{where}: when {exc}") from None
-    if kind != "bool":
-        raise ConfigError(f"{where}: when column 1: is a {kind}, not a condition: {when.strip()}")
     score = _unit(raw["score"], f"{where}: score") if raw.get("score") is not None else None
     outcome = raw.get("outcome")
     if outcome is not None and outcome not in OUTCOMES:
@@ -299,6 +296,29 @@ def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRu
         raise ConfigError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
     description = str(raw.get("description", ""))
     return UserRule(rule_id, when.strip(), score, outcome, enabled, severity, description, tree)
+
+
+def check_condition(when: str, names: Names) -> Node:
+    """The checked tree of a ``when`` expression; raises :class:`RuleSyntaxError` or
+    :class:`RuleTypeError` (both with ``column``, 1-based) when it is not a condition.
+
+    >>> names = Names(frozenset(), frozenset())
+    >>> check_condition("amount > 1000", names).column
+    1
+    >>> check_condition("amount + 1", names)
+    Traceback (most recent call last):
+    fraudstream.rules.check.RuleTypeError: column 1: is a number, not a condition: amount + 1
+    """
+    tree = parse(when)
+    kind = check(tree, names)
+    if kind != "bool":
+        raise RuleTypeError(1, f"is a {kind}, not a condition: {when.strip()}")
+    return tree
+
+
+def names_of(rules: RuleSet) -> Names:
+    """What a ``when`` expression of ``rules`` may name: its lists and standard rule ids."""
+    return Names(frozenset(x.name for x in rules.lists), frozenset(r.id for r in rules.rules))
 
 
 def thresholds_for(family_rules: tuple[str, ...], rules: list[Rule]) -> dict[str, Any]:
@@ -319,3 +339,25 @@ def replace_rule(rules: RuleSet, rule_id: str, **changes: Any) -> RuleSet:
     document = rules.to_document()
     document["rules"] = [merged if r["id"] == rule_id else r for r in document["rules"]]
     return RuleSet.from_document(document)
+
+
+def with_user_rule(rules: RuleSet, entry: dict[str, Any]) -> RuleSet:
+    """A copy of ``rules`` with the user rule ``entry`` (a rules-file entry with ``when``)
+    replacing the one of its id, or added last; validated like a file entry."""
+    document = rules.to_document()
+    entries = document["rules"]
+    at = next((i for i, r in enumerate(entries) if r["id"] == entry["id"] and "when" in r), None)
+    if at is None:
+        entries.append(entry)
+    else:
+        entries[at] = entry
+    return RuleSet.from_document(document)
+
+
+def without_user_rule(rules: RuleSet, rule_id: str) -> RuleSet:
+    """A copy of ``rules`` without the user rule ``rule_id``."""
+    if not any(r.id == rule_id for r in rules.user_rules):
+        raise ConfigError(f"no user rule '{rule_id}'")
+    return dataclasses.replace(
+        rules, user_rules=tuple(r for r in rules.user_rules if r.id != rule_id)
+    )

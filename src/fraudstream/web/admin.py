@@ -11,6 +11,7 @@
   with who, when and the before/after. A refused change (409: review above decline, a
   threshold the rule does not have) is logged too, with the reason; a body that breaks the
   documented schema is a 422.
+* User rules (``when`` expressions): :mod:`fraudstream.web.user_rules`.
 * ``GET /v1/profiles``, ``GET /v1/profiles/{user_id}``, ``PUT /v1/profiles/{user_id}``
   (token): the profiles; a change (fields given replace, ``null`` clears) takes effect for
   the next transaction, and is logged (``profiles.audit.jsonl``).
@@ -43,7 +44,7 @@ from fraudstream.web.guard import ReadAccess, json_response
 from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
 from fraudstream.web.service import DecisionService, error_body
 
-__all__ = ["Admin", "admin_router", "effective_rules"]
+__all__ = ["Admin", "Change", "admin_router", "effective_rules"]
 
 AUDIT_KEPT = 500
 
@@ -80,6 +81,18 @@ def effective_rules(rules: RuleSet) -> dict[str, Any]:
             "decline_threshold": rules.decline_threshold,
         },
         "rules": shown,
+        "user_rules": [
+            {
+                "id": rule.id,
+                "when": rule.when,
+                "score": rule.score,
+                "outcome": rule.outcome,
+                "enabled": rule.enabled,
+                "severity": rule.severity,
+                "description": rule.description,
+            }
+            for rule in rules.user_rules
+        ],
     }
 
 
@@ -90,6 +103,9 @@ def _flat(rules: dict[str, Any]) -> dict[str, Any]:
             out[f"{rule['id']}.{name}"] = rule[name]
         for name, value in rule["thresholds"].items():
             out[f"{rule['id']}.{name}"] = value
+    for rule in rules.get("user_rules", ()):
+        for name in ("when", "score", "outcome", "enabled", "severity", "description"):
+            out[f"{rule['id']}.{name}"] = rule[name]
     return out
 
 
@@ -220,7 +236,9 @@ def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-class _Change(BaseModel):
+class Change(BaseModel):
+    """Who makes a change, and a note for the audit log."""
+
     # Strict: a number is a JSON number, text is a JSON string, as the schema says (pydantic
     # would otherwise take false for 0.0 and "1" for 1.0).
     model_config = ConfigDict(strict=True)
@@ -229,7 +247,7 @@ class _Change(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-class RuleChange(_Change):
+class RuleChange(Change):
     """What to change in one rule (fields left out stay)."""
 
     enabled: bool | None = None
@@ -238,14 +256,14 @@ class RuleChange(_Change):
     thresholds: dict[str, bool | int | float] | None = None
 
 
-class DecisionChange(_Change):
+class DecisionChange(Change):
     """The global decision thresholds (fields left out stay)."""
 
     review_threshold: float | None = Field(default=None, ge=0, le=1)
     decline_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class ProfileChange(_Change):
+class ProfileChange(Change):
     """Profile fields to set; ``null`` clears one; fields left out stay."""
 
     first_name: str | None = Field(default=None, max_length=128)

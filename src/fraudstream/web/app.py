@@ -82,6 +82,7 @@ from fraudstream.web.service import (
     DecisionService,
     error_body,
 )
+from fraudstream.web.user_rules import user_rules_router
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -269,6 +270,7 @@ def create_app(
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
     app.include_router(admin_router(admin, authorized, reads))
+    app.include_router(user_rules_router(admin, authorized, reads))
     app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app

@@ -8,7 +8,7 @@ the admin and review endpoints validate their bodies with theirs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,10 @@ __all__ = [
     "Review",
     "RuleAudit",
     "RulesShown",
+    "UserRuleShown",
+    "ExpressionChecked",
+    "ExpressionError",
+    "ExpressionErrorBody",
     "VerdictResult",
     "transaction_schema",
 ]
@@ -269,9 +273,39 @@ class RuleShown(BaseModel):
     defaults: dict[str, Any]
 
 
+class UserRuleShown(BaseModel):
+    """A rule a fraud team wrote: ``when`` its expression holds, add ``score`` and/or force
+    ``outcome``."""
+
+    id: str
+    when: str
+    score: float | None
+    outcome: Literal["decline", "review", "approve"] | None
+    enabled: bool
+    severity: str
+    description: str
+
+
 class RulesShown(BaseModel):
     decision: DecisionThresholds
     rules: list[RuleShown]
+    user_rules: list[UserRuleShown]
+
+
+class ExpressionError(FieldError):
+    """An error in a ``when`` expression: ``column`` is where (1-based), when known."""
+
+    column: int | None = None
+
+
+class ExpressionErrorBody(BaseModel):
+    detail: list[ExpressionError]
+
+
+class ExpressionChecked(BaseModel):
+    """A ``when`` expression the running rules would take."""
+
+    valid: bool
 
 
 class RuleAudit(BaseModel):

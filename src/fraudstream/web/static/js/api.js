@@ -74,6 +74,7 @@ export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body);
 export const patch = (path, body) => request("PATCH", path, body);
 export const put = (path, body) => request("PUT", path, body);
+export const del = (path) => request("DELETE", path);
 
 // One EventSource for the whole page; tabs subscribe to decisions (with their transaction).
 const listeners = new Set();

@@ -1,38 +1,57 @@
 // The running rules: enable/disable, score, severity and thresholds, applied to the running
-// pipeline at once (no restart), with the audit log of every change.
+// pipeline at once (no restart), with the audit log of every change. User rules (a `when`
+// expression of the rule language) are added, edited, checked as they are typed (the error
+// shown under its column) and removed the same way.
 
-import { analyst, fmtTime, get, h, patch, status } from "./api.js";
+import { analyst, del, fmtTime, get, h, patch, post, put, status } from "./api.js";
+
+const VALIDATE_DELAY_MS = 300;
 
 export function initRules() {
   document.getElementById("decision-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;
-    await change("/v1/rules", {
+    await patchChange("/v1/rules", {
       review_threshold: Number(form.elements.review_threshold.value),
       decline_threshold: Number(form.elements.decline_threshold.value),
     }, "decision thresholds");
   });
+  initUserRuleForm();
 }
 
 export async function rulesShown() {
   await Promise.all([loadRules(), loadAudit()]);
 }
 
-async function change(path, body, what) {
-  const who = analyst();
-  if (!who) {
+function who() {
+  const name = analyst();
+  if (!name) {
     status("enter your analyst name (top right) first", "error");
     document.getElementById("analyst").focus();
-    return false;
   }
+  return name;
+}
+
+// send(note-and-who) makes the request; refused changes are in the audit log too.
+async function change(what, send) {
+  const name = who();
+  if (!name) return false;
   try {
-    await patch(path, { ...body, who, note: document.getElementById("rules-note").value });
+    await send(name, document.getElementById("rules-note").value);
     status(`${what}: applied to the running pipeline`);
     await Promise.all([loadRules(), loadAudit()]);
     return true;
   } catch (error) {
     status(`${what}: ${error.message}`, "error");
     await loadAudit();
+    throw error;
+  }
+}
+
+async function patchChange(path, body, what) {
+  try {
+    return await change(what, (name, note) => patch(path, { ...body, who: name, note }));
+  } catch {
     return false;
   }
 }
@@ -43,6 +62,134 @@ async function loadRules() {
   form.elements.review_threshold.value = rules.decision.review_threshold;
   form.elements.decline_threshold.value = rules.decision.decline_threshold;
   document.getElementById("rules-body").replaceChildren(...rules.rules.map(ruleRow));
+  document.getElementById("user-rules-body").replaceChildren(
+    ...(rules.user_rules.length
+      ? rules.user_rules.map(userRuleRow)
+      : [h("tr", {}, h("td", { colspan: 7, class: "muted" }, "none yet: write one below"))]),
+  );
+}
+
+// --- user rules ----------------------------------------------------------------------------
+
+function userRuleRow(rule) {
+  const edit = h("button", { type: "button", class: "edit" }, "edit");
+  const remove = h("button", { type: "button", class: "remove" }, "remove");
+  edit.addEventListener("click", () => fillUserRuleForm(rule));
+  remove.addEventListener("click", async () => {
+    const name = who();
+    if (!name) return;
+    const query = new URLSearchParams({ who: name, note: document.getElementById("rules-note").value });
+    try {
+      await change(`${rule.id} removed`, () => del(`/v1/rules/user/${encodeURIComponent(rule.id)}?${query}`));
+    } catch {
+      // shown in the status line
+    }
+  });
+  return h("tr", { dataset: { userRule: rule.id } },
+    h("td", { class: "mono" }, rule.id),
+    h("td", { class: "mono when" }, rule.when),
+    h("td", {}, rule.score === null ? "" : rule.score),
+    h("td", {}, rule.outcome || ""),
+    h("td", {}, rule.enabled ? "yes" : "no"),
+    h("td", {}, rule.description),
+    h("td", {}, edit, " ", remove),
+  );
+}
+
+function fillUserRuleForm(rule) {
+  const form = document.getElementById("user-rule-form");
+  form.elements.id.value = rule.id;
+  form.elements.when.value = rule.when;
+  form.elements.score.value = rule.score === null ? "" : rule.score;
+  form.elements.outcome.value = rule.outcome || "";
+  form.elements.severity.value = rule.severity;
+  form.elements.enabled.checked = rule.enabled;
+  form.elements.description.value = rule.description;
+  showExpressionError(null);
+  form.elements.when.focus();
+}
+
+// The error under the expression: the text, a caret under the 1-based column, the message.
+function showExpressionError(detail, when = "") {
+  const shown = document.getElementById("user-rule-error");
+  const state = document.getElementById("user-rule-state");
+  if (!detail) {
+    shown.hidden = true;
+    shown.textContent = "";
+    delete shown.dataset.column;
+    state.textContent = when ? "valid" : "";
+    return;
+  }
+  const column = Number.isInteger(detail.column) ? detail.column : null;
+  const lines = column === null ? [detail.message] : [when, `${" ".repeat(Math.max(column - 1, 0))}^`, detail.message];
+  shown.textContent = lines.join("\n");
+  shown.hidden = false;
+  if (column === null) delete shown.dataset.column;
+  else shown.dataset.column = String(column);
+  state.textContent = "not applied";
+}
+
+let validating = 0;
+
+async function validateExpression() {
+  const when = document.getElementById("user-rule-form").elements.when.value.trim();
+  const asked = ++validating;
+  if (!when) {
+    showExpressionError(null);
+    return false;
+  }
+  try {
+    await post("/v1/rules/validate", { when });
+    if (asked === validating) showExpressionError(null, when);
+    return true;
+  } catch (error) {
+    if (asked !== validating) return false;
+    const detail = Array.isArray(error.detail) ? error.detail[0] : { message: error.message };
+    showExpressionError(detail, when);
+    return false;
+  }
+}
+
+function initUserRuleForm() {
+  const form = document.getElementById("user-rule-form");
+  let timer = null;
+  form.elements.when.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(validateExpression, VALIDATE_DELAY_MS);
+  });
+  document.getElementById("user-rule-validate").addEventListener("click", () => {
+    clearTimeout(timer);
+    validateExpression();
+  });
+  form.addEventListener("reset", () => showExpressionError(null));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    const id = form.elements.id.value.trim();
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(id)) {
+      status("a rule id is a letter, then letters, digits or _", "error");
+      form.elements.id.focus();
+      return;
+    }
+    const when = form.elements.when.value.trim();
+    const score = form.elements.score.value;
+    const body = {
+      when,
+      score: score === "" ? null : Number(score),
+      outcome: form.elements.outcome.value || null,
+      severity: form.elements.severity.value,
+      enabled: form.elements.enabled.checked,
+      description: form.elements.description.value,
+    };
+    try {
+      await change(id, (name, note) => put(`/v1/rules/user/${encodeURIComponent(id)}`, { ...body, who: name, note }));
+      showExpressionError(null);
+      document.getElementById("user-rule-state").textContent = "applied";
+    } catch (error) {
+      const detail = Array.isArray(error.detail) ? error.detail[0] : { message: error.message };
+      showExpressionError(detail, when);
+    }
+  });
 }
 
 function ruleRow(rule) {
@@ -77,7 +224,7 @@ function ruleRow(rule) {
       }
       if (value !== rule.thresholds[input.dataset.threshold]) thresholds[input.dataset.threshold] = value;
     }
-    await change(`/v1/rules/${encodeURIComponent(rule.id)}`, {
+    await patchChange(`/v1/rules/${encodeURIComponent(rule.id)}`, {
       enabled: enabled.checked,
       score: Number(score.value),
       severity: severity.value,
