@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from fraudstream.config import load_yaml
 from fraudstream.flink.job import python_path
 from fraudstream.flink.rest import rest_get
 
@@ -129,7 +130,7 @@ class StandaloneCluster:
 
     def _settings(self) -> dict[str, Any]:
         with (self.directory / "conf" / "config.yaml").open() as handle:
-            loaded: dict[str, Any] = yaml.safe_load(handle)
+            loaded: dict[str, Any] = load_yaml(handle.read())
         return loaded
 
     def _write_configuration(self) -> None:
@@ -143,7 +144,7 @@ class StandaloneCluster:
             if not link.exists():
                 link.symlink_to(jar)
         with (home / "conf" / "config.yaml").open() as handle:
-            settings: dict[str, Any] = yaml.safe_load(handle) or {}
+            settings: dict[str, Any] = load_yaml(handle.read()) or {}
         settings["jobmanager"] = {
             "bind-host": HOST,
             "rpc": {"address": HOST, "port": free_port()},

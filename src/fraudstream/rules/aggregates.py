@@ -70,6 +70,17 @@ class WindowTotals:
         return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append(head: I64, tail: I64, ev_next: I64, s: int, e: int) -> None:
+    """Event ``e`` becomes the last of key slot ``s``'s list."""
+    ev_next[e] = -1
+    if head[s] < 0:
+        head[s] = e
+    else:
+        ev_next[tail[s]] = e
+    tail[s] = e
+
+
 @numba.njit(cache=True, nogil=True)
 def _window_kernel(
     slots: I32,
@@ -105,12 +116,7 @@ def _window_kernel(
         ev_time[e] = t
         ev_value[e] = value[i]
         ev_code[e] = code[i]
-        ev_next[e] = -1
-        if head[s] < 0:
-            head[s] = e
-        else:
-            ev_next[tail[s]] = e
-        tail[s] = e
+        _append(head, tail, ev_next, s, e)
         stamp = used[1] + 1
         used[1] = stamp
         c = 0
@@ -181,12 +187,7 @@ def _compact_kernel(
         ev_time[kept] = ev_time[e]
         ev_value[kept] = ev_value[e]
         ev_code[kept] = ev_code[e]
-        ev_next[kept] = -1
-        if head[s] < 0:
-            head[s] = kept
-        else:
-            ev_next[tail[s]] = kept
-        tail[s] = kept
+        _append(head, tail, ev_next, s, kept)
         kept += 1
     used[0] = kept
     return kept
