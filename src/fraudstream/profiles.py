@@ -45,8 +45,8 @@ def normalise_profile(raw: dict[str, Any], where: str = "profile") -> dict[str, 
     out: dict[str, Any] = {"user_id": str(user_id)}
     for name in _NUMBERS:
         value = raw.get(name)
-        if value is None or value == "":
-            out[name] = math.nan
+        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+            out[name] = math.nan  # absent (NaN too: a normalised profile, a Parquet null)
             continue
         try:
             number = float(value)

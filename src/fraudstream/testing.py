@@ -67,3 +67,32 @@ def detector_input(
         first_name=pa.nulls(n, pa.string()),
         last_name=pa.nulls(n, pa.string()),
     )
+
+
+def tx_batch(
+    *,
+    ids: Sequence[str],
+    times: Sequence[int],
+    cards: Sequence[str] | None = None,
+    users: Sequence[str] | None = None,
+    amounts: Sequence[float] | None = None,
+) -> Any:
+    """A :class:`~fraudstream.engine.batch.TxBatch` of minimal records (positions 1..n).
+
+    >>> batch = tx_batch(ids=["a", "b"], times=[5, 1])
+    >>> batch.transaction_id.to_pylist(), batch.position.tolist()
+    (['a', 'b'], [1, 2])
+    """
+    from fraudstream.engine.batch import TxBatch
+    from fraudstream.schema import ValidTx
+
+    n = len(ids)
+    cards = cards if cards is not None else ["card"] * n
+    users = users if users is not None else cards
+    amounts = amounts if amounts is not None else [1.0] * n
+    rows = [
+        ValidTx(ids[i], cards[i], users[i], int(times[i]), float(amounts[i]), "USD",
+                np.nan, np.nan, None, None, None, None, None, None, None, None)
+        for i in range(n)
+    ]  # fmt: skip
+    return TxBatch.from_valid(rows, np.arange(1, n + 1, dtype=np.int64), np.zeros(n))

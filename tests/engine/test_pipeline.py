@@ -113,14 +113,24 @@ def test_duplicate_across_batches_is_reported_and_decided_once() -> None:
 
 
 def test_duplicate_of_a_record_still_waiting_for_the_watermark() -> None:
+    # Both copies wait for the watermark; the copy released second is the duplicate.
     feed = Feed(Pipeline(time_config=TimeConfig(out_of_orderness_ms=HOUR)))
     feed.submit([tx("a", "c1", T0)])
     assert feed.pipeline.pending == 1
     again = feed.submit([tx("a", "c1", T0)])
-    assert again.duplicates.transaction_id.to_pylist() == ["a"]
-    assert feed.pipeline.pending == 1
-    feed.flush()
+    assert len(again.duplicates) == 0
+    assert feed.pipeline.pending == 2
+    released = feed.flush()
+    assert released.duplicates.transaction_id.to_pylist() == ["a"]
     assert list(feed.decided) == ["a"]
+
+
+def test_a_late_records_copy_is_late_too() -> None:
+    feed = Feed(Pipeline(time_config=TimeConfig(allowed_lateness_ms=0)))
+    feed.submit([tx("a", "c1", T0 + HOUR)])
+    late = feed.submit([tx("b", "c1", T0), tx("b", "c1", T0)])
+    assert late.late.transaction_id.to_pylist() == ["b", "b"]
+    assert len(late.duplicates) == 0
 
 
 def test_duplicates_do_not_touch_detector_state() -> None:

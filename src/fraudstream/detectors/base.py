@@ -84,6 +84,10 @@ class Detector(ABC, Generic[T]):
     thresholds_type: ClassVar[type[Any]]
     # Which threshold names belong to which rule (for the rules file and its errors).
     rule_thresholds: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # State fields that hold codes of a text column (``DetectorInput.zipcode``, ``merchant``,
+    # ``device``): field -> column. Codes are dense per key space, so whatever stores a key's
+    # state apart from the key spaces (Flink's per-key state) keeps these as the text itself.
+    coded_fields: ClassVar[dict[str, str]] = {}
 
     def __init__(self, thresholds: T | None = None, **overrides: Any) -> None:
         base: Any = thresholds if thresholds is not None else self.thresholds_type()

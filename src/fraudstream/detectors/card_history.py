@@ -112,6 +112,7 @@ class CardHistory(Detector[CardHistoryThresholds]):
         "last_zipcode": (np.int32, -1),
         "running_average": (np.float64, np.nan),
     }
+    coded_fields = {"last_zipcode": "zipcode"}
     rule_thresholds = {"zip_mismatch": ("window_s",), "amount_anomaly": ("multiplier",)}
 
     def process(self, state: StateTable, tx: DetectorInput) -> Findings:

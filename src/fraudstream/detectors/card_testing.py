@@ -156,6 +156,7 @@ class CardTesting(Detector[CardTestingThresholds]):
         "merchants": ((np.int32, MERCHANT_WIDTH), -1),
         "merchant_times_ms": ((np.int64, MERCHANT_WIDTH), NONE_MS),
     }
+    coded_fields = {"merchants": "merchant"}
     rule_thresholds = {
         "card_testing": ("max_amount", "min_transactions", "min_merchants", "window_s")
     }

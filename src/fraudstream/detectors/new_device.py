@@ -114,6 +114,7 @@ class NewDevice(Detector[NewDeviceThresholds]):
         "devices": ((np.int32, DEVICE_WIDTH), -1),
         "count": (np.int64, 0),
     }
+    coded_fields = {"devices": "device"}
     rule_thresholds = {"new_device": ("min_history", "remember")}
 
     def process(self, state: StateTable, tx: DetectorInput) -> Findings:

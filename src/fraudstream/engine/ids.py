@@ -133,6 +133,16 @@ def _merge(a_h: U64, a_s: I64, b_h: U64, b_s: I64) -> tuple[U64, I64]:
     return out_h, out_s
 
 
+def hash_ids(column: pa.Array) -> U64:
+    """A 64-bit hash of each id's bytes (the hash the set probes with; nulls hash as empty).
+
+    >>> bool(hash_ids(pa.array(["t1", "t2", "t1"]))[2] == hash_ids(pa.array(["t1"]))[0])
+    True
+    """
+    offsets, data, _ = string_buffers(column)
+    return _hashes(offsets, data)
+
+
 class IdSet:
     """A set of ids (transaction ids) that says which of a column were already in it.
 

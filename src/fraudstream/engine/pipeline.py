@@ -172,26 +172,37 @@ class Pipeline:
         result = StepResult()
         if len(batch) == 0:
             return result
-        duplicates = self.dedup.admit(batch.transaction_id)
-        if len(duplicates):
-            keep = np.ones(len(batch), dtype=bool)
-            keep[duplicates] = False
-            result.duplicates = batch.take(duplicates)
-            batch = batch.take(np.flatnonzero(keep))
         if self.time.mode == "processing":
+            batch = self._first_seen(batch, result)
             clock_ms = batch.arrival_ms.astype(np.int64)
             result.decisions = self.process(batch, clock_ms, now_ms)
         else:
+            # Late first, then duplicates among the records released to be decided, in the
+            # order they are decided: a late record's copy is late too, and which copy of a
+            # transaction counts does not depend on where the input is cut or split (the
+            # Flink job finds duplicates per card as it releases them, in this order).
             released = self.clock.admit(batch)
             result.late = released.late
-            if len(released.ready):
-                ready = released.ready
+            ready = self._first_seen(released.ready, result)
+            if len(ready):
                 result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
         if self.expiry is not None and self.expiry.due():
             self.expiry.reclaim(self)
         if self.user_rules is not None and result.decisions is not None:
             self._compact_windows(int(result.decisions.time_ms.max()))
         return result
+
+    def _first_seen(self, batch: TxBatch, result: StepResult) -> TxBatch:
+        """``batch`` without the transactions already seen (they go to ``result``)."""
+        if len(batch) == 0:
+            return batch
+        duplicates = self.dedup.admit(batch.transaction_id)
+        if len(duplicates) == 0:
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        keep[duplicates] = False
+        result.duplicates = batch.take(duplicates)
+        return batch.take(np.flatnonzero(keep))
 
     def _compact_windows(self, latest_ms: int) -> None:
         """Drops aggregate window state that no record still to come can see: a record
@@ -204,10 +215,11 @@ class Pipeline:
     def flush(self, now_ms: float | None = None) -> StepResult:
         """End of input, or an idle source: releases every buffered record."""
         now_ms = time.time() * 1000 if now_ms is None else now_ms
-        ready = self.clock.flush()
+        result = StepResult()
+        ready = self._first_seen(self.clock.flush(), result)
         if len(ready) == 0:
-            return StepResult()
-        result = StepResult(self.process(ready, ready.timestamp_ms, now_ms))
+            return result
+        result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
         if self.user_rules is not None:
             self._compact_windows(int(ready.timestamp_ms.max()))
         return result

@@ -45,6 +45,7 @@ class Chunk:
     start: int
     end: int
     last: bool
+    first_line: int = 0  # the chunk's first line number, when the plan counted lines
 
     @property
     def first_of_file(self) -> bool:
@@ -53,17 +54,19 @@ class Chunk:
 
     def to_json(self) -> str:
         """The descriptor as the source sends it (a JSON array)."""
-        return json.dumps([self.index, self.path, self.start, self.end, self.last])
+        return json.dumps([self.index, self.path, self.start, self.end, self.last, self.first_line])
 
     @classmethod
     def from_json(cls, text: str) -> Chunk:
         """A descriptor from :meth:`to_json`."""
-        index, path, start, end, last = json.loads(text)
-        return cls(index, path, start, end, last)
+        index, path, start, end, last, first_line = json.loads(text)
+        return cls(index, path, start, end, last, first_line)
 
 
-def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
-    """Every file cut at line ends into chunks of at least ``hint`` bytes (the last: less).
+def plan_chunks(paths: list[str], hint: int, count_lines: bool = False) -> list[Chunk]:
+    """Every file cut at line ends into chunks of at least ``hint`` bytes (the last: less);
+    with ``count_lines``, each chunk knows its first line number (reading the files), so
+    chunks can be decoded in any order and on any subtask.
 
     >>> import tempfile
     >>> with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
@@ -77,17 +80,19 @@ def plan_chunks(paths: list[str], hint: int) -> list[Chunk]:
     files = [p for path in paths for p in _files(local_path(path))]
     for number, path in enumerate(files):
         size = path.stat().st_size
-        start = 0
+        start, line = 0, 1
         with path.open("rb") as handle:
             while start < size:
                 handle.seek(max(start + hint - 1, start))
                 handle.readline()
                 end = min(handle.tell(), size)
-                chunks.append(Chunk(len(chunks), str(path), start, end, False))
+                chunks.append(Chunk(len(chunks), str(path), start, end, False, line))
+                if count_lines:
+                    line += read_range(str(path), start, end).count(b"\n")
                 start = end
         if number == len(files) - 1 and chunks:
             last = chunks[-1]
-            chunks[-1] = Chunk(last.index, last.path, last.start, last.end, True)
+            chunks[-1] = Chunk(last.index, last.path, last.start, last.end, True, last.first_line)
     return chunks
 
 

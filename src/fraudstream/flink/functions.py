@@ -63,10 +63,11 @@ __all__ = [
     "Fault",
     "SequenceFunction",
     "decision_outputs",
+    "json_lines",
 ]
 
 
-def _lines(records: list[dict[str, Any]]) -> str:
+def json_lines(records: list[dict[str, Any]]) -> str:
     """JSON lines as one string (the FileSink's encoder adds the last newline)."""
     return _encode_lines(records)[:-1].decode()
 
@@ -258,9 +259,9 @@ def _released(released: Released, wanted: frozenset[str]) -> Iterator[Any]:
     """A sequencer step as the job's outputs: the side outputs asked for (one nobody reads
     fails the job) and card / user parts."""
     if released.dead_letters and "dead_letters" in wanted:
-        yield DEAD_LETTERS, _lines(released.dead_letters)
+        yield DEAD_LETTERS, json_lines(released.dead_letters)
     if released.late and "late" in wanted:
-        yield LATE, _lines(released.late)
+        yield LATE, json_lines(released.late)
     for shard, part in released.card_parts.items():
         yield (shard, part)
     for shard, part in released.user_parts.items():
@@ -334,11 +335,11 @@ def decision_outputs(decisions: Decisions, wanted: frozenset[str]) -> Iterator[A
     """A micro-batch's decisions as the job's side outputs (decisions, alerts, enriched)."""
     if "decisions" in wanted:
         rows = decision_dicts(decisions)
-        yield DECISIONS, _lines(rows)
+        yield DECISIONS, json_lines(rows)
         alerts = [row for row in rows if row["decision"] != "approve"]
     else:
         alerts = decision_dicts(decisions.take(decisions.alerts()))
     if alerts and "alerts" in wanted:
-        yield ALERTS, _lines(alerts)
+        yield ALERTS, json_lines(alerts)
     if "enriched" in wanted:
-        yield ENRICHED, _lines(enriched_dicts(decisions))
+        yield ENRICHED, json_lines(enriched_dicts(decisions))

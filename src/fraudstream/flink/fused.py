@@ -36,8 +36,8 @@ from fraudstream.flink.functions import (
     LATE,
     PICKLED,
     Fault,
-    _lines,
     decision_outputs,
+    json_lines,
 )
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.io.decode import Decoder, ParsedBlock
@@ -183,9 +183,9 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         letters, late, decisions = core.block(self.reader.get(chunk), now, now)
         # a side output nobody reads fails the job: only the ones asked for leave
         if letters and "dead_letters" in self.wanted:
-            yield DEAD_LETTERS, _lines(letters)
+            yield DEAD_LETTERS, json_lines(letters)
         if late and "late" in self.wanted:
-            yield LATE, _lines(late)
+            yield LATE, json_lines(late)
         decided = [decisions]
         if chunk.last:
             decided.append(core.flush(time.time() * 1000))

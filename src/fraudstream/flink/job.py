@@ -66,7 +66,7 @@ class FlinkJob:
     # one condition: one Python operator per task thread.
     execution_mode: str = "thread"
     # One operator instead of sequencer, shards and join (bounded files read in chunks
-    # only); None: at parallelism 1. See fraudstream.flink.fused.
+    # only); None: at parallelism 1 when the keyed job cannot run. See fraudstream.flink.fused.
     fuse: bool | None = None
     fault: Any = None  # functions.Fault (tests only)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
@@ -147,6 +147,9 @@ class FlinkJob:
             SequenceFunction,
         )
 
+        if self.keyed:
+            self._build_keyed(env)
+            return
         env.set_parallelism(1)  # source, its key-by and the sequencer keep arrival order
         live = self.monitor_ms is not None or self.kafka_servers is not None
         if live or self.read_lines:
@@ -218,11 +221,76 @@ class FlinkJob:
         return not (self.read_lines or live) and all(is_local(path) for path in self.inputs)
 
     @property
+    def keyed(self) -> bool:
+        """Whether the job is the keyed job (:mod:`fraudstream.flink.keyed`): bounded files
+        read in chunks, no model and no user rules (they still run fused or sharded), and
+        not asked to fuse."""
+        parts = self.parts
+        plain = parts.model is None and not parts.rules.enabled_user_rules()
+        return self.chunked and plain and not self.fuse
+
+    @property
     def fused(self) -> bool:
         """Whether the job runs as one operator (:mod:`fraudstream.flink.fused`): asked for,
-        or by default at parallelism 1 on bounded files read in chunks."""
+        or by default at parallelism 1 on bounded files read in chunks when the keyed job
+        cannot run."""
         wanted = self.parallelism == 1 if self.fuse is None else self.fuse
-        return self.chunked and wanted
+        return self.chunked and wanted and not self.keyed
+
+    def _build_keyed(self, env: Any) -> None:
+        """Parallel chunk source -> decode -> card key groups -> user key groups -> sinks,
+        every operator at the job's parallelism (see :mod:`fraudstream.flink.keyed`)."""
+        from pyflink.common import Duration, Types, WatermarkStrategy
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource  # type: ignore[import-untyped]
+
+        from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
+        from fraudstream.flink.keyed_functions import (
+            CardDetectors,
+            DecodeChunks,
+            PartTime,
+            UserDetectors,
+        )
+
+        env.set_parallelism(self.parallelism)
+        plan = self.plan()
+        wanted = frozenset(self.outputs)
+        keys = shard_keys(self.max_parallelism, self.max_parallelism)
+        numbers = env.from_source(
+            NumberSequenceSource(0, max(len(plan) - 1, 0)),
+            WatermarkStrategy.no_watermarks(),
+            "chunks",
+        ).uid("fraudstream-chunks")
+        if not plan:  # an empty input: nothing to read (the source still needs a range)
+            numbers = numbers.filter(lambda _: False).uid("fraudstream-no-chunks")
+        decoded = (
+            numbers.process(DecodeChunks(self.parts, plan, keys, wanted), output_type=PICKLED)
+            .name("decode")
+            .uid("fraudstream-decode")
+        )
+        out_of_orderness = Duration.of_millis(self.parts.time.out_of_orderness_ms)
+        # No idleness: a bounded source's subtask finishes, and its watermark then ends.
+        event_time = WatermarkStrategy.for_bounded_out_of_orderness(out_of_orderness)
+        timed = decoded.assign_timestamps_and_watermarks(
+            event_time.with_timestamp_assigner(PartTime())
+        ).uid("fraudstream-event-time")
+        cards = (
+            timed.key_by(lambda v: v[0], key_type=Types.INT())
+            .process(CardDetectors(self.parts, keys, wanted), output_type=PICKLED)
+            .name("card detectors")
+            .uid("fraudstream-card-detectors")
+        )
+        users = (
+            cards.key_by(lambda v: v[0], key_type=Types.INT())
+            .process(UserDetectors(self.parts, wanted), output_type=PICKLED)
+            .name("user detectors, decide")
+            .uid("fraudstream-user-detectors")
+        )
+        origin = {"dead_letters": (decoded, cards), "late": (decoded,)}
+        for name, target in self.outputs.items():
+            streams = origin.get(name, (users,))
+            tagged = [stream.get_side_output(OUTPUT_TAGS[name]) for stream in streams]
+            joined = tagged[0] if len(tagged) == 1 else tagged[0].union(*tagged[1:])
+            self._sink(joined, name, target)
 
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
@@ -341,7 +409,7 @@ class FlinkJob:
         if self._planned is None:
             from fraudstream.flink.chunks import plan_chunks
 
-            return plan_chunks(self.inputs, self.batch_bytes)
+            return plan_chunks(self.inputs, self.batch_bytes, count_lines=self.keyed)
         return list(self._planned.result())
 
 

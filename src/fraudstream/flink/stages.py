@@ -192,21 +192,28 @@ class Sequencer:
 
     def _sequence(self, batch: TxBatch, dead: list[DeadLetter]) -> Released:
         letters = [d.to_dict() for d in dead]
-        # Pipeline.submit up to the detectors: dedup, then the event clock.
-        duplicates = self.pipeline.dedup.admit(batch.transaction_id)
-        if len(duplicates):
-            keep = np.ones(len(batch), dtype=bool)
-            keep[duplicates] = False
-            letters.extend(duplicate_letters(batch.take(duplicates)))
-            batch = batch.take(np.flatnonzero(keep))
+        # Pipeline.submit up to the detectors: the event clock, then dedup of the released.
         clock = self.pipeline.clock
         released = clock.admit(batch)
         late = late_dicts(released.late, clock.watermark, clock.allowed_lateness_ms)
-        return self._release(letters, late, released.ready)
+        return self._release(letters, late, self._first_seen(released.ready, letters))
 
     def flush(self) -> Released:
         """End of input (or an idle source): the watermark jumps, every record is released."""
-        return self._release([], [], self.pipeline.clock.flush())
+        letters: list[dict[str, Any]] = []
+        ready = self._first_seen(self.pipeline.clock.flush(), letters)
+        return self._release(letters, [], ready)
+
+    def _first_seen(self, batch: TxBatch, letters: list[dict[str, Any]]) -> TxBatch:
+        if len(batch) == 0:
+            return batch
+        duplicates = self.pipeline.dedup.admit(batch.transaction_id)
+        if len(duplicates) == 0:
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        keep[duplicates] = False
+        letters.extend(duplicate_letters(batch.take(duplicates)))
+        return batch.take(np.flatnonzero(keep))
 
     def _release(
         self, letters: list[dict[str, Any]], late: list[dict[str, Any]], ready: TxBatch
@@ -258,6 +265,28 @@ class StageResult:
     messages: dict[str, tuple[I64, list[str]]]  # rule id -> (rows in seq, messages)
 
 
+def stage_result(key: Key, decisions: Decisions, seq: I64, tx: TxBatch | None) -> StageResult:
+    """A stage's decisions as its answer: fired masks, features, and each rule's messages
+    at the rows ``seq`` (``tx``: the records, for the card stage to carry)."""
+    messages: dict[str, tuple[list[int], list[str]]] = {}
+    reasons = decisions.reasons
+    for row in reasons:
+        for reason in reasons[row]:
+            rows, texts = messages.setdefault(reason["rule"], ([], []))
+            rows.append(int(seq[row]))
+            texts.append(reason["message"])
+    return StageResult(
+        key,
+        0,
+        len(seq),
+        seq,
+        tx,
+        decisions.fired,
+        decisions.features,
+        {rule: (np.array(rows, np.int64), texts) for rule, (rows, texts) in messages.items()},
+    )
+
+
 class DetectorStage:
     """The detectors of one key (card or user) for one shard, as the embedded pipeline runs them."""
 
@@ -286,26 +315,14 @@ class DetectorStage:
         expiry = self.pipeline.expiry
         if expiry is not None and expiry.due():  # as Pipeline.submit: compact long-idle keys
             expiry.reclaim(self.pipeline)
-        messages: dict[str, tuple[list[int], list[str]]] = {}
-        reasons = decisions.reasons
-        for row in reasons:
-            for reason in reasons[row]:
-                rows, texts = messages.setdefault(reason["rule"], ([], []))
-                rows.append(int(part.seq[row]))
-                texts.append(reason["message"])
         features = decisions.features
         if part.features is not None:  # the streaming features ride to the join with the card
             features = {**features, **part.features}
-        return StageResult(
-            self.key,
-            part.batch,
-            part.total,
-            part.seq,
-            part.tx if self.key == "card" else None,
-            decisions.fired,
-            features,
-            {rule: (np.array(rows, np.int64), texts) for rule, (rows, texts) in messages.items()},
+        result = stage_result(
+            self.key, decisions, part.seq, part.tx if self.key == "card" else None
         )
+        result.batch, result.total, result.features = part.batch, part.total, features
+        return result
 
     def _sweep(self, watermark: int) -> None:
         """The embedded timer sweep at ``watermark`` (once per watermark, like the pipeline)."""

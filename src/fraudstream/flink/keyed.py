@@ -1,0 +1,267 @@
+"""The keyed job's stages, without Flink: a release of one key group's records in, decisions out.
+
+A card stage and a user stage each hold a pipeline with only their key's detectors. For a
+release (the records of one Flink key group that the watermark let through, in event-time
+order) a stage numbers the release's keys 0..k-1, asks its caller for those keys' state
+values (Flink ``MapState`` in the job, a dict in the tests), loads them into its tables
+(:class:`~fraudstream.flink.key_rows.KeyRows`), runs the embedded runtime's own
+:meth:`Pipeline.process <fraudstream.engine.pipeline.Pipeline.process>` over the records
+and hands back each key's new value. Nothing of a key outlives the release in Python: the
+tables are scratch space, profiles are configuration looked up per release.
+
+Order: a release is decided in (event time, transaction id, position) order, which is the
+embedded runtime's order for every stream whose records arrive within the out-of-orderness
+(see ``docs/flink.md``, "What is the same"). Duplicates are found per card: a record whose
+transaction id is among the card's last :data:`~fraudstream.flink.key_rows.RECENT_IDS`
+decided ones (or earlier in the release) is a duplicate and is not decided again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraudstream.decide import Decisions
+from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.expiry import NEVER
+from fraudstream.engine.ids import hash_ids
+from fraudstream.engine.keys import KeySpace
+from fraudstream.flink.key_rows import Key, KeyRows
+from fraudstream.flink.stages import PipelineParts, StageResult, assemble, stage_result
+from fraudstream.profiles import ProfileTable
+
+I64 = npt.NDArray[np.int64]
+Fetch = Callable[[list[str]], Sequence[bytes | None]]
+CODE_CACHE_KEYS = 1_000_000  # text codes are a cache (values keep text): cleared past this
+
+__all__ = ["CardStage", "UserStage", "late_rows", "release_order", "take_result"]
+
+
+def late_rows(
+    times: I64, latest_ms: int | None, out_of_orderness_ms: int, allowed_lateness_ms: int
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """Which records, in the order their source sends them, come more than the allowed
+    lateness behind the watermark (the latest time before them minus the out-of-orderness):
+    the embedded clock's rule (:class:`~fraudstream.engine.clock.EventClock`), applied per
+    source split. Returns the mask and the latest time after them.
+
+    >>> late, latest = late_rows(np.array([100, 40, 95, 200]), None, 10, 5)
+    >>> late.tolist(), latest
+    ([False, True, False, False], 200)
+    """
+    if len(times) == 0:
+        return np.zeros(0, dtype=np.bool_), latest_ms if latest_ms is not None else int(NEVER)
+    start = int(NEVER) if latest_ms is None else int(latest_ms)
+    latest = np.maximum.accumulate(np.maximum(times, start))
+    before = np.empty(len(times), dtype=np.int64)
+    before[0] = start
+    before[1:] = latest[:-1]
+    watermark = np.where(before > NEVER, before - out_of_orderness_ms, NEVER)
+    late: npt.NDArray[np.bool_] = times < watermark - allowed_lateness_ms
+    return late, int(latest[-1])
+
+
+def release_order(tx: TxBatch) -> I64:
+    """Indices putting records in (event time, transaction id, position) order.
+
+    >>> from fraudstream.testing import tx_batch
+    >>> release_order(tx_batch(ids=["b", "a", "c"], times=[5, 5, 1])).tolist()
+    [2, 1, 0]
+    """
+    table = pa.table({"time": tx.timestamp_ms, "id": tx.transaction_id, "position": tx.position})
+    keys = [("time", "ascending"), ("id", "ascending"), ("position", "ascending")]
+    order: I64 = pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
+    return order
+
+
+@numba.njit(cache=True, nogil=True)
+def _repeated(slots: npt.NDArray[np.int32], hashes: Any, recent: Any, out: Any) -> None:
+    # Each card's ring of recent id hashes, newest first; a hit is a duplicate.
+    width = recent.shape[1]
+    for i in range(slots.size):
+        ring = recent[slots[i]]
+        h = hashes[i]
+        hit = False
+        for j in range(width):
+            if ring[j] == h:
+                hit = True
+                break
+        if hit:
+            out[i] = True
+            continue
+        for j in range(width - 1, 0, -1):
+            ring[j] = ring[j - 1]
+        ring[0] = h
+
+
+class _Stage:
+    """What both stages share: per-release key numbering, state rows, profiles."""
+
+    def __init__(self, parts: PipelineParts, key: Key) -> None:
+        self.key = key
+        self.pipeline = parts.pipeline(key)
+        self.pipeline.model_stage = None
+        self.rows = KeyRows(self.pipeline, key)
+        self.profiles = parts.profiles  # configuration, looked up per release
+
+    def _begin(self, tx: TxBatch, fetch: Fetch) -> tuple[npt.NDArray[np.int32], list[str]]:
+        """Numbers the release's keys 0..k-1, loads their state; returns (slots, keys)."""
+        pipeline = self.pipeline
+        self._trim_caches()
+        own = KeySpace()
+        slots = own.slots(tx.card_id if self.key == "card" else tx.user_id)
+        keys = own.keys
+        users = own if self.key == "user" else KeySpace()
+        profiles = ProfileTable(users=users, countries=pipeline.codes["country"])
+        known = self.profiles.profiles
+        if known:
+            for user_id in pc.unique(tx.user_id).to_pylist():
+                profile = known.get(user_id)
+                if profile is not None:
+                    profiles.upsert(profile)
+        pipeline.profiles = profiles
+        pipeline.users = users
+        if self.key == "card":
+            pipeline.cards = own
+        self.rows.load(list(fetch(keys)))
+        return slots, keys
+
+    def _trim_caches(self) -> None:
+        pipeline = self.pipeline
+        for name in ("zipcode", "merchant", "device"):
+            if len(pipeline.codes[name]) > CODE_CACHE_KEYS:
+                pipeline.codes[name] = KeySpace()
+        if len(pipeline.ips) > CODE_CACHE_KEYS:
+            pipeline.ips = KeySpace()
+            pipeline.ip_country = np.empty(0, dtype=np.int32)
+            pipeline.ip_network = np.empty(0, dtype=np.int32)
+
+    def _timers(self, tx: TxBatch, watermark: int, k: int) -> None:
+        """The detectors' event-time timers for the loaded keys that are due before the
+        release's earliest record (a timer never fires past a record not yet decided)."""
+        if len(tx) == 0:
+            return
+        due = min(watermark, int(tx.timestamp_ms.min()) - 1)
+        if due <= NEVER:
+            return
+        pipeline = self.pipeline
+        for name, instance in pipeline.instances.items():
+            if instance.detector.key == self.key:
+                instance.detector.on_time(pipeline.states[name], due, k)
+
+    def _finish(
+        self, keys: list[str], slots: npt.NDArray[np.int32], times: I64
+    ) -> dict[str, bytes]:
+        k = len(keys)
+        last = np.array(self.rows.last_ms[:k])
+        if len(slots):
+            np.maximum.at(last, slots, times)
+        return dict(zip(keys, self.rows.dump(k, last), strict=True))
+
+
+class CardStage(_Stage):
+    """The card-keyed detectors and per-card duplicate detection over one release."""
+
+    def __init__(self, parts: PipelineParts) -> None:
+        super().__init__(parts, "card")
+
+    def process(
+        self, tx: TxBatch, fetch: Fetch, watermark: int, now_ms: float
+    ) -> tuple[StageResult, TxBatch, dict[str, bytes]]:
+        """(card answers for the decided records, the duplicates, the new state values);
+        ``tx`` in release order."""
+        slots, keys = self._begin(tx, fetch)
+        self._timers(tx, watermark, len(keys))
+        repeated = np.zeros(len(tx), dtype=np.bool_)
+        _repeated(slots, hash_ids(tx.transaction_id), self.rows.recent_ids, repeated)
+        duplicates = tx.take(np.flatnonzero(repeated))
+        if repeated.any():
+            kept_rows = np.flatnonzero(~repeated)
+            tx, slots = tx.take(kept_rows), slots[kept_rows]
+        decisions = self.pipeline.process(tx, tx.timestamp_ms, now_ms, sweep=False)
+        result = stage_result("card", decisions, np.arange(len(tx), dtype=np.int64), tx)
+        return result, duplicates, self._finish(keys, slots, tx.timestamp_ms)
+
+
+class UserStage(_Stage):
+    """The user-keyed detectors over one release, then the decision for each record."""
+
+    def __init__(self, parts: PipelineParts) -> None:
+        super().__init__(parts, "user")
+        self.full = parts.pipeline()
+        self.full.model_stage = None
+
+    def process(
+        self, cards: list[StageResult], fetch: Fetch, watermark: int, now_ms: float
+    ) -> tuple[Decisions, dict[str, bytes]]:
+        """The decisions of the card answers released together (in release order), and the
+        new state values."""
+        tx = TxBatch.concat([c.tx for c in cards if c.tx is not None])
+        order = release_order(tx)
+        tx = tx.take(order)
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        placed, start = [], 0
+        for card in cards:
+            size = len(card.seq)
+            placed.append(_placed(card, position[start : start + size], len(tx)))
+            start += size
+        slots, keys = self._begin(tx, fetch)
+        self._timers(tx, watermark, len(keys))
+        pipeline = self.pipeline
+        decisions = pipeline.process(tx, tx.timestamp_ms, now_ms, sweep=False)
+        user = stage_result("user", decisions, np.arange(len(tx), dtype=np.int64), None)
+        full = self.full
+        full.profiles, full.users = pipeline.profiles, pipeline.users
+        decided = assemble([*placed, user], full, now_ms)
+        return decided, self._finish(keys, slots, tx.timestamp_ms)
+
+
+def _placed(card: StageResult, seq: I64, total: int) -> StageResult:
+    """A card part's answers placed at rows ``seq`` of a release of ``total`` records."""
+    messages = {rule: (seq[rows], texts) for rule, (rows, texts) in card.messages.items()}
+    return StageResult("card", 0, total, seq, card.tx, card.fired, card.features, messages)
+
+
+def take_result(result: StageResult, rows: I64) -> StageResult:
+    """The answers for ``rows`` of a card stage result (rows in its order), renumbered.
+
+    >>> import numpy as np
+    >>> from fraudstream.testing import tx_batch
+    >>> r = StageResult("card", 0, 3, np.arange(3), tx_batch(ids=["a", "b", "c"], times=[1, 2, 3]),
+    ...                 {"velocity": np.array([True, False, True])}, {},
+    ...                 {"velocity": (np.array([0, 2]), ["m0", "m2"])})
+    >>> part = take_result(r, np.array([2, 1]))
+    >>> part.fired["velocity"].tolist(), part.messages["velocity"]
+    ([True, False], (array([0]), ['m2']))
+    """
+    where = np.full(len(result.seq), -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    messages: dict[str, tuple[I64, list[str]]] = {}
+    for rule, (at, texts) in result.messages.items():
+        moved = where[at]
+        keep = np.flatnonzero(moved >= 0)
+        if len(keep):
+            messages[rule] = (moved[keep], [texts[i] for i in keep.tolist()])
+    return StageResult(
+        result.key,
+        result.batch,
+        len(rows),
+        np.arange(len(rows), dtype=np.int64),
+        None if result.tx is None else result.tx.take(rows),
+        {rule: mask[rows] for rule, mask in result.fired.items()},
+        {name: _take(column, rows) for name, column in result.features.items()},
+        messages,
+    )
+
+
+def _take(column: Any, rows: I64) -> Any:
+    if isinstance(column, pa.Array):
+        return column.take(pa.array(rows, pa.int64()))
+    return column[rows]

@@ -1,0 +1,268 @@
+"""The keyed job's Python operators: thin Flink wrappers around :mod:`fraudstream.flink.keyed`.
+
+- :class:`DecodeChunks` reads one chunk of the input (a parallel source hands out chunk
+  numbers), decodes it and cuts it into one part per card key group;
+- :class:`CardDetectors` and :class:`UserDetectors` are ``KeyedProcessFunction`` s keyed by
+  an int of one Flink key group each (:func:`fraudstream.flink.key_groups.shard_keys`).
+  A part waits in a ``ListState`` until the watermark passes its records; an event-time
+  timer then releases them, in event-time order, to the stage. Each card's (user's) state is
+  one value of a ``MapState`` under its key group, read for the keys a release holds and
+  written back after it: a checkpoint (RocksDB, incremental) writes only the keys that
+  changed, and a savepoint rescales by key group like any Flink job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from pyflink.common import Types  # type: ignore[import-untyped]
+from pyflink.common.time import Time  # type: ignore[import-untyped]
+from pyflink.common.watermark_strategy import TimestampAssigner  # type: ignore[import-untyped]
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext  # type: ignore[import-untyped]
+from pyflink.datastream.state import (  # type: ignore[import-untyped]
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateTtlConfig,
+)
+
+from fraudstream.engine.batch import TxBatch
+from fraudstream.flink.chunks import Chunk, read_block
+from fraudstream.flink.functions import (
+    DEAD_LETTERS,
+    LATE,
+    PICKLED,
+    decision_outputs,
+    json_lines,
+)
+from fraudstream.flink.keyed import (
+    CardStage,
+    UserStage,
+    late_rows,
+    release_order,
+    take_result,
+)
+from fraudstream.flink.stages import PipelineParts, StageResult, shard_of
+from fraudstream.io.decode import Decoder, ParsedBlock
+from fraudstream.io.records import duplicate_letters, late_dicts
+from fraudstream.schema import CardTokenizer
+
+ROW = PICKLED  # bytes: pickling a bytes object costs a copy; a byte array converts per byte
+NO_WATERMARK = -(2**63)
+
+__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors", "bucket_parts"]
+
+
+def bucket_parts(tx: TxBatch, column: Any, keys: tuple[int, ...]) -> Iterator[tuple[int, Any]]:
+    """``tx`` cut by key group of ``column`` (a card or user id column): (the key group's
+    int key, the rows' indices), key groups ascending, rows in ``tx`` order."""
+    bucket = shard_of(column, len(keys))
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.flatnonzero(np.diff(bucket[order])) + 1
+    for rows in np.split(order, bounds):
+        if len(rows):
+            yield keys[int(bucket[rows[0]])], rows
+
+
+class DecodeChunks(ProcessFunction):  # type: ignore[misc]
+    """Chunk number -> the chunk's records, one part per card key group; dead letters out."""
+
+    def __init__(
+        self, parts: PipelineParts, plan: list[Chunk], keys: tuple[int, ...], wanted: frozenset[str]
+    ) -> None:
+        self.parts = parts
+        self.plan = plan
+        self.keys = keys
+        self.wanted = wanted
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.decoder = Decoder(CardTokenizer.from_environment(), "input")
+        self.latest_ms: int | None = None  # the latest event time this subtask has sent
+
+    def process_element(self, value: int, ctx: Any) -> Iterator[Any]:
+        chunk = self.plan[int(value)]
+        block = ParsedBlock.of(read_block(chunk), threads=False)
+        tx, dead = self.decoder.block(block, chunk.first_line, time.time() * 1000)
+        if dead and "dead_letters" in self.wanted:
+            yield DEAD_LETTERS, json_lines([d.to_dict() for d in dead])
+        if len(tx) == 0:
+            return
+        # Late is decided here, per source split, by the embedded clock's rule: in the order
+        # the split sends its records, as the embedded runtime does for its one input.
+        timing = self.parts.time
+        latest = self.latest_ms
+        late, self.latest_ms = late_rows(
+            tx.timestamp_ms, latest, timing.out_of_orderness_ms, timing.allowed_lateness_ms
+        )
+        if late.any():
+            watermark = self.latest_ms - timing.out_of_orderness_ms
+            if "late" in self.wanted:
+                letters = late_dicts(
+                    tx.take(np.flatnonzero(late)), watermark, timing.allowed_lateness_ms
+                )
+                yield LATE, json_lines(letters)
+            tx = tx.take(np.flatnonzero(~late))
+        # A chunk's parts go out one key group after another, each spanning the chunk's
+        # time range: while they do, the watermark must stay where it was before the chunk
+        # (every part carries that time), and moves on only with the marker after the last.
+        before = int(tx.timestamp_ms.min()) if latest is None else latest
+        for key, rows in bucket_parts(tx, tx.card_id, self.keys):
+            yield key, tx.take(rows), before
+        yield self.keys[0], None, self.latest_ms
+
+
+class PartTime(TimestampAssigner):  # type: ignore[misc]
+    """An element's event time is the latest its decoder had sent before its chunk (the
+    marker after a chunk: the chunk's latest). The watermark, that minus the
+    out-of-orderness, then never passes a record still to come, as long as records keep
+    within the out-of-orderness."""
+
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return int(value[2])
+
+
+class _Released(KeyedProcessFunction):  # type: ignore[misc]
+    """Buffers parts in a ``ListState`` and releases them, in event-time order, as the
+    watermark passes them (an event-time timer at the earliest record waiting)."""
+
+    def __init__(self, parts: PipelineParts, key: str, state_ttl_ms: int | None) -> None:
+        self.parts = parts
+        self.key = key
+        self.state_ttl_ms = state_ttl_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        rows = MapStateDescriptor(f"{self.key}-state", Types.STRING(), ROW)
+        if self.state_ttl_ms:
+            # Flink's TTL runs on processing time: it bounds storage for keys that stopped
+            # coming. Decisions never depend on it: a key is found expired by its own event
+            # times (the stage compares the record with the key's last time, as embedded).
+            ttl = (
+                StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build()
+            )
+            rows.enable_time_to_live(ttl)
+        self.rows = runtime_context.get_map_state(rows)
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor(f"{self.key}-pending", PICKLED)
+        )
+
+    def fetch(self, keys: list[str]) -> list[bytes | None]:
+        get = self.rows.get
+        return [get(key) for key in keys]
+
+    def store(self, values: dict[str, bytes]) -> None:
+        self.rows.put_all(values)
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        part = value[1]
+        if part is None:  # a chunk's end marker: it only moved the watermark
+            return
+        watermark = ctx.timer_service().current_watermark()
+        times = self.times(part)
+        waiting = times > watermark
+        if not waiting.all():  # behind the watermark: decided at once, as embedded
+            yield from self.arrived_behind(self.take(part, np.flatnonzero(~waiting)), watermark)
+        if waiting.any():
+            self.pending.add(self.take(part, np.flatnonzero(waiting)))
+            ctx.timer_service().register_event_time_timer(int(times[waiting].min()))
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        watermark = ctx.timer_service().current_watermark()
+        ready, later = [], []
+        for part in self.pending.get():
+            times = self.times(part)
+            due = times <= watermark
+            if due.all():
+                ready.append(part)
+                continue
+            if due.any():
+                ready.append(self.take(part, np.flatnonzero(due)))
+            later.append(self.take(part, np.flatnonzero(~due)))
+        self.pending.clear()
+        if later:
+            self.pending.add_all(later)
+            earliest = min(int(self.times(part).min()) for part in later)
+            ctx.timer_service().register_event_time_timer(earliest)
+        if ready:
+            yield from self.release(ready, watermark)
+
+    def arrived_behind(self, part: Any, watermark: int) -> Iterator[Any]:
+        yield from self.release([part], watermark)
+
+    def times(self, part: Any) -> Any:
+        raise NotImplementedError
+
+    def take(self, part: Any, rows: Any) -> Any:
+        raise NotImplementedError
+
+    def release(self, parts: list[Any], watermark: int) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class CardDetectors(_Released):
+    """Card key groups: late records out, per-card duplicates out, card detectors; the
+    records with their card answers go on cut by user key group."""
+
+    def __init__(
+        self,
+        parts: PipelineParts,
+        user_keys: tuple[int, ...],
+        wanted: frozenset[str],
+    ) -> None:
+        super().__init__(parts, "card", parts.state_ttl_ms)
+        self.user_keys = user_keys
+        self.wanted = wanted
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.stage = CardStage(self.parts)
+
+    def times(self, part: TxBatch) -> Any:
+        return part.timestamp_ms
+
+    def take(self, part: TxBatch, rows: Any) -> TxBatch:
+        return part.take(rows)
+
+    def release(self, parts: list[TxBatch], watermark: int) -> Iterator[Any]:
+        tx = TxBatch.concat(parts)
+        tx = tx.take(release_order(tx))
+        result, duplicates, values = self.stage.process(
+            tx, self.fetch, watermark, time.time() * 1000
+        )
+        self.store(values)
+        if len(duplicates) and "dead_letters" in self.wanted:
+            yield DEAD_LETTERS, json_lines(duplicate_letters(duplicates))
+        decided = result.tx
+        if decided is None or len(decided) == 0:
+            return
+        for key, rows in bucket_parts(decided, decided.user_id, self.user_keys):
+            yield key, take_result(result, rows)
+
+
+class UserDetectors(_Released):
+    """User key groups: user detectors, then the decision; decisions, alerts and enriched
+    records out."""
+
+    def __init__(self, parts: PipelineParts, wanted: frozenset[str]) -> None:
+        super().__init__(parts, "user", parts.state_ttl_ms)
+        self.wanted = wanted
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.stage = UserStage(self.parts)
+
+    def times(self, part: StageResult) -> Any:
+        assert part.tx is not None
+        return part.tx.timestamp_ms
+
+    def take(self, part: StageResult, rows: Any) -> StageResult:
+        return take_result(part, rows)
+
+    def release(self, parts: list[StageResult], watermark: int) -> Iterator[Any]:
+        decisions, values = self.stage.process(parts, self.fetch, watermark, time.time() * 1000)
+        self.store(values)
+        yield from decision_outputs(decisions, self.wanted)
