@@ -306,10 +306,8 @@ class Runner:
             summary.late += len(result.late)
             sink = sinks.get("late")
             if sink is not None:
-                clock = self.pipeline.clock
-                sink.write_dicts(
-                    late_dicts(result.late, clock.watermark, clock.allowed_lateness_ms)
-                )
+                lateness = self.pipeline.clock.allowed_lateness_ms
+                sink.write_dicts(late_dicts(result.late, result.late_watermark, lateness))
         decisions = result.decisions
         if decisions is None or len(decisions) == 0:
             return

@@ -50,7 +50,7 @@ def test_the_fused_job_fails_restarts_and_writes_each_output_once(
     descriptors (the source sends them all at once), so a failure mid-file restarts the
     job from the start; the FileSink drops the uncommitted parts, nothing is written twice."""
     flink = flink_run(
-        "--fuse", "--fail-once-after", "8000", "--fail-without-checkpoint",
+        "--graph", "fused", "--fail-once-after", "8000", "--fail-without-checkpoint",
         "--batch-bytes", "300000", "--restart-delay-ms", "200",
     )  # fmt: skip
     assert (flink / "checkpoints" / "injected-fault").read_text().startswith("failed after")

@@ -73,7 +73,7 @@ def test_sharded_job_refuses_user_rules(stream: tuple[Path, Path], rules: Path) 
     path, _ = stream
     result = subprocess.run(
         [FRAUDSTREAM, "flink", "run", "--input", str(path), "--rules", str(rules),
-         "--alerts", "out", "--shard"],
+         "--alerts", "out", "--graph", "sharded"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2

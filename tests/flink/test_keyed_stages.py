@@ -175,7 +175,7 @@ def keyed_run(
         if not queues[split]:
             continue
         tx = batch.take(chunks[queues[split].pop(0)])
-        mask, after = late_rows(tx.timestamp_ms, latest[split], OUT_OF_ORDERNESS, LATENESS)
+        mask, _, after = late_rows(tx.timestamp_ms, latest[split], OUT_OF_ORDERNESS, LATENESS)
         late.extend(tx.position[mask].tolist())
         tx = tx.take(np.flatnonzero(~mask))
         latest[split] = after

@@ -13,7 +13,7 @@ streaming the same records live give the same result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,11 @@ class Released:
 
     ready: TxBatch
     late: TxBatch
+    # the watermark each late record arrived behind (its own, not the batch's: the figure
+    # does not depend on where the input is cut)
+    late_watermark: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.empty(0, dtype=np.int64)
+    )
 
 
 class EventClock:
@@ -94,7 +99,8 @@ class EventClock:
         self.pending = candidates.take(np.flatnonzero(~out))
         ready = candidates.take(np.flatnonzero(out))
         order = processing_order(steps[out], ready)
-        return Released(ready.take(order), batch.take(np.flatnonzero(late)))
+        late_rows = np.flatnonzero(late)
+        return Released(ready.take(order), batch.take(late_rows), wm_before[late_rows])
 
     def snapshot(self) -> tuple[int, TxBatch]:
         """(watermark, records still waiting for it): the clock's whole state."""

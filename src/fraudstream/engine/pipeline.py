@@ -50,6 +50,7 @@ class StepResult:
 
     decisions: Decisions | None = None
     late: TxBatch = field(default_factory=TxBatch.empty)
+    late_watermark: np.ndarray[Any, Any] = field(default_factory=lambda: np.empty(0, np.int64))
     duplicates: TxBatch = field(default_factory=TxBatch.empty)
 
 
@@ -182,7 +183,7 @@ class Pipeline:
             # transaction counts does not depend on where the input is cut or split (the
             # Flink job finds duplicates per card as it releases them, in this order).
             released = self.clock.admit(batch)
-            result.late = released.late
+            result.late, result.late_watermark = released.late, released.late_watermark
             ready = self._first_seen(released.ready, result)
             if len(ready):
                 result.decisions = self.process(ready, ready.timestamp_ms, now_ms)

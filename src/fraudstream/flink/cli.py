@@ -43,6 +43,14 @@ _err = Console(stderr=True, soft_wrap=True)
 __all__ = ["flink_app", "count_lines", "pipeline_parts"]
 
 
+class Graph(StrEnum):
+    """Which job graph (see docs/flink.md, The job)."""
+
+    keyed = "keyed"
+    fused = "fused"
+    sharded = "sharded"
+
+
 class Target(StrEnum):
     """Where the job runs."""
 
@@ -175,12 +183,13 @@ def run(
             "sequencer (faster).",
         ),
     ] = False,
-    fuse: Annotated[
-        bool | None,
+    graph: Annotated[
+        Graph | None,
         typer.Option(
-            "--fuse/--shard",
-            help="Bounded files in chunks: the whole pipeline as one operator, or the sharded "
-            "job (sequencer, card and user shards, decide). Default: fused at parallelism 1.",
+            help="keyed: parallel decode, card and user key groups with per-key state (bounded "
+            "files, no model or 'when:' rules); fused: one operator; sharded: sequencer and "
+            "shards (live inputs). Default: keyed where it can run, else fused at parallelism "
+            "1 on files, else sharded.",
             show_default=False,
         ),
     ] = None,
@@ -290,13 +299,16 @@ def run(
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
         read_lines=read_lines,
-        fuse=fuse,
+        graph=graph.value if graph is not None else None,
         fault=fault,
     )
+    refused = job.refuses()
+    if refused:
+        _fail(refused)
     if parts.rules.enabled_user_rules() and not job.fused:
         _fail(
-            "rules with 'when:' run in the fused job only (parallelism 1 on files) for now; "
-            "the sharded job cannot see a key other than card or user in one place yet"
+            "rules with 'when:' run in the fused job only (--graph fused, files) for now; "
+            "the keyed and sharded jobs cannot see a key other than card or user in one place"
         )
     if explain:
         try:

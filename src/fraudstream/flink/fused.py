@@ -76,13 +76,15 @@ class WholePipeline:
         batch, dead = self.decoder.block(block, first, arrival_ms)
         step = self.pipeline.submit(batch, now_ms)
         letters = [d.to_dict() for d in dead] + duplicate_letters(step.duplicates)
-        clock = self.pipeline.clock
-        late = late_dicts(step.late, clock.watermark, clock.allowed_lateness_ms)
+        lateness = self.pipeline.clock.allowed_lateness_ms
+        late = late_dicts(step.late, step.late_watermark, lateness)
         return letters, late, step.decisions
 
-    def flush(self, now_ms: float) -> Decisions | None:
-        """End of input: every record still waiting for the watermark is decided."""
-        return self.pipeline.flush(now_ms).decisions
+    def flush(self, now_ms: float) -> tuple[list[dict[str, Any]], Decisions | None]:
+        """End of input: every record still waiting for the watermark is decided (its
+        duplicates as dead letters)."""
+        step = self.pipeline.flush(now_ms)
+        return duplicate_letters(step.duplicates), step.decisions
 
 
 class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
@@ -182,13 +184,15 @@ class WholePipelineFunction(KeyedProcessFunction):  # type: ignore[misc]
         now = time.time() * 1000
         letters, late, decisions = core.block(self.reader.get(chunk), now, now)
         # a side output nobody reads fails the job: only the ones asked for leave
+        decided = [decisions]
+        if chunk.last:
+            repeated, flushed = core.flush(time.time() * 1000)
+            letters.extend(repeated)
+            decided.append(flushed)
         if letters and "dead_letters" in self.wanted:
             yield DEAD_LETTERS, json_lines(letters)
         if late and "late" in self.wanted:
             yield LATE, json_lines(late)
-        decided = [decisions]
-        if chunk.last:
-            decided.append(core.flush(time.time() * 1000))
         for step in decided:
             if step is not None and len(step):
                 yield from decision_outputs(step, self.wanted)

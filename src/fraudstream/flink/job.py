@@ -65,9 +65,10 @@ class FlinkJob:
     # TaskManager's JVM, no gRPC data plane). See :meth:`configuration` for thread mode's
     # one condition: one Python operator per task thread.
     execution_mode: str = "thread"
-    # One operator instead of sequencer, shards and join (bounded files read in chunks
-    # only); None: at parallelism 1 when the keyed job cannot run. See fraudstream.flink.fused.
-    fuse: bool | None = None
+    # "keyed" (fraudstream.flink.keyed), "fused" (one operator: fraudstream.flink.fused) or
+    # "sharded" (sequencer and shards); None: keyed where it can run, else fused at
+    # parallelism 1 on bounded files read in chunks, else sharded.
+    graph: str | None = None
     fault: Any = None  # functions.Fault (tests only)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
@@ -221,21 +222,38 @@ class FlinkJob:
         return not (self.read_lines or live) and all(is_local(path) for path in self.inputs)
 
     @property
-    def keyed(self) -> bool:
-        """Whether the job is the keyed job (:mod:`fraudstream.flink.keyed`): bounded files
-        read in chunks, no model and no user rules (they still run fused or sharded), and
-        not asked to fuse."""
+    def keyable(self) -> bool:
+        """Whether the keyed job can run this: bounded files read in chunks, no model and no
+        user rules (those still run fused or sharded)."""
         parts = self.parts
         plain = parts.model is None and not parts.rules.enabled_user_rules()
-        return self.chunked and plain and not self.fuse
+        return self.chunked and plain
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the job is the keyed job (:mod:`fraudstream.flink.keyed`)."""
+        return self.graph == "keyed" or (self.graph is None and self.keyable)
 
     @property
     def fused(self) -> bool:
-        """Whether the job runs as one operator (:mod:`fraudstream.flink.fused`): asked for,
-        or by default at parallelism 1 on bounded files read in chunks when the keyed job
-        cannot run."""
-        wanted = self.parallelism == 1 if self.fuse is None else self.fuse
-        return self.chunked and wanted and not self.keyed
+        """Whether the job runs as one operator (:mod:`fraudstream.flink.fused`)."""
+        if self.graph is not None:
+            return self.graph == "fused"
+        return self.chunked and self.parallelism == 1 and not self.keyed
+
+    def refuses(self) -> str | None:
+        """Why the asked-for graph cannot run this job (one line), or None."""
+        if self.graph == "keyed" and not self.keyable:
+            return (
+                "--graph keyed reads bounded local files in chunks, without --model, --labels "
+                "or rules with 'when:'; leave --graph out to get the graph that can"
+            )
+        if self.graph == "fused" and not self.chunked:
+            return (
+                "--graph fused reads bounded local files in chunks (not --kafka-servers, "
+                "--monitor-ms or --read-lines)"
+            )
+        return None
 
     def _build_keyed(self, env: Any) -> None:
         """Parallel chunk source -> decode -> card key groups -> user key groups -> sinks,

@@ -45,18 +45,19 @@ __all__ = ["CardStage", "UserStage", "late_rows", "release_order", "take_result"
 
 def late_rows(
     times: I64, latest_ms: int | None, out_of_orderness_ms: int, allowed_lateness_ms: int
-) -> tuple[npt.NDArray[np.bool_], int]:
+) -> tuple[npt.NDArray[np.bool_], I64, int]:
     """Which records, in the order their source sends them, come more than the allowed
     lateness behind the watermark (the latest time before them minus the out-of-orderness):
     the embedded clock's rule (:class:`~fraudstream.engine.clock.EventClock`), applied per
-    source split. Returns the mask and the latest time after them.
+    source split. Returns the mask, each record's watermark and the latest time after them.
 
-    >>> late, latest = late_rows(np.array([100, 40, 95, 200]), None, 10, 5)
-    >>> late.tolist(), latest
-    ([False, True, False, False], 200)
+    >>> late, watermark, latest = late_rows(np.array([100, 40, 95, 200]), None, 10, 5)
+    >>> late.tolist(), watermark[1], latest
+    ([False, True, False, False], np.int64(90), 200)
     """
     if len(times) == 0:
-        return np.zeros(0, dtype=np.bool_), latest_ms if latest_ms is not None else int(NEVER)
+        last = latest_ms if latest_ms is not None else int(NEVER)
+        return np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.int64), last
     start = int(NEVER) if latest_ms is None else int(latest_ms)
     latest = np.maximum.accumulate(np.maximum(times, start))
     before = np.empty(len(times), dtype=np.int64)
@@ -64,7 +65,7 @@ def late_rows(
     before[1:] = latest[:-1]
     watermark = np.where(before > NEVER, before - out_of_orderness_ms, NEVER)
     late: npt.NDArray[np.bool_] = times < watermark - allowed_lateness_ms
-    return late, int(latest[-1])
+    return late, watermark, int(latest[-1])
 
 
 def release_order(tx: TxBatch) -> I64:

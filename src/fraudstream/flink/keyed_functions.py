@@ -93,15 +93,13 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         # the split sends its records, as the embedded runtime does for its one input.
         timing = self.parts.time
         latest = self.latest_ms
-        late, self.latest_ms = late_rows(
+        late, watermark, self.latest_ms = late_rows(
             tx.timestamp_ms, latest, timing.out_of_orderness_ms, timing.allowed_lateness_ms
         )
         if late.any():
-            watermark = self.latest_ms - timing.out_of_orderness_ms
             if "late" in self.wanted:
-                letters = late_dicts(
-                    tx.take(np.flatnonzero(late)), watermark, timing.allowed_lateness_ms
-                )
+                rows = np.flatnonzero(late)
+                letters = late_dicts(tx.take(rows), watermark[rows], timing.allowed_lateness_ms)
                 yield LATE, json_lines(letters)
             tx = tx.take(np.flatnonzero(~late))
         # A chunk's parts go out one key group after another, each spanning the chunk's
@@ -121,6 +119,14 @@ class PartTime(TimestampAssigner):  # type: ignore[misc]
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
         return int(value[2])
+
+
+class _Pairs(dict[str, bytes]):
+    """A dict that iterates as (key, value) pairs: PyFlink's ``MapState.put_all`` iterates
+    its argument so in process mode, and calls ``items()`` in thread mode."""
+
+    def __iter__(self) -> Any:
+        return iter(self.items())
 
 
 class _Released(KeyedProcessFunction):  # type: ignore[misc]
@@ -155,7 +161,7 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         return [get(key) for key in keys]
 
     def store(self, values: dict[str, bytes]) -> None:
-        self.rows.put_all(values)
+        self.rows.put_all(_Pairs(values))
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
         part = value[1]

@@ -195,7 +195,7 @@ class Sequencer:
         # Pipeline.submit up to the detectors: the event clock, then dedup of the released.
         clock = self.pipeline.clock
         released = clock.admit(batch)
-        late = late_dicts(released.late, clock.watermark, clock.allowed_lateness_ms)
+        late = late_dicts(released.late, released.late_watermark, clock.allowed_lateness_ms)
         return self._release(letters, late, self._first_seen(released.ready, letters))
 
     def flush(self) -> Released:

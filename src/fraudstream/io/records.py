@@ -14,6 +14,7 @@ from itertools import compress
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -365,12 +366,16 @@ def decision_table(decisions: Decisions) -> pa.Table:
     )
 
 
-def late_dicts(batch: TxBatch, watermark: int, allowed_lateness_ms: int) -> list[dict[str, Any]]:
-    """Late records with why they were not decided."""
+def late_dicts(
+    batch: TxBatch, watermark: int | npt.NDArray[np.int64], allowed_lateness_ms: int
+) -> list[dict[str, Any]]:
+    """Late records with why they were not decided; ``watermark``: the one each arrived
+    behind (or one for all)."""
     out = []
     for i in range(len(batch)):
         record = batch.record(i)
-        behind = watermark - record["timestamp"]
+        arrived = watermark if isinstance(watermark, int) else int(watermark[i])
+        behind = arrived - record["timestamp"]
         out.append(
             {
                 "position": int(batch.position[i]),

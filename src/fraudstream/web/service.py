@@ -218,7 +218,7 @@ class DecisionService:
         if len(result.duplicates):
             self._duplicates(result.duplicates, slots)
         if len(result.late):
-            self._late(result.late, slots)
+            self._late(result.late, result.late_watermark, slots)
         decisions = result.decisions
         if decisions is None or len(decisions) == 0:
             return
@@ -273,10 +273,9 @@ class DecisionService:
             job, index = slots[position]
             job.outcomes[index] = Outcome(409, error_body("transaction_id", message))
 
-    def _late(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _late(self, batch: TxBatch, watermark: Any, slots: dict[int, tuple[_Job, int]]) -> None:
         self.counts["late"] += len(batch)
-        clock = self.pipeline.clock
-        rows = late_dicts(batch, clock.watermark, clock.allowed_lateness_ms)
+        rows = late_dicts(batch, watermark, self.pipeline.clock.allowed_lateness_ms)
         self.late.extend(rows)
         for row in rows:
             job, index = slots[row["position"]]
