@@ -144,10 +144,17 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
             # Flink's TTL runs on processing time: it bounds storage for keys that stopped
             # coming. Decisions never depend on it: a key is found expired by its own event
             # times (the stage compares the record with the key's last time, as embedded).
+            # PyFlink builds the default RocksDB cleanup's Duration through a Py4J gateway a
+            # TaskManager does not have (thread mode fails to open); the strategies are set
+            # here instead. Only the entry count reaches Java: the periodic compaction time
+            # stays Flink's default, so the placeholder is never read.
             ttl = (
                 StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
                 .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
                 .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .disable_cleanup_in_background()
+                .cleanup_incrementally(10, False)
+                .cleanup_in_rocksdb_compact_filter(1000, "Flink's default")
                 .build()
             )
             rows.enable_time_to_live(ttl)
