@@ -4,7 +4,7 @@
   numbers), decodes it and cuts it into one part per card key group;
 - :class:`CardDetectors` and :class:`UserDetectors` are ``KeyedProcessFunction`` s keyed by
   an int of one Flink key group each (:func:`fraudstream.flink.key_groups.shard_keys`).
-  A part waits in a ``ListState`` until the watermark passes its records; an event-time
+  A part waits in a ``MapState`` until the watermark passes its records; an event-time
   timer then releases them, in event-time order, to the stage. Each card's (user's) state is
   one value of a ``MapState`` under its key group, read for the keys a release holds and
   written back after it: a checkpoint (RocksDB, incremental) writes only the keys that
@@ -23,7 +23,6 @@ from pyflink.common.time import Time  # type: ignore[import-untyped]
 from pyflink.common.watermark_strategy import TimestampAssigner  # type: ignore[import-untyped]
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext  # type: ignore[import-untyped]
 from pyflink.datastream.state import (  # type: ignore[import-untyped]
-    ListStateDescriptor,
     MapStateDescriptor,
     StateTtlConfig,
 )
@@ -159,8 +158,10 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
             )
             rows.enable_time_to_live(ttl)
         self.rows = runtime_context.get_map_state(rows)
-        self.pending = runtime_context.get_list_state(
-            ListStateDescriptor(f"{self.key}-pending", PICKLED)
+        # Waiting parts by their earliest event time: a timer reads only the entries due,
+        # never the parts of a source split that runs ahead (they may wait long).
+        self.pending = runtime_context.get_map_state(
+            MapStateDescriptor(f"{self.key}-pending", Types.LONG(), PICKLED)
         )
 
     def fetch(self, keys: list[str]) -> list[bytes | None]:
@@ -169,6 +170,12 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
 
     def store(self, values: dict[str, bytes]) -> None:
         self.rows.put_all(_Pairs(values))
+
+    def wait(self, part: Any, ctx: Any) -> None:
+        earliest = int(self.times(part).min())
+        waiting = self.pending.get(earliest)
+        self.pending.put(earliest, [part] if waiting is None else [*waiting, part])
+        ctx.timer_service().register_event_time_timer(earliest)
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
         part = value[1]
@@ -180,26 +187,22 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         if not waiting.all():  # behind the watermark: decided at once, as embedded
             yield from self.arrived_behind(self.take(part, np.flatnonzero(~waiting)), watermark)
         if waiting.any():
-            self.pending.add(self.take(part, np.flatnonzero(waiting)))
-            ctx.timer_service().register_event_time_timer(int(times[waiting].min()))
+            self.wait(self.take(part, np.flatnonzero(waiting)), ctx)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
         watermark = ctx.timer_service().current_watermark()
-        ready, later = [], []
-        for part in self.pending.get():
-            times = self.times(part)
-            due = times <= watermark
-            if due.all():
-                ready.append(part)
-                continue
-            if due.any():
+        due_keys = [earliest for earliest in self.pending.keys() if earliest <= watermark]
+        ready = []
+        for earliest in due_keys:
+            parts = self.pending.get(earliest)
+            self.pending.remove(earliest)
+            for part in parts:
+                due = self.times(part) <= watermark
+                if due.all():
+                    ready.append(part)
+                    continue
                 ready.append(self.take(part, np.flatnonzero(due)))
-            later.append(self.take(part, np.flatnonzero(~due)))
-        self.pending.clear()
-        if later:
-            self.pending.add_all(later)
-            earliest = min(int(self.times(part).min()) for part in later)
-            ctx.timer_service().register_event_time_timer(earliest)
+                self.wait(self.take(part, np.flatnonzero(~due)), ctx)
         if ready:
             yield from self.release(ready, watermark)
 
