@@ -20,17 +20,18 @@ from rich.table import Table
 
 from fraudstream.cli_options import (
     DEFAULT_STATE_TTL_HOURS,
-    AnonymousNetworksOption,
+    AnonymousNetworksLocationOption,
+    AwsEndpointOption,
     GroupIdOption,
     IdleTimeoutOption,
-    IpCountriesOption,
+    IpCountriesLocationOption,
     LatenessOption,
     MaxNestingDepthOption,
     MaxRecordBytesOption,
     OutOfOrdernessOption,
-    ProfilesOption,
+    ProfilesLocationOption,
     ProfilesTopicOption,
-    RulesOption,
+    RulesLocationOption,
     StopAtEndOption,
     TimeMode,
     TimeOption,
@@ -169,17 +170,28 @@ def print_summary(summary: Any, console: Console = err) -> None:
 
 @app.command()
 def run(
-    input: Annotated[str, typer.Option("--input", "-i", help="Input file, or - for stdin.")],
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Input file, - for stdin, kafka://HOST:PORT/TOPIC or kinesis://STREAM.",
+        ),
+    ],
     format: Annotated[
         InputFormat | None, typer.Option("--format", help="Input format (default: by suffix).")
     ] = None,
-    rules: RulesOption = None,
-    profiles: ProfilesOption = None,
+    rules: RulesLocationOption = None,
+    profiles: ProfilesLocationOption = None,
     decisions: Annotated[
         str | None, typer.Option(help="Decisions output (.jsonl, .parquet, -).")
     ] = None,
     alerts: Annotated[
-        str | None, typer.Option(help="Alerts output (non-approve decisions).")
+        str | None,
+        typer.Option(
+            help="Alerts output (non-approve decisions): a file, kafka://, kinesis://STREAM, "
+            "sqs://QUEUE or sns://TOPIC-ARN."
+        ),
     ] = None,
     enriched: Annotated[str | None, typer.Option(help="Enriched transactions output.")] = None,
     dead_letters: Annotated[str | None, typer.Option(help="Dead-letter output.")] = None,
@@ -188,11 +200,14 @@ def run(
     out_of_orderness_ms: OutOfOrdernessOption = 0,
     allowed_lateness_ms: LatenessOption = 300_000,
     idle_timeout_ms: IdleTimeoutOption = 1_000,
-    ip_countries: IpCountriesOption = None,
-    anonymous_networks: AnonymousNetworksOption = None,
+    ip_countries: IpCountriesLocationOption = None,
+    anonymous_networks: AnonymousNetworksLocationOption = None,
     store: Annotated[
         str | None,
-        typer.Option(help="Decision store: a SQLite path or an SQLAlchemy URL (upsert by id)."),
+        typer.Option(
+            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
+            "(upsert by id)."
+        ),
     ] = None,
     webhook: Annotated[
         str | None, typer.Option(help="POST every alert here (retried; kept if undeliverable).")
@@ -213,7 +228,8 @@ def run(
         typer.Option(help="Iceberg lakehouse: a directory, or a pyiceberg catalog YAML/JSON."),
     ] = None,
     checkpoint_dir: Annotated[
-        str | None, typer.Option(help="Checkpoint here (a directory or an fsspec URL).")
+        str | None,
+        typer.Option(help="Checkpoint here (a directory or an fsspec URL: s3://bucket/prefix)."),
     ] = None,
     checkpoint_interval_s: Annotated[
         float, typer.Option(help="Checkpoint every N seconds.")
@@ -250,8 +266,10 @@ def run(
     model_weight: Annotated[
         float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
     ] = 1.0,
+    aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
-    """Decide every transaction of a file, a stream (stdin) or a Kafka topic; write the outputs."""
+    """Decide every transaction of a file, a stream (stdin), a Kafka topic or a Kinesis stream;
+    write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
     from fraudstream.rules import AuditLog, RulesFileWatcher
@@ -259,11 +277,24 @@ def run(
     from fraudstream.schema import CardTokenizer
 
     kafka: Any = None  # a kafka:// input (fraudstream.io.kafka_run.KafkaInput)
+    restore_signals: Any = None  # a kinesis:// input's signal handlers, put back at the end
     try:
+        if aws_endpoint_url is not None:
+            from fraudstream.io.aws.clients import set_endpoint_url
+
+            set_endpoint_url(aws_endpoint_url)
+        profiles_table = profiles if profiles and profiles.startswith("dynamodb://") else None
+        rules_file = _location(rules, "--rules")
         pipeline = _pipeline_parts(
-            rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours),
+            rules_file, None if profiles_table else _location(profiles, "--profiles"), time,
+            out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
+            _location(ip_countries, "--ip-countries"),
+            _location(anonymous_networks, "--anonymous-networks"), _ttl_ms(state_ttl_hours),
         )  # fmt: skip
+        if profiles_table is not None:
+            from fraudstream.io.aws.dynamodb_profiles import load_profiles
+
+            load_profiles(profiles_table, pipeline.profiles)
         if model is not None or labels is not None:
             from fraudstream.models.dataset import attach
 
@@ -289,6 +320,13 @@ def run(
             )
             kafka.stop_on_signals()  # SIGTERM / Ctrl-C: finish the batch, commit, exit 0
             source = kafka.source
+        elif input.lower().startswith("kinesis://"):
+            from fraudstream.io.aws.kinesis_source import KinesisSource, stop_on_signals
+
+            source = KinesisSource(
+                input, idle_timeout_ms=idle_timeout_ms or 1_000, stop_at_end=stop_at_end
+            )
+            restore_signals = stop_on_signals(source)  # SIGTERM / Ctrl-C: finish the batch
         else:
             path = Path(input)
             if not path.is_file():
@@ -317,10 +355,12 @@ def run(
             lakehouse=lakehouse,
         )
         watcher = None
-        if rules is not None:  # editing the rules file changes the running pipeline
-            log = AuditLog(audit_log or rules.with_name(rules.name + ".audit.jsonl"))
+        if rules is not None and rules_file is not None and not rules.lower().startswith("s3://"):
+            # editing the rules file changes the running pipeline (a copy of an S3 object is
+            # read once)
+            log = AuditLog(audit_log or rules_file.with_name(rules_file.name + ".audit.jsonl"))
             watcher = RulesFileWatcher(
-                rules,
+                rules_file,
                 pipeline.apply_rules,
                 pipeline.rules,
                 log,
@@ -350,10 +390,25 @@ def run(
     finally:
         if kafka is not None:
             kafka.close()
+        if restore_signals is not None:
+            restore_signals()
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
         print_summary(summary)
+
+
+def _location(value: str | None, option: str) -> Path | None:
+    """A local file for an option that may also name an S3 object (copied once)."""
+    if value is None:
+        return None
+    if value.lower().startswith("s3://"):
+        from fraudstream.io.aws.s3 import local_copy
+
+        return local_copy(value, option)
+    if "://" in value:
+        raise ConfigError(f"{option} {value}: a file path or s3://bucket/key")
+    return Path(value)
 
 
 def _ttl_ms(hours: float) -> int | None:
@@ -377,6 +432,9 @@ def _recovery(
         return Recovery(CheckpointStore(directory), interval_s, every_records, resume)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except ImportError as exc:  # s3:// without s3fs, gs:// without gcsfs, ...
+        hint = " (install fraudstream[aws])" if directory.lower().startswith("s3://") else ""
+        raise ConfigError(f"--checkpoint-dir {directory}: {exc}{hint}") from None
 
 
 def _run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:
