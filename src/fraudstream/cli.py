@@ -241,7 +241,11 @@ def run(
         bool, typer.Option("--resume", help="Restart from the latest complete checkpoint.")
     ] = False,
     batch_rows: Annotated[
-        int, typer.Option(help="Records per micro-batch read from a file.")
+        int,
+        typer.Option(
+            help="Records per micro-batch read from a file (per shard and GetRecords call from "
+            "Kinesis, at most 10,000)."
+        ),
     ] = 262_144,
     state_ttl_hours: Annotated[
         float, typer.Option(help="Forget a card's/user's state after this long idle (0: never).")
@@ -324,7 +328,10 @@ def run(
             from fraudstream.io.aws.kinesis_source import KinesisSource, stop_on_signals
 
             source = KinesisSource(
-                input, idle_timeout_ms=idle_timeout_ms or 1_000, stop_at_end=stop_at_end
+                input,
+                idle_timeout_ms=idle_timeout_ms or 1_000,
+                stop_at_end=stop_at_end,
+                batch_records=batch_rows,
             )
             restore_signals = stop_on_signals(source)  # SIGTERM / Ctrl-C: finish the batch
         else:

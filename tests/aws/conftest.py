@@ -3,17 +3,15 @@
 The server stands in for Kinesis, DynamoDB, S3, SQS and SNS. The product reaches it the way
 it reaches LocalStack: ``AWS_ENDPOINT_URL`` (or ``--aws-endpoint-url``) and dummy
 credentials from the environment. Each test names its own streams, tables, buckets and
-queues (:func:`unique`), so tests share the server without seeing each other's data.
+queues (``aws_support.unique``), so tests share the server without seeing each other's data.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,18 +20,7 @@ import pytest
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-
-
-def unique(prefix: str) -> str:
-    """A resource name no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from aws_support import AWS_ENV  # noqa: E402  (after the skips: it imports boto3)
 
 
 def _free_port() -> int:
@@ -90,14 +77,3 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     return moto_endpoint
-
-
-def subprocess_env(endpoint: str) -> dict[str, str]:
-    """The environment of a `fraudstream` subprocess talking to the moto server."""
-    env = dict(os.environ)
-    env.update(AWS_ENV)
-    env.pop("AWS_ENDPOINT_URL", None)  # the command line says where (--aws-endpoint-url)
-    env["FRAUDSTREAM_TOKEN_KEY"] = env.get("FRAUDSTREAM_TOKEN_KEY", "fraudstream-tests")
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
-    return env
