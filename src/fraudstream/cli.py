@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -68,7 +69,8 @@ class Scenario(StrEnum):
 
 def fail(message: str) -> None:
     """One readable line and exit code 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: a message may hold brackets ("fraudstream[aws]", "topic[2]") rich would eat
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -776,5 +778,5 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
