@@ -139,3 +139,37 @@ def test_a_missing_queue_is_one_readable_line(aws: str, tmp_path: Path) -> None:
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, lines
     assert "sqs://no-such-queue" in lines[0] and "does not exist" in lines[0]
+
+
+def test_the_iceberg_warehouse_on_s3(aws: str, tmp_path: Path) -> None:
+    from fraudstream.io.lakehouse import open_table
+
+    bucket = unique("lake")
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    config = tmp_path / "lakehouse.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "catalog": {
+                    "name": "aws",
+                    "type": "sql",
+                    "uri": f"sqlite:///{tmp_path / 'catalog.db'}",
+                    "warehouse": f"s3://{bucket}/warehouse",
+                },
+                "table": "fraudstream.decisions",
+            }
+        )
+    )
+    records = _transactions(tmp_path / "tx.jsonl")
+    result = CliRunner().invoke(
+        app,
+        ["run", "--input", str(tmp_path / "tx.jsonl"), "--lakehouse", str(config),
+         "--aws-endpoint-url", aws, "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    assert any(o["Key"].endswith(".parquet") for o in listed)
+    rows = open_table(str(config)).scan().to_arrow()
+    assert sorted(rows["transaction_id"].to_pylist()) == sorted(
+        r["transaction_id"] for r in records
+    )
