@@ -4,11 +4,14 @@ sent again, and `fraudstream decisions show/list` reading it."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import boto3
 import pytest
 from aws_support import create_seed_table, table_items, unique
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
@@ -145,3 +148,35 @@ def test_decisions_show_and_list_read_the_dynamodb_table(
 
     missing = runner.invoke(app, ["decisions", "show", "nope", *store])
     assert missing.exit_code == 1 and "no decision" in missing.output
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**60), 10**60))
+def test_any_number_in_a_decision_is_stored_never_refused(aws: str, value: float | int) -> None:
+    store, decided = _hypothesis_store()
+    decision = dict(decided, score=value, features={"x": value, "nested": [value]})
+    store.write_dicts([decision])  # DynamoDB (moto checks the range) accepts it
+    back = store.get(decision["transaction_id"])
+    assert back is not None
+    stored = back["features"]["x"]
+    if isinstance(value, float) and not math.isfinite(value):
+        assert stored is None  # as in the JSON outputs
+    elif value != 0 and abs(value) < 1e-130:
+        assert stored == 0  # below DynamoDB's smallest magnitude
+    elif isinstance(value, int):
+        assert int(stored) == value  # a number, or its text past 38 digits
+    else:
+        assert float(stored) == value  # a number, or its text past 1e126
+
+
+_made: list[tuple[DynamoDecisionStore, dict[str, Any]]] = []
+
+
+def _hypothesis_store() -> tuple[DynamoDecisionStore, dict[str, Any]]:
+    """One table and one decision for every example (the server outlives them)."""
+    if not _made:
+        store = DynamoDecisionStore(f"dynamodb://{unique('numbers')}?create=true")
+        _made.append((store, _decisions(1)[0]))
+    return _made[0]

@@ -35,6 +35,7 @@ from fraudstream.io.aws.clients import AwsError, aws_errors, client, error_code
 __all__ = [
     "SEED_KEY",
     "DynamoDecisionStore",
+    "dynamodb_number",
     "from_item",
     "plain_item",
     "table_name",
@@ -78,6 +79,25 @@ def _numbers(value: Any) -> Any:
     return value
 
 
+def dynamodb_number(text: str) -> Decimal | str:
+    """A JSON number as DynamoDB can store it (magnitude 1e-130 to 1e126, 38 digits).
+
+    Smaller magnitudes become 0, larger ones (and integers of more than 38 digits) are kept
+    as their text: a decision is never refused for a number in it.
+
+    >>> dynamodb_number("0.25"), dynamodb_number("5e-324"), dynamodb_number("1e300")
+    (Decimal('0.25'), Decimal('0'), '1e300')
+    >>> dynamodb_number("49590338271490256608559692538361571095921575989136588898")
+    '49590338271490256608559692538361571095921575989136588898'
+    """
+    number = Decimal(text)
+    if number == 0 or abs(number) >= Decimal("1e-130"):
+        if abs(number) < Decimal("1e126") and len(number.as_tuple().digits) <= 38:
+            return number
+        return text
+    return Decimal(0)
+
+
 def to_item(record: dict[str, Any], key: str = SEED_KEY) -> dict[str, Any]:
     """A decision record as a DynamoDB item (attribute values), keyed by ``key``.
 
@@ -88,7 +108,8 @@ def to_item(record: dict[str, Any], key: str = SEED_KEY) -> dict[str, Any]:
     """
     from boto3.dynamodb.types import TypeSerializer
 
-    plain = json.loads(_encode(record), parse_float=Decimal)  # msgspec: inf/nan -> null
+    # msgspec writes inf/nan as null; numbers DynamoDB cannot hold are made to fit
+    plain = json.loads(_encode(record), parse_float=dynamodb_number, parse_int=dynamodb_number)
     plain[key] = str(plain.pop("transaction_id"))
     serialize = TypeSerializer().serialize
     item = {key: serialize(plain.pop(key))}
