@@ -99,8 +99,8 @@ def test_kinesis_to_dynamodb_and_sqs_survives_sigkill_and_resume(aws: str, tmp_p
         "--checkpoint-interval-s", "3600",
         "--summary-json", str(tmp_path / "crashed.json"),
     )  # fmt: skip
-    log = (tmp_path / "crashing-stderr.txt").open("wb")
-    process = subprocess.Popen(crashing, env=env, stderr=log)
+    with (tmp_path / "crashing-stderr.txt").open("wb") as log:
+        process = subprocess.Popen(crashing, env=env, stderr=log)
     deadline = time.monotonic() + 300
     while len(_checkpoints(bucket, "checkpoints")) < 2:
         assert process.poll() is None, "the run ended before it could be killed"
@@ -108,7 +108,6 @@ def test_kinesis_to_dynamodb_and_sqs_survives_sigkill_and_resume(aws: str, tmp_p
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    log.close()
     assert process.returncode == -signal.SIGKILL
     newest = _checkpoints(bucket, "checkpoints")[-1]
     assert 0 < newest["summary"]["records"] < RECORDS  # killed mid-stream
@@ -127,3 +126,40 @@ def test_kinesis_to_dynamodb_and_sqs_survives_sigkill_and_resume(aws: str, tmp_p
     assert alerts
     assert sorted(_alert_ids(reference_queue)) == alerts
     assert sorted(_alert_ids(queue)) == alerts  # each once: deduplicated by transaction id
+
+
+def test_a_live_kinesis_run_decides_what_arrives_and_ends_on_sigterm(
+    aws: str, tmp_path: Path
+) -> None:
+    stream = unique("live")
+    kinesis = create_stream(stream, shards=2)
+    records = simulated(300, seed=11)
+    put_records(kinesis, stream, records[:150])
+    table = unique("live-results")
+    queue = _fifo_queue(unique("live-alerts") + ".fifo")
+    command = _run(aws, stream, f"dynamodb://{table}?create=true", queue.rsplit("/", 1)[-1])
+    command.remove("--stop-at-end")  # a live run: it waits for more until told to stop
+    summary = tmp_path / "summary.json"
+    with (tmp_path / "stderr.txt").open("wb") as stderr:
+        process = subprocess.Popen(
+            [*command, "--summary-json", str(summary)], env=subprocess_env(), stderr=stderr
+        )
+    dynamodb = boto3.client("dynamodb")
+
+    def stored() -> int:
+        try:
+            return int(dynamodb.scan(TableName=table, Select="COUNT")["Count"])
+        except dynamodb.exceptions.ResourceNotFoundException:
+            return 0
+
+    deadline = time.monotonic() + 300
+    while stored() < 150:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    put_records(kinesis, stream, records[150:])  # arrives while the run waits
+    while stored() < 300:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(120) == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    assert json.loads(summary.read_text())["decided"] == 300
