@@ -94,7 +94,6 @@ class KinesisSource:
         self.readers: dict[str, _Reader] = {}
         self._resume: dict[str, str | None] = {}  # shard -> sequence from the checkpoint
         self._read_to_end: set[str] = set()  # shards read to their end (this run or before)
-        self._numbers: dict[int, _Reader] = {}
         self.aligner = PartitionAligner(max_buffered=20 * self.batch_records)
         self._stopping = False
 
@@ -257,10 +256,9 @@ class KinesisSource:
     def _start_ready_shards(self) -> None:
         done = self._read_to_end | {s for s, r in self.readers.items() if r.read_to_end}
         for shard_id in ready_shards(self.shards, done, set(self.readers)):
-            number = len(self._numbers)
+            number = len(self.readers)  # readers are never removed: numbers stay unique
             reader = _Reader(self.shards[shard_id], number, self._resume.get(shard_id))
             self.readers[shard_id] = reader
-            self._numbers[number] = reader
             log.info("%s: reading %s", self.name, shard_id)
 
     def _released_upto(self, reader: _Reader) -> int:
