@@ -173,3 +173,17 @@ def test_the_iceberg_warehouse_on_s3(aws: str, tmp_path: Path) -> None:
     assert sorted(rows["transaction_id"].to_pylist()) == sorted(
         r["transaction_id"] for r in records
     )
+
+
+def test_missing_credentials_are_one_readable_line_and_aws_region_is_a_region(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("AWS_")}
+    env.update(AWS_REGION="eu-west-1", HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    result = subprocess.run(
+        [*FRAUDSTREAM, "run", "--input", "kinesis://CreditCardTransactions"],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "Unable to locate credentials" in lines[0]  # the region was found: AWS_REGION

@@ -1,7 +1,7 @@
 """boto3 clients from the standard AWS chain, and AWS failures said in one line.
 
 Region, credentials and endpoint come from wherever boto3 finds them: the environment
-(``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), ``~/.aws/config`` and
+(``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), ``~/.aws/config`` and
 ``~/.aws/credentials``, an instance or task role. ``AWS_ENDPOINT_URL`` (which
 ``--aws-endpoint-url`` sets for the run) sends every client, s3fs included, to LocalStack or
 moto instead of AWS.
@@ -69,8 +69,13 @@ def client(service: str) -> Any:
         connect_timeout=5,
         read_timeout=30,
     )
+    session = boto3.session.Session()
+    if session.region_name is None and os.environ.get("AWS_REGION"):
+        # AWS_REGION is what Lambda, ECS and the other SDKs set; boto3 reads only
+        # AWS_DEFAULT_REGION and the profile
+        session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
     try:
-        return boto3.session.Session().client(service, config=config)
+        return session.client(service, config=config)
     except BotoCoreError as exc:  # no region, a bad profile, ...
         raise AwsError(f"{service}: {exc}") from None
 
