@@ -1,10 +1,10 @@
 """boto3 clients from the standard AWS chain, and AWS failures said in one line.
 
 Region, credentials and endpoint come from wherever boto3 finds them: the environment
-(``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), ``~/.aws/config`` and
-``~/.aws/credentials``, an instance or task role. ``AWS_ENDPOINT_URL`` (which
-``--aws-endpoint-url`` sets for the run) sends every client, s3fs included, to LocalStack or
-moto instead of AWS.
+(``AWS_DEFAULT_REGION`` or ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...),
+``~/.aws/config`` and ``~/.aws/credentials``, an instance or task role. ``AWS_ENDPOINT_URL``
+(which ``--aws-endpoint-url`` sets for the run) sends every client, s3fs included, to
+LocalStack or moto instead of AWS.
 
 boto3 is imported here only when a client is made: without the ``aws`` extra an AWS URI
 fails with one line saying how to install it.
