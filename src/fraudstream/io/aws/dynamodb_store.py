@@ -7,7 +7,9 @@ decision record's own fields (``card_id``, ``decision``, ``score``, ``reasons`` 
 maps, ``features`` and ``model`` as maps, times as ISO-8601 strings), numbers as DynamoDB
 numbers. ``?create=true`` creates a missing table (on-demand billing).
 
-Writes are ``BatchWriteItem`` puts of up to 25 items: a put replaces the item with the same
+Writes are ``BatchWriteItem`` puts of up to 25 items, up to eight calls in flight (a batch's
+chunks hold different keys, so their order does not matter; every call of a batch is done
+before the next batch is written): a put replaces the item with the same
 key, so replaying a stream after a crash writes each decision once, the last one winning.
 Items the service leaves unprocessed (throttling, partition limits) are sent again with
 exponential backoff and jitter until accepted or :data:`MAX_ATTEMPTS` is spent; throttled
@@ -23,6 +25,7 @@ import builtins
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +48,7 @@ __all__ = [
 SCHEME = "dynamodb://"
 SEED_KEY = "TransactionId"  # seed 000's hash key
 BATCH_ITEMS = 25  # BatchWriteItem's maximum
+WRITERS = 8  # BatchWriteItem calls in flight: one call is 25 items, a round trip each
 MAX_ATTEMPTS = 12
 BACKOFF_S = 0.05
 BACKOFF_CAP_S = 5.0
@@ -152,6 +156,7 @@ class DynamoDecisionStore:
         self.dynamodb = client("dynamodb")
         self.key = self._key(create)
         self.count = 0
+        self._pool: ThreadPoolExecutor | None = None  # BatchWriteItem calls side by side
         self.retried_items = 0  # items sent again after the service left them unprocessed
 
     def _key(self, create: bool) -> str:
@@ -199,21 +204,29 @@ class DynamoDecisionStore:
         # BatchWriteItem refuses two puts of one key in a request: keep the last, as a
         # sequence of puts would.
         items = list({str(r["transaction_id"]): to_item(r, self.key) for r in records}.values())
-        for start in range(0, len(items), BATCH_ITEMS):
-            self._put(items[start : start + BATCH_ITEMS])
+        chunks = [items[i : i + BATCH_ITEMS] for i in range(0, len(items), BATCH_ITEMS)]
+        if len(chunks) == 1:
+            self.retried_items += self._put(chunks[0])
+        else:  # chunks hold different keys: written side by side, all done before returning
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="dynamodb-writer")
+            for done in [self._pool.submit(self._put, chunk) for chunk in chunks]:
+                self.retried_items += done.result()  # the first failure goes on to the run
         self.count += len(records)
 
-    def _put(self, items: builtins.list[dict[str, Any]]) -> None:
-        """One BatchWriteItem, its unprocessed items sent again with backoff."""
+    def _put(self, items: builtins.list[dict[str, Any]]) -> int:
+        """One BatchWriteItem, its unprocessed items sent again with backoff; returns how
+        many items were sent again."""
         request = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
+        retried = 0
         for attempt in range(MAX_ATTEMPTS):
             with aws_errors(self.uri):
                 response = self.dynamodb.batch_write_item(RequestItems=request)
             left = response.get("UnprocessedItems") or {}
             if not left.get(self.table):
-                return
+                return retried
             request = left
-            self.retried_items += len(left[self.table])
+            retried += len(left[self.table])
             # Full jitter: writers throttled together do not come back together.
             time.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_S * 2**attempt)))
         raise AwsError(
@@ -225,7 +238,10 @@ class DynamoDecisionStore:
         """Every batch is written when given; nothing to push."""
 
     def close(self) -> None:
-        """Nothing to release (boto3 pools its connections)."""
+        """Stops the writer threads (boto3 pools its own connections)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # reading
 
