@@ -57,10 +57,10 @@ _TX_FIELDS = (
 )  # fmt: skip
 __all__ = [
     "CHECKPOINT_PROPERTY",
-    "aws_defaults",
     "DEFAULT_TABLE",
     "RUN_PROPERTY",
     "LakehouseSink",
+    "aws_defaults",
     "lakehouse_rows",
     "open_catalog",
     "open_table",
