@@ -10,6 +10,8 @@ import boto3
 import msgspec
 import pytest
 from aws_support import create_stream, put_records, unique
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fraudstream.config import ConfigError
 from fraudstream.io.aws.kinesis_source import KinesisSource
@@ -174,3 +176,51 @@ def test_a_missing_stream_or_a_checkpoint_of_another_input_is_one_readable_error
     with pytest.raises(ValueError, match="stream 'other'"):
         _source(stream).seek({"format": "kinesis", "stream": "other", "shards": {}})
     assert boto3.client("kinesis").describe_stream_summary(StreamName=stream)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shards=st.integers(2, 4),
+    times=st.lists(st.integers(0, 600_000), min_size=20, max_size=120),
+    cards=st.integers(1, 12),
+    batch=st.integers(1, 40),
+    stop_after=st.integers(0, 30),
+    in_order=st.booleans(),
+)
+def test_any_position_between_batches_resumes_with_nothing_lost_or_read_twice(
+    aws: str,
+    shards: int,
+    times: list[int],
+    cards: int,
+    batch: int,
+    stop_after: int,
+    in_order: bool,
+) -> None:
+    """Whatever the shards, the event times (in order: shards then hold records for the
+    merge) and the batch size: records yielded before a position plus records read after
+    resuming from it are every record, once."""
+    if in_order:
+        times = sorted(times)
+    stream = unique("prop")
+    kinesis = create_stream(stream, shards=shards)
+    records = [
+        {"transaction_id": f"p-{i}", "card_id": f"card-{i % cards}", "timestamp": T0 + t,
+         "amount": 1.0}
+        for i, t in enumerate(times)
+    ]  # fmt: skip
+    put_records(kinesis, stream, records)
+    first = _source(stream, batch_records=batch, stop_at_end=True)
+    before: list[str] = []
+    yielded = 0
+    for item in _items(first):
+        if item is not IDLE:
+            before += _ids(item)
+            yielded += 1
+        if yielded >= stop_after:
+            break
+    second = _source(stream, stop_at_end=True)
+    second.seek(first.position())
+    after = [tid for item in _items(second) if item is not IDLE for tid in _ids(item)]
+    assert sorted(before + after) == sorted(r["transaction_id"] for r in records)
