@@ -53,6 +53,7 @@ MAX_ATTEMPTS = 12
 BACKOFF_S = 0.05
 BACKOFF_CAP_S = 5.0
 _encode = msgspec.json.Encoder().encode
+_FLOAT_FIELDS = ("score", "latency_ms")
 
 
 def table_name(uri: str) -> tuple[str, dict[str, str]]:
@@ -136,12 +137,15 @@ def plain_item(item: dict[str, Any]) -> dict[str, Any]:
 def from_item(item: dict[str, Any], key: str = SEED_KEY) -> dict[str, Any]:
     """The decision record of a DynamoDB item (the inverse of :func:`to_item`).
 
-    >>> from_item({"TransactionId": {"S": "t1"}, "score": {"N": "0.5"}})
-    {'transaction_id': 't1', 'score': 0.5}
+    >>> from_item({"TransactionId": {"S": "t1"}, "score": {"N": "0"}})
+    {'transaction_id': 't1', 'score': 0.0}
     """
     values = plain_item(item)
     record = {"transaction_id": values.pop(key, None)}
     record.update(values)
+    for name in _FLOAT_FIELDS:  # DynamoDB keeps 0.0 as 0: the record's own type back
+        if isinstance(record.get(name), int):
+            record[name] = float(record[name])
     return record
 
 
