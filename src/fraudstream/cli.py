@@ -289,13 +289,15 @@ def run(
             from fraudstream.io.aws.clients import set_endpoint_url
 
             set_endpoint_url(aws_endpoint_url)
+        from fraudstream.io.aws.s3 import local_path  # s3:// objects: a local copy
+
         profiles_table = profiles if profiles and profiles.startswith("dynamodb://") else None
-        rules_file = _location(rules, "--rules")
+        rules_file = local_path(rules, "--rules")
         pipeline = _pipeline_parts(
-            rules_file, None if profiles_table else _location(profiles, "--profiles"), time,
+            rules_file, None if profiles_table else local_path(profiles, "--profiles"), time,
             out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            _location(ip_countries, "--ip-countries"),
-            _location(anonymous_networks, "--anonymous-networks"), _ttl_ms(state_ttl_hours),
+            local_path(ip_countries, "--ip-countries"),
+            local_path(anonymous_networks, "--anonymous-networks"), _ttl_ms(state_ttl_hours),
         )  # fmt: skip
         if profiles_table is not None:
             from fraudstream.io.aws.dynamodb_profiles import load_profiles
@@ -405,19 +407,6 @@ def run(
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
         print_summary(summary)
-
-
-def _location(value: str | None, option: str) -> Path | None:
-    """A local file for an option that may also name an S3 object (copied once)."""
-    if value is None:
-        return None
-    if value.lower().startswith("s3://"):
-        from fraudstream.io.aws.s3 import local_copy
-
-        return local_copy(value, option)
-    if "://" in value:
-        raise ConfigError(f"{option} {value}: a file path or s3://bucket/key")
-    return Path(value)
 
 
 def _ttl_ms(hours: float) -> int | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from fraudstream.config import ConfigError
 from fraudstream.io.aws.clients import INSTALL
 
-__all__ = ["is_s3_url", "local_copy"]
+__all__ = ["is_s3_url", "local_copy", "local_path"]
 
 _copies: list[str] = []  # temporary directories to remove at exit
 
@@ -61,3 +61,22 @@ def local_copy(url: str, option: str) -> Path:
     except (OSError, ValueError) as exc:  # s3fs says what went wrong (rights, endpoint)
         raise ConfigError(f"{option} {url}: {exc}") from None
     return target
+
+
+def local_path(location: str | None, option: str) -> Path | None:
+    """The file an option names: a local path as is, an ``s3://`` object as a local copy.
+
+    >>> local_path("rules.yaml", "--rules"), local_path(None, "--rules")
+    (PosixPath('rules.yaml'), None)
+    >>> local_path("gs://bucket/rules.yaml", "--rules")
+    Traceback (most recent call last):
+    ...
+    fraudstream.config.ConfigError: --rules gs://bucket/rules.yaml: a file path or s3://bucket/key
+    """
+    if location is None:
+        return None
+    if is_s3_url(location):
+        return local_copy(location, option)
+    if "://" in location:
+        raise ConfigError(f"{option} {location}: a file path or s3://bucket/key")
+    return Path(location)
