@@ -690,10 +690,10 @@ _register_serve()
 
 
 def _register_decisions() -> None:
-    try:
-        from fraudstream.store_cli import decisions_app
-    except ImportError:  # the store extra (sqlalchemy) is not installed
-        return
+    # Always there: the store extra (sqlalchemy) or the aws one (dynamodb://) is imported
+    # when a store is opened, with one line saying what to install when missing.
+    from fraudstream.store_cli import decisions_app
+
     app.add_typer(decisions_app)
 
 

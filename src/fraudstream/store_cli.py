@@ -15,8 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fraudstream.io.sqlstore import DecisionStore, database_url, shown_url, sqlite_file
-
 DEFAULT_STORE = "fraudstream-decisions.db"
 
 decisions_app = typer.Typer(
@@ -71,6 +69,10 @@ def _open(store: str, aws_endpoint_url: str | None = None) -> Any:
             return DynamoDecisionStore(store)
         except ConfigError as exc:
             _fail(str(exc))
+    try:  # the store extra; a dynamodb:// store needs only the aws extra
+        from fraudstream.io.sqlstore import DecisionStore, database_url, shown_url, sqlite_file
+    except ImportError as exc:
+        _fail(f"a SQL decision store needs {exc.name}: pip install 'fraudstream[store]'")
     try:
         path = sqlite_file(database_url(store))
     except ValueError as exc:

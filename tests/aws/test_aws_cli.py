@@ -187,3 +187,23 @@ def test_missing_credentials_are_one_readable_line_and_aws_region_is_a_region(
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, lines
     assert "Unable to locate credentials" in lines[0]  # the region was found: AWS_REGION
+
+
+def test_decisions_on_dynamodb_need_no_sql_extra(aws: str) -> None:
+    blocked = (
+        "import sys; sys.modules['sqlalchemy'] = None; from fraudstream.cli import main; main()"
+    )
+    table = unique("FraudDetectionResults")
+    DynamoDecisionStore(f"dynamodb://{table}?create=true")
+    env = dict(subprocess_env(), AWS_ENDPOINT_URL=aws)
+    listed = subprocess.run(
+        [FRAUDSTREAM[0], "-c", blocked, "decisions", "list", "--store", f"dynamodb://{table}"],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr.decode()
+    assert "no decisions match" in listed.stdout.decode()
+    sql = subprocess.run(
+        [FRAUDSTREAM[0], "-c", blocked, "decisions", "list", "--store", "x.db"],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert sql.returncode == 1 and "fraudstream[store]" in sql.stderr.decode()
