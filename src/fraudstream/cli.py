@@ -15,22 +15,24 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fraudstream.cli_options import (
     DEFAULT_STATE_TTL_HOURS,
-    AnonymousNetworksOption,
+    AnonymousNetworksLocationOption,
+    AwsEndpointOption,
     GroupIdOption,
     IdleTimeoutOption,
-    IpCountriesOption,
+    IpCountriesLocationOption,
     LatenessOption,
     MaxNestingDepthOption,
     MaxRecordBytesOption,
     OutOfOrdernessOption,
-    ProfilesOption,
+    ProfilesLocationOption,
     ProfilesTopicOption,
-    RulesOption,
+    RulesLocationOption,
     StopAtEndOption,
     TimeMode,
     TimeOption,
@@ -67,7 +69,8 @@ class Scenario(StrEnum):
 
 def fail(message: str) -> None:
     """One readable line and exit code 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: a message may hold brackets ("fraudstream[aws]", "topic[2]") rich would eat
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -169,17 +172,28 @@ def print_summary(summary: Any, console: Console = err) -> None:
 
 @app.command()
 def run(
-    input: Annotated[str, typer.Option("--input", "-i", help="Input file, or - for stdin.")],
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Input file, - for stdin, kafka://HOST:PORT/TOPIC or kinesis://STREAM.",
+        ),
+    ],
     format: Annotated[
         InputFormat | None, typer.Option("--format", help="Input format (default: by suffix).")
     ] = None,
-    rules: RulesOption = None,
-    profiles: ProfilesOption = None,
+    rules: RulesLocationOption = None,
+    profiles: ProfilesLocationOption = None,
     decisions: Annotated[
         str | None, typer.Option(help="Decisions output (.jsonl, .parquet, -).")
     ] = None,
     alerts: Annotated[
-        str | None, typer.Option(help="Alerts output (non-approve decisions).")
+        str | None,
+        typer.Option(
+            help="Alerts output (non-approve decisions): a file, kafka://, kinesis://STREAM, "
+            "sqs://QUEUE or sns://TOPIC-ARN."
+        ),
     ] = None,
     enriched: Annotated[str | None, typer.Option(help="Enriched transactions output.")] = None,
     dead_letters: Annotated[str | None, typer.Option(help="Dead-letter output.")] = None,
@@ -188,11 +202,14 @@ def run(
     out_of_orderness_ms: OutOfOrdernessOption = 0,
     allowed_lateness_ms: LatenessOption = 300_000,
     idle_timeout_ms: IdleTimeoutOption = 1_000,
-    ip_countries: IpCountriesOption = None,
-    anonymous_networks: AnonymousNetworksOption = None,
+    ip_countries: IpCountriesLocationOption = None,
+    anonymous_networks: AnonymousNetworksLocationOption = None,
     store: Annotated[
         str | None,
-        typer.Option(help="Decision store: a SQLite path or an SQLAlchemy URL (upsert by id)."),
+        typer.Option(
+            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
+            "(upsert by id)."
+        ),
     ] = None,
     webhook: Annotated[
         str | None, typer.Option(help="POST every alert here (retried; kept if undeliverable).")
@@ -213,7 +230,8 @@ def run(
         typer.Option(help="Iceberg lakehouse: a directory, or a pyiceberg catalog YAML/JSON."),
     ] = None,
     checkpoint_dir: Annotated[
-        str | None, typer.Option(help="Checkpoint here (a directory or an fsspec URL).")
+        str | None,
+        typer.Option(help="Checkpoint here (a directory or an fsspec URL: s3://bucket/prefix)."),
     ] = None,
     checkpoint_interval_s: Annotated[
         float, typer.Option(help="Checkpoint every N seconds.")
@@ -225,7 +243,11 @@ def run(
         bool, typer.Option("--resume", help="Restart from the latest complete checkpoint.")
     ] = False,
     batch_rows: Annotated[
-        int, typer.Option(help="Records per micro-batch read from a file.")
+        int,
+        typer.Option(
+            help="Records per micro-batch read from a file (per shard and GetRecords call from "
+            "Kinesis, at most 10,000)."
+        ),
     ] = 262_144,
     state_ttl_hours: Annotated[
         float, typer.Option(help="Forget a card's/user's state after this long idle (0: never).")
@@ -250,8 +272,10 @@ def run(
     model_weight: Annotated[
         float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
     ] = 1.0,
+    aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
-    """Decide every transaction of a file, a stream (stdin) or a Kafka topic; write the outputs."""
+    """Decide every transaction of a file, a stream (stdin), a Kafka topic or a Kinesis stream;
+    write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
     from fraudstream.rules import AuditLog, RulesFileWatcher
@@ -259,11 +283,26 @@ def run(
     from fraudstream.schema import CardTokenizer
 
     kafka: Any = None  # a kafka:// input (fraudstream.io.kafka_run.KafkaInput)
+    restore_signals: Any = None  # a kinesis:// input's signal handlers, put back at the end
     try:
+        if aws_endpoint_url is not None:
+            from fraudstream.io.aws.clients import set_endpoint_url
+
+            set_endpoint_url(aws_endpoint_url)
+        from fraudstream.io.aws.s3 import local_path  # s3:// objects: a local copy
+
+        profiles_table = profiles if profiles and profiles.startswith("dynamodb://") else None
+        rules_file = local_path(rules, "--rules")
         pipeline = _pipeline_parts(
-            rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours),
+            rules_file, None if profiles_table else local_path(profiles, "--profiles"), time,
+            out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
+            local_path(ip_countries, "--ip-countries"),
+            local_path(anonymous_networks, "--anonymous-networks"), _ttl_ms(state_ttl_hours),
         )  # fmt: skip
+        if profiles_table is not None:
+            from fraudstream.io.aws.dynamodb_profiles import load_profiles
+
+            load_profiles(profiles_table, pipeline.profiles)
         if model is not None or labels is not None:
             from fraudstream.models.dataset import attach
 
@@ -289,6 +328,16 @@ def run(
             )
             kafka.stop_on_signals()  # SIGTERM / Ctrl-C: finish the batch, commit, exit 0
             source = kafka.source
+        elif input.lower().startswith("kinesis://"):
+            from fraudstream.io.aws.kinesis_source import KinesisSource, stop_on_signals
+
+            source = KinesisSource(
+                input,
+                idle_timeout_ms=idle_timeout_ms or 1_000,
+                stop_at_end=stop_at_end,
+                batch_records=batch_rows,
+            )
+            restore_signals = stop_on_signals(source)  # SIGTERM / Ctrl-C: finish the batch
         else:
             path = Path(input)
             if not path.is_file():
@@ -317,10 +366,12 @@ def run(
             lakehouse=lakehouse,
         )
         watcher = None
-        if rules is not None:  # editing the rules file changes the running pipeline
-            log = AuditLog(audit_log or rules.with_name(rules.name + ".audit.jsonl"))
+        if rules is not None and rules_file is not None and not rules.lower().startswith("s3://"):
+            # editing the rules file changes the running pipeline (a copy of an S3 object is
+            # read once)
+            log = AuditLog(audit_log or rules_file.with_name(rules_file.name + ".audit.jsonl"))
             watcher = RulesFileWatcher(
-                rules,
+                rules_file,
                 pipeline.apply_rules,
                 pipeline.rules,
                 log,
@@ -350,6 +401,8 @@ def run(
     finally:
         if kafka is not None:
             kafka.close()
+        if restore_signals is not None:
+            restore_signals()
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
@@ -377,6 +430,9 @@ def _recovery(
         return Recovery(CheckpointStore(directory), interval_s, every_records, resume)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except ImportError as exc:  # s3:// without s3fs, gs:// without gcsfs, ...
+        hint = " (install fraudstream[aws])" if directory.lower().startswith("s3://") else ""
+        raise ConfigError(f"--checkpoint-dir {directory}: {exc}{hint}") from None
 
 
 def _run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:
@@ -634,10 +690,10 @@ _register_serve()
 
 
 def _register_decisions() -> None:
-    try:
-        from fraudstream.store_cli import decisions_app
-    except ImportError:  # the store extra (sqlalchemy) is not installed
-        return
+    # Always there: the store extra (sqlalchemy) or the aws one (dynamodb://) is imported
+    # when a store is opened, with one line saying what to install when missing.
+    from fraudstream.store_cli import decisions_app
+
     app.add_typer(decisions_app)
 
 
@@ -711,5 +767,5 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)

@@ -67,6 +67,38 @@ StopAtEndOption = Annotated[
     bool,
     typer.Option(
         "--stop-at-end",
-        help="kafka:// input: stop once every partition is read to its end (a backfill).",
+        help="kafka:// or kinesis:// input: stop once every partition (shard) is read to its "
+        "end (a backfill).",
+    ),
+]
+# `run` also reads these from S3 (and profiles from DynamoDB): plain strings, since a Path
+# would fold the URL's "//".
+RulesLocationOption = Annotated[
+    str | None, typer.Option("--rules", help="Rules YAML/JSON file (or s3://bucket/key).")
+]
+ProfilesLocationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profiles",
+        help="Profiles YAML/JSON/CSV/Parquet file (CSV, Parquet: fastest), s3://bucket/key, "
+        "or dynamodb://TABLE.",
+    ),
+]
+IpCountriesLocationOption = Annotated[
+    str | None,
+    typer.Option("--ip-countries", help="CSV network,country for ip_country_mismatch (or s3://)."),
+]
+AnonymousNetworksLocationOption = Annotated[
+    str | None,
+    typer.Option(
+        "--anonymous-networks", help="CSV network,label for anonymous_network (or s3://)."
+    ),
+]
+AwsEndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-endpoint-url",
+        help="Send every AWS call (Kinesis, DynamoDB, S3, SQS, SNS) here: LocalStack, moto. "
+        "Default: AWS_ENDPOINT_URL, else AWS itself.",
     ),
 ]

@@ -82,7 +82,7 @@ class Outputs:
     enriched: str | None = None
     dead_letters: str | None = None
     late: str | None = None
-    store: str | None = None  # decision store: a SQLite path or an SQLAlchemy URL
+    store: str | None = None  # decision store: a SQLite path, an SQLAlchemy URL, dynamodb://
     webhook: str | None = None  # alerts POSTed here (HMAC-signed with webhook_secret)
     webhook_secret: bytes | None = None
     alert_command: list[str] | None = None  # alerts piped to this command, one by one
@@ -116,8 +116,14 @@ class Outputs:
                     checkpointed=self.checkpointed,
                     resume=markers.get(name, {}) if markers is not None else None,
                 )
-        retry = self.retry_store or self.store or "fraudstream-alerts.db"
-        if self.store:
+        dynamodb = bool(self.store) and str(self.store).lower().startswith("dynamodb://")
+        sql_store = None if dynamodb else self.store
+        retry = self.retry_store or sql_store or "fraudstream-alerts.db"
+        if dynamodb:
+            from fraudstream.io.aws.dynamodb_store import DynamoDecisionStore
+
+            self.hooks["store"] = DynamoDecisionStore(str(self.store))
+        elif self.store:
             from fraudstream.io.sqlstore import DecisionStore
 
             self.hooks["store"] = DecisionStore(self.store)

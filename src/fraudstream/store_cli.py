@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-from fraudstream.io.sqlstore import DecisionStore, database_url, shown_url, sqlite_file
 
 DEFAULT_STORE = "fraudstream-decisions.db"
 
@@ -41,8 +39,15 @@ StoreOption = Annotated[
     str,
     typer.Option(
         "--store",
-        help="Decision store: a SQLite file path or a SQLAlchemy URL.",
+        help="Decision store: a SQLite file path, a SQLAlchemy URL or dynamodb://TABLE.",
         envvar="FRAUDSTREAM_STORE",
+    ),
+]
+AwsEndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-endpoint-url",
+        help="A dynamodb:// store at this endpoint (LocalStack, moto); default AWS_ENDPOINT_URL.",
     ),
 ]
 
@@ -52,7 +57,22 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _open(store: str) -> DecisionStore:
+def _open(store: str, aws_endpoint_url: str | None = None) -> Any:
+    if store.lower().startswith("dynamodb://"):
+        from fraudstream.config import ConfigError
+        from fraudstream.io.aws.clients import set_endpoint_url
+        from fraudstream.io.aws.dynamodb_store import DynamoDecisionStore
+
+        try:
+            if aws_endpoint_url is not None:
+                set_endpoint_url(aws_endpoint_url)
+            return DynamoDecisionStore(store)
+        except ConfigError as exc:
+            _fail(str(exc))
+    try:  # the store extra; a dynamodb:// store needs only the aws extra
+        from fraudstream.io.sqlstore import DecisionStore, database_url, shown_url, sqlite_file
+    except ImportError as exc:
+        _fail(f"a SQL decision store needs {exc.name}: pip install 'fraudstream[store]'")
     try:
         path = sqlite_file(database_url(store))
     except ValueError as exc:
@@ -69,9 +89,10 @@ def _open(store: str) -> DecisionStore:
 def show(
     transaction_id: Annotated[str, typer.Argument(help="Transaction id.")],
     store: StoreOption = DEFAULT_STORE,
+    aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
     """Prints the decision for one transaction as JSON."""
-    decisions = _open(store)
+    decisions = _open(store, aws_endpoint_url)
     try:
         record = decisions.get(transaction_id)
     finally:
@@ -96,9 +117,10 @@ def list_decisions(
     card: Annotated[str | None, typer.Option("--card", help="Only this card id.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many (newest first).")] = 20,
     store: StoreOption = DEFAULT_STORE,
+    aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
     """Lists the newest decisions as a table."""
-    decisions = _open(store)
+    decisions = _open(store, aws_endpoint_url)
     try:
         records = decisions.list(
             decision=None if decision is None else decision.value, limit=limit, card_id=card

@@ -13,8 +13,15 @@ directory ``chk-<n>/`` in the checkpoint directory (a local path, or any fsspec 
                       profiles, source position, sink commit markers, summary counts;
                       written last
 
-It is written as ``chk-<n>.tmp/`` and renamed when complete, so a crash leaves either the
-previous checkpoint or the new one, never half of one; the last ``keep`` are kept.
+On a local disk it is written as ``chk-<n>.tmp/`` and renamed when complete, so a crash
+leaves either the previous checkpoint or the new one, never half of one; the last ``keep``
+are kept. An object store (``s3://bucket/prefix``, any non-local fsspec URL) has no atomic
+rename of a directory, so there the data objects are put straight into ``chk-<n>/`` and the
+manifest, which names each data object's SHA-256, is put last: one PUT, atomic. Only a
+checkpoint with a manifest counts; a crash between the data and the manifest leaves an
+incomplete ``chk-<n>/`` that is ignored (the previous checkpoint is restored) and removed by
+the next checkpoint, and reading checks the digests, so a checkpoint never restores from
+data it was not written with.
 
 The order of a checkpoint (see :meth:`fraudstream.run.Runner.checkpoint`): (1) sinks make
 what they have durable and return a marker (a JSON-lines file its byte size, Parquet output
@@ -28,6 +35,7 @@ source seeks to n's position, so outputs equal those of a run that never crashed
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -217,6 +225,15 @@ def batch_from_table(table: pa.Table) -> TxBatch:
 # --- on disk -----------------------------------------------------------------------------
 
 
+def _pending_bytes(pending: TxBatch) -> bytes:
+    """The clock's pending records as an Arrow IPC file."""
+    sink = io.BytesIO()
+    table = batch_to_table(pending)
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
 class CheckpointStore:
     """Numbered checkpoints in a directory (local path or fsspec URL), written atomically.
 
@@ -240,10 +257,17 @@ class CheckpointStore:
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
+    def _entries(self) -> list[str]:
+        """What the directory holds (an object-store prefix with nothing under it: nothing)."""
+        try:
+            return list(self.fs.ls(self.root, detail=False))
+        except FileNotFoundError:
+            return []
+
     def ids(self) -> list[int]:
         """Complete checkpoints (renamed, with a manifest), oldest first."""
         found = []
-        for entry in self.fs.ls(self.root, detail=False):
+        for entry in self._entries():
             match = _NAME.match(entry.rstrip("/").rsplit("/", 1)[-1])
             if match and self.fs.exists(self._path(match.group(0), MANIFEST)):
                 found.append(int(match.group(1)))
@@ -269,7 +293,7 @@ class CheckpointStore:
 
     def clear(self) -> None:
         """Removes every checkpoint (a fresh run in a used directory)."""
-        for entry in self.fs.ls(self.root, detail=False):
+        for entry in self._entries():
             name = entry.rstrip("/").rsplit("/", 1)[-1]
             if name.startswith("chk-"):
                 self.fs.rm(entry, recursive=True)
@@ -282,23 +306,9 @@ class CheckpointStore:
                 os.fsync(handle.fileno())
 
     def write(self, checkpoint_id: int, snapshot: PipelineSnapshot, info: dict[str, Any]) -> str:
-        """Writes checkpoint ``checkpoint_id`` (tmp dir, then rename); returns its path."""
+        """Writes checkpoint ``checkpoint_id`` (see the module docstring); returns its path."""
         name = f"chk-{checkpoint_id:08d}"
-        tmp = self._path(name + ".tmp")
-        if self.fs.exists(tmp):
-            self.fs.rm(tmp, recursive=True)
-        self.fs.makedirs(tmp, exist_ok=True)
         index = {key: f"a{i}" for i, key in enumerate(snapshot.arrays)}
-        with self.fs.open(f"{tmp}/state.npz", "wb") as handle:
-            np.savez(handle, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
-            if self.local:
-                handle.flush()
-                os.fsync(handle.fileno())
-        sink = io.BytesIO()
-        table = batch_to_table(snapshot.pending)
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        self._write_bytes(f"{tmp}/pending.arrow", sink.getvalue())
         manifest = {
             "format_version": FORMAT_VERSION,
             "checkpoint_id": checkpoint_id,
@@ -307,11 +317,42 @@ class CheckpointStore:
             "pipeline": snapshot.meta,
             **info,
         }
+        if not self.local:
+            return self._write_object_store(name, snapshot, index, manifest)
+        tmp = self._path(name + ".tmp")
+        if self.fs.exists(tmp):
+            self.fs.rm(tmp, recursive=True)
+        self.fs.makedirs(tmp, exist_ok=True)
+        with self.fs.open(f"{tmp}/state.npz", "wb") as handle:
+            np.savez(handle, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._write_bytes(f"{tmp}/pending.arrow", _pending_bytes(snapshot.pending))
         self._write_bytes(f"{tmp}/{MANIFEST}", json.dumps(manifest).encode())
         final = self._path(name)
         self.fs.mv(tmp, final, recursive=True)
-        if self.local:
-            self._sync_dir(self.root)
+        self._sync_dir(self.root)
+        self.prune()
+        return final
+
+    def _write_object_store(
+        self,
+        name: str,
+        snapshot: PipelineSnapshot,
+        index: dict[str, str],
+        manifest: dict[str, Any],
+    ) -> str:
+        """Data objects into ``name/``, then the manifest naming their digests, last."""
+        final = self._path(name)
+        if self.fs.exists(final):  # an incomplete leftover of a crash (no manifest)
+            self.fs.rm(final, recursive=True)
+        state = io.BytesIO()
+        np.savez(state, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
+        files = {"state.npz": state.getvalue(), "pending.arrow": _pending_bytes(snapshot.pending)}
+        for file_name, data in files.items():
+            self._write_bytes(f"{final}/{file_name}", data)
+        manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+        self._write_bytes(f"{final}/{MANIFEST}", json.dumps(manifest).encode())
         self.prune()
         return final
 
@@ -328,9 +369,12 @@ class CheckpointStore:
         ids = self.ids()
         for old in ids[: -self.keep]:
             self.fs.rm(self._path(f"chk-{old:08d}"), recursive=True)
-        for entry in self.fs.ls(self.root, detail=False):
-            if entry.rstrip("/").endswith(".tmp"):
+        for entry in self._entries():
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".tmp"):
                 self.fs.rm(entry, recursive=True)
+            elif not self.local and _NAME.match(name) and int(name[4:]) not in ids:
+                self.fs.rm(entry, recursive=True)  # data without a manifest: a crash's leftover
 
     def read(self, checkpoint_id: int) -> tuple[dict[str, Any], PipelineSnapshot]:
         """(manifest, snapshot) of a complete checkpoint."""
@@ -344,9 +388,15 @@ class CheckpointStore:
             raise CheckpointError(
                 f"{base}: checkpoint format {version}, this version reads {FORMAT_VERSION}"
             )
-        with self.fs.open(f"{base}/state.npz", "rb") as handle:
-            stored = np.load(io.BytesIO(handle.read()), allow_pickle=False)
-            arrays = {key: stored[name] for key, name in manifest["arrays"].items()}
-        with pa.ipc.open_file(pa.BufferReader(self.fs.cat_file(f"{base}/pending.arrow"))) as r:
+        state = self.fs.cat_file(f"{base}/state.npz")
+        pending_bytes = self.fs.cat_file(f"{base}/pending.arrow")
+        digests = manifest.get("files")  # written on object stores (see the module docstring)
+        if digests is not None:
+            for file_name, data in (("state.npz", state), ("pending.arrow", pending_bytes)):
+                if hashlib.sha256(data).hexdigest() != digests.get(file_name):
+                    raise CheckpointError(f"{base}/{file_name}: not the data of this manifest")
+        stored = np.load(io.BytesIO(state), allow_pickle=False)
+        arrays = {key: stored[name] for key, name in manifest["arrays"].items()}
+        with pa.ipc.open_file(pa.BufferReader(pending_bytes)) as r:
             pending = batch_from_table(r.read_all())
         return manifest, PipelineSnapshot(arrays, pending, manifest["pipeline"])

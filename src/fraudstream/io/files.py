@@ -30,6 +30,8 @@ from fraudstream.io.decode import DeadLetter, Decoder, ParsedBlock
 from fraudstream.io.read_ahead import read_ahead
 
 if TYPE_CHECKING:
+    from fraudstream.io.aws.kinesis_sink import KinesisSink
+    from fraudstream.io.aws.sqs_sns import SnsAlertSink, SqsAlertSink
     from fraudstream.io.kafka_sink import KafkaSink
     from fraudstream.io.parquet_parts import ParquetParts
 
@@ -474,7 +476,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
-Sink = Union[JsonLinesSink, ParquetSink, "ParquetParts", "KafkaSink"]  # noqa: UP007
+Sink = Union[  # noqa: UP007
+    JsonLinesSink,
+    ParquetSink,
+    "ParquetParts",
+    "KafkaSink",
+    "KinesisSink",
+    "SqsAlertSink",
+    "SnsAlertSink",
+]
 
 
 def open_sink(
@@ -489,6 +499,11 @@ def open_sink(
         from fraudstream.io.kafka_sink import open_kafka_sink
 
         return open_kafka_sink(target)
+    if target.lower().startswith(("kinesis://", "sqs://", "sns://")):  # boto3: the aws extra
+        from fraudstream.io.aws import open_aws_sink
+
+        sink: Sink = open_aws_sink(target)
+        return sink
     if target != "-" and target.lower().endswith((".parquet", ".pq")):
         if checkpointed:
             from fraudstream.io.parquet_parts import ParquetParts

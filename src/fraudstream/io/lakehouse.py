@@ -27,6 +27,7 @@ Read it back with ``fraudstream query "SELECT ..."`` (DuckDB) or pyiceberg itsel
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,36 @@ __all__ = [
     "DEFAULT_TABLE",
     "RUN_PROPERTY",
     "LakehouseSink",
+    "aws_defaults",
     "lakehouse_rows",
     "open_catalog",
     "open_table",
 ]
+
+
+def aws_defaults(properties: dict[str, str]) -> dict[str, str]:
+    """Catalog properties with a warehouse on S3 given the AWS endpoint and region of the run.
+
+    pyiceberg's S3 FileIO (pyarrow) does not read ``AWS_ENDPOINT_URL`` (which
+    ``--aws-endpoint-url`` sets) nor ``AWS_DEFAULT_REGION``: they become ``s3.endpoint`` and
+    ``s3.region`` unless the file sets them.
+
+    >>> import os
+    >>> os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:5000"
+    >>> aws_defaults({"warehouse": "s3://lake/warehouse"})["s3.endpoint"]
+    'http://127.0.0.1:5000'
+    >>> del os.environ["AWS_ENDPOINT_URL"]
+    """
+    if not properties.get("warehouse", "").lower().startswith(("s3://", "s3a://")):
+        return properties
+    out = dict(properties)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        out.setdefault("s3.endpoint", endpoint)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        out.setdefault("s3.region", region)
+    return out
 
 
 def open_catalog(location: str) -> tuple[Catalog, str]:
@@ -77,7 +104,7 @@ def open_catalog(location: str) -> tuple[Catalog, str]:
             config = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
             if not isinstance(config, dict) or not isinstance(config.get("catalog"), dict):
                 raise ConfigError("expected a 'catalog' mapping of pyiceberg properties")
-            properties = {k: str(v) for k, v in config["catalog"].items()}
+            properties = aws_defaults({k: str(v) for k, v in config["catalog"].items()})
             name = properties.pop("name", "fraudstream")
             return load_catalog(name, **properties), str(config.get("table", DEFAULT_TABLE))
     except (ValueError, yaml.YAMLError, ImportError) as exc:  # pyiceberg's config errors too
