@@ -1,7 +1,9 @@
 """Does the Flink job scale out? Throughput and CPU per million transactions on a real cluster.
 
     python benchmarks/flink_scaleout.py [--records 2000000] [--cards 100000]
-        [--parallelisms 1,2] [--shape shard] [--repeat 1]
+        [--parallelisms 1,2] [--graph keyed]
+
+(also ``python benchmarks/flink_throughput.py --cluster``)
 
 One run, side by side, on the same JSON-lines workload (seeded, under benchmarks/data/):
 
@@ -41,7 +43,13 @@ from common import record, workload  # noqa: E402
 
 FRAUDSTREAM = str(Path(sys.executable).with_name("fraudstream"))
 TICKS = os.sysconf("SC_CLK_TCK")
-DETECTORS = ("card detectors", "user detectors", "decode, dedupe, event clock, detectors, decide")
+DETECTORS = (
+    "decode",
+    "card detectors",
+    "user detectors, decide",
+    "user detectors",
+    "decode, dedupe, event clock, detectors, decide",
+)
 
 
 def children_cpu_s() -> float:
@@ -74,7 +82,7 @@ def embedded(path: Path, small: Path, out: Path) -> dict[str, Any]:
 
 
 def flink_job(
-    cluster: Any, source: Path, out: Path, parallelism: int, shape: str
+    cluster: Any, source: Path, out: Path, parallelism: int, graph: str
 ) -> dict[str, Any]:
     """One job on the cluster: its duration, the cluster's CPU, the detector subtasks' reads."""
     from fraudstream.flink.rest import job_state, rest_get
@@ -85,7 +93,7 @@ def flink_job(
         FRAUDSTREAM, "flink", "run", "--target", "remote", "--jobmanager", cluster.address,
         "--detach", "--input", str(source), "--alerts", str(out / "alerts"),
         "--checkpoint-dir", str(out / "checkpoints"), "--parallelism", str(parallelism),
-        f"--{shape}", "--quiet",
+        "--graph", graph, "--quiet",
     ]  # fmt: skip
     job = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1]
     while job_state(cluster.address, job) not in {"FINISHED", "FAILED", "CANCELED"}:
@@ -110,7 +118,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2_000_000)
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--parallelisms", default="1,2")
-    parser.add_argument("--shape", choices=("shard", "fuse"), default="shard")
+    parser.add_argument("--graph", choices=("keyed", "fused", "sharded"), default="keyed")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("FRAUDSTREAM_TOKEN_KEY", "benchmark")
@@ -135,12 +143,12 @@ def main() -> None:
         try:
             # a fresh cluster's first job loads classes, the embedded interpreters and the
             # kernels: far slower than the same job after it
-            flink_job(cluster, small, work / "warm-up", max(parallelisms), args.shape)
+            flink_job(cluster, small, work / "warm-up", max(parallelisms), args.graph)
             for parallelism in parallelisms:
                 start = flink_job(cluster, small, work / f"small-{parallelism}", parallelism,
-                                  args.shape)  # fmt: skip
+                                  args.graph)  # fmt: skip
                 full = flink_job(cluster, path, work / f"full-{parallelism}", parallelism,
-                                 args.shape)  # fmt: skip
+                                 args.graph)  # fmt: skip
                 work_s = full["duration_s"] - start["duration_s"]
                 cpu_s = full["cluster_cpu_s"] - start["cluster_cpu_s"]
                 run = {"start": start, "full": full, "work_s": work_s, "cpu_s": cpu_s,
@@ -148,7 +156,7 @@ def main() -> None:
                        "cpu_s_per_m": cpu_s / (args.records / 1e6)}  # fmt: skip
                 runs[parallelism] = run
                 print(
-                    f"flink p{parallelism} ({args.shape}, 2 TaskManagers): {run['tx_s']:,.0f} "
+                    f"flink p{parallelism} ({args.graph}, 2 TaskManagers): {run['tx_s']:,.0f} "
                     f"tx/s, {run['cpu_s_per_m']:.2f} CPU-s per million "
                     f"({run['cpu_s_per_m'] / base['cpu_s_per_m']:.1f} x embedded), "
                     f"subtask reads {full['subtask_reads']}",
@@ -165,7 +173,7 @@ def main() -> None:
     record(
         "flink_scaleout",
         {
-            "records": args.records, "cards": args.cards, "shape": args.shape,
+            "records": args.records, "cards": args.cards, "graph": args.graph,
             "embedded": base, "flink": {str(p): r for p, r in runs.items()},
         },
     )  # fmt: skip

@@ -1,7 +1,9 @@
 """Throughput of the Flink runtime against the naive per-record PyFlink job and the embedded one.
 
     python benchmarks/flink_throughput.py [--records 1000000] [--cards 50000] [--output alerts]
-        [--repeat 3] [--modes thread,process] [--shapes 1:fused,1:sharded,2:sharded]
+        [--repeat 3] [--modes thread,process] [--shapes 1:fused,1:keyed,2:keyed,1:sharded]
+    python benchmarks/flink_throughput.py --cluster [--records 2000000] [--cards 100000]
+        (the scale-out figures on a two-TaskManager cluster: benchmarks/flink_scaleout.py)
         [--naive-modes process,thread]
 
 On the same JSON-lines workload (seeded, under benchmarks/data/):
@@ -144,7 +146,7 @@ def flink_command(
         FRAUDSTREAM, "flink", "run", "--input", str(path),
         f"--{output}", str(out / output), "--checkpoint-dir", str(out / "chk"),
         "--parallelism", str(parallelism), "--execution-mode", mode,
-        "--fuse" if shape == "fused" else "--shard", "--target", "local", "--quiet",
+        "--graph", shape, "--target", "local", "--quiet",
     ]  # fmt: skip
 
 
@@ -172,6 +174,12 @@ def rate(records: int, runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    if "--cluster" in sys.argv:  # the scale-out run on a real cluster
+        sys.argv.remove("--cluster")
+        from flink_scaleout import main as scaleout
+
+        scaleout()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--cards", type=int, default=50_000)
@@ -180,7 +188,9 @@ def main() -> None:
         "--modes", default="thread,process", help="PyFlink execution modes of the Flink runtime"
     )
     parser.add_argument(
-        "--shapes", default="1:fused,1:sharded,2:sharded", help="parallelism:shape of each job"
+        "--shapes",
+        default="1:fused,1:keyed,2:keyed,1:sharded",
+        help="parallelism:graph of each job",
     )
     parser.add_argument("--naive-modes", default="process,thread", help="modes of the naive job")
     parser.add_argument(
