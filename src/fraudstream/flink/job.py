@@ -272,7 +272,10 @@ class FlinkJob:
         env.set_parallelism(self.parallelism)
         plan = self.plan()
         wanted = frozenset(self.outputs)
-        keys = shard_keys(self.max_parallelism, self.max_parallelism)
+        # Records travel in parts of a chunk per shard (an int key landing in a key group of
+        # its own): a Python call handles hundreds of records, not one. Per-key state lives
+        # under its shard's key group; --shards fixes the most subtasks that get work.
+        keys = shard_keys(self.shards, self.max_parallelism)
         numbers = env.from_source(
             NumberSequenceSource(0, max(len(plan) - 1, 0)),
             WatermarkStrategy.no_watermarks(),

@@ -141,7 +141,8 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         rows = MapStateDescriptor(f"{self.key}-state", Types.STRING(), ROW)
         if self.state_ttl_ms:
             # Flink's TTL runs on processing time: it bounds storage for keys that stopped
-            # coming. Decisions never depend on it: a key is found expired by its own event
+            # coming (RocksDB: its compaction filter; the heap: full snapshots; not the heap's
+            # incremental cleanup, which made every read scan a copy of all keys here). Decisions never depend on it: a key is found expired by its own event
             # times (the stage compares the record with the key's last time, as embedded).
             # PyFlink builds the default RocksDB cleanup's Duration through a Py4J gateway a
             # TaskManager does not have (thread mode fails to open); the strategies are set
@@ -152,7 +153,7 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
                 .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
                 .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
                 .disable_cleanup_in_background()
-                .cleanup_incrementally(10, False)
+                .cleanup_full_snapshot()
                 .cleanup_in_rocksdb_compact_filter(1000, "Flink's default")
                 .build()
             )
