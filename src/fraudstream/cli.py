@@ -118,6 +118,7 @@ def _pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
     state_ttl_ms: int | None = None,
+    versions: Any = None,
 ) -> Any:
     from fraudstream.engine.pipeline import Pipeline, warm_up
 
@@ -126,7 +127,7 @@ def _pipeline_parts(
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     warm_up(rule_set)  # compile the kernels now, not on the first live record
-    return Pipeline(rule_set, table, time_config, reference, state_ttl_ms)
+    return Pipeline(rule_set, table, time_config, reference, state_ttl_ms, versions)
 
 
 def print_summary(summary: Any, console: Console = err) -> None:
@@ -255,14 +256,20 @@ def run(
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
     from fraudstream.rules import AuditLog, RulesFileWatcher
+    from fraudstream.rules.versions import RuleVersions, versions_path_for
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
 
     kafka: Any = None  # a kafka:// input (fraudstream.io.kafka_run.KafkaInput)
     try:
+        log_path = None
+        versions = None  # without a rules file: numbered in memory (the defaults: 1)
+        if rules is not None:  # every rule set applied is a numbered version, kept on disk
+            log_path = audit_log or rules.with_name(rules.name + ".audit.jsonl")
+            versions = RuleVersions(versions_path_for(log_path))
         pipeline = _pipeline_parts(
             rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours),
+            ip_countries, anonymous_networks, _ttl_ms(state_ttl_hours), versions,
         )  # fmt: skip
         if model is not None or labels is not None:
             from fraudstream.models.dataset import attach
@@ -317,11 +324,12 @@ def run(
             lakehouse=lakehouse,
         )
         watcher = None
-        if rules is not None:  # editing the rules file changes the running pipeline
-            log = AuditLog(audit_log or rules.with_name(rules.name + ".audit.jsonl"))
+        if rules is not None and log_path is not None:  # editing the file changes the run
+            log = AuditLog(log_path)
+            editor = f"file:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
             watcher = RulesFileWatcher(
                 rules,
-                pipeline.apply_rules,
+                lambda changed: pipeline.apply_rules(changed, editor, str(rules)),
                 pipeline.rules,
                 log,
                 lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
@@ -672,6 +680,17 @@ def _register_query() -> None:
 
 
 _register_query()
+
+
+def _register_rules_lifecycle() -> None:
+    from fraudstream.backtest_cli import backtest_command
+    from fraudstream.rules_cli import rules_app
+
+    app.command("backtest")(backtest_command)
+    app.add_typer(rules_app)
+
+
+_register_rules_lifecycle()
 
 
 def _register_produce() -> None:

@@ -9,7 +9,7 @@ user profile's when it has them (seed 004's per-profile thresholds), else the ru
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,12 @@ class Decisions:
     features: dict[str, Any]
     processed_at_ms: float
     model: tuple[str, str] | None = None  # (name, version) of the model that scored them
+    # Rules in shadow mode: what they found, recorded only (never in score or tier).
+    shadow_fired: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    shadow_reasons: Reasons | None = None  # None: no shadow rule fired
+    rule_version: int = 0  # the rule version that decided them (0: not numbered)
+    # A backtest's other rule sets, decided over the same batch (same rows, same order).
+    alternatives: list[Decisions] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -50,11 +56,18 @@ class Decisions:
             self.tx.take(rows), self.time_ms[rows], self.score[rows], self.tier[rows],
             {k: v[rows] for k, v in self.fired.items()}, self.reasons.take(rows), features,
             self.processed_at_ms, self.model,
+            {k: v[rows] for k, v in self.shadow_fired.items()},
+            self.shadow_reasons.take(rows) if self.shadow_reasons is not None else None,
+            self.rule_version, [other.take(rows) for other in self.alternatives],
         )  # fmt: skip
 
     def alerts(self) -> npt.NDArray[np.int64]:
         """Rows that are not approved."""
         return np.flatnonzero(self.tier != APPROVE)
+
+    def shadow_row_reasons(self, row: int) -> list[dict[str, str]]:
+        """The shadow rules that fired on ``row`` (``shadow_reasons``), strongest first."""
+        return self.shadow_reasons[row] if self.shadow_reasons is not None else []
 
 
 def combine(
