@@ -74,7 +74,10 @@ class History:
         running = admin.pipeline
         with admin.lock:
             baseline = running.rules
-            users = [dict(p) for p in running.profiles.profiles.values()]
+            users = [  # NaN is a number not set: None, as upsert takes it
+                {k: None if isinstance(v, float) and v != v else v for k, v in p.items()}
+                for p in running.profiles.profiles.values()
+            ]
         if "lists" not in document and baseline.lists:
             document = {**document, "lists": version_document(baseline)["lists"]}
         candidate = RuleSet.from_document(document)
