@@ -287,12 +287,15 @@ class DetectorStage:
         if expiry is not None and expiry.due():  # as Pipeline.submit: compact long-idle keys
             expiry.reclaim(self.pipeline)
         messages: dict[str, tuple[list[int], list[str]]] = {}
-        reasons = decisions.reasons
-        for row in reasons:
-            for reason in reasons[row]:
-                rows, texts = messages.setdefault(reason["rule"], ([], []))
-                rows.append(int(part.seq[row]))
-                texts.append(reason["message"])
+        # shadow rules ride along with the live ones; assemble() splits them again
+        for reasons in (decisions.reasons, decisions.shadow_reasons):
+            if reasons is None:
+                continue
+            for row in reasons:
+                for reason in reasons[row]:
+                    rows, texts = messages.setdefault(reason["rule"], ([], []))
+                    rows.append(int(part.seq[row]))
+                    texts.append(reason["message"])
         features = decisions.features
         if part.features is not None:  # the streaming features ride to the join with the card
             features = {**features, **part.features}
@@ -302,7 +305,7 @@ class DetectorStage:
             part.total,
             part.seq,
             part.tx if self.key == "card" else None,
-            decisions.fired,
+            {**decisions.fired, **decisions.shadow_fired},
             features,
             {rule: (np.array(rows, np.int64), texts) for rule, (rows, texts) in messages.items()},
         )
@@ -359,6 +362,9 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
                 rows, texts = messages[rule_id]
                 sort = np.argsort(rows, kind="stable")
                 ordered[rule_id] = (rows[sort], [texts[i] for i in sort.tolist()])
+    shadow = full.rules.shadow_ids()  # recorded in shadow_reasons, never scored
+    shadow_fired = {k: fired.pop(k) for k in list(fired) if k in shadow}
+    shadow_ordered = {k: ordered.pop(k) for k in list(ordered) if k in shadow}
     users = full.users.slots(tx.user_id)
     profile = full.profiles.table
     profile.ensure(len(full.users))
@@ -372,6 +378,10 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
     score, tier = combine(fired, full.scores, review, decline, model)
     scores = full.scores if stage is None else stage.explain(tier, fired, ordered, full.scores)
     reasons = explain(ordered, scores, total)
+    shadow_reasons = explain(shadow_ordered, full.scores, total) if shadow_ordered else None
     info = stage.model.info if stage is not None and stage.model is not None else None
     model_id = (info.name, info.version) if info is not None else None
-    return Decisions(tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms, model_id)
+    return Decisions(
+        tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms, model_id,
+        shadow_fired, shadow_reasons, full.rule_version,
+    )  # fmt: skip
