@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from fraudstream.config import ConfigError
 from fraudstream.web.admin import Admin, Change
@@ -33,10 +33,20 @@ from fraudstream.web.service import error_body
 __all__ = ["History", "lifecycle_router"]
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with a zero fraction (``3.0``) is the integer it equals (JSON Schema
+    agrees); anything else goes on to the strict check as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class Rollback(Change):
     """Which version to apply again."""
 
-    version: int = Field(ge=1, description="the rule version to apply again")
+    version: Annotated[int, BeforeValidator(_whole)] = Field(
+        ge=1, description="the rule version to apply again"
+    )
 
 
 class BacktestRequest(BaseModel):
