@@ -73,6 +73,7 @@ def test_edits_are_highlighted_backtested_then_applied_in_shadow(
     assert "decision (review or decline)" in report and "approve -> decline" in report
     assert server.get("/v1/rules")["version"] == 1  # a backtest applies nothing
     assert page.locator("#rules-body tr[data-rule='amount_anomaly'].unapplied").count() == 1
+    page.evaluate("document.getElementById('backtest-run').scrollIntoView()")
     screenshot(page, "rules-backtest")
 
     row.locator("input[name='score']").fill("0.4")  # back to the running score

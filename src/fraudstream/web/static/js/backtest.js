@@ -48,17 +48,18 @@ function delta(after, before) {
 
 function showReport(report) {
   const decision = report.decision;
+  const label = (name) => report[name].rules;
   const parts = [
     h("h4", {}, "decision (review or decline)"),
     table(["rules", "alerts", "true positives", "precision", "recall"],
       ["baseline", "candidate"].map((name) => [
-        name === "baseline" ? report.baseline.rules : report.candidate.rules,
+        label(name),
         count(decision[name].alerts), count(decision[name].true_positives),
         share(decision[name].precision), share(decision[name].recall),
       ])),
     h("h4", {}, "tiers"),
     table(["rules", "approve", "review", "decline"], ["baseline", "candidate"].map((name) => [
-      name, count(report.tiers[name].approve), count(report.tiers[name].review), count(report.tiers[name].decline),
+      label(name), count(report.tiers[name].approve), count(report.tiers[name].review), count(report.tiers[name].decline),
     ])),
   ];
   const moves = Object.entries(report.tiers.transitions || {});
