@@ -107,7 +107,12 @@ def backtest_command(
     if html is not None:
         from fraudstream.backtest.html import report_html
 
-        html.write_text(report_html(result.report), encoding="utf-8")
+        try:
+            page = report_html(result.report)
+        except ImportError as exc:  # the chart is matplotlib's (the models extra)
+            fail(f"--html needs {exc.name or 'matplotlib'}: pip install 'fraudstream[models]'")
+            return
+        html.write_text(page, encoding="utf-8")
     if not quiet:
         print_report(result.report)
         speed = result.records / result.seconds if result.seconds else 0.0
@@ -148,8 +153,9 @@ def print_report(report: dict[str, Any]) -> None:
         )
     err.print(decision)
     rules = Table(title="candidate rules", title_justify="left")
-    for column in ("rule", "alerts", "TP", "FP", "precision", "recall", "per day", "caught"):
-        rules.add_column(column, justify="left" if column == "rule" else "right")
+    rules.add_column("rule", no_wrap=True)
+    for column in ("alerts", "TP", "FP", "precision", "recall", "per day", "caught"):
+        rules.add_column(column, justify="right")
     for row in report["rules"]:
         shown = row["id"] + (" (shadow)" if row["mode"] == "shadow" else "")
         rules.add_row(

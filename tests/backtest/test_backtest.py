@@ -185,3 +185,33 @@ def test_backtest_report_equals_two_runs(
     assert series == dict(per_day)
     text = page.read_text()
     assert "<svg" in text and "alerts per day" in text and "big_amount" in text
+
+
+def test_a_bad_argument_is_one_line(tmp_path: Path, history: tuple[Path, Path]) -> None:
+    transactions, labels = history
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(CANDIDATE)
+    bad.write_text("rules:\n  - id: velocity\n    mode: loud\n")
+    for args, message in (
+        (["--labels", str(tmp_path / "none.parquet"), "--rules", str(good)], "no such file"),
+        (["--labels", str(labels), "--rules", str(bad)], "mode must be one of live, shadow"),
+    ):
+        result = CliRunner().invoke(app, ["backtest", "--input", str(transactions), *args])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+
+def test_no_fraud_labelled_means_no_true_positive(
+    tmp_path: Path, history: tuple[Path, Path]
+) -> None:
+    transactions, _ = history
+    empty = tmp_path / "labels.csv"
+    empty.write_text("transaction_id,is_fraud,label_time\nnot-in-the-history,1,0\n")
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CANDIDATE)
+    report_path = tmp_path / "report.json"
+    invoke("backtest", "-q", "--input", str(transactions), "--labels", str(empty),
+           "--rules", str(candidate), "--report", str(report_path))  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert report["frauds"] == 0 and report["decision"]["candidate"]["recall"] is None
+    assert all(r["true_positives"] == 0 for r in report["rules"])
