@@ -70,6 +70,63 @@ class Decisions:
         return self.shadow_reasons[row] if self.shadow_reasons is not None else []
 
 
+def _concat_reasons(parts: list[Reasons]) -> Reasons:
+    offsets = [parts[0].offsets]
+    for part in parts[1:]:
+        offsets.append(part.offsets[1:] + offsets[-1][-1])
+    return Reasons(
+        np.concatenate(offsets),
+        [rule for part in parts for rule in part.rules],
+        [message for part in parts for message in part.messages],
+    )
+
+
+def concat_decisions(parts: list[Decisions]) -> Decisions:
+    """The decisions of consecutive parts of one batch, as one."""
+    first = parts[0]
+
+    def join(columns: list[Any]) -> Any:
+        if isinstance(columns[0], pa.Array):
+            return pa.concat_arrays(columns)
+        return np.concatenate(columns)
+
+    shadow = None
+    if any(part.shadow_reasons is not None for part in parts):
+        shadow = _concat_reasons(
+            [
+                part.shadow_reasons
+                if part.shadow_reasons is not None
+                else Reasons(np.zeros(len(part) + 1, dtype=np.int64), [], [])
+                for part in parts
+            ]
+        )
+    shadow_ids = {k for part in parts for k in part.shadow_fired}
+    shadow_fired = {
+        k: np.concatenate(
+            [part.shadow_fired.get(k, np.zeros(len(part), dtype=np.bool_)) for part in parts]
+        )
+        for k in shadow_ids
+    }
+    return Decisions(
+        TxBatch.concat([part.tx for part in parts]),
+        np.concatenate([part.time_ms for part in parts]),
+        np.concatenate([part.score for part in parts]),
+        np.concatenate([part.tier for part in parts]),
+        {k: np.concatenate([part.fired[k] for part in parts]) for k in first.fired},
+        _concat_reasons([part.reasons for part in parts]),
+        {k: join([part.features[k] for part in parts]) for k in first.features},
+        first.processed_at_ms,
+        first.model,
+        shadow_fired,
+        shadow,
+        first.rule_version,
+        [
+            concat_decisions([part.alternatives[k] for part in parts])
+            for k in range(len(first.alternatives))
+        ],
+    )
+
+
 def combine(
     fired: Mapping[str, npt.NDArray[np.bool_]],
     scores: Mapping[str, float],

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from fraudstream.config import ConfigError
-from fraudstream.decide import Decisions, Reasons
+from fraudstream.decide import Decisions, concat_decisions
 from fraudstream.detectors import DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
@@ -415,63 +415,6 @@ class Pipeline:
         for name, instance in self.instances.items():
             keys = self.users if instance.detector.key == "user" else self.cards
             instance.detector.on_time(self.states[name], now, len(keys))
-
-
-def _concat_reasons(parts: list[Reasons]) -> Reasons:
-    offsets = [parts[0].offsets]
-    for part in parts[1:]:
-        offsets.append(part.offsets[1:] + offsets[-1][-1])
-    return Reasons(
-        np.concatenate(offsets),
-        [rule for part in parts for rule in part.rules],
-        [message for part in parts for message in part.messages],
-    )
-
-
-def concat_decisions(parts: list[Decisions]) -> Decisions:
-    """The decisions of consecutive parts of one batch, as one."""
-    first = parts[0]
-
-    def join(columns: list[Any]) -> Any:
-        if isinstance(columns[0], pa.Array):
-            return pa.concat_arrays(columns)
-        return np.concatenate(columns)
-
-    shadow = None
-    if any(part.shadow_reasons is not None for part in parts):
-        shadow = _concat_reasons(
-            [
-                part.shadow_reasons
-                if part.shadow_reasons is not None
-                else Reasons(np.zeros(len(part) + 1, dtype=np.int64), [], [])
-                for part in parts
-            ]
-        )
-    shadow_ids = {k for part in parts for k in part.shadow_fired}
-    shadow_fired = {
-        k: np.concatenate(
-            [part.shadow_fired.get(k, np.zeros(len(part), dtype=np.bool_)) for part in parts]
-        )
-        for k in shadow_ids
-    }
-    return Decisions(
-        TxBatch.concat([part.tx for part in parts]),
-        np.concatenate([part.time_ms for part in parts]),
-        np.concatenate([part.score for part in parts]),
-        np.concatenate([part.tier for part in parts]),
-        {k: np.concatenate([part.fired[k] for part in parts]) for k in first.fired},
-        _concat_reasons([part.reasons for part in parts]),
-        {k: join([part.features[k] for part in parts]) for k in first.features},
-        first.processed_at_ms,
-        first.model,
-        shadow_fired,
-        shadow,
-        first.rule_version,
-        [
-            concat_decisions([part.alternatives[k] for part in parts])
-            for k in range(len(first.alternatives))
-        ],
-    )
 
 
 def warm_up(rules: RuleSet | None = None) -> None:
