@@ -127,7 +127,14 @@ def _pipeline_parts(
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     warm_up(rule_set)  # compile the kernels now, not on the first live record
+    if versions is not None and rules is not None:  # numbered as the file's, not "start"
+        versions.record(rule_set, file_editor(), str(rules), "the rules a run started with")
     return Pipeline(rule_set, table, time_config, reference, state_ttl_ms, versions)
+
+
+def file_editor() -> str:
+    """Who edits a rules file, as versions and the audit log name them: ``file:$USER``."""
+    return f"file:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
 
 
 def print_summary(summary: Any, console: Console = err) -> None:
@@ -158,13 +165,15 @@ def print_summary(summary: Any, console: Console = err) -> None:
         for reason, count in summary.dead_reasons.most_common(10):
             dead.add_row(reason, f"{count:,}")
         console.print(dead)
-    if summary.fired_by_rule:
+    if summary.fired_by_rule or summary.shadow_fired_by_rule:
         rules = Table(title="rules", title_justify="left")
         rules.add_column("rule")
         rules.add_column("fired", justify="right")
         rules.add_column("in alerts", justify="right")
         for rule, fired in summary.fired_by_rule.most_common():
             rules.add_row(rule, f"{fired:,}", f"{summary.alerts_by_rule.get(rule, 0):,}")
+        for rule, fired in summary.shadow_fired_by_rule.most_common():
+            rules.add_row(f"{rule} (shadow)", f"{fired:,}", "-")  # recorded, never scored
         console.print(rules)
 
 
@@ -326,10 +335,9 @@ def run(
         watcher = None
         if rules is not None and log_path is not None:  # editing the file changes the run
             log = AuditLog(log_path)
-            editor = f"file:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
             watcher = RulesFileWatcher(
                 rules,
-                lambda changed: pipeline.apply_rules(changed, editor, str(rules)),
+                lambda changed: pipeline.apply_rules(changed, file_editor(), str(rules)),
                 pipeline.rules,
                 log,
                 lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
