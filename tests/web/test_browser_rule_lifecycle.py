@@ -67,6 +67,12 @@ def test_edits_are_highlighted_backtested_then_applied_in_shadow(
     row.locator("input[name='score']").fill("0.95")
     page.wait_for_selector("#rules-body tr[data-rule='amount_anomaly'].unapplied")
 
+    review = page.locator("#decision-form input[name='review_threshold']")
+    review.fill("0.45")
+    page.wait_for_selector("#decision-form.unapplied")
+    review.fill("0.5")  # back: nothing to apply
+    page.wait_for_selector("#decision-form:not(.unapplied)")
+
     page.click("#backtest-run")
     page.wait_for_selector("#backtest-chart polyline[data-rule='amount_anomaly']")
     report = page.locator("#backtest-report").text_content()

@@ -21,6 +21,14 @@ export function initRules() {
   });
   initUserRuleForm();
   initBacktest(editedRules);
+  // The decision thresholds, like a rule's row: highlighted while edited and not applied.
+  const decision = document.getElementById("decision-form");
+  decision.addEventListener("input", () => {
+    if (!running) return;
+    const edited = ["review_threshold", "decline_threshold"].some(
+      (name) => Number(decision.elements[name].value) !== running.decision[name]);
+    decision.classList.toggle("unapplied", edited);
+  });
 }
 
 export async function rulesShown() {
@@ -123,6 +131,7 @@ async function loadRules() {
   const form = document.getElementById("decision-form");
   form.elements.review_threshold.value = rules.decision.review_threshold;
   form.elements.decline_threshold.value = rules.decision.decline_threshold;
+  form.classList.remove("unapplied");
   document.getElementById("rules-body").replaceChildren(...rules.rules.map(ruleRow));
   document.getElementById("user-rules-body").replaceChildren(
     ...(rules.user_rules.length
