@@ -107,6 +107,11 @@ def test_a_change_the_schema_refuses_is_audited(client: TestClient, tmp_path: Pa
     ]
     assert logged[-1]["after"] is None and "score" in logged[-1]["note"]
     assert client.get("/v1/rules").json()["version"] == 1  # nothing applied
+    # without the token nothing is audited, not even a body that is not JSON
+    broken = {"Content-Type": "application/json"}
+    assert client.patch("/v1/rules/velocity", content=b"{bad", headers=broken).status_code == 422
+    assert client.patch("/v1/rules/velocity", json=bad).status_code == 401
+    assert len(client.get("/v1/rules/audit").json()) == 1
 
 
 def test_a_backtest_on_the_server_history_equals_the_cli(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from fraudstream.web.service import DecisionService, error_body
 __all__ = ["Admin", "Change", "admin_router", "changes_between", "effective_rules"]
 
 AUDIT_KEPT = 500
+_NOT_CHANGES = frozenset({"/v1/rules/validate", "/v1/rules/backtest"})  # they apply nothing
 
 
 class YamlText(Response):
@@ -166,11 +167,10 @@ class Admin:
         """Audits a rule change whose body the schema refused (a 422 before any rule code
         ran): who (from the body, when it says), and why."""
         path = request.url.path
-        if request.method not in ("PATCH", "PUT", "DELETE", "POST") or not (
-            path == "/v1/rules"
-            or path.startswith(("/v1/rules/user/", "/v1/rules/rollback"))
-            or (path.startswith("/v1/rules/") and request.method == "PATCH")
-        ):
+        changes_rules = path == "/v1/rules" or (
+            path.startswith("/v1/rules/") and path not in _NOT_CHANGES
+        )
+        if request.method not in ("PATCH", "PUT", "DELETE", "POST") or not changes_rules:
             return
         who = body.get("who") if isinstance(body, dict) else None
         who = who if isinstance(who, str) and who else request.query_params.get("who") or "?"

@@ -56,6 +56,7 @@ from fraudstream.web.guard import (
     BodyLimit,
     ReadAccess,
     TooLarge,
+    bearer_matches,
     install_validation_errors,
     json_response,
     read_body,
@@ -265,7 +266,11 @@ def create_app(
         message = f"request body larger than {ADMIN_MAX_BYTES} bytes"
         return json_response(413, error_body("body", message))
 
-    install_validation_errors(app, admin.refused_request)
+    def refused(request: Request, body: Any, detail: list[dict[str, Any]]) -> None:
+        if bearer_matches(request, token):  # only a change its maker may make is audited
+            admin.refused_request(request, body, detail)
+
+    install_validation_errors(app, refused)
     install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())

@@ -41,6 +41,7 @@ __all__ = [
     "BodyLimit",
     "ReadAccess",
     "TooLarge",
+    "bearer_matches",
     "install_validation_errors",
     "json_response",
     "read_body",
@@ -135,6 +136,12 @@ def token_dependency(token: str) -> Callable[..., None]:
             raise _refuse_401("a valid bearer token is required")
 
     return authorized
+
+
+def bearer_matches(request: Request, token: str) -> bool:
+    """Whether ``request`` carries ``Authorization: Bearer <token>`` (constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _any_matches(given: str, expected: list[bytes]) -> bool:

@@ -10,11 +10,13 @@ const SHOWN_CHANGES = 20;
 const COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#d97706", "#8250df", "#0a7ea4", "#bf3989", "#57606a"];
 
 export function initBacktest(editedRules) {
-  document.getElementById("backtest-run").addEventListener("click", async () => {
+  const button = document.getElementById("backtest-run");
+  button.addEventListener("click", async () => {
     const rules = editedRules();
     if (!rules) return;
     const state = document.getElementById("backtest-state");
     state.textContent = "replaying the history ...";
+    button.disabled = true;
     try {
       const report = await post("/v1/rules/backtest", { rules });
       state.textContent = `${report.transactions.toLocaleString("en-US")} transactions replayed; nothing applied`;
@@ -26,6 +28,8 @@ export function initBacktest(editedRules) {
           ? "no history to backtest on: start the server with --history FILE --history-labels FILE"
           : error.message));
       status(`backtest: ${error.message}`, "error");
+    } finally {
+      button.disabled = false;
     }
   });
 }
