@@ -65,8 +65,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def live_server(data_dir: Path) -> Iterator[LiveServer]:
-    """Starts the app with the demo profiles on a free port; stops it afterwards."""
+def live_server(
+    data_dir: Path, history: Path | None = None, history_labels: Path | None = None
+) -> Iterator[LiveServer]:
+    """Starts the app with the demo profiles on a free port (and a ``history`` for the Rules
+    tab's backtest); stops it afterwards."""
     import uvicorn
 
     from fraudstream.cli import TimeMode, _pipeline_parts
@@ -82,6 +85,8 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
         CardTokenizer.from_environment(),
         data_dir=data_dir / "web",
         read_token=READ_TOKEN,
+        history=history,
+        history_labels=history_labels,
     )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

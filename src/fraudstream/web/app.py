@@ -56,12 +56,14 @@ from fraudstream.web.guard import (
     BodyLimit,
     ReadAccess,
     TooLarge,
+    bearer_matches,
     install_validation_errors,
     json_response,
     read_body,
     token_dependency,
     trusted_hosts,
 )
+from fraudstream.web.lifecycle import History, lifecycle_router
 from fraudstream.web.metrics import Metrics, metrics_router
 from fraudstream.web.openapi import install_api_document
 from fraudstream.web.pages import install_pages
@@ -194,6 +196,8 @@ def create_app(
     read_token: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
     limits: RecordLimits | None = None,
+    history: Path | None = None,
+    history_labels: Path | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
 
@@ -205,7 +209,8 @@ def create_app(
     unless ``reviews_url`` names another database) and the audit logs of rule and profile
     changes. Without it they live in memory. ``background`` coroutines (a live simulator)
     run while the app serves. ``limits`` bound each record's size and nesting (a record
-    over them is a 422 and a dead letter, like a line of ``fraudstream run``).
+    over them is a 422 and a dead letter, like a line of ``fraudstream run``). ``history``
+    (and its ``history_labels``) is what the Rules tab backtests edited rules on.
     """
     if not token:
         raise ValueError("the API token must not be empty")
@@ -222,6 +227,7 @@ def create_app(
     desk = ReviewDesk(ReviewStore(reviews_url), service)
     metrics = Metrics(service, desk)
     admin = Admin(service, data_dir)
+    replayed = History(history, history_labels) if history is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -260,7 +266,11 @@ def create_app(
         message = f"request body larger than {ADMIN_MAX_BYTES} bytes"
         return json_response(413, error_body("body", message))
 
-    install_validation_errors(app)
+    def refused(request: Request, body: Any, detail: list[dict[str, Any]]) -> None:
+        if bearer_matches(request, token):  # only a change its maker may make is audited
+            admin.refused_request(request, body, detail)
+
+    install_validation_errors(app, refused)
     install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())
@@ -271,6 +281,7 @@ def create_app(
     app.include_router(review_router(desk, authorized, reads))
     app.include_router(admin_router(admin, authorized, reads))
     app.include_router(user_rules_router(admin, authorized, reads))
+    app.include_router(lifecycle_router(admin, authorized, reads, replayed))
     app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app

@@ -5,6 +5,7 @@ path pays a few dictionary updates per request, not per metric):
 
 * ``/metrics`` (Prometheus text format, prometheus-client, one registry per app):
   ``fraudstream_decisions_total{decision}``, ``fraudstream_rule_fired_total{rule}``,
+  ``fraudstream_shadow_rule_fired_total{rule}`` (rules in shadow mode: recorded, not scored),
   ``fraudstream_decision_latency_seconds`` (histogram of arrival -> decided),
   ``fraudstream_dead_letters_total``, ``fraudstream_duplicates_total``,
   ``fraudstream_late_total``, ``fraudstream_review_queue`` (open alerts), and
@@ -85,6 +86,12 @@ class Metrics:
         self.rules = Counter(
             "fraudstream_rule_fired", "Rules that fired", ["rule"], registry=self.registry
         )
+        self.shadow_rules = Counter(
+            "fraudstream_shadow_rule_fired",
+            "Rules in shadow mode that fired (recorded, never scored)",
+            ["rule"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "fraudstream_decision_latency_seconds",
             "From a transaction's arrival to its decision",
@@ -117,6 +124,8 @@ class Metrics:
             observe(latency / 1000.0)
             for reason in row["reasons"]:
                 self.rules.labels(rule=reason["rule"]).inc()
+            for reason in row.get("shadow_reasons", ()):
+                self.shadow_rules.labels(rule=reason["rule"]).inc()
         for tier in TIERS:
             counted = sum(1 for row in rows if row["decision"] == tier)
             if counted:
