@@ -51,6 +51,7 @@ from fraudstream.engine.pipeline import Pipeline
 from fraudstream.io.limits import MAX_RECORD_BYTES, RecordLimits
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.admin import Admin, admin_router
+from fraudstream.web.cases import CaseDesk, cases_router
 from fraudstream.web.guard import (
     ADMIN_MAX_BYTES,
     BodyLimit,
@@ -220,6 +221,7 @@ def create_app(
     if reviews_url is None and data_dir is not None:
         reviews_url = str(data_dir / "reviews.db")
     desk = ReviewDesk(ReviewStore(reviews_url), service)
+    cases = CaseDesk(desk)
     metrics = Metrics(service, desk)
     admin = Admin(service, data_dir)
 
@@ -245,6 +247,7 @@ def create_app(
     )
     app.state.service = service
     app.state.review = desk
+    app.state.cases = cases
     app.state.metrics = metrics
     app.state.admin = admin
     authorized = token_dependency(token)
@@ -269,6 +272,7 @@ def create_app(
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
+    app.include_router(cases_router(cases, authorized, reads))
     app.include_router(admin_router(admin, authorized, reads))
     app.include_router(user_rules_router(admin, authorized, reads))
     app.include_router(metrics_router(metrics, reads))
