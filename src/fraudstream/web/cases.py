@@ -408,7 +408,15 @@ class CaseActionBody(BaseModel):
     escalation (``note`` says why: required), or an assignment (``assignee``, empty to
     unassign)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={  # the validator below, as the document says it
+            "anyOf": [
+                {"properties": {"action": {"not": {"const": "escalate"}}}},
+                {"properties": {"note": {"pattern": "\\S"}}, "required": ["note"]},
+            ]
+        },
+    )
 
     card_ids: list[str] = Field(min_length=1, max_length=MAX_CASES_PER_ACTION)
     action: Literal["confirm_fraud", "mark_legitimate", "escalate", "assign"]
