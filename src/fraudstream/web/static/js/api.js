@@ -143,6 +143,22 @@ export function fmtNumber(value, digits = 1) {
   return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits });
 }
 
+// Users' names from the profiles (the map loads them): every tab shows names, not ids.
+const names = new Map();
+
+export function setUserNames(profiles) {
+  names.clear();
+  for (const p of profiles) {
+    const name = `${p.first_name || ""} ${p.last_name || ""}`.trim();
+    if (name) names.set(p.user_id, name);
+  }
+  document.dispatchEvent(new CustomEvent("profiles-loaded"));
+}
+
+export function userName(userId) {
+  return names.get(userId) || userId || "";
+}
+
 export function tierBadge(tier) {
   return h("span", { class: `tier tier-${tier}` }, tier);
 }
