@@ -53,6 +53,7 @@ def travel(page: Any, user: str, start: datetime) -> dict[str, Any]:
     """Two payments of ``user`` one hour and ~50 km apart; returns what the page shows."""
     value = page.locator("#user-select option", has_text=user).get_attribute("value")
     page.select_option("#user-select", value)
+    page.wait_for_selector(f"#map[data-user='{value}']")  # its track read, the view set
     pay(page, START, "24.90", start)
     assert page.text_content("#count-total") == "1"
     east = page.evaluate(EAST_50_KM, list(START))

@@ -38,7 +38,7 @@ let loading = 0; // which selection the track being loaded belongs to
 
 export function initMap() {
   map = L.map("map", { doubleClickZoom: false, worldCopyJump: true, minZoom: 2 });
-  map.setView([51.507, -0.128], 9);
+  map.setView([50, 6], 5); // western Europe: the seed users' homes
   map.attributionControl.setPrefix(false);
   map.createPane("basemap").style.zIndex = "150"; // under the tiles (200): tiles cover it
   drawBasemap();
@@ -138,20 +138,23 @@ export function refreshProfiles() {
 }
 
 async function selectUser(userId) {
+  delete document.getElementById("map").dataset.user;
   selected = profiles.get(userId) || null;
   track = [];
   redraw();
   const ticket = ++loading;
   document.getElementById("map-result").replaceChildren(h("p", { class: "muted" }, "double-click the map to make a transaction"));
   if (!selected) return;
-  if (selected.home_lat !== null && selected.home_lon !== null) map.setView([selected.home_lat, selected.home_lon], 9);
   const stored = await get(`/v1/decisions?user_id=${encodeURIComponent(userId)}&limit=${TRACK_LIMIT}`);
   if (ticket !== loading) return; // another user was chosen meanwhile
   for (const d of stored) add(d, d.transaction || {});
   redraw();
+  // The whole track in view, else the user's home (where a first payment is likely).
   const points = track.map((t) => [t.tx.lat, t.tx.lon]);
-  if (points.length > 1) map.fitBounds(points, { padding: [40, 40], maxZoom: 9 });
-  else if (points.length === 1) map.setView(points[0], 9);
+  if (selected.home_lat !== null && selected.home_lon !== null) points.push([selected.home_lat, selected.home_lon]);
+  if (points.length > 1) map.fitBounds(points, { padding: [40, 40], maxZoom: 9, animate: false });
+  else if (points.length === 1) map.setView(points[0], 9, { animate: false });
+  document.getElementById("map").dataset.user = userId; // the track is drawn
   const latest = track[track.length - 1];
   if (latest) showResult(latest.decision, latest.tx);
 }

@@ -71,8 +71,8 @@ function render() {
         h("td", { class: "num" }, fmtNumber(p.max_speed_kmh, 0)),
         h("td", { class: "num" }, p.home_lat === null || p.home_lon === null ? "-" : `${fmtNumber(p.home_lat, 3)}, ${fmtNumber(p.home_lon, 3)}`),
         h("td", {}, p.home_country || "-"),
-        h("td", { class: "num" }, p.review_threshold === null ? "rules" : fmtNumber(p.review_threshold, 2)),
-        h("td", { class: "num" }, p.decline_threshold === null ? "rules" : fmtNumber(p.decline_threshold, 2)),
+        h("td", { class: "num" }, p.review_threshold === null ? "default" : fmtNumber(p.review_threshold, 2)),
+        h("td", { class: "num" }, p.decline_threshold === null ? "default" : fmtNumber(p.decline_threshold, 2)),
       ),
     ),
   );
