@@ -1,6 +1,6 @@
 """Screenshots of every tab of a running analyst app, for docs/screenshots/ and the README.
 
-    FRAUDSTREAM_TOKEN=shot fraudstream demo --directory /tmp/demo --port 8888 &
+    FRAUDSTREAM_TOKEN=shot fraudstream demo --directory /tmp/demo --serve --port 8888 &
     # wait a minute or two, so the live simulator fills the feed and the charts
     .venv/bin/python scripts/app_screenshots.py http://127.0.0.1:8888 shot docs/screenshots
 

@@ -155,3 +155,73 @@ def test_priority_grows_with_the_amount_and_the_score_counts_more(
 ) -> None:
     assert case_priority(score, amount) <= case_priority(score, amount + more)
     assert case_priority(score, amount) - case_priority(score, 0.0) <= 40
+
+
+@pytest.fixture(scope="module")
+def service() -> Any:
+    profiles_app = create_app(
+        _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None),
+        TOKEN,
+        CardTokenizer.from_environment(),
+    )
+    return profiles_app.state.service
+
+
+ALERTS = st.lists(
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3", "c4", "c5"]),
+        st.floats(0.5, 1.0),
+        st.floats(0.0, 5_000.0),
+        st.sampled_from(["open", "escalated", "closed"]),
+    ),
+    max_size=25,
+)
+
+
+@given(alerts=ALERTS, per_page=st.integers(1, 4), status=st.sampled_from(["waiting", "all"]))
+def test_pages_partition_the_cases_and_count_every_waiting_alert(
+    service: Any, alerts: list[tuple[str, float, float, str]], per_page: int, status: str
+) -> None:
+    from sqlalchemy import update
+
+    from fraudstream.web.cases import CaseDesk
+    from fraudstream.web.review import ReviewDesk, ReviewStore, queue_table
+
+    desk = ReviewDesk(ReviewStore(None), service)
+    service.listeners.remove(desk.observe)  # only what this example enqueues
+    items = [
+        {"transaction_id": f"t{k}", "card_id": card, "user_id": "user_1",
+         "event_time": T0 + k, "decision": "review", "score": score, "reasons": [],
+         "transaction": {"amount": amount}}
+        for k, (card, score, amount, _) in enumerate(alerts)
+    ]  # fmt: skip
+    desk.store.enqueue(items)
+    with desk.store.engine.begin() as connection:
+        for k, (_, _, _, state) in enumerate(alerts):
+            where = queue_table.c.transaction_id == f"t{k}"
+            connection.execute(update(queue_table).where(where).values(status=state))
+    cases = CaseDesk(desk)
+    whole = cases.cases(status, "", 1, 200)
+    count = cases.cases(status, "", 1, per_page)["pages"]
+    pages = [cases.cases(status, "", p, per_page) for p in range(1, count + 1)]
+    assert count == max(1, -(-whole["total"] // per_page))
+    timeless = [{**c, "age_s": 0} for c in whole["cases"]]  # a second may pass between calls
+    assert [{**c, "age_s": 0} for page in pages for c in page["cases"]] == timeless
+    assert all(page["total"] == whole["total"] for page in pages)
+    waiting = [a for a in alerts if a[3] != "closed"]
+    shown = waiting if status == "waiting" else alerts
+    cards = {a[0] for a in shown}
+    assert whole["total"] == len(cards)
+    priorities = [c["priority"] for c in whole["cases"]]
+    assert priorities == sorted(priorities, reverse=True)
+    for case in whole["cases"]:
+        mine = [a for a in alerts if a[0] == case["card_id"]]
+        states = {a[3] for a in mine}
+        expected = (
+            "escalated" if "escalated" in states else "open" if "open" in states else "closed"
+        )
+        assert case["status"] == expected
+        counted = [a for a in mine if a[3] != "closed"] if expected != "closed" else mine
+        assert case["alerts"] == len(counted)
+        assert case["amount"] == pytest.approx(sum(a[2] for a in counted), abs=0.01)
+    desk.store.close()
