@@ -6,15 +6,19 @@ Every decision the app makes is written to the decision store (``io/sqlstore.py`
 any database URL. Next to it, ``decision_transactions`` keeps what the decision record does
 not carry and the page shows: each transaction's amount, currency, place and merchant.
 
-Writes are batched: a decided batch is appended to a pending list, written when 500 rows wait
-or half a second has passed, and before any read, so the hot path pays an append. Without a
-data directory nothing is written and the last 10,000 decisions are kept in memory instead.
+Writes are batched and off the event loop: a decided batch is appended to a pending list,
+handed to one writer thread when 500 rows wait or half a second has passed, and every read
+first waits for what was handed over (so it sees every decision made before it); the hot
+path pays an append. Without a data directory nothing is written and the last 10,000
+decisions are kept in memory instead.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import msgspec
@@ -63,6 +67,9 @@ class DecisionLog:
         self.pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.memory: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=KEPT_IN_MEMORY)
         self.flushed_at = time.monotonic()
+        # one thread: batches are written in the order they were decided
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decision-log")
+        self.written: Future[None] | None = None
 
     def observe(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> None:
         """A service listener: the batch waits to be written (or is kept in memory)."""
@@ -74,11 +81,23 @@ class DecisionLog:
             self.flush()
 
     def flush(self) -> None:
-        """Writes what waits (decisions, then their transactions)."""
+        """Hands what waits to the writer thread."""
         self.flushed_at = time.monotonic()
         if self.store is None or not self.pending:
             return
         pending, self.pending = self.pending, []
+        self.written = self.writer.submit(self._write, pending)
+        self.written.add_done_callback(_report_failure)
+
+    def settle(self) -> None:
+        """Hands what waits to the writer and waits until all of it is written."""
+        self.flush()
+        written = self.written
+        if written is not None:
+            written.result()  # a write that failed says so here
+
+    def _write(self, pending: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        assert self.store is not None
         self.store.write_dicts([row for row, _ in pending])
         places = [
             {"transaction_id": row["transaction_id"], "user_id": row.get("user_id")}
@@ -101,7 +120,7 @@ class DecisionLog:
             ]
             found.sort(key=lambda r: r.get("event_time") or "", reverse=True)
             return found[:limit]
-        self.flush()
+        self.settle()
         records = self.store.list(decision=decision, limit=limit, user_id=user_id)
         ids = [record["transaction_id"] for record in records]
         places: dict[str, dict[str, Any]] = {}
@@ -124,7 +143,7 @@ class DecisionLog:
         """
         if self.store is None:
             return {}, {}, None
-        self.flush()
+        self.settle()
         table = decisions_table
         tiers: dict[str, int] = {}
         rules: dict[str, int] = {}
@@ -141,9 +160,16 @@ class DecisionLog:
 
     def close(self) -> None:
         """Writes what waits and releases the connections."""
-        self.flush()
+        self.settle()
+        self.writer.shutdown()
         if self.store is not None:
             self.store.close()
+
+
+def _report_failure(written: Future[None]) -> None:
+    """A batch the store refused (the database went away) is said, not silently lost."""
+    if not written.cancelled() and written.exception() is not None:
+        sys.stderr.write(f"error: decisions not written to the store: {written.exception()}\n")
 
 
 class LoggedDecision(BaseModel):
