@@ -159,6 +159,12 @@ export function userName(userId) {
   return names.get(userId) || userId || "";
 }
 
+// An amount: always two decimals (732.90, not 732.9).
+export function fmtAmount(value) {
+  if (value === null || value === undefined) return "-";
+  return Number(value).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
 export function tierBadge(tier) {
   return h("span", { class: `tier tier-${tier}` }, tier);
 }

@@ -2,7 +2,7 @@
 // then every decision as it is made (Server-Sent Events); filterable by tier and rule, with
 // the users' names.
 
-import { fmtNumber, fmtTime, get, h, onDecision, tierBadge, userName } from "./api.js";
+import { fmtAmount, fmtNumber, fmtTime, get, h, onDecision, tierBadge, userName } from "./api.js";
 
 const KEPT = 500;
 const SHOWN = 200;
@@ -102,7 +102,7 @@ function render() {
         h("td", { class: "mono" }, d.transaction_id),
         h("td", { class: "mono" }, d.card_id),
         h("td", { title: d.user_id || "" }, userName(d.user_id)),
-        h("td", { class: "num" }, tx.amount === undefined ? "" : `${fmtNumber(tx.amount, 2)} ${tx.currency || ""}`),
+        h("td", { class: "num" }, tx.amount === undefined ? "" : `${fmtAmount(tx.amount)} ${tx.currency || ""}`),
         h("td", {}, tierBadge(d.decision)),
         h("td", { class: "num" }, fmtNumber(d.score, 3)),
         h("td", { class: "rules" }, d.reasons.map((r) => h("span", { class: "rule", title: r.message }, r.rule))),

@@ -6,7 +6,7 @@
 // Earth 1:50m, through topojson-client) with a few city names; OpenStreetMap tiles are laid
 // on top when they load (removed at the first tile error).
 
-import { ApiError, fmtNumber, fmtTime, get, h, onDecision, post, setUserNames, status } from "./api.js";
+import { ApiError, fmtAmount, fmtNumber, fmtTime, get, h, onDecision, post, setUserNames, status } from "./api.js";
 
 const L = window.L;
 const COLORS = { approve: "#1a7f37", review: "#d97706", decline: "#cf222e" };
@@ -298,7 +298,7 @@ function popup(decision, tx) {
   return h("div", { class: "popup" },
     h("strong", {}, headline(decision)), h("br"),
     `${decision.transaction_id} · ${fmtTime(decision.event_time)}`, h("br"),
-    `${fmtNumber(tx.amount, 2)} ${tx.currency || ""} · ${speedText(decision)}`, h("br"),
+    `${fmtAmount(tx.amount)} ${tx.currency || ""} · ${speedText(decision)}`, h("br"),
     ...decision.reasons.map((r) => h("div", { class: "reason" }, `${r.rule}: ${r.message}`)),
   );
 }
@@ -312,7 +312,7 @@ function showResult(decision, tx) {
       h("dt", {}, "transaction"), h("dd", {}, decision.transaction_id),
       h("dt", {}, "event time"), h("dd", {}, fmtTime(decision.event_time)),
       h("dt", {}, "user"), h("dd", {}, `${name} (${decision.user_id})`),
-      h("dt", {}, "amount"), h("dd", {}, `${fmtNumber(tx.amount, 2)} ${tx.currency || "USD"}`),
+      h("dt", {}, "amount"), h("dd", {}, `${fmtAmount(tx.amount)} ${tx.currency || "USD"}`),
       h("dt", {}, "speed"), h("dd", { id: "map-speed" }, speedText(decision)),
       h("dt", {}, "distance"), h("dd", {}, f.distance_km === undefined || f.distance_km === null ? "-" : `${fmtNumber(f.distance_km, 1)} km`),
       h("dt", {}, "from"), h("dd", {}, f.previous_transaction_id ? `${f.previous_transaction_id} (${fmtTime(isoOf(f.previous_timestamp))})` : "-"),

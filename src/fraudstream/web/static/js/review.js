@@ -4,7 +4,7 @@
 // why, assign to me) apply to the selected case or, in bulk, to the ticked ones; the server
 // audits each. Keys: j/k move, x ticks, c/l/e act.
 
-import { analyst, fmtNumber, fmtTime, get, h, onDecision, post, status, tierBadge } from "./api.js";
+import { analyst, fmtAmount, fmtNumber, fmtTime, get, h, onDecision, post, status, tierBadge } from "./api.js";
 
 const PER_PAGE = 25;
 const VERDICT_TEXT = {
@@ -130,7 +130,8 @@ function renderList() {
         h("td", { class: "user", title: c.user_id || "" }, c.user_name || c.user_id || "-"),
         h("td", { class: "mono" }, c.card_id),
         h("td", { class: "num" }, String(c.alerts)),
-        h("td", { class: "num" }, `${fmtNumber(c.amount, 2)}${c.currency ? ` ${c.currency}` : ""}`),
+        // the currency only when it is not the usual USD: one line per case
+        h("td", { class: "num", title: c.currency || "" }, `${fmtAmount(c.amount)}${c.currency && c.currency !== "USD" ? ` ${c.currency}` : ""}`),
         h("td", {}, tierBadge(c.decision), ` ${fmtNumber(c.score, 2)}`),
         h("td", { title: `queued ${fmtTime(c.queued_at)}` }, age(c.age_s)),
         h("td", {}, h("span", { class: `status status-${c.status}`, title: c.escalation ? `${c.escalation.analyst}: ${c.escalation.note}` : "" }, c.status)),
@@ -167,7 +168,7 @@ async function show(cardId) {
     h("h3", {}, `${who} `, tierBadge(c.decision), ` score ${fmtNumber(c.score, 3)}`),
     h("p", {},
       h("span", { class: `status status-${c.status}` }, c.status),
-      ` · card ${c.card_id} · ${c.alerts} alert(s), ${fmtNumber(c.amount, 2)} ${c.currency || ""}`,
+      ` · card ${c.card_id} · ${c.alerts} alert(s), ${fmtAmount(c.amount)} ${c.currency || ""}`,
       ` · priority ${c.priority} · queued ${age(c.age_s)} ago`,
       c.assignee ? ` · assigned to ${c.assignee}` : " · unassigned"),
     c.escalation
@@ -181,7 +182,7 @@ async function show(cardId) {
       h("tr", { dataset: { id: a.transaction_id } },
         h("td", {}, fmtTime(a.event_time)),
         h("td", { class: "mono" }, a.transaction_id),
-        h("td", { class: "num" }, a.transaction ? fmtNumber(a.transaction.amount, 2) : ""),
+        h("td", { class: "num" }, a.transaction ? fmtAmount(a.transaction.amount) : ""),
         h("td", {}, tierBadge(a.decision)),
         h("td", { class: "num" }, fmtNumber(a.score, 3)),
         h("td", {}, a.status),
@@ -194,7 +195,7 @@ async function show(cardId) {
       h("tr", { class: inCase.has(d.transaction_id) ? "selected" : "" },
         h("td", {}, fmtTime(d.event_time)),
         h("td", { class: "mono" }, d.transaction_id),
-        h("td", { class: "num" }, d.amount === undefined ? "" : fmtNumber(d.amount, 2)),
+        h("td", { class: "num" }, d.amount === undefined ? "" : fmtAmount(d.amount)),
         h("td", {}, d.merchant_id || ""),
         h("td", {}, d.country || ""),
         h("td", {}, tierBadge(d.decision)),
