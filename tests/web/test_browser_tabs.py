@@ -127,6 +127,15 @@ def test_the_review_queue_is_a_paged_list_of_cases_worked_from_the_keyboard(
         (confirmed, "confirm_fraud", "Ada Analyst"),
     ]
 
+    # x ticks the case shown, l marks it legitimate.
+    shown_card = page.locator("#queue-body tr.selected").get_attribute("data-card")
+    page.keyboard.press("x")
+    assert page.text_content("#bulk-count") == "1 selected"
+    page.keyboard.press("l")
+    page.wait_for_selector(f"#queue-body tr[data-card='{shown_card}']", state="detached")
+    assert server.get("/v1/case-actions?limit=1")[0]["action"] == "mark_legitimate"
+    assert page.text_content("#bulk-count") == "0 selected"
+
     # Paging: the next page holds the next cases, as the server orders them.
     page.click("#case-next")
     page.wait_for_selector("#case-page >> text=page 2")
