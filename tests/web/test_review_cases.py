@@ -136,6 +136,11 @@ def test_escalation_is_a_state_with_who_and_why_until_a_verdict(client: TestClie
     assert detail["status"] == "closed" and detail["escalation"] is None
     assert [a["action"] for a in detail["actions"]] == ["mark_legitimate", "escalate", "assign"]
     assert client.get("/v1/labels").json()[0]["is_fraud"] is False
+    # Escalated again once closed: its alerts wait again, escalated; the label stays.
+    act(client, card_ids=["card-e"], action="escalate", analyst="Cy", note="chargeback came in")
+    reopened = client.get("/v1/review-cases/card-e").json()
+    assert (reopened["status"], reopened["alerts"]) == ("escalated", 1)
+    assert reopened["escalation"]["note"] == "chargeback came in"
 
 
 def test_actions_need_the_token(client: TestClient) -> None:
