@@ -15,8 +15,8 @@ that wait (or, once closed, all of them), names the user (from the profiles), an
 An action (``confirm_fraud``, ``mark_legitimate``, ``escalate``, ``assign``) applies to one or
 many cases at once (bulk); a verdict applies to each waiting alert of the case as the
 per-alert verdict does (a review row, a label). Escalating a closed case reopens it: its
-alerts wait again, escalated (their labels stay until a new verdict). Every action is audited in ``case_actions``:
-who, when, the note and the transactions it touched.
+alerts wait again, escalated (their labels stay until a new verdict). Every action is audited
+in ``case_actions``: who, when, the note and the transactions it touched.
 """
 
 from __future__ import annotations
