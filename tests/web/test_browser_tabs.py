@@ -203,6 +203,12 @@ def test_the_feed_back_fills_from_the_store_and_says_when_a_filter_is_empty(
     first_user = page.locator("#feed-body tr td:nth-child(4)").first
     assert first_user.text_content() == names[stored[0]["user_id"]]
     screenshot(page, "tab-feed")
+    # A tier's own newest decisions are read when it is chosen: every decline, not only
+    # those among the newest 500 of all tiers.
+    declines = server.get("/v1/decisions?decision=decline&limit=500")
+    assert len(declines) > sum(d["decision"] == "decline" for d in stored)
+    page.select_option("#feed-tier", "decline")
+    expect(page.locator("#feed-body tr")).to_have_count(len(declines))
     page.select_option("#feed-tier", "approve")
     page.select_option("#feed-rule", "small_then_large")
     empty = page.locator("#feed-empty")

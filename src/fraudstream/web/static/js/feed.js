@@ -10,11 +10,12 @@ let rows = []; // newest first
 const seen = new Set();
 let paused = false;
 let filled = false;
+const filledTiers = new Set(); // tiers whose own newest decisions were read too
 
 export function initFeed() {
   const tier = document.getElementById("feed-tier");
   const rule = document.getElementById("feed-rule");
-  tier.addEventListener("change", render);
+  tier.addEventListener("change", () => fillTier(tier.value).then(render));
   rule.addEventListener("change", render);
   document.getElementById("feed-pause").addEventListener("click", (event) => {
     paused = !paused;
@@ -35,11 +36,22 @@ function visible() {
 
 export async function feedShown() {
   await Promise.all([loadRules(), filled ? null : backfill()]);
+  await fillTier(document.getElementById("feed-tier").value);
   render();
 }
 
 export function forgetFeed() {
   filled = false; // a new token may read what the old one could not
+  filledTiers.clear();
+}
+
+// A tier's own newest decisions: the alerts are rarer than the newest 500 of every tier.
+async function fillTier(tier) {
+  const tiers = tier === "alerts" ? ["review", "decline"] : tier ? [tier] : [];
+  for (const t of tiers.filter((t) => !filledTiers.has(t))) {
+    add(await get(`/v1/decisions?decision=${t}&limit=${KEPT}`));
+    filledTiers.add(t);
+  }
 }
 
 async function backfill() {
@@ -57,9 +69,10 @@ function add(decisions) {
   // newest event first; the same event time: the later decided first
   rows.sort((a, b) => (b.event_time || "").localeCompare(a.event_time || "")
     || (b.processed_at || "").localeCompare(a.processed_at || ""));
-  if (rows.length > KEPT) {
-    for (const d of rows.slice(KEPT)) seen.delete(d.transaction_id);
-    rows = rows.slice(0, KEPT);
+  const kept = KEPT * 3; // the newest of every tier, and of the alert tiers
+  if (rows.length > kept) {
+    for (const d of rows.slice(kept)) seen.delete(d.transaction_id);
+    rows = rows.slice(0, kept);
   }
 }
 
@@ -85,14 +98,14 @@ function render() {
   const matching = rows.filter((d) => matches(d, tier, rule));
   const shown = matching.slice(0, SHOWN);
   document.getElementById("feed-count").textContent =
-    `${matching.length} of the last ${rows.length} decisions match${matching.length > SHOWN ? ` (the newest ${SHOWN} shown)` : ""}${paused ? " · paused" : ""}`;
+    `${matching.length} of the ${rows.length} newest decisions read match${matching.length > SHOWN ? ` (the newest ${SHOWN} shown)` : ""}${paused ? " · paused" : ""}`;
   const empty = document.getElementById("feed-empty");
   empty.hidden = shown.length > 0;
   if (!rows.length) {
     empty.textContent = "no decision yet: pay on the map, POST /v1/transactions, or run `fraudstream demo`; new decisions appear here as they are made";
   } else {
     const filters = [tier && `tier "${tier}"`, rule && `rule "${rule}"`].filter(Boolean).join(" and ");
-    empty.textContent = `none of the last ${rows.length} decisions has ${filters}: choose another filter, or wait for one`;
+    empty.textContent = `none of the ${rows.length} newest decisions read has ${filters}: choose another filter, or wait for one`;
   }
   document.getElementById("feed-body").replaceChildren(
     ...shown.map((d) => {
