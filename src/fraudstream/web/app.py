@@ -51,7 +51,8 @@ from fraudstream.engine.pipeline import Pipeline
 from fraudstream.io.limits import MAX_RECORD_BYTES, RecordLimits
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.admin import Admin, admin_router
-from fraudstream.web.cases import CaseDesk, cases_router
+from fraudstream.web.case_routes import cases_router
+from fraudstream.web.cases import CaseDesk
 from fraudstream.web.decision_log import DecisionLog, decision_log_router
 from fraudstream.web.guard import (
     ADMIN_MAX_BYTES,
