@@ -66,10 +66,13 @@ def _free_port() -> int:
 
 
 def live_server(
-    data_dir: Path, history: Path | None = None, history_labels: Path | None = None
+    data_dir: Path,
+    users: int = 4,
+    history: Path | None = None,
+    history_labels: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Starts the app with the demo profiles on a free port (and a ``history`` for the Rules
-    tab's backtest); stops it afterwards."""
+    """Starts the app with the demo profiles (the seed users and ``users`` generated ones) on
+    a free port (and a ``history`` for the Rules tab's backtest); stops it afterwards."""
     import uvicorn
 
     from fraudstream.cli import TimeMode, _pipeline_parts
@@ -77,7 +80,7 @@ def live_server(
     from fraudstream.simulate.demo import demo_profiles, write_profiles
     from fraudstream.web.app import create_app
 
-    profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=4))
+    profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=users))
     pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(
         pipeline,

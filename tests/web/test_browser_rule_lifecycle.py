@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "--days", "8", "--output", str(history), "--labels-out", str(labels),
     ])  # fmt: skip
     assert made.exit_code == 0, made.output
-    yield from live_server(where, history, labels)
+    yield from live_server(where, history=history, history_labels=labels)
 
 
 def decide(server: LiveServer, transaction_id: str, card: str, amount: float, at: int) -> Any:

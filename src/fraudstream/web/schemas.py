@@ -420,5 +420,13 @@ class LatencyFigures(BaseModel):
 class MetricsPanel(BaseModel):
     throughput_per_s: float
     latency_ms: LatencyFigures
-    totals: dict[str, int]
-    series: list[dict[str, int]]
+    totals: dict[str, int] = Field(description="decisions by tier since `since`")
+    totals_since_start: dict[str, int] = Field(description="decisions by tier since `started`")
+    alerts_by_rule: dict[str, int] = Field(
+        description="alerts (not approve) per rule, since `since`"
+    )
+    since: str = Field(description="the decision store's first decision (or the app's start)")
+    started: str = Field(description="when the app started")
+    series: list[dict[str, float]] = Field(
+        description="per second (t, epoch s): approve, review, decline, p50_ms, p99_ms"
+    )
