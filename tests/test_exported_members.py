@@ -9,5 +9,6 @@ def test_all_lists_exactly_the_public_names() -> None:
     modules |= {"recovery", "query_cli", "cardnumbers"}
     modules |= {"features", "models", "model_cli"}
     modules |= {"flink"}
+    modules |= {"backtest", "backtest_cli", "rules_cli"}
     assert set(fraudstream.__all__) - {"__version__"} == public - modules
     assert fraudstream.__all__ == sorted(fraudstream.__all__)

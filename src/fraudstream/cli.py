@@ -121,6 +121,7 @@ def _pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
     state_ttl_ms: int | None = None,
+    versions: Any = None,
 ) -> Any:
     from fraudstream.engine.pipeline import Pipeline, warm_up
 
@@ -129,7 +130,14 @@ def _pipeline_parts(
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     warm_up(rule_set)  # compile the kernels now, not on the first live record
-    return Pipeline(rule_set, table, time_config, reference, state_ttl_ms)
+    if versions is not None and rules is not None:  # numbered as the file's, not "start"
+        versions.record(rule_set, file_editor(), str(rules), "the rules a run started with")
+    return Pipeline(rule_set, table, time_config, reference, state_ttl_ms, versions)
+
+
+def file_editor() -> str:
+    """Who edits a rules file, as versions and the audit log name them: ``file:$USER``."""
+    return f"file:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
 
 
 def print_summary(summary: Any, console: Console = err) -> None:
@@ -160,13 +168,15 @@ def print_summary(summary: Any, console: Console = err) -> None:
         for reason, count in summary.dead_reasons.most_common(10):
             dead.add_row(reason, f"{count:,}")
         console.print(dead)
-    if summary.fired_by_rule:
+    if summary.fired_by_rule or summary.shadow_fired_by_rule:
         rules = Table(title="rules", title_justify="left")
         rules.add_column("rule")
         rules.add_column("fired", justify="right")
         rules.add_column("in alerts", justify="right")
         for rule, fired in summary.fired_by_rule.most_common():
             rules.add_row(rule, f"{fired:,}", f"{summary.alerts_by_rule.get(rule, 0):,}")
+        for rule, fired in summary.shadow_fired_by_rule.most_common():
+            rules.add_row(f"{rule} (shadow)", f"{fired:,}", "-")  # recorded, never scored
         console.print(rules)
 
 
@@ -279,6 +289,7 @@ def run(
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
     from fraudstream.rules import AuditLog, RulesFileWatcher
+    from fraudstream.rules.versions import RuleVersions, versions_path_for
     from fraudstream.run import Outputs, Runner
     from fraudstream.schema import CardTokenizer
 
@@ -293,11 +304,17 @@ def run(
 
         profiles_table = profiles if profiles and profiles.startswith("dynamodb://") else None
         rules_file = local_path(rules, "--rules")
+        log_path = None
+        versions = None  # without a rules file: numbered in memory (the defaults: 1)
+        if rules_file is not None:  # every rule set applied is a numbered version, kept on disk
+            log_path = audit_log or rules_file.with_name(rules_file.name + ".audit.jsonl")
+            versions = RuleVersions(versions_path_for(log_path))
         pipeline = _pipeline_parts(
             rules_file, None if profiles_table else local_path(profiles, "--profiles"), time,
             out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
             local_path(ip_countries, "--ip-countries"),
             local_path(anonymous_networks, "--anonymous-networks"), _ttl_ms(state_ttl_hours),
+            versions,
         )  # fmt: skip
         if profiles_table is not None:
             from fraudstream.io.aws.dynamodb_profiles import load_profiles
@@ -366,13 +383,14 @@ def run(
             lakehouse=lakehouse,
         )
         watcher = None
-        if rules is not None and rules_file is not None and not rules.lower().startswith("s3://"):
+        if rules is not None and log_path is not None and not rules.lower().startswith("s3://"):
             # editing the rules file changes the running pipeline (a copy of an S3 object is
             # read once)
-            log = AuditLog(audit_log or rules_file.with_name(rules_file.name + ".audit.jsonl"))
+            log = AuditLog(log_path)
+            watched = rules_file
             watcher = RulesFileWatcher(
                 rules_file,
-                pipeline.apply_rules,
+                lambda changed: pipeline.apply_rules(changed, file_editor(), str(watched)),
                 pipeline.rules,
                 log,
                 lambda message: err.print(f"[yellow]warning:[/] {message}", highlight=False),
@@ -728,6 +746,17 @@ def _register_query() -> None:
 
 
 _register_query()
+
+
+def _register_rules_lifecycle() -> None:
+    from fraudstream.backtest_cli import backtest_command
+    from fraudstream.rules_cli import rules_app
+
+    app.command("backtest")(backtest_command)
+    app.add_typer(rules_app)
+
+
+_register_rules_lifecycle()
 
 
 def _register_produce() -> None:

@@ -9,7 +9,7 @@ user profile's when it has them (seed 004's per-profile thresholds), else the ru
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,12 @@ class Decisions:
     features: dict[str, Any]
     processed_at_ms: float
     model: tuple[str, str] | None = None  # (name, version) of the model that scored them
+    # Rules in shadow mode: what they found, recorded only (never in score or tier).
+    shadow_fired: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    shadow_reasons: Reasons | None = None  # None: no shadow rule fired
+    rule_version: int = 0  # the rule version that decided them (0: not numbered)
+    # A backtest's other rule sets, decided over the same batch (same rows, same order).
+    alternatives: list[Decisions] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -50,11 +56,75 @@ class Decisions:
             self.tx.take(rows), self.time_ms[rows], self.score[rows], self.tier[rows],
             {k: v[rows] for k, v in self.fired.items()}, self.reasons.take(rows), features,
             self.processed_at_ms, self.model,
+            {k: v[rows] for k, v in self.shadow_fired.items()},
+            self.shadow_reasons.take(rows) if self.shadow_reasons is not None else None,
+            self.rule_version, [other.take(rows) for other in self.alternatives],
         )  # fmt: skip
 
     def alerts(self) -> npt.NDArray[np.int64]:
         """Rows that are not approved."""
         return np.flatnonzero(self.tier != APPROVE)
+
+    def shadow_row_reasons(self, row: int) -> list[dict[str, str]]:
+        """The shadow rules that fired on ``row`` (``shadow_reasons``), strongest first."""
+        return self.shadow_reasons[row] if self.shadow_reasons is not None else []
+
+
+def _concat_reasons(parts: list[Reasons]) -> Reasons:
+    offsets = [parts[0].offsets]
+    for part in parts[1:]:
+        offsets.append(part.offsets[1:] + offsets[-1][-1])
+    return Reasons(
+        np.concatenate(offsets),
+        [rule for part in parts for rule in part.rules],
+        [message for part in parts for message in part.messages],
+    )
+
+
+def concat_decisions(parts: list[Decisions]) -> Decisions:
+    """The decisions of consecutive parts of one batch, as one."""
+    first = parts[0]
+
+    def join(columns: list[Any]) -> Any:
+        if isinstance(columns[0], pa.Array):
+            return pa.concat_arrays(columns)
+        return np.concatenate(columns)
+
+    shadow = None
+    if any(part.shadow_reasons is not None for part in parts):
+        shadow = _concat_reasons(
+            [
+                part.shadow_reasons
+                if part.shadow_reasons is not None
+                else Reasons(np.zeros(len(part) + 1, dtype=np.int64), [], [])
+                for part in parts
+            ]
+        )
+    shadow_ids = {k for part in parts for k in part.shadow_fired}
+    shadow_fired = {
+        k: np.concatenate(
+            [part.shadow_fired.get(k, np.zeros(len(part), dtype=np.bool_)) for part in parts]
+        )
+        for k in shadow_ids
+    }
+    return Decisions(
+        TxBatch.concat([part.tx for part in parts]),
+        np.concatenate([part.time_ms for part in parts]),
+        np.concatenate([part.score for part in parts]),
+        np.concatenate([part.tier for part in parts]),
+        {k: np.concatenate([part.fired[k] for part in parts]) for k in first.fired},
+        _concat_reasons([part.reasons for part in parts]),
+        {k: join([part.features[k] for part in parts]) for k in first.features},
+        first.processed_at_ms,
+        first.model,
+        shadow_fired,
+        shadow,
+        first.rule_version,
+        [
+            concat_decisions([part.alternatives[k] for part in parts])
+            for k in range(len(first.alternatives))
+        ],
+    )
 
 
 def combine(

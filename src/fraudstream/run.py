@@ -179,6 +179,7 @@ class Summary:
     tiers: Counter[str] = field(default_factory=Counter)
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     fired_by_rule: Counter[str] = field(default_factory=Counter)
+    shadow_fired_by_rule: Counter[str] = field(default_factory=Counter)  # recorded only
     dead_letters: int = 0
     duplicates: int = 0
     late: int = 0
@@ -190,7 +191,7 @@ class Summary:
     resumed_from: int | None = None  # the checkpoint this process resumed from
     restore_seconds: float = 0.0  # time to restore that checkpoint
 
-    _COUNTERS = ("tiers", "alerts_by_rule", "fired_by_rule", "dead_reasons")
+    _COUNTERS = ("tiers", "alerts_by_rule", "fired_by_rule", "shadow_fired_by_rule", "dead_reasons")
     _COUNTS = ("records", "decided", "dead_letters", "duplicates", "late")
 
     def state(self) -> dict[str, Any]:
@@ -219,6 +220,7 @@ class Summary:
             "decisions": dict(self.tiers),
             "alerts_by_rule": dict(self.alerts_by_rule),
             "fired_by_rule": dict(self.fired_by_rule),
+            "shadow_fired_by_rule": dict(self.shadow_fired_by_rule),
             "dead_letters": self.dead_letters,
             "duplicates": self.duplicates,
             "late": self.late,
@@ -327,6 +329,10 @@ class Runner:
             if fired:
                 summary.fired_by_rule[rule] += fired
                 summary.alerts_by_rule[rule] += int((mask & alert).sum())
+        for rule, mask in decisions.shadow_fired.items():
+            fired = int(mask.sum())
+            if fired:
+                summary.shadow_fired_by_rule[rule] += fired
         self._write(decisions)
         if self.on_decisions is not None:
             self.on_decisions(decisions)

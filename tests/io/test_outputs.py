@@ -44,6 +44,8 @@ DECISION_FIELDS = {
     "decision",
     "score",
     "reasons",
+    "shadow_reasons",
+    "rule_version",
     "model",
     "features",
     "processed_at",

@@ -99,6 +99,12 @@ def reference_decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
                 "decision": TIERS[tiers[i]],
                 "score": scores[i],
                 "reasons": reasons.get(i, []),
+                "shadow_reasons": (
+                    decisions.shadow_reasons.get(i, [])
+                    if decisions.shadow_reasons is not None
+                    else []
+                ),
+                "rule_version": decisions.rule_version,
                 "model": None
                 if probability is None
                 else reference_model(decisions, i, probability[i]),

@@ -65,8 +65,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def live_server(data_dir: Path) -> Iterator[LiveServer]:
-    """Starts the app with the demo profiles on a free port; stops it afterwards."""
+def live_server(
+    data_dir: Path,
+    users: int = 4,
+    history: Path | None = None,
+    history_labels: Path | None = None,
+) -> Iterator[LiveServer]:
+    """Starts the app with the demo profiles (the seed users and ``users`` generated ones) on
+    a free port (and a ``history`` for the Rules tab's backtest); stops it afterwards."""
     import uvicorn
 
     from fraudstream.cli import TimeMode, _pipeline_parts
@@ -74,7 +80,7 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
     from fraudstream.simulate.demo import demo_profiles, write_profiles
     from fraudstream.web.app import create_app
 
-    profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=4))
+    profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=users))
     pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(
         pipeline,
@@ -82,6 +88,8 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
         CardTokenizer.from_environment(),
         data_dir=data_dir / "web",
         read_token=READ_TOKEN,
+        history=history,
+        history_labels=history_labels,
     )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

@@ -1,5 +1,5 @@
-"""The review queue in a real browser: an alert is confirmed as fraud, leaves the queue and
-becomes a label (who, when, note), which the API serves to the models."""
+"""The review queue in a real browser: a card's alert, as a case, is confirmed as fraud, leaves
+the queue and becomes a label (who, when, note), which the API serves to the models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from browser_support import (
 pytestmark = needs_chromium
 
 
-def test_confirming_an_alert_moves_it_from_the_queue_to_the_labels(
+def test_confirming_a_case_moves_it_from_the_queue_to_the_labels(
     page: Any, server: LiveServer
 ) -> None:
     now = int(time.time() * 1000)
@@ -35,20 +35,22 @@ def test_confirming_an_alert_moves_it_from_the_queue_to_the_labels(
     assert other.status_code == 200
 
     open_app(page, server, "review", analyst="Ada Analyst")
-    row = page.locator("#queue-body tr[data-id='r-2']")
+    row = page.locator("#queue-body tr[data-card='card-0003-a']")
     row.wait_for()
     assert row.get_attribute("data-status") == "open"
     row.click()
     page.wait_for_selector("#review-detail:not([hidden])")
     summary = page.text_content("#review-summary")
     assert "small_then_large" in summary and "small 0.42 then 880.00" in summary
+    alerts = page.locator("#case-alerts-body tr").all_text_contents()
+    assert len(alerts) == 1 and "r-2" in alerts[0]
     history = page.locator("#history-body tr").all_text_contents()
     assert [("r-2" in line, "r-1" in line) for line in history] == [(True, False), (False, True)]
     page.fill("#review-note", "customer confirmed the card was stolen")
     screenshot(page, "review-before")
     page.click("#review-actions button[data-verdict='confirm_fraud']")
 
-    page.wait_for_selector("#queue-body tr[data-id='r-2']", state="detached")
+    page.wait_for_selector("#queue-body tr[data-card='card-0003-a']", state="detached")
     label = page.locator("#labels-body tr[data-id='r-2']")
     label.wait_for()
     assert label.get_attribute("data-fraud") == "true"

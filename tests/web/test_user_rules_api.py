@@ -47,8 +47,8 @@ def test_a_user_rule_added_edited_and_removed_applies_to_the_next_transaction(
     assert added.status_code == 200, added.text
     assert added.json()["user_rules"] == [
         {"id": "big_at_night", "when": "amount > 700 and hour < 6", "score": 0.6,
-         "outcome": None, "enabled": True, "severity": "medium",
-         "description": "large payments at night"}
+         "outcome": None, "enabled": True, "mode": "live", "severity": "medium",
+         "description": "large payments at night", "hits": 0}
     ]  # fmt: skip
     assert client.get("/v1/rules").json()["user_rules"][0]["id"] == "big_at_night"
     reasons = fired(client, tx("n-2", "n", 800.0, night + 1_000))

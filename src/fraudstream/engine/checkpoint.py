@@ -154,7 +154,7 @@ def restore_pipeline(pipeline: Pipeline, snapshot: PipelineSnapshot) -> None:
 
     arrays, meta = snapshot.arrays, snapshot.meta
     pipeline.user_rules = None  # window state comes from the snapshot, none carried over
-    pipeline.apply_rules(RuleSet.from_document(meta["rules"]))
+    pipeline.apply_rules(RuleSet.from_document(meta["rules"]), "checkpoint", "resume")
     if pipeline.user_rules is not None:
         pipeline.user_rules.restore(_get(arrays, "user_rules"))
     pipeline.cards.restore(_get(arrays, "keys/cards"))

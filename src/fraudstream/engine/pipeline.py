@@ -16,20 +16,21 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from fraudstream.decide import Decisions, Reasons, combine, explain
-from fraudstream.detectors import RULE_FAMILY, Detector, DetectorInput
+from fraudstream.config import ConfigError
+from fraudstream.decide import Decisions, concat_decisions
+from fraudstream.detectors import DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
+from fraudstream.engine.decider import Decider, Detected, DetectorInstance, detector_instances
 from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
-from fraudstream.engine.messages import BaseValues, RuleTexts
 from fraudstream.engine.state import StateTable
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
-from fraudstream.rules import Rule, RuleSet, thresholds_for
-from fraudstream.rules.compile import RuleInput
+from fraudstream.rules import Rule, RuleSet
 from fraudstream.rules.user import UserRules
+from fraudstream.rules.versions import RuleVersions
 
 TIMER_SWEEP_MS = 1_000
 
@@ -52,13 +53,6 @@ class StepResult:
     late: TxBatch = field(default_factory=TxBatch.empty)
     late_watermark: np.ndarray[Any, Any] = field(default_factory=lambda: np.empty(0, np.int64))
     duplicates: TxBatch = field(default_factory=TxBatch.empty)
-
-
-@dataclass(slots=True)
-class _Instance:
-    detector: Detector[Any]
-    rule_ids: dict[str, str]  # the detector's rule name -> the rule id it reports as
-    prefix: str  # feature name prefix ("" for standard rules)
 
 
 class Dedup:
@@ -106,6 +100,7 @@ class Pipeline:
         time_config: TimeConfig | None = None,
         reference: IpReference | None = None,
         state_ttl_ms: int | None = None,
+        versions: RuleVersions | None = None,
     ) -> None:
         self.time = time_config or TimeConfig()
         self.expiry = StateExpiry(state_ttl_ms) if state_ttl_ms else None
@@ -124,46 +119,89 @@ class Pipeline:
         )
         self.dedup = Dedup()
         self.states: dict[str, StateTable] = {}
-        self.instances: dict[str, _Instance] = {}
+        self.instances: dict[str, DetectorInstance] = {}
         self.last_sweep_ms = -(2**62)
         # Streaming features + an optional model (fraudstream.models.stage.ModelStage).
         self.model_stage: Any = None
-        self.user_rules: UserRules | None = None  # None: no user rule, nothing of theirs runs
-        self.apply_rules(rules or RuleSet.default())
+        # Every rule set applied, numbered (each decision carries its number).
+        self.versions = versions if versions is not None else RuleVersions()
+        self.decider: Decider | None = None
+        self.alternatives: list[Decider] = []  # a backtest's other rule sets
+        self.apply_rules(rules or RuleSet.default(), who="start", source="start")
 
     # --- rules -------------------------------------------------------------------------------
 
-    def apply_rules(self, rules: RuleSet) -> None:
-        """Switches to ``rules`` for the next transaction, keeping detector state."""
-        enabled = rules.enabled()
-        instances: dict[str, _Instance] = {}
-        for rule in enabled:
-            family = RULE_FAMILY[rule.detector]
-            if rule.id == rule.detector:
-                name = family.name
-                thresholds = thresholds_for(family.rules, rules.enabled())
-                existing = instances.get(name)
-                if existing is None:
-                    instances[name] = _Instance(family(**thresholds), {rule.id: rule.id}, "")
+    def apply_rules(
+        self, rules: RuleSet, who: str = "pipeline", source: str = "apply", note: str = ""
+    ) -> int:
+        """Switches to ``rules`` for the next transaction, keeping detector state; numbers
+        them as a rule version (who, where from, why) and returns the version."""
+        version = self.versions.record(rules, who, source, note)
+        self.decider = Decider(rules, version, self.decider)
+        self._build_instances()
+        return version
+
+    def add_alternative(self, rules: RuleSet) -> None:
+        """Also decides every batch under ``rules`` (a backtest's second rule set): same
+        detectors, its own user-rule state; ConfigError when the detectors disagree."""
+        self.alternatives.append(Decider(rules, 0))
+        try:
+            self._build_instances()
+        except ConfigError:
+            self.alternatives.pop()
+            raise
+
+    def _build_instances(self) -> None:
+        instances: dict[str, DetectorInstance] = {}
+        for decider in (self.decider, *self.alternatives):
+            assert decider is not None
+            for name, instance in detector_instances(decider.rules).items():
+                have = instances.get(name)
+                if have is None:
+                    instances[name] = instance
+                elif have.thresholds != instance.thresholds:
+                    raise ConfigError(f"detector {name}: the rule sets' thresholds differ")
                 else:
-                    existing.rule_ids[rule.id] = rule.id
-            else:
-                instances[f"custom:{rule.id}"] = _Instance(
-                    family(**rule.thresholds), {rule.detector: rule.id}, f"{rule.id}."
-                )
+                    have.rule_ids.update(instance.rule_ids)
         for name, instance in instances.items():
             table = self.states.get(name)
             if table is None or table.spec != instance.detector.state_fields:
                 self.states[name] = instance.detector.new_state()
         self.instances = instances
-        self.rules = rules
-        self.scores: dict[str, float] = {r.id: r.score for r in enabled}
-        self.rule_by_id: dict[str, Rule] = {r.id: r for r in enabled}
-        user = rules.enabled_user_rules()
-        # Window state of aggregates the new rules still use carries over.
-        self.user_rules = UserRules(user, rules.list_values(), self.user_rules) if user else None
-        if self.user_rules is not None:
-            self.scores.update(self.user_rules.scores)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules in force."""
+        assert self.decider is not None
+        return self.decider.rules
+
+    @property
+    def rule_version(self) -> int:
+        """The number of the rule version in force."""
+        assert self.decider is not None
+        return self.decider.version
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Each enabled rule's score, by id."""
+        assert self.decider is not None
+        return self.decider.scores
+
+    @property
+    def rule_by_id(self) -> dict[str, Rule]:
+        """The enabled standard rules, by id."""
+        assert self.decider is not None
+        return self.decider.rule_by_id
+
+    @property
+    def user_rules(self) -> UserRules | None:
+        """The enabled user rules with their window state (None: no user rule runs)."""
+        return self.decider.user_rules if self.decider is not None else None
+
+    @user_rules.setter
+    def user_rules(self, value: UserRules | None) -> None:
+        assert self.decider is not None
+        self.decider.user_rules = value
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -189,7 +227,7 @@ class Pipeline:
                 result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
         if self.expiry is not None and self.expiry.due():
             self.expiry.reclaim(self)
-        if self.user_rules is not None and result.decisions is not None:
+        if result.decisions is not None:
             self._compact_windows(int(result.decisions.time_ms.max()))
         return result
 
@@ -208,10 +246,11 @@ class Pipeline:
     def _compact_windows(self, latest_ms: int) -> None:
         """Drops aggregate window state that no record still to come can see: a record
         admitted from now on has a time >= watermark - allowed lateness (event time)."""
-        assert self.user_rules is not None
         if self.time.mode == "event":
             latest_ms = self.clock.watermark
-        self.user_rules.compact(latest_ms - self.time.allowed_lateness_ms)
+        for decider in (self.decider, *self.alternatives):
+            if decider is not None and decider.user_rules is not None:
+                decider.compact(latest_ms - self.time.allowed_lateness_ms)
 
     def flush(self, now_ms: float | None = None) -> StepResult:
         """End of input, or an idle source: releases every buffered record."""
@@ -221,8 +260,7 @@ class Pipeline:
         if len(ready) == 0:
             return result
         result.decisions = self.process(ready, ready.timestamp_ms, now_ms)
-        if self.user_rules is not None:
-            self._compact_windows(int(ready.timestamp_ms.max()))
+        self._compact_windows(int(ready.timestamp_ms.max()))
         return result
 
     @property
@@ -333,64 +371,42 @@ class Pipeline:
                     self._sweep_timers(int(clock_ms[-1]))
                 return concat_decisions(parts)
             self.expiry.expire(self, slots, inputs.time_ms)
+        detected = self.detect(inputs)
+        profile = self.profiles.table
+        thresholds = (
+            profile["review_threshold"][inputs.user],
+            profile["decline_threshold"][inputs.user],
+        )
+        reader = self._profile_reader(inputs)
+        assert self.decider is not None
+        shared = bool(self.alternatives)
+        decisions = self.decider.decide(
+            tx, detected, reader, thresholds, now_ms, self.model_stage, only_own=shared
+        )
+        for decider in self.alternatives:
+            decisions.alternatives.append(
+                decider.decide(tx, detected, reader, thresholds, now_ms, only_own=True)
+            )
+        if sweep:
+            self._sweep_timers(int(clock_ms[-1]) if n else None)
+        return decisions
+
+    def detect(self, inputs: DetectorInput) -> Detected:
+        """Runs every detector instance over the batch (updating their state)."""
         fired: dict[str, np.ndarray[Any, Any]] = {}
-        features: dict[str, Any] = {}
-        found: list[tuple[_Instance, str, str, dict[str, Any]]] = []
-        any_fired = np.zeros(n, dtype=bool)
+        features: dict[str, dict[str, Any]] = {}
+        found: list[tuple[DetectorInstance, str, str, dict[str, Any]]] = []
+        any_fired = np.zeros(len(inputs.time_ms), dtype=bool)
         for name, instance in self.instances.items():
             findings = instance.detector.process(self.states[name], inputs)
-            for feature, column in findings.features.items():
-                features[instance.prefix + feature] = column
+            features[name] = {instance.prefix + k: v for k, v in findings.features.items()}
             for rule_name, mask in findings.fired.items():
                 rule_id = instance.rule_ids.get(rule_name)
                 if rule_id is not None:
                     fired[rule_id] = mask
                     any_fired |= mask
                     found.append((instance, rule_name, rule_id, findings.features))
-        user = self.user_rules
-        outcome = None
-        if user is not None:
-            view = RuleInput(
-                tx, inputs.time_ms, self._profile_reader(inputs), features, fired,
-                {"merchant_id": inputs.merchant, "device_id": inputs.device,
-                 "zipcode": inputs.zipcode},
-            )  # fmt: skip
-            user.step_aggregates(view)
-            user_found = user.evaluate(view)
-            fired.update(user_found.fired)
-            outcome = user_found.outcome
-        messages: dict[str, Any] = {}
-        if any_fired.any():
-            base = BaseValues(tx, inputs.time_ms)
-            for instance, rule_name, rule_id, own in found:
-                rows = np.flatnonzero(fired[rule_id])
-                if len(rows):
-                    messages[rule_id] = (
-                        rows,
-                        RuleTexts(instance.detector, rule_name, base, own, rows),
-                    )
-        profile = self.profiles.table
-        review = profile["review_threshold"][inputs.user]
-        decline = profile["decline_threshold"][inputs.user]
-        review = np.where(np.isnan(review), self.rules.review_threshold, review)
-        decline = np.where(np.isnan(decline), self.rules.decline_threshold, decline)
-        stage = self.model_stage
-        model = stage.score(tx, inputs, features) if stage is not None else None
-        score, tier = combine(fired, self.scores, review, decline, model)
-        if outcome is not None:  # a forced outcome beats the score's tier
-            tier = np.where(outcome >= 0, outcome, tier).astype(np.int8)
-        scores = self.scores if stage is None else stage.explain(tier, fired, messages, self.scores)
-        if user is not None:
-            messages.update(user_found.messages)
-            scores = {**scores, **user.rank}
-        reasons = explain(messages, scores, n)
-        if sweep:
-            self._sweep_timers(int(clock_ms[-1]) if n else None)
-        info = stage.model.info if stage is not None and stage.model is not None else None
-        model_id = (info.name, info.version) if info is not None else None
-        return Decisions(
-            tx, inputs.time_ms, score, tier, fired, reasons, features, now_ms, model_id
-        )
+        return Detected(inputs, fired, features, found, any_fired)
 
     def snapshot(self) -> Any:
         """Every piece of keyed state, for a checkpoint (see :mod:`.checkpoint`)."""
@@ -412,36 +428,6 @@ class Pipeline:
         for name, instance in self.instances.items():
             keys = self.users if instance.detector.key == "user" else self.cards
             instance.detector.on_time(self.states[name], now, len(keys))
-
-
-def concat_decisions(parts: list[Decisions]) -> Decisions:
-    """The decisions of consecutive parts of one batch, as one."""
-    first = parts[0]
-
-    def join(columns: list[Any]) -> Any:
-        if isinstance(columns[0], pa.Array):
-            return pa.concat_arrays(columns)
-        return np.concatenate(columns)
-
-    offsets = [parts[0].reasons.offsets]
-    for part in parts[1:]:
-        offsets.append(part.reasons.offsets[1:] + offsets[-1][-1])
-    reasons = Reasons(
-        np.concatenate(offsets),
-        [rule for part in parts for rule in part.reasons.rules],
-        [message for part in parts for message in part.reasons.messages],
-    )
-    return Decisions(
-        TxBatch.concat([part.tx for part in parts]),
-        np.concatenate([part.time_ms for part in parts]),
-        np.concatenate([part.score for part in parts]),
-        np.concatenate([part.tier for part in parts]),
-        {k: np.concatenate([part.fired[k] for part in parts]) for k in first.fired},
-        reasons,
-        {k: join([part.features[k] for part in parts]) for k in first.features},
-        first.processed_at_ms,
-        first.model,
-    )
 
 
 def warm_up(rules: RuleSet | None = None) -> None:

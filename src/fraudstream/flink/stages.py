@@ -269,19 +269,22 @@ def stage_result(key: Key, decisions: Decisions, seq: I64, tx: TxBatch | None) -
     """A stage's decisions as its answer: fired masks, features, and each rule's messages
     at the rows ``seq`` (``tx``: the records, for the card stage to carry)."""
     messages: dict[str, tuple[list[int], list[str]]] = {}
-    reasons = decisions.reasons
-    for row in reasons:
-        for reason in reasons[row]:
-            rows, texts = messages.setdefault(reason["rule"], ([], []))
-            rows.append(int(seq[row]))
-            texts.append(reason["message"])
+    # shadow rules ride along with the live ones; assemble() splits them again
+    for reasons in (decisions.reasons, decisions.shadow_reasons):
+        if reasons is None:
+            continue
+        for row in reasons:
+            for reason in reasons[row]:
+                rows, texts = messages.setdefault(reason["rule"], ([], []))
+                rows.append(int(seq[row]))
+                texts.append(reason["message"])
     return StageResult(
         key,
         0,
         len(seq),
         seq,
         tx,
-        decisions.fired,
+        {**decisions.fired, **decisions.shadow_fired},
         decisions.features,
         {rule: (np.array(rows, np.int64), texts) for rule, (rows, texts) in messages.items()},
     )
@@ -376,6 +379,9 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
                 rows, texts = messages[rule_id]
                 sort = np.argsort(rows, kind="stable")
                 ordered[rule_id] = (rows[sort], [texts[i] for i in sort.tolist()])
+    shadow = full.rules.shadow_ids()  # recorded in shadow_reasons, never scored
+    shadow_fired = {k: fired.pop(k) for k in list(fired) if k in shadow}
+    shadow_ordered = {k: ordered.pop(k) for k in list(ordered) if k in shadow}
     users = full.users.slots(tx.user_id)
     profile = full.profiles.table
     profile.ensure(len(full.users))
@@ -389,6 +395,10 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
     score, tier = combine(fired, full.scores, review, decline, model)
     scores = full.scores if stage is None else stage.explain(tier, fired, ordered, full.scores)
     reasons = explain(ordered, scores, total)
+    shadow_reasons = explain(shadow_ordered, full.scores, total) if shadow_ordered else None
     info = stage.model.info if stage is not None and stage.model is not None else None
     model_id = (info.name, info.version) if info is not None else None
-    return Decisions(tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms, model_id)
+    return Decisions(
+        tx, tx.timestamp_ms, score, tier, fired, reasons, features, now_ms, model_id,
+        shadow_fired, shadow_reasons, full.rule_version,
+    )  # fmt: skip

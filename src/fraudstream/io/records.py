@@ -1,9 +1,9 @@
 """Decisions as output records: JSON-ready dicts and Arrow tables (DESIGN.md's contracts).
 
-Decision: transaction_id, card_id, user_id, event_time, decision, score, reasons, model,
-features, processed_at, latency_ms. Enriched (seed 002's ``card-transactions-enriched``): the
-transaction, the geo-velocity pair fields at the top level, ``features`` with the rest, and
-the decision.
+Decision: transaction_id, card_id, user_id, event_time, decision, score, reasons,
+shadow_reasons, rule_version, model, features, processed_at, latency_ms. Enriched (seed 002's
+``card-transactions-enriched``): the transaction, the geo-velocity pair fields at the top
+level, ``features`` with the rest, and the decision.
 """
 
 from __future__ import annotations
@@ -249,6 +249,12 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     latency = _latency_ms(decisions).tolist()
     processed = iso_ms(decisions.processed_at_ms)
     reasons = _row_reasons(decisions.reasons, n)
+    shadow = (
+        _row_reasons(decisions.shadow_reasons, n)
+        if decisions.shadow_reasons is not None
+        else [[] for _ in range(n)]
+    )
+    version = decisions.rule_version
     probability = features.get("model_probability") if decisions.model else None
     return [
         {
@@ -259,6 +265,8 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
             "decision": TIERS[tiers[i]],
             "score": scores[i],
             "reasons": reasons[i],
+            "shadow_reasons": shadow[i],
+            "rule_version": version,
             "model": None if probability is None else _model(decisions, i, probability[i]),
             "features": feature_rows[i],
             "processed_at": processed,
@@ -348,6 +356,11 @@ def decision_table(decisions: Decisions) -> pa.Table:
         else pa.nulls(n, pa.struct([]))
     )
     reasons = decisions.reasons.arrow()
+    shadow = (
+        decisions.shadow_reasons
+        if decisions.shadow_reasons is not None
+        else Reasons(np.zeros(n + 1, dtype=np.int64), [], [])
+    ).arrow()
     return pa.table(
         {
             "transaction_id": tx.transaction_id,
@@ -357,6 +370,8 @@ def decision_table(decisions: Decisions) -> pa.Table:
             "decision": _TIER_ARRAY.take(pa.array(decisions.tier.astype(np.int64))),
             "score": pa.array(decisions.score),
             "reasons": reasons,
+            "shadow_reasons": shadow,
+            "rule_version": pa.array(np.full(n, decisions.rule_version, dtype=np.int64)),
             "features": features,
             "processed_at": pa.array(
                 np.full(n, int(decisions.processed_at_ms), dtype=np.int64)

@@ -322,14 +322,17 @@ class DecisionStore:
         decision: str | None = None,
         limit: int = 20,
         card_id: str | None = None,
+        user_id: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """Decision records, newest event first, optionally of one tier and/or one card."""
+        """Decision records, newest event first, optionally of one tier, card and/or user."""
         table = decisions_table
         query = select(table)
         if decision is not None:
             query = query.where(table.c.decision == decision)
         if card_id is not None:
             query = query.where(table.c.card_id == card_id)
+        if user_id is not None:
+            query = query.where(table.c.user_id == user_id)
         query = query.order_by(
             table.c.event_time.desc(), table.c.processed_at.desc(), table.c.transaction_id.desc()
         ).limit(limit)

@@ -34,6 +34,8 @@ FAMILY_NAMES = frozenset(family.name for family in FAMILIES)
 
 SEVERITIES = ("low", "medium", "high", "critical")
 OUTCOMES = ("decline", "review", "approve")
+# ``shadow``: evaluated with its own state and recorded (``shadow_reasons``), never scored.
+MODES = ("live", "shadow")
 
 # Strong signals alert on their own; weak ones (score < review) only together with others.
 DEFAULT_SCORES: dict[str, tuple[float, str]] = {
@@ -62,6 +64,7 @@ class Rule:
     severity: str = "medium"
     thresholds: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    mode: str = "live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class UserRule:
     severity: str = "medium"
     description: str = ""
     tree: Node | None = field(default=None, compare=False, repr=False)  # checked `when`
+    mode: str = "live"
 
     def to_document(self) -> dict[str, Any]:
         """Its entry in a rules file."""
@@ -88,6 +92,8 @@ class UserRule:
         entry["severity"] = self.severity
         if self.description:
             entry["description"] = self.description
+        if self.mode != "live":
+            entry["mode"] = self.mode
         return entry
 
 
@@ -165,6 +171,11 @@ class RuleSet:
         """A rule by id."""
         return next((r for r in self.rules if r.id == rule_id), None)
 
+    def shadow_ids(self) -> frozenset[str]:
+        """The ids of the enabled rules (standard and user) that run in shadow."""
+        every: list[Rule | UserRule] = [*self.enabled(), *self.enabled_user_rules()]
+        return frozenset(r.id for r in every if r.mode == "shadow")
+
     def enabled_user_rules(self) -> list[UserRule]:
         """The user rules that run."""
         return [r for r in self.user_rules if r.enabled]
@@ -197,6 +208,7 @@ class RuleSet:
                     "severity": r.severity,
                     "thresholds": dict(r.thresholds),
                     **({"description": r.description} if r.description else {}),
+                    **({"mode": r.mode} if r.mode != "live" else {}),
                 }
                 for r in self.rules
             ],
@@ -219,6 +231,7 @@ def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     rule_id = str(raw["id"])
     where = f"rule '{rule_id}'"
     allowed = {"id", "detector", "enabled", "score", "severity", "thresholds", "description"}
+    allowed |= {"mode"}
     extra = set(raw) - allowed
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(allowed)}")
@@ -261,7 +274,14 @@ def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
     description = str(raw.get("description", base.description if base else ""))
-    return Rule(rule_id, detector, enabled, score, severity, dict(thresholds), description)
+    mode = _mode(raw.get("mode", base.mode if base else "live"), where)
+    return Rule(rule_id, detector, enabled, score, severity, dict(thresholds), description, mode)
+
+
+def _mode(value: Any, where: str) -> str:
+    if value not in MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {value!r}")
+    return str(value)
 
 
 def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRule:
@@ -269,7 +289,7 @@ def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRu
     if not rule_id:
         raise ConfigError(f"rule {position}: a rule with 'when' needs an 'id'")
     where = f"rule '{rule_id}'"
-    allowed = {"id", "when", "score", "outcome", "enabled", "severity", "description"}
+    allowed = {"id", "when", "score", "outcome", "enabled", "severity", "description", "mode"}
     extra = set(raw) - allowed
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(allowed)}")
@@ -295,7 +315,10 @@ def _parse_user_rule(raw: dict[str, Any], position: int, names: Names) -> UserRu
     if severity not in SEVERITIES:
         raise ConfigError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
     description = str(raw.get("description", ""))
-    return UserRule(rule_id, when.strip(), score, outcome, enabled, severity, description, tree)
+    mode = _mode(raw.get("mode", "live"), where)
+    return UserRule(
+        rule_id, when.strip(), score, outcome, enabled, severity, description, tree, mode
+    )
 
 
 def check_condition(when: str, names: Names) -> Node:

@@ -148,7 +148,7 @@ class UserRules:
             rows = np.flatnonzero(mask).astype(np.int64)
             if len(rows):
                 messages[rule.id] = (rows, compiled.messages.bind(batch, rows))
-                if rule.outcome is not None:
+                if rule.outcome is not None and rule.mode == "live":  # shadow: never forces
                     seen = by_outcome.get(rule.outcome)
                     by_outcome[rule.outcome] = mask if seen is None else seen | mask
         if by_outcome:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,83 +40,22 @@ from fraudstream.config import ConfigError
 from fraudstream.detectors import RULE_FAMILY
 from fraudstream.profiles import PROFILE_FIELDS
 from fraudstream.rules import AuditLog, RuleSet, replace_rule
+from fraudstream.rules.changes import changes_between, effective_rules
+from fraudstream.rules.versions import RuleVersions
 from fraudstream.web.guard import ReadAccess, json_response
 from fraudstream.web.schemas import ErrorBody, Profile, ProfileAudit, RuleAudit, RulesShown
 from fraudstream.web.service import DecisionService, error_body
 
-__all__ = ["Admin", "Change", "admin_router", "effective_rules"]
+__all__ = ["Admin", "Change", "admin_router", "changes_between", "effective_rules"]
 
 AUDIT_KEPT = 500
+_NOT_CHANGES = frozenset({"/v1/rules/validate", "/v1/rules/backtest"})  # they apply nothing
 
 
 class YamlText(Response):
     """A YAML document (documented as ``application/yaml``)."""
 
     media_type = "application/yaml"
-
-
-def effective_rules(rules: RuleSet) -> dict[str, Any]:
-    """The rule set as shown: every rule with all its thresholds (defaults filled in)."""
-    shown = []
-    for rule in rules.rules:
-        family = RULE_FAMILY[rule.detector]
-        defaults = family.thresholds_type()
-        names = family.rule_thresholds.get(rule.detector, ())
-        default_values = {name: getattr(defaults, name) for name in names}
-        shown.append(
-            {
-                "id": rule.id,
-                "detector": rule.detector,
-                "enabled": rule.enabled,
-                "score": rule.score,
-                "severity": rule.severity,
-                "description": rule.description,
-                "thresholds": default_values | dict(rule.thresholds),
-                "defaults": default_values,
-            }
-        )
-    return {
-        "decision": {
-            "review_threshold": rules.review_threshold,
-            "decline_threshold": rules.decline_threshold,
-        },
-        "rules": shown,
-        "user_rules": [
-            {
-                "id": rule.id,
-                "when": rule.when,
-                "score": rule.score,
-                "outcome": rule.outcome,
-                "enabled": rule.enabled,
-                "severity": rule.severity,
-                "description": rule.description,
-            }
-            for rule in rules.user_rules
-        ],
-    }
-
-
-def _flat(rules: dict[str, Any]) -> dict[str, Any]:
-    out = {f"decision.{k}": v for k, v in rules["decision"].items()}
-    for rule in rules["rules"]:
-        for name in ("enabled", "score", "severity"):
-            out[f"{rule['id']}.{name}"] = rule[name]
-        for name, value in rule["thresholds"].items():
-            out[f"{rule['id']}.{name}"] = value
-    for rule in rules.get("user_rules", ()):
-        for name in ("when", "score", "outcome", "enabled", "severity", "description"):
-            out[f"{rule['id']}.{name}"] = rule[name]
-    return out
-
-
-def changes_between(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """``"small_then_large.large_amount: 500.0 -> 100.0"`` for each value that changed."""
-    old, new = _flat(before), _flat(after)
-    return [
-        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    ]
 
 
 def _now() -> str:
@@ -168,6 +107,14 @@ class Admin:
         rules_path = data_dir / "rules.audit.jsonl" if data_dir is not None else None
         self.profiles_path = data_dir / "profiles.audit.jsonl" if data_dir is not None else None
         self.rules_log = AuditLog(rules_path) if rules_path is not None else None
+        # Every rule set applied is a numbered version (kept next to the audit log); the
+        # rules the app starts with are one (the latest again when they did not change).
+        versions_path = data_dir / "rules.versions.jsonl" if data_dir is not None else None
+        with self.lock:
+            self.pipeline.versions = RuleVersions(versions_path)
+            self.pipeline.apply_rules(self.pipeline.rules, "start", "serve")
+        self.hits: Counter[str] = Counter()  # live and shadow rules' hits since the start
+        service.listeners.append(self._count_hits)
         self.rules_audit: deque[dict[str, Any]] = deque(
             (_rules_entry(e) for e in _tail(rules_path, AUDIT_KEPT)), maxlen=AUDIT_KEPT
         )
@@ -178,28 +125,80 @@ class Admin:
     # --- rules ---------------------------------------------------------------------------
 
     def rules(self) -> dict[str, Any]:
-        """The running rules, as shown."""
-        return effective_rules(self.pipeline.rules)
+        """The running rules, as shown, each with its hits, and the version in force."""
+        shown = effective_rules(self.pipeline.rules)
+        for rule in (*shown["rules"], *shown["user_rules"]):
+            rule["hits"] = self.hits.get(rule["id"], 0)
+        shown["version"] = self.pipeline.rule_version
+        return shown
 
-    def change(self, make: Callable[[RuleSet], RuleSet], who: str, note: str) -> RuleSet:
-        """Applies ``make(current)`` to the running pipeline; ConfigError when refused."""
+    def _count_hits(self, rows: list[dict[str, Any]], _summaries: list[dict[str, Any]]) -> None:
+        hits = self.hits
+        for row in rows:
+            for reason in row["reasons"]:
+                hits[reason["rule"]] += 1
+            for reason in row.get("shadow_reasons", ()):
+                hits[reason["rule"]] += 1
+
+    def change(
+        self, make: Callable[[RuleSet], RuleSet], who: str, note: str, source: str = "web"
+    ) -> RuleSet:
+        """Applies ``make(current)`` to the running pipeline as a new rule version;
+        ConfigError when refused (audited as refused)."""
         who, note = self.scrub(who), self.scrub(note)  # audit logs hold no card number
         with self.lock:
             before = self.pipeline.rules
             try:
                 after = make(before)
             except ConfigError as exc:
-                self._audit(who, before, None, f"refused: {exc}")
+                self._audit(who, before, None, f"refused: {exc}", source)
                 raise
             if after != before:
-                self.pipeline.apply_rules(after)
-                self._audit(who, before, after, note)
+                self.pipeline.apply_rules(after, who, source, note)
+                self._audit(who, before, after, note, source)
             return after
 
-    def _audit(self, who: str, before: RuleSet, after: RuleSet | None, note: str) -> None:
+    def refuse(self, who: str, note: str) -> None:
+        """Audits a change refused before it reached the rules (a body the schema refuses)."""
+        with self.lock:
+            self._audit(self.scrub(who), self.pipeline.rules, None, self.scrub(note))
+
+    def refused_request(self, request: Any, body: Any, detail: list[dict[str, Any]]) -> None:
+        """Audits a rule change whose body the schema refused (a 422 before any rule code
+        ran): who (from the body, when it says), and why."""
+        path = request.url.path
+        changes_rules = path == "/v1/rules" or (
+            path.startswith("/v1/rules/") and path not in _NOT_CHANGES
+        )
+        if request.method not in ("PATCH", "PUT", "DELETE", "POST") or not changes_rules:
+            return
+        who = body.get("who") if isinstance(body, dict) else None
+        who = who if isinstance(who, str) and who else request.query_params.get("who") or "?"
+        why = "; ".join(f"{d['field']}: {d['message']}" for d in detail)
+        self.refuse(who[:64], f"refused: {request.method} {path}: {why}")
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every rule version, newest first, the one in force marked ``current``."""
+        current = self.pipeline.rule_version
+        return [
+            {**entry, "current": entry["version"] == current}
+            for entry in self.pipeline.versions.history()
+        ]
+
+    def rollback(self, version: int, who: str, note: str) -> RuleSet:
+        """Applies rule version ``version`` again (a new version); ConfigError when there is
+        no such version (audited as refused). Detector and window state are kept."""
+        why = f"rollback to version {version}" + (f": {note}" if note else "")
+        return self.change(
+            lambda _current: self.pipeline.versions.rules(version), who, why, "rollback"
+        )
+
+    def _audit(
+        self, who: str, before: RuleSet, after: RuleSet | None, note: str, source: str = "web"
+    ) -> None:
         if self.rules_log is not None:
-            self.rules_log.record(who, "web", before, after, note)
-        entry: dict[str, Any] = {"at": _now(), "who": who, "source": "web", "note": note}
+            self.rules_log.record(who, source, before, after, note)
+        entry: dict[str, Any] = {"at": _now(), "who": who, "source": source, "note": note}
         entry["before"] = before.to_document()
         entry["after"] = after.to_document() if after is not None else None
         self.rules_audit.append(_rules_entry(entry))
@@ -251,6 +250,7 @@ class RuleChange(Change):
     """What to change in one rule (fields left out stay)."""
 
     enabled: bool | None = None
+    mode: Literal["live", "shadow"] | None = None
     score: float | None = Field(default=None, ge=0, le=1)
     severity: Literal["low", "medium", "high", "critical"] | None = None
     thresholds: dict[str, bool | int | float] | None = None
@@ -380,7 +380,7 @@ def admin_router(admin: Admin, authorized: Callable[..., None], reads: ReadAcces
             assert rule is not None
             edits: dict[str, Any] = {
                 name: getattr(body, name)
-                for name in ("enabled", "score", "severity")
+                for name in ("enabled", "mode", "score", "severity")
                 if getattr(body, name) is not None
             }
             if body.thresholds is not None:

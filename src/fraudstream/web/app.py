@@ -51,17 +51,22 @@ from fraudstream.engine.pipeline import Pipeline
 from fraudstream.io.limits import MAX_RECORD_BYTES, RecordLimits
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.admin import Admin, admin_router
+from fraudstream.web.case_routes import cases_router
+from fraudstream.web.cases import CaseDesk
+from fraudstream.web.decision_log import DecisionLog, decision_log_router
 from fraudstream.web.guard import (
     ADMIN_MAX_BYTES,
     BodyLimit,
     ReadAccess,
     TooLarge,
+    bearer_matches,
     install_validation_errors,
     json_response,
     read_body,
     token_dependency,
     trusted_hosts,
 )
+from fraudstream.web.lifecycle import History, lifecycle_router
 from fraudstream.web.metrics import Metrics, metrics_router
 from fraudstream.web.openapi import install_api_document
 from fraudstream.web.pages import install_pages
@@ -190,10 +195,13 @@ def create_app(
     max_decisions: int = MAX_DECISIONS_KEPT,
     data_dir: Path | None = None,
     reviews_url: str | None = None,
+    decisions_url: str | None = None,
     background: list[Callable[[DecisionService], Coroutine[Any, Any, None]]] | None = None,
     read_token: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
     limits: RecordLimits | None = None,
+    history: Path | None = None,
+    history_labels: Path | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
 
@@ -202,10 +210,12 @@ def create_app(
     the loopback names) get 400.
 
     ``data_dir`` keeps what must survive a restart: the reviews and labels (a SQLite file,
-    unless ``reviews_url`` names another database) and the audit logs of rule and profile
-    changes. Without it they live in memory. ``background`` coroutines (a live simulator)
+    unless ``reviews_url`` names another database), the decisions (``decisions.db``, the
+    decision store, unless ``decisions_url`` names another) and the audit logs of rule and
+    profile changes. Without it they live in memory. ``background`` coroutines (a live simulator)
     run while the app serves. ``limits`` bound each record's size and nesting (a record
-    over them is a 422 and a dead letter, like a line of ``fraudstream run``).
+    over them is a 422 and a dead letter, like a line of ``fraudstream run``). ``history``
+    (and its ``history_labels``) is what the Rules tab backtests edited rules on.
     """
     if not token:
         raise ValueError("the API token must not be empty")
@@ -220,8 +230,14 @@ def create_app(
     if reviews_url is None and data_dir is not None:
         reviews_url = str(data_dir / "reviews.db")
     desk = ReviewDesk(ReviewStore(reviews_url), service)
-    metrics = Metrics(service, desk)
+    cases = CaseDesk(desk)
+    if decisions_url is None and data_dir is not None:
+        decisions_url = str(data_dir / "decisions.db")
+    log = DecisionLog(decisions_url)
+    service.listeners.append(log.observe)
+    metrics = Metrics(service, desk, log.totals())
     admin = Admin(service, data_dir)
+    replayed = History(history, history_labels) if history is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -235,6 +251,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             desk.store.close()
+            log.close()
 
     app = FastAPI(
         title="fraudstream",
@@ -245,6 +262,8 @@ def create_app(
     )
     app.state.service = service
     app.state.review = desk
+    app.state.cases = cases
+    app.state.decision_log = log
     app.state.metrics = metrics
     app.state.admin = admin
     authorized = token_dependency(token)
@@ -260,7 +279,11 @@ def create_app(
         message = f"request body larger than {ADMIN_MAX_BYTES} bytes"
         return json_response(413, error_body("body", message))
 
-    install_validation_errors(app)
+    def refused(request: Request, body: Any, detail: list[dict[str, Any]]) -> None:
+        if bearer_matches(request, token):  # only a change its maker may make is audited
+            admin.refused_request(request, body, detail)
+
+    install_validation_errors(app, refused)
     install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
     app.add_middleware(_FastDecide, service=service, token=token.encode())
@@ -269,8 +292,11 @@ def create_app(
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
+    app.include_router(cases_router(cases, authorized, reads))
+    app.include_router(decision_log_router(log, reads))
     app.include_router(admin_router(admin, authorized, reads))
     app.include_router(user_rules_router(admin, authorized, reads))
+    app.include_router(lifecycle_router(admin, authorized, reads, replayed))
     app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app

@@ -41,6 +41,7 @@ __all__ = [
     "BodyLimit",
     "ReadAccess",
     "TooLarge",
+    "bearer_matches",
     "install_validation_errors",
     "json_response",
     "read_body",
@@ -135,6 +136,12 @@ def token_dependency(token: str) -> Callable[..., None]:
             raise _refuse_401("a valid bearer token is required")
 
     return authorized
+
+
+def bearer_matches(request: Request, token: str) -> bool:
+    """Whether ``request`` carries ``Authorization: Bearer <token>`` (constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _any_matches(given: str, expected: list[bytes]) -> bool:
@@ -241,8 +248,11 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def install_validation_errors(app: FastAPI) -> None:
-    """422 bodies as ``[{"field", "message"}]``, the field a dotted path inside the body.
+def install_validation_errors(
+    app: FastAPI, on_refused: Callable[[Request, Any, list[dict[str, Any]]], None] | None = None
+) -> None:
+    """422 bodies as ``[{"field", "message"}]``, the field a dotted path inside the body;
+    ``on_refused(request, body, detail)`` hears of each (the rules' audit log keeps them).
 
     Every other HTTP error the framework raises (400 for a body that is not UTF-8, 404 for an
     unknown path, 405) gets the same shape, the field ``body``, ``path`` or ``method``; a 405
@@ -251,7 +261,7 @@ def install_validation_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        detail = []
+        detail: list[dict[str, Any]] = []
         for error in exc.errors():
             if error.get("type") == "json_invalid":  # its location is a byte offset
                 message = f"invalid JSON at position {error['loc'][-1]}: {error.get('msg')}"
@@ -259,6 +269,8 @@ def install_validation_errors(app: FastAPI) -> None:
                 continue
             location = [str(part) for part in error.get("loc", ()) if part != "body"]
             detail.append({"field": ".".join(location) or "body", "message": error.get("msg")})
+        if on_refused is not None:
+            on_refused(request, exc.body, detail)
         return json_response(422, {"detail": detail})
 
     @app.exception_handler(StarletteHTTPException)

@@ -179,6 +179,10 @@ class Decision(BaseModel):
     decision: str = Field(description="approve | review | decline")
     score: float
     reasons: list[Reason]
+    shadow_reasons: list[Reason] = Field(
+        default_factory=list, description="rules in shadow mode that fired (never scored)"
+    )
+    rule_version: int = Field(0, description="the rule version that decided it")
     model: dict[str, Any] | None
     features: dict[str, Any]
     processed_at: str
@@ -266,11 +270,13 @@ class RuleShown(BaseModel):
     id: str
     detector: str
     enabled: bool
+    mode: Literal["live", "shadow"] = "live"
     score: float
     severity: str
     description: str
     thresholds: dict[str, Any]
     defaults: dict[str, Any]
+    hits: int = Field(0, description="transactions it fired on since the app started")
 
 
 class UserRuleShown(BaseModel):
@@ -282,14 +288,57 @@ class UserRuleShown(BaseModel):
     score: float | None
     outcome: Literal["decline", "review", "approve"] | None
     enabled: bool
+    mode: Literal["live", "shadow"] = "live"
     severity: str
     description: str
+    hits: int = Field(0, description="transactions it fired on since the app started")
 
 
 class RulesShown(BaseModel):
     decision: DecisionThresholds
     rules: list[RuleShown]
     user_rules: list[UserRuleShown]
+    version: int = Field(0, description="the rule version in force")
+
+
+class RuleVersionShown(BaseModel):
+    """A numbered rule set that was applied: who, when, from where, what changed."""
+
+    version: int
+    at: str
+    who: str
+    source: str
+    note: str
+    changes: list[str]
+    current: bool = False
+
+
+class BacktestRule(BaseModel):
+    id: str
+    alerts: int
+    true_positives: int
+    false_positives: int
+    precision: float | None
+    recall: float | None
+    alerts_per_day: float
+    caught_amount: float
+
+
+class BacktestReport(BaseModel):
+    """A rule set replayed over history against the labels (docs/rules.md, backtest)."""
+
+    transactions: int
+    frauds: int
+    days: float
+    candidate: dict[str, Any]
+    baseline: dict[str, Any]
+    rules: list[BacktestRule]
+    baseline_rules: list[BacktestRule]
+    tiers: dict[str, dict[str, int]]
+    changed: list[dict[str, str]]
+    changed_count: int
+    decision: dict[str, dict[str, Any]]
+    alerts_per_day: dict[str, list[dict[str, Any]]]
 
 
 class ExpressionError(FieldError):
@@ -371,5 +420,13 @@ class LatencyFigures(BaseModel):
 class MetricsPanel(BaseModel):
     throughput_per_s: float
     latency_ms: LatencyFigures
-    totals: dict[str, int]
-    series: list[dict[str, int]]
+    totals: dict[str, int] = Field(description="decisions by tier since `since`")
+    totals_since_start: dict[str, int] = Field(description="decisions by tier since `started`")
+    alerts_by_rule: dict[str, int] = Field(
+        description="alerts (not approve) per rule, since `since`"
+    )
+    since: str = Field(description="the decision store's first decision (or the app's start)")
+    started: str = Field(description="when the app started")
+    series: list[dict[str, float]] = Field(
+        description="per second (t, epoch s): approve, review, decline, p50_ms, p99_ms"
+    )

@@ -7,8 +7,10 @@ the fragment (``/#token=...``: kept by the browser, never sent to the server). W
 ``--read-token`` / ``$FRAUDSTREAM_READ_TOKEN`` the ``/v1`` GETs need a token too (that one or
 the write token). Only requests whose ``Host`` is a loopback name, the bound address or an
 ``--allowed-host`` are answered (400 otherwise: the DNS-rebinding defence). Reviews,
-labels and the audit logs of rule and profile changes go to ``--data-dir`` (in memory
-without it); ``--reviews-db`` puts reviews and labels in another database (PostgreSQL).
+labels, the audit logs of rule and profile changes and the rule versions go to ``--data-dir``
+(in memory without it); ``--reviews-db`` puts reviews and labels in another database
+(PostgreSQL). ``--history`` (with ``--history-labels``) is what the Rules tab backtests
+edited rules on before they are applied.
 
 ``python -m fraudstream.web.serve --port 8899`` runs it without the ``fraudstream`` command.
 """
@@ -71,6 +73,8 @@ def serve(
     allowed_hosts: list[str] | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
     max_nesting_depth: int = MAX_NESTING_DEPTH,
+    history: Path | None = None,
+    history_labels: Path | None = None,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
@@ -106,6 +110,8 @@ def serve(
         read_token=read_token or None,
         allowed_hosts=hosts,
         limits=RecordLimits(max_record_bytes, max_nesting_depth),
+        history=history,
+        history_labels=history_labels,
     )
     settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1") and not read_token:
@@ -175,6 +181,14 @@ def serve_command(
     ] = None,
     max_record_bytes: MaxRecordBytesOption = MAX_RECORD_BYTES,
     max_nesting_depth: MaxNestingDepthOption = MAX_NESTING_DEPTH,
+    history: Annotated[
+        Path | None,
+        typer.Option(help="Transactions the Rules tab backtests edited rules on."),
+    ] = None,
+    history_labels: Annotated[
+        Path | None,
+        typer.Option(help="The history's labels (transaction_id, is_fraud, label_time)."),
+    ] = None,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -189,7 +203,8 @@ def serve_command(
             idle_timeout_ms, ip_countries, anonymous_networks, log_level=log_level,
             data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
             allowed_hosts=allowed_host, max_record_bytes=max_record_bytes,
-            max_nesting_depth=max_nesting_depth,
+            max_nesting_depth=max_nesting_depth, history=history,
+            history_labels=history_labels,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

@@ -62,6 +62,7 @@ class UserRuleChange(Change):
     score: float | None = Field(default=None, ge=0, le=1)
     outcome: Literal["decline", "review", "approve"] | None = None
     enabled: bool = True
+    mode: Literal["live", "shadow"] = "live"
     severity: Literal["low", "medium", "high", "critical"] = "medium"
     description: str = Field(default="", max_length=2000)
 
@@ -113,7 +114,7 @@ def user_rules_router(
     ) -> Response:
         entry: dict[str, Any] = {"id": rule_id, "when": body.when, "enabled": body.enabled}
         entry |= {"severity": body.severity, "description": body.description}
-        entry |= {"score": body.score, "outcome": body.outcome}
+        entry |= {"score": body.score, "outcome": body.outcome, "mode": body.mode}
         found: list[RuleSyntaxError | RuleTypeError] = []
 
         def make(current: RuleSet) -> RuleSet:

@@ -143,6 +143,28 @@ export function fmtNumber(value, digits = 1) {
   return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits });
 }
 
+// Users' names from the profiles (the map loads them): every tab shows names, not ids.
+const names = new Map();
+
+export function setUserNames(profiles) {
+  names.clear();
+  for (const p of profiles) {
+    const name = `${p.first_name || ""} ${p.last_name || ""}`.trim();
+    if (name) names.set(p.user_id, name);
+  }
+  document.dispatchEvent(new CustomEvent("profiles-loaded"));
+}
+
+export function userName(userId) {
+  return names.get(userId) || userId || "";
+}
+
+// An amount: always two decimals (732.90, not 732.9).
+export function fmtAmount(value) {
+  if (value === null || value === undefined) return "-";
+  return Number(value).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
 export function tierBadge(tier) {
   return h("span", { class: `tier tier-${tier}` }, tier);
 }

@@ -1,7 +1,7 @@
 // The analyst's page: tabs, the token and analyst name, and each tab's module.
 
 import { ApiError, analyst, setAnalyst, setToken, status, takeTokenFromFragment, token } from "./api.js";
-import { initFeed, loadRules as loadFeedRules } from "./feed.js";
+import { feedShown, forgetFeed, initFeed, loadRules as loadFeedRules } from "./feed.js";
 import { initMap, mapShown, refreshProfiles } from "./map.js";
 import { metricsShown } from "./metrics.js";
 import { initProfiles, profilesShown } from "./profiles.js";
@@ -10,7 +10,7 @@ import { initRules, rulesShown } from "./rules.js";
 
 const TABS = {
   map: mapShown,
-  feed: () => loadFeedRules(),
+  feed: feedShown,
   review: reviewShown,
   rules: rulesShown,
   profiles: profilesShown,
@@ -24,6 +24,7 @@ function showTab(name) {
     document.querySelector(`nav button[data-tab="${tab}"]`).classList.toggle("active", tab === name);
   }
   if (window.location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  status(""); // what another tab said is not about this one
   Promise.resolve(TABS[name]()).catch((error) => console.error(error));
 }
 
@@ -48,6 +49,7 @@ function init() {
     // Reads may need the token (a server with a read token): load what the page shows again.
     showToken();
     refreshProfiles();
+    forgetFeed();
     loadFeedRules().catch((error) => console.error(error));
     showTab(window.location.hash.slice(1));
   });

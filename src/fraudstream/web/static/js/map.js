@@ -1,12 +1,19 @@
-// The map of seed 002: pick a user, double-click to make a transaction, see the verdict.
+// The map of seed 002: pick a user, see every transaction of theirs in event-time order (the
+// stored ones, the live simulator's as they come, the ones made here by double-clicking),
+// each verdict headlined by its tier and score.
 //
-// Works with no internet: a graticule and a few city names are drawn locally, and
-// OpenStreetMap tiles are added on top when they load (removed at the first tile error).
+// Works with no internet: the basemap is the vendored country borders (world-atlas, Natural
+// Earth 1:50m, through topojson-client) with a few city names; OpenStreetMap tiles are laid
+// on top when they load (removed at the first tile error).
 
-import { ApiError, fmtNumber, get, h, onDecision, post, status } from "./api.js";
+import { ApiError, fmtAmount, fmtNumber, fmtTime, get, h, onDecision, post, setUserNames, status } from "./api.js";
 
 const L = window.L;
 const COLORS = { approve: "#1a7f37", review: "#d97706", decline: "#cf222e" };
+const HEADLINES = { approve: "APPROVE", review: "REVIEW", decline: "DECLINE" };
+const TRACK_LIMIT = 500;
+const LABELLED = 3; // the newest pins carry a permanent label; the others on hover
+
 const CITIES = [
   ["London", 51.507, -0.128], ["Paris", 48.857, 2.352], ["Berlin", 52.52, 13.405],
   ["Madrid", 40.417, -3.704], ["Rome", 41.903, 12.496], ["Amsterdam", 52.368, 4.904],
@@ -21,22 +28,23 @@ const CITIES = [
 ];
 
 let map;
-let grid;
+let cityLayer;
 let selected = null; // the selected profile
 let profiles = new Map();
-const drawn = new Map(); // transaction_id -> true, for the selected user
 let layer; // the selected user's pins and lines
-let lastPoint = null; // [lat, lon] of the user's latest pin drawn
-let counts = { total: 0, fraud: 0 };
+let track = []; // [{decision, tx}] of the selected user, in event-time order
 let pending = null; // {lat, lon} of the double-click waiting for an amount
+let loading = 0; // which selection the track being loaded belongs to
 
 export function initMap() {
-  map = L.map("map", { doubleClickZoom: false, worldCopyJump: true, preferCanvas: false });
-  map.setView([51.507, -0.128], 9);
+  map = L.map("map", { doubleClickZoom: false, worldCopyJump: true, minZoom: 2 });
+  map.setView([50, 6], 5); // western Europe: the seed users' homes
   map.attributionControl.setPrefix(false);
-  grid = L.layerGroup().addTo(map);
-  drawGrid();
-  map.on("moveend", drawGrid);
+  map.createPane("basemap").style.zIndex = "150"; // under the tiles (200): tiles cover it
+  drawBasemap();
+  cityLayer = L.layerGroup().addTo(map);
+  drawCities();
+  map.on("moveend", drawCities);
   addTiles();
   layer = L.layerGroup().addTo(map);
   map.on("dblclick", (event) => askAmount(event.latlng));
@@ -62,6 +70,19 @@ export function mapShown() {
   if (map) map.invalidateSize();
 }
 
+async function drawBasemap() {
+  const response = await fetch("/static/vendor/world-atlas/countries-50m.json");
+  const topology = await response.json();
+  const countries = window.topojson.feature(topology, topology.objects.countries);
+  L.geoJSON(countries, {
+    pane: "basemap",
+    renderer: L.canvas({ pane: "basemap" }),
+    interactive: false,
+    style: { color: "#8c8c8c", weight: 0.8, fillColor: "#f4f1ea", fillOpacity: 1 },
+  }).addTo(map);
+  document.getElementById("map").dataset.basemap = "countries";
+}
+
 function addTiles() {
   const note = document.getElementById("tiles-status");
   const tiles = L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png", {
@@ -76,34 +97,21 @@ function addTiles() {
     if (failed) return;
     failed = true;
     map.removeLayer(tiles);
-    note.textContent = "map tiles unreachable: plain map (graticule and cities)";
+    note.textContent = "map tiles unreachable: offline basemap (country borders, Natural Earth)";
   });
   note.textContent = "map tiles: loading ...";
   tiles.addTo(map);
-  tiles.bringToBack();
 }
 
-function drawGrid() {
-  grid.clearLayers();
+function drawCities() {
+  cityLayer.clearLayers();
+  if (map.getZoom() < 4) return;
   const bounds = map.getBounds();
-  const zoom = map.getZoom();
-  const step = zoom >= 9 ? 0.25 : zoom >= 7 ? 1 : zoom >= 5 ? 5 : 10;
-  const south = Math.max(-85, Math.floor(bounds.getSouth() / step) * step);
-  const north = Math.min(85, Math.ceil(bounds.getNorth() / step) * step);
-  const west = Math.floor(bounds.getWest() / step) * step;
-  const east = Math.ceil(bounds.getEast() / step) * step;
-  const style = { color: "#8aa1b4", weight: 0.6, opacity: 0.7, interactive: false };
-  for (let lat = south; lat <= north; lat += step) {
-    L.polyline([[lat, west], [lat, east]], style).addTo(grid);
-  }
-  for (let lon = west; lon <= east; lon += step) {
-    L.polyline([[south, lon], [north, lon]], style).addTo(grid);
-  }
   for (const [name, lat, lon] of CITIES) {
     if (!bounds.contains([lat, lon])) continue;
     L.circleMarker([lat, lon], { radius: 2, color: "#52606d", weight: 1, interactive: false })
       .bindTooltip(name, { permanent: true, direction: "right", className: "city-label" })
-      .addTo(grid);
+      .addTo(cityLayer);
   }
 }
 
@@ -112,6 +120,7 @@ async function loadProfiles() {
   try {
     const list = await get("/v1/profiles");
     profiles = new Map(list.map((p) => [p.user_id, p]));
+    setUserNames(list);
     select.replaceChildren(
       h("option", { value: "" }, "choose a user ..."),
       ...list.map((p) =>
@@ -128,20 +137,26 @@ export function refreshProfiles() {
   return loadProfiles();
 }
 
-function selectUser(userId) {
+async function selectUser(userId) {
+  delete document.getElementById("map").dataset.user;
   selected = profiles.get(userId) || null;
-  layer.clearLayers();
-  drawn.clear();
-  lastPoint = null;
-  counts = { total: 0, fraud: 0 };
-  showCounts();
+  track = [];
+  redraw();
+  const ticket = ++loading;
   document.getElementById("map-result").replaceChildren(h("p", { class: "muted" }, "double-click the map to make a transaction"));
-  if (selected && selected.home_lat !== null && selected.home_lon !== null) {
-    map.setView([selected.home_lat, selected.home_lon], 9);
-    L.circleMarker([selected.home_lat, selected.home_lon], { radius: 5, color: "#0969da", fillOpacity: 0.2 })
-      .bindTooltip(h("span", {}, `home of ${selected.first_name || selected.user_id}`))
-      .addTo(layer);
-  }
+  if (!selected) return;
+  const stored = await get(`/v1/decisions?user_id=${encodeURIComponent(userId)}&limit=${TRACK_LIMIT}`);
+  if (ticket !== loading) return; // another user was chosen meanwhile
+  for (const d of stored) add(d, d.transaction || {});
+  redraw();
+  // The whole track in view, else the user's home (where a first payment is likely).
+  const points = track.map((t) => [t.tx.lat, t.tx.lon]);
+  if (selected.home_lat !== null && selected.home_lon !== null) points.push([selected.home_lat, selected.home_lon]);
+  if (points.length > 1) map.fitBounds(points, { padding: [40, 40], maxZoom: 9, animate: false });
+  else if (points.length === 1) map.setView(points[0], 9, { animate: false });
+  document.getElementById("map").dataset.user = userId; // the track is drawn
+  const latest = track[track.length - 1];
+  if (latest) showResult(latest.decision, latest.tx);
 }
 
 function askAmount(latlng) {
@@ -192,79 +207,115 @@ async function submitTransaction() {
   try {
     const decision = await post("/v1/transactions", record);
     document.getElementById("tx-dialog").close();
-    draw(decision, { amount, lat: record.lat, lon: record.lon, currency: "USD" });
-    status(`${decision.transaction_id}: ${decision.decision}`);
+    const tx = { amount, lat: record.lat, lon: record.lon, currency: "USD" };
+    if (add(decision, tx)) redraw();
+    showResult(decision, tx);
+    status(`${decision.transaction_id}: ${headline(decision)}`);
   } catch (error) {
     errorLine.textContent = error instanceof ApiError ? error.message : String(error);
   }
 }
 
 function fromFeed(decision) {
-  if (!selected || decision.user_id !== selected.user_id || drawn.has(decision.transaction_id)) return;
+  if (!selected || decision.user_id !== selected.user_id) return;
   const tx = decision.transaction || {};
   if (tx.lat === undefined) return;
-  draw(decision, tx);
-}
-
-function isFraud(decision) {
-  return decision.decision !== "approve";
-}
-
-function draw(decision, tx) {
-  if (drawn.has(decision.transaction_id)) return;
-  drawn.set(decision.transaction_id, true);
-  const f = decision.features || {};
-  const fraud = isFraud(decision);
-  const point = [tx.lat, tx.lon];
-  const previous = f.previous_lat !== undefined ? [f.previous_lat, f.previous_lon] : lastPoint;
-  if (previous) {
-    L.polyline([previous, point], { color: COLORS[decision.decision], weight: 2, dashArray: "6 6", className: "travel-line" }).addTo(layer);
+  if (add(decision, tx)) {
+    redraw();
+    showResult(decision, tx);
   }
-  const speed = f.speed_kmh === undefined ? null : f.speed_kmh;
-  const max = f.max_speed_kmh === undefined ? selected && selected.max_speed_kmh : f.max_speed_kmh;
-  const verdict = fraud ? "FRAUD DETECTED" : "VALID TRANSACTION";
-  const speedText = speed === null ? "first transaction" : `${fmtNumber(speed, 1)} km/h (max ${fmtNumber(max, 0)} km/h)`;
-  const marker = L.circleMarker(point, {
-    radius: 9, color: "#1f2328", weight: 1, fillColor: COLORS[decision.decision], fillOpacity: 0.9,
-    className: `pin pin-${decision.decision}`,
-  });
-  marker.bindTooltip(`${verdict} · ${speedText}`, {
-    permanent: true, direction: "top", offset: [0, -8], className: fraud ? "pin-label fraud" : "pin-label valid",
-  });
-  marker.bindPopup(popup(decision, tx, verdict, speedText));
-  marker.addTo(layer);
-  lastPoint = point;
-  counts.total += 1;
-  if (fraud) counts.fraud += 1;
-  showCounts();
-  showResult(decision, tx, verdict, speedText, fraud);
 }
 
-function popup(decision, tx, verdict, speedText) {
+// Adds a transaction to the track in event-time order; false when it has no place or is known.
+function add(decision, tx) {
+  if (tx.lat === undefined || tx.lat === null || track.some((t) => t.decision.transaction_id === decision.transaction_id)) return false;
+  track.push({ decision, tx });
+  track.sort((a, b) => (a.decision.event_time || "").localeCompare(b.decision.event_time || ""));
+  return true;
+}
+
+function headline(decision) {
+  return `${HEADLINES[decision.decision] || decision.decision.toUpperCase()} · score ${fmtNumber(decision.score, 2)}`;
+}
+
+function speedText(decision) {
+  const f = decision.features || {};
+  if (f.speed_kmh === undefined || f.speed_kmh === null) return "first transaction";
+  const max = f.max_speed_kmh === undefined ? selected && selected.max_speed_kmh : f.max_speed_kmh;
+  return `${fmtNumber(f.speed_kmh, 1)} km/h (max ${fmtNumber(max, 0)} km/h)`;
+}
+
+function redraw() {
+  layer.clearLayers();
+  let alerts = 0;
+  if (selected && selected.home_lat !== null && selected.home_lon !== null) {
+    L.circleMarker([selected.home_lat, selected.home_lon], { radius: 5, color: "#0969da", fillOpacity: 0.2, className: "home-pin" })
+      .bindTooltip(`home of ${selected.first_name || selected.user_id}`)
+      .addTo(layer);
+  }
+  const known = new Set(track.map((t) => t.decision.transaction_id));
+  track.forEach(({ decision, tx }, index) => {
+    const point = [tx.lat, tx.lon];
+    const f = decision.features || {};
+    // The transaction this verdict was measured from, when it is not on the track (older
+    // than what was read): drawn as a hollow pin, so the jump that decided is visible.
+    if (index === 0 && f.previous_lat !== undefined && f.previous_lat !== null && !known.has(f.previous_transaction_id)) {
+      L.circleMarker([f.previous_lat, f.previous_lon], { radius: 7, color: "#57606a", weight: 2, fillOpacity: 0, className: "pin-previous" })
+        .bindTooltip(`previous: ${f.previous_transaction_id || "?"} ${fmtTime(isoOf(f.previous_timestamp))}`)
+        .addTo(layer);
+      line([f.previous_lat, f.previous_lon], point, decision.decision);
+    }
+    if (index > 0) line([track[index - 1].tx.lat, track[index - 1].tx.lon], point, decision.decision);
+    if (decision.decision !== "approve") alerts += 1;
+  });
+  track.forEach(({ decision, tx }, index) => {
+    const marker = L.circleMarker([tx.lat, tx.lon], {
+      radius: 9, color: "#1f2328", weight: 1, fillColor: COLORS[decision.decision], fillOpacity: 0.9,
+      className: `pin pin-${decision.decision}`,
+    });
+    const label = `${index + 1}. ${headline(decision)} · ${speedText(decision)}`;
+    const permanent = index >= track.length - LABELLED;
+    marker.bindTooltip(label, {
+      permanent, direction: "top", offset: [0, -8], className: `pin-label tier-label-${decision.decision}`,
+    });
+    marker.bindPopup(popup(decision, tx));
+    marker.on("click", () => showResult(decision, tx));
+    marker.addTo(layer);
+  });
+  document.getElementById("count-total").textContent = String(track.length);
+  document.getElementById("count-fraud").textContent = String(alerts);
+}
+
+function isoOf(time) {
+  return typeof time === "number" ? new Date(time).toISOString() : time;
+}
+
+function line(from, to, tier) {
+  L.polyline([from, to], { color: COLORS[tier], weight: 2, dashArray: "6 6", className: "travel-line" }).addTo(layer);
+}
+
+function popup(decision, tx) {
   return h("div", { class: "popup" },
-    h("strong", {}, verdict), h("br"),
-    `${decision.transaction_id} · ${fmtNumber(tx.amount, 2)} ${tx.currency || ""}`, h("br"),
-    speedText, h("br"),
+    h("strong", {}, headline(decision)), h("br"),
+    `${decision.transaction_id} · ${fmtTime(decision.event_time)}`, h("br"),
+    `${fmtAmount(tx.amount)} ${tx.currency || ""} · ${speedText(decision)}`, h("br"),
     ...decision.reasons.map((r) => h("div", { class: "reason" }, `${r.rule}: ${r.message}`)),
   );
 }
 
-function showCounts() {
-  document.getElementById("count-total").textContent = String(counts.total);
-  document.getElementById("count-fraud").textContent = String(counts.fraud);
-}
-
-function showResult(decision, tx, verdict, speedText, fraud) {
+function showResult(decision, tx) {
   const f = decision.features || {};
+  const name = `${f.first_name || (selected && selected.first_name) || ""} ${f.last_name || (selected && selected.last_name) || ""}`.trim();
   document.getElementById("map-result").replaceChildren(
-    h("p", { class: fraud ? "verdict fraud" : "verdict valid", id: "map-verdict" }, verdict),
+    h("p", { class: `verdict verdict-${decision.decision}`, id: "map-verdict" }, headline(decision)),
     h("dl", {},
       h("dt", {}, "transaction"), h("dd", {}, decision.transaction_id),
-      h("dt", {}, "user"), h("dd", {}, `${f.first_name || ""} ${f.last_name || ""} (${decision.user_id})`),
-      h("dt", {}, "amount"), h("dd", {}, `${fmtNumber(tx.amount, 2)} ${tx.currency || "USD"}`),
-      h("dt", {}, "speed"), h("dd", { id: "map-speed" }, speedText),
-      h("dt", {}, "distance"), h("dd", {}, f.distance_km === undefined ? "-" : `${fmtNumber(f.distance_km, 1)} km`),
-      h("dt", {}, "decision"), h("dd", {}, `${decision.decision} (score ${fmtNumber(decision.score, 3)})`),
+      h("dt", {}, "event time"), h("dd", {}, fmtTime(decision.event_time)),
+      h("dt", {}, "user"), h("dd", {}, `${name} (${decision.user_id})`),
+      h("dt", {}, "amount"), h("dd", {}, `${fmtAmount(tx.amount)} ${tx.currency || "USD"}`),
+      h("dt", {}, "speed"), h("dd", { id: "map-speed" }, speedText(decision)),
+      h("dt", {}, "distance"), h("dd", {}, f.distance_km === undefined || f.distance_km === null ? "-" : `${fmtNumber(f.distance_km, 1)} km`),
+      h("dt", {}, "from"), h("dd", {}, f.previous_transaction_id ? `${f.previous_transaction_id} (${fmtTime(isoOf(f.previous_timestamp))})` : "-"),
     ),
     h("ul", { class: "reasons" }, ...decision.reasons.map((r) => h("li", {}, h("b", {}, r.rule), ` ${r.message}`))),
   );
