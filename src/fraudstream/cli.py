@@ -383,7 +383,12 @@ def run(
             lakehouse=lakehouse,
         )
         watcher = None
-        if rules is not None and log_path is not None and not rules.lower().startswith("s3://"):
+        if (
+            rules is not None
+            and rules_file is not None
+            and log_path is not None
+            and not rules.lower().startswith("s3://")
+        ):
             # editing the rules file changes the running pipeline (a copy of an S3 object is
             # read once)
             log = AuditLog(log_path)

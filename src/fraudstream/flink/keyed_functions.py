@@ -142,8 +142,9 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         if self.state_ttl_ms:
             # Flink's TTL runs on processing time: it bounds storage for keys that stopped
             # coming (RocksDB: its compaction filter; the heap: full snapshots; not the heap's
-            # incremental cleanup, which made every read scan a copy of all keys here). Decisions never depend on it: a key is found expired by its own event
-            # times (the stage compares the record with the key's last time, as embedded).
+            # incremental cleanup, which made every read scan a copy of all keys here).
+            # Decisions never depend on it: a key is found expired by its own event times
+            # (the stage compares the record with the key's last time, as embedded).
             # PyFlink builds the default RocksDB cleanup's Duration through a Py4J gateway a
             # TaskManager does not have (thread mode fails to open); the strategies are set
             # here instead. Only the entry count reaches Java: the periodic compaction time
