@@ -142,10 +142,12 @@ class KeyRows:
             records["last_ms"] = last_ms
         elif expiry is not None:
             records["last_ms"] = expiry.seen[self.key][:k]
-        packed = records.tobytes()
         size = self.size
+        rows: list[bytes] = records.view(f"S{size}").tolist() if size else [b""] * k
+        if any(len(row) != size for row in rows):  # S trims trailing zero bytes: pad back
+            rows = [row.ljust(size, b"\0") for row in rows]
         if not self.coded:
-            return [packed[i * size : (i + 1) * size] for i in range(k)]
+            return rows
         columns = []
         for table, field, space, width in self.coded:
             names = np.array([*self.pipeline.codes[space].keys, None], dtype=object)
@@ -153,7 +155,4 @@ class KeyRows:
             text = names[np.where(codes >= 0, codes, len(names) - 1)]
             columns.append(text.tolist() if width else [[t] for t in text.tolist()])
         encode = self._texts.encode
-        return [
-            packed[i * size : (i + 1) * size] + encode([column[i] for column in columns])
-            for i in range(k)
-        ]
+        return [rows[i] + encode([column[i] for column in columns]) for i in range(k)]

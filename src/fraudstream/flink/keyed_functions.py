@@ -188,7 +188,9 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         waiting = times > watermark
         if not waiting.all():  # behind the watermark: decided at once, as embedded
             yield from self.arrived_behind(self.take(part, np.flatnonzero(~waiting)), watermark)
-        if waiting.any():
+        if waiting.all():
+            self.wait(part, ctx)
+        elif waiting.any():
             self.wait(self.take(part, np.flatnonzero(waiting)), ctx)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
