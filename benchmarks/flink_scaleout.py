@@ -103,7 +103,7 @@ def flink_job(
         raise RuntimeError(f"job {job} {detail['state']}")
     shares = {}
     for vertex in detail["vertices"]:
-        if vertex["name"] in DETECTORS:
+        if vertex["name"].split(",")[0] in DETECTORS or vertex["name"] in DETECTORS:
             answer = rest_get(cluster.address, f"/jobs/{job}/vertices/{vertex['id']}")
             shares[vertex["name"]] = [s["metrics"]["read-records"] for s in answer["subtasks"]]
     return {
