@@ -13,7 +13,7 @@ import boto3
 import msgspec
 
 FRAUDSTREAM = [sys.executable, "-c", "from fraudstream.cli import main; main()"]
-AWS_ENV = {
+AWS_ENV = {  # as tests/conftest.py MOTO_CREDENTIALS (the aws fixture sets those)
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
