@@ -93,8 +93,8 @@ def embedded(parts: PipelineParts, batches: list[list[bytes]]) -> tuple[Any, ...
         batch, letters = decoder.lines(lines, positions, [0.0] * len(lines))
         dead += [d.to_dict() for d in letters]
         result = pipeline.submit(batch, 0.0) if lines else pipeline.flush(0.0)
-        clock = pipeline.clock
-        late += late_dicts(result.late, clock.watermark, clock.allowed_lateness_ms)
+        lateness = pipeline.clock.allowed_lateness_ms
+        late += late_dicts(result.late, result.late_watermark, lateness)
         dead += [{"position": int(p)} for p in result.duplicates.position]
         if result.decisions is not None:
             decisions += decision_dicts(result.decisions)
