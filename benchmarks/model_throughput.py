@@ -61,13 +61,7 @@ def model_artifact(kind: str, tx: Path, labels: Path) -> Path:
         return target
     features = DATA / "handbook_features.parquet"
     command = [str(Path(sys.executable).parent / "fraudstream")]
-    import pyarrow.parquet as pq
-
-    # a table from before the relative-amount features is made again
-    if (
-        not features.exists()
-        or "customer_amount_over_avg_30d" not in pq.read_schema(features).names
-    ):
+    if not features.exists():
         subprocess.run(
             [*command, "features", "--input", str(tx), "--labels", str(labels), "--output",
              str(features)], check=True,

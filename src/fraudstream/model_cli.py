@@ -33,7 +33,6 @@ class FeatureSet(StrEnum):
 
     book = "book"
     ours = "ours"
-    recommended = "recommended"
 
 
 def simulate_handbook(
@@ -114,13 +113,9 @@ def _frame(features: Path, labels: Path | None) -> Any:
 
 
 def _feature_names(frame: Any, feature_set: FeatureSet) -> list[str]:
-    from fraudstream.features.catalog import BOOK_FEATURES, OUR_FEATURES, RECOMMENDED_FEATURES
+    from fraudstream.features.catalog import BOOK_FEATURES, OUR_FEATURES
 
-    wanted = {
-        FeatureSet.book: BOOK_FEATURES,
-        FeatureSet.ours: OUR_FEATURES,
-        FeatureSet.recommended: RECOMMENDED_FEATURES,
-    }[feature_set]
+    wanted = BOOK_FEATURES if feature_set is FeatureSet.book else OUR_FEATURES
     missing = [name for name in BOOK_FEATURES if name not in frame.columns]
     if missing:
         raise ConfigError(f"--features: missing columns {', '.join(missing)}")
@@ -221,7 +216,7 @@ def train_command(
     ] = None,
     feature_set: Annotated[
         FeatureSet | None,
-        typer.Option(help="book (15), ours or recommended (default: the kind's own)."),
+        typer.Option(help="book (15) or ours (the default)."),
     ] = None,
     class_balance: Annotated[
         str | None, typer.Option(help="balanced or none (default: the kind's own).")
@@ -239,8 +234,8 @@ def train_command(
 ) -> None:
     """Train a model on a feature table; saves a versioned artifact with test metrics.
 
-    Without --kind it trains the recommended model: XGBoost on the recommended features,
-    early-stopped on the week before the training week.
+    Without --kind it trains the recommended model: XGBoost on our features, early-stopped
+    on the week before the training week.
     """
     from fraudstream.models.evaluate import metrics, split
     from fraudstream.models.train import RECOMMENDED, train_model, validation_protocol
@@ -249,9 +244,7 @@ def train_command(
         protocol = protocol_from_options(train_start, train_days, delay_days, known_cutoff_days)
         recommended = kind is None
         chosen_kind = RECOMMENDED["kind"] if kind is None else kind
-        chosen_set = feature_set or (
-            FeatureSet(RECOMMENDED["feature_set"]) if recommended else FeatureSet.ours
-        )
+        chosen_set = feature_set or FeatureSet(RECOMMENDED["feature_set"])
         balance = class_balance or (RECOMMENDED["class_balance"] if recommended else "none")
         params: dict[str, Any] = dict(RECOMMENDED["params"]) if recommended else {}
         for name, value in (("n_estimators", n_estimators), ("max_depth", max_depth)):

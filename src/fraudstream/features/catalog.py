@@ -14,10 +14,7 @@ __all__ = [
     "CALENDAR_FEATURES",
     "DETECTOR_FEATURES",
     "OUR_FEATURES",
-    "RECOMMENDED_FEATURES",
-    "RELATIVE_FEATURES",
     "customer_features",
-    "relative_features",
     "terminal_features",
 ]
 
@@ -38,11 +35,6 @@ def customer_features(windows_days: tuple[int, ...] = (1, 7, 30)) -> tuple[str, 
         "customer_tx_seen",
         f"customer_amount_over_max_{longest}d",
     )
-
-
-def relative_features(windows_days: tuple[int, ...] = (1, 7, 30)) -> tuple[str, ...]:
-    """The amount over the customer's own mean amount in each window (this one included)."""
-    return tuple(f"customer_amount_over_avg_{d}d" for d in windows_days)
 
 
 def terminal_features(windows_days: tuple[int, ...] = (1, 7, 30)) -> tuple[str, ...]:
@@ -71,13 +63,8 @@ BOOK_FEATURES = (
 # Detector outputs used as model inputs when the detectors run (numeric ones only).
 DETECTOR_FEATURES = ("distance_km", "speed_kmh", "transactions_in_window")
 
-RELATIVE_FEATURES = relative_features()
-
 OUR_FEATURES = tuple(
     dict.fromkeys(
         (*BOOK_FEATURES, "hour", *customer_features(), *terminal_features(), *DETECTOR_FEATURES)
     )
 )
-
-# The recommended model's inputs: ours and the amount relative to the customer's own means.
-RECOMMENDED_FEATURES = (*OUR_FEATURES, *RELATIVE_FEATURES)

@@ -20,12 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from fraudstream.engine.keys import KeySpace
-from fraudstream.features.catalog import (
-    CALENDAR_FEATURES,
-    customer_features,
-    relative_features,
-    terminal_features,
-)
+from fraudstream.features.catalog import CALENDAR_FEATURES, customer_features, terminal_features
 from fraudstream.features.kernels import (
     DAY_MS,
     NEVER,
@@ -155,7 +150,6 @@ class StreamingFeatures:
         self.labels = labels
         self.customer_names = customer_features(cfg.windows_days)
         self.terminal_names = terminal_features(cfg.windows_days)
-        self.relative_names = relative_features(cfg.windows_days)
         self.windows_ms = np.array([d * DAY_MS for d in cfg.windows_days], dtype=np.int64)
         longest = int(self.windows_ms.max())
         slack = cfg.slack_days * DAY_MS
@@ -224,7 +218,7 @@ class StreamingFeatures:
     @property
     def names(self) -> tuple[str, ...]:
         """Every feature this produces, in column order."""
-        return CALENDAR_FEATURES + self.customer_names + self.terminal_names + self.relative_names
+        return CALENDAR_FEATURES + self.customer_names + self.terminal_names
 
     def nbytes(self) -> int:
         """Memory held by the feature state."""
@@ -368,12 +362,6 @@ class StreamingFeatures:
         }
         out.update({name: cust[:, k] for k, name in enumerate(self.customer_names)})
         out.update({name: term[:, k] for k, name in enumerate(self.terminal_names)})
-        # amount over the customer's mean per window (the window holds this transaction, so
-        # the mean is > 0 unless every amount is 0: then NaN, missing)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for d, name in zip(cfg.windows_days, self.relative_names, strict=True):
-                mean = out[f"customer_avg_amount_{d}d"]
-                out[name] = np.where(mean > 0, amount / mean, np.nan)
         return out
 
 

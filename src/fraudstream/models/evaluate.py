@@ -70,10 +70,11 @@ def split(frame: pd.DataFrame, protocol: Protocol) -> tuple[pd.DataFrame, pd.Dat
     """(training rows, test rows) of a frame with ``day`` (epoch day), ``card_id``, ``is_fraud``."""
     first = _day(protocol.train_start)
     train = frame[(frame["day"] >= first) & (frame["day"] < first + protocol.train_days)]
-    known = set(train.loc[train["is_fraud"], "card_id"])
+    fraud = frame["is_fraud"].to_numpy(dtype=bool)
+    known = set(train.loc[train["is_fraud"].to_numpy(dtype=bool), "card_id"])
     parts = []
     test_first = _day(protocol.test_start)
-    frauds = frame[frame["is_fraud"]]
+    frauds = frame[fraud]
     added = first + protocol.train_days  # the first day whose frauds are not in ``known`` yet
     for k in range(protocol.test_days):
         # frauds up to known_cutoff_days before this test day are known by now

@@ -100,7 +100,7 @@ def evaluate_command(
         str,
         typer.Option(
             help="Comma-separated: logistic_regression,random_forest,xgboost (the book's "
-            "settings) and recommended (`train`'s default model, on its own features)."
+            "settings) and recommended (`train`'s default model, on our features)."
         ),
     ] = "logistic_regression,random_forest,xgboost,recommended",
     feature_sets: Annotated[str, typer.Option(help="Comma-separated: book,ours.")] = "book,ours",
@@ -136,7 +136,7 @@ def evaluate_command(
                 raise ConfigError(f"--feature-sets: book or ours, got {set_name!r}") from None
         combos = [(s, k) for s in sets for k in wanted_kinds if k != "recommended"]
         if "recommended" in wanted_kinds:
-            combos.append((FeatureSet.recommended, "recommended"))
+            combos.append((FeatureSet.ours, "recommended"))
         runs: list[dict[str, Any]] = []
         curves: dict[str, tuple[Any, Any, float]] = {}
         for number, (feature_path, label_path) in enumerate(
