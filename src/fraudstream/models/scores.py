@@ -49,6 +49,8 @@ class ScoreCollector:
 
     def __call__(self, decisions: Decisions) -> None:
         n = len(decisions)
+        if n == 0:
+            return
         score = np.asarray(decisions.features["model_probability"], dtype=np.float64)
         columns: dict[str, Any] = {
             "transaction_id": decisions.tx.transaction_id,
