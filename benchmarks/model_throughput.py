@@ -67,8 +67,10 @@ def model_artifact(kind: str, tx: Path, labels: Path) -> Path:
              str(features)], check=True,
         )  # fmt: skip
     size = ["--n-estimators", "30", "--max-depth", "5"] if kind == "xgboost" else []
+    # "recommended": `train` without --kind (its own features, trees and early stopping)
+    chosen = [] if kind == "recommended" else ["--kind", kind]
     subprocess.run(
-        [*command, "train", "--features", str(features), "--labels", str(labels), "--kind", kind,
+        [*command, "train", "--features", str(features), "--labels", str(labels), *chosen,
          "--output", str(target), *size], check=True,
     )  # fmt: skip
     return target
@@ -113,7 +115,9 @@ def child(*args: str, repeat: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--kind", default="xgboost", help="model kind to run in the loop")
+    parser.add_argument(
+        "--kind", default="xgboost", help="model kind to run in the loop (or recommended)"
+    )
     parser.add_argument("--step", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:

@@ -3,8 +3,9 @@
     fraudstream simulate --scenario handbook --output hb.parquet --labels-out labels.parquet
     fraudstream features --input hb.parquet --labels labels.parquet --output features.parquet
     fraudstream evaluate --features features.parquet --labels labels.parquet --plot pr.png
-    fraudstream train --features features.parquet --labels labels.parquet --kind xgboost \\
-        --output models/xgb
+    fraudstream train --features features.parquet --labels labels.parquet --output models/rec
+    fraudstream score --input hb.parquet --labels labels.parquet --model models/rec \\
+        --output scores.parquet
     fraudstream run --input hb.parquet --labels labels.parquet --model models/xgb ...
 """
 
@@ -129,6 +130,26 @@ def _train_start(text: str) -> date:
         raise ConfigError(f"--train-start must be a date like 2018-07-25, got {text!r}") from None
 
 
+KnownCutoffOption = Annotated[
+    int,
+    typer.Option(
+        help="A test day D leaves out the cards with a fraud up to day D - this (7; the "
+        "handbook's published code: 8)."
+    ),
+]
+
+
+def protocol_from_options(train_start: str, train_days: int, delay_days: int, cutoff: int) -> Any:
+    """The evaluation protocol from the options; a ConfigError naming a bad one."""
+    from fraudstream.models.evaluate import Protocol
+
+    if train_days < 1 or delay_days < 0:
+        raise ConfigError("--train-days must be >= 1 and --delay-days >= 0")
+    if cutoff < 1:
+        raise ConfigError(f"--known-cutoff-days must be >= 1, got {cutoff}")
+    return Protocol(_train_start(train_start), train_days, delay_days, known_cutoff_days=cutoff)
+
+
 FeaturesPath = Annotated[
     Path, typer.Option("--features", help="Table from `fraudstream features`.")
 ]
@@ -187,13 +208,23 @@ def train_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Artifact directory.")],
     labels: LabelsPath = None,
     kind: Annotated[
-        str, typer.Option(help="logistic_regression, random_forest or xgboost.")
-    ] = "xgboost",
-    feature_set: Annotated[FeatureSet, typer.Option(help="book (15) or ours.")] = FeatureSet.ours,
-    class_balance: Annotated[str, typer.Option(help="balanced or none.")] = "none",
+        str | None,
+        typer.Option(
+            help="logistic_regression, random_forest or xgboost; without it the recommended "
+            "model (see docs/models.md)."
+        ),
+    ] = None,
+    feature_set: Annotated[
+        FeatureSet | None,
+        typer.Option(help="book (15) or ours (the default)."),
+    ] = None,
+    class_balance: Annotated[
+        str | None, typer.Option(help="balanced or none (default: the kind's own).")
+    ] = None,
     train_start: Annotated[str, typer.Option(help="First training day.")] = "2018-07-25",
     train_days: Annotated[int, typer.Option(help="Training days.")] = 7,
     delay_days: Annotated[int, typer.Option(help="Label delay before the test days.")] = 7,
+    known_cutoff_days: KnownCutoffOption = 7,
     n_estimators: Annotated[
         int | None, typer.Option(help="Trees (forest, XGBoost); default 100.")
     ] = None,
@@ -201,25 +232,39 @@ def train_command(
         int | None, typer.Option(help="Tree depth (forest 20, XGBoost 6).")
     ] = None,
 ) -> None:
-    """Train a model on a feature table; saves a versioned artifact with test metrics."""
-    from fraudstream.models.evaluate import Protocol, metrics, split
-    from fraudstream.models.train import train_model
+    """Train a model on a feature table; saves a versioned artifact with test metrics.
+
+    Without --kind it trains the recommended model: XGBoost on our features, early-stopped
+    on the week before the training week.
+    """
+    from fraudstream.models.evaluate import metrics, split
+    from fraudstream.models.train import RECOMMENDED, train_model, validation_protocol
 
     try:
-        protocol = Protocol(_train_start(train_start), train_days, delay_days)
-        params: dict[str, Any] = {}
+        protocol = protocol_from_options(train_start, train_days, delay_days, known_cutoff_days)
+        recommended = kind is None
+        chosen_kind = RECOMMENDED["kind"] if kind is None else kind
+        chosen_set = feature_set or FeatureSet(RECOMMENDED["feature_set"])
+        balance = class_balance or (RECOMMENDED["class_balance"] if recommended else "none")
+        params: dict[str, Any] = dict(RECOMMENDED["params"]) if recommended else {}
         for name, value in (("n_estimators", n_estimators), ("max_depth", max_depth)):
             if value is not None:
-                if value < 1 or kind == "logistic_regression":
+                if value < 1 or chosen_kind == "logistic_regression":
                     raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, for trees only")
                 params[name] = value
         frame = _frame(features, labels)
-        names = _feature_names(frame, feature_set)
+        names = _feature_names(frame, chosen_set)
         train, test = split(frame, protocol)
+        validation = None
+        if recommended:
+            valid, _ = split(frame, validation_protocol(protocol))
+            if len(valid) and valid["is_fraud"].any():
+                validation = (valid[names].to_numpy(float), valid["is_fraud"].to_numpy())
         artifact = train_model(
-            kind, train[names].to_numpy(float), train["is_fraud"].to_numpy(), names,
-            name=f"{kind}-{feature_set.value}", class_balance=class_balance,
-            training_window=protocol.window(), params=params,
+            chosen_kind, train[names].to_numpy(float), train["is_fraud"].to_numpy(), names,
+            name="recommended" if recommended else f"{chosen_kind}-{chosen_set.value}",
+            class_balance=balance, training_window=protocol.window(), params=params,
+            validation=validation,
         )  # fmt: skip
         if len(test) and test["is_fraud"].any():
             figures = metrics(test, artifact.predict(test[names].to_numpy(float)))
@@ -230,6 +275,60 @@ def train_command(
         return
     err.print(f"model {artifact.info.name} version {artifact.info.version} -> {output}")
     err.print(json.dumps(artifact.info.metrics, indent=2))
+
+
+def score_command(
+    input: Annotated[str, typer.Option("--input", "-i", help="Transactions file.")],
+    model: Annotated[Path, typer.Option(help="Model artifact directory.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Scores file (.parquet, or .csv).")
+    ],
+    labels: LabelsPath = None,
+    top: Annotated[
+        int, typer.Option(help="Top feature contributions per row (0: none, faster).")
+    ] = 3,
+    rules: RulesOption = None,
+    profiles: ProfilesOption = None,
+    state_ttl_hours: Annotated[
+        float, typer.Option(help="As `run --state-ttl-hours`.")
+    ] = DEFAULT_STATE_TTL_HOURS,
+) -> None:
+    """Score every transaction with a model: transaction_id, score, top contributions.
+
+    The features are the live pipeline's (with --labels, known frauds count from their
+    label_time on), so a score here is the one `run --model` would use.
+    """
+    from fraudstream.cli import _pipeline_parts, _run_with_progress, _ttl_ms
+    from fraudstream.cli_options import TimeMode
+    from fraudstream.io.files import FileSource, guess_format
+    from fraudstream.models.dataset import attach
+    from fraudstream.models.scores import ScoreCollector
+    from fraudstream.run import Outputs, Runner
+    from fraudstream.schema import CardTokenizer
+
+    try:
+        path = Path(input)
+        if not path.is_file():
+            raise ConfigError(f"--input {input}: no such file")
+        if top < 0:
+            raise ConfigError(f"--top must be >= 0, got {top}")
+        pipeline = _pipeline_parts(
+            rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None,
+            _ttl_ms(state_ttl_hours),
+        )  # fmt: skip
+        stage = attach(pipeline, labels, model)
+        assert stage.model is not None
+        collector = ScoreCollector(stage.model, top)
+        runner = Runner(pipeline, Outputs(), CardTokenizer.from_environment(), collector)
+        summary = _run_with_progress(runner, FileSource(path, guess_format(input)), False)
+        rows = collector.write(output)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    err.print(
+        f"{rows:,} scores -> {output} ({summary.dead_letters:,} dead letters, "
+        f"{stage.features.labels_applied:,} labels applied, {summary.throughput:,.0f} tx/s)"
+    )
 
 
 def serve_model_command(
@@ -264,5 +363,6 @@ def register(app: typer.Typer) -> None:
 
     app.command("features")(features_command)
     app.command("train")(train_command)
+    app.command("score")(score_command)
     app.command("evaluate")(evaluate_command)
     app.command("serve-model")(serve_model_command)

@@ -226,3 +226,39 @@ def test_a_checkpoint_carries_the_streaming_features(data: dict[str, Path], tmp_
         "--checkpoint-dir", str(tmp_path / "cli-checkpoints"), "--quiet",
     )  # fmt: skip
     assert CheckpointStore(str(tmp_path / "cli-checkpoints")).latest() is not None
+
+
+def test_evaluate_over_several_runs_gives_mean_and_spread(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two runs (the same simulation twice here): the table shows mean ± spread, the JSON
+    each run's figures; the recommended row is `train`'s default model; a cutoff of 8 keeps
+    at least as many test rows as the default 7."""
+    figures = tmp_path / "eval.json"
+    two = ["--features", str(data["features"]), "--labels", str(data["labels"])] * 2
+    output = invoke(
+        "evaluate", *two, "--kinds", "logistic_regression,recommended", "--feature-sets", "book",
+        "--json", str(figures),
+    )  # fmt: skip
+    assert "± 0.000" in output, output  # the same run twice: no spread
+    payload = json.loads(figures.read_text())
+    assert [(r["features"], r["model"]) for r in payload["rows"]] == [
+        ("book", "logistic_regression"), ("ours", "recommended")
+    ]  # fmt: skip
+    assert len(payload["runs"]) == 2 and payload["protocol"]["known_cutoff_days"] == "7"
+    for row in payload["rows"]:
+        assert row["average_precision_std"] == 0.0 and 0 < row["average_precision"] <= 1
+    book_code = tmp_path / "eval8.json"
+    invoke(
+        "evaluate", "--features", str(data["features"]), "--labels", str(data["labels"]),
+        "--kinds", "logistic_regression", "--known-cutoff-days", "8", "--json", str(book_code),
+    )  # fmt: skip
+    assert (
+        json.loads(book_code.read_text())["runs"][0]["test_rows"] >= payload["runs"][0]["test_rows"]
+    )
+    for extra, message in (
+        (["--labels", str(data["labels"])], "--labels: give one per --features"),
+        (["--known-cutoff-days", "0"], "--known-cutoff-days must be >= 1"),
+    ):
+        result = runner.invoke(app, ["evaluate", *two, *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
