@@ -93,15 +93,15 @@ def pipeline_parts(
     state_ttl_hours: float,
 ) -> Any:
     """The job's pipeline definition, checked as `fraudstream run` checks it."""
-    from fraudstream import cli
+    from fraudstream.assembly import pipeline_config, state_ttl_ms
     from fraudstream.flink.stages import PipelineParts
 
-    state_ttl_ms = cli._ttl_ms(state_ttl_hours)
-    rules_in_force, table, time_config, reference = cli.pipeline_config(
+    ttl_ms = state_ttl_ms(state_ttl_hours)
+    rules_in_force, table, time_config, reference = pipeline_config(
         rules, profiles, TimeMode.event, out_of_orderness_ms, allowed_lateness_ms,
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
-    return PipelineParts(rules_in_force, table, time_config, reference, state_ttl_ms)
+    return PipelineParts(rules_in_force, table, time_config, reference, ttl_ms)
 
 
 def count_lines(directory: str) -> int:

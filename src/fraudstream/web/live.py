@@ -144,8 +144,7 @@ def serve_demo(
     """
     import uvicorn
 
-    from fraudstream import cli
-    from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, TimeMode
+    from fraudstream.assembly import DEFAULT_STATE_TTL_HOURS, TimeMode, build_pipeline, state_ttl_ms
     from fraudstream.config import ConfigError, load_rows
     from fraudstream.web.app import create_app
     from fraudstream.web.guard import trusted_hosts
@@ -162,9 +161,9 @@ def serve_demo(
         for row in load_rows(profiles_path, "profiles")
         if row.get("home_lat") is not None and row.get("home_lon") is not None
     }
-    pipeline = cli._pipeline_parts(
+    pipeline = build_pipeline(
         None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None,
-        cli._ttl_ms(DEFAULT_STATE_TTL_HOURS),
+        state_ttl_ms(DEFAULT_STATE_TTL_HOURS),
     )  # fmt: skip
     token, generated = api_token()
     app = create_app(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fraudstream.cli import err, fail
+from fraudstream.cli.common import err, fail
 from fraudstream.config import ConfigError
 
 __all__ = ["rules_app"]
