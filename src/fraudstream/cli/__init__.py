@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from fraudstream import __version__
-from fraudstream.cli.common import err, fail
+from fraudstream.cli.common import err
 from fraudstream.cli.help import install_readable_metavars
 from fraudstream.config import ConfigError
 
@@ -179,19 +179,46 @@ def _command_name() -> str:
     return " ".join(words[:1]) or "fraudstream"
 
 
+def usage_error_line(exc: typer.TyperException) -> str:
+    """A command-line mistake in one line: what, and where to read more.
+
+    >>> usage_error_line(typer.TyperException("Invalid value: Value error, 'x' is not one"))
+    "Invalid value: 'x' is not one"
+    """
+    possibilities = getattr(exc, "possibilities", None)  # an unknown option's near names
+    if possibilities:
+        message = f"{exc.message} (did you mean {' or '.join(sorted(possibilities))}?)"
+    else:
+        message = exc.format_message()
+    message = " ".join(message.replace("Value error, ", "").split())  # pydantic's prefix
+    context = getattr(exc, "ctx", None)  # a usage error's command
+    if context is not None and message:
+        message = message.rstrip(".")
+        message += f"; see {context.command_path} --help"
+    return message
+
+
 def main() -> None:
     """Entry point: readable one-line errors instead of tracebacks."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except ConfigError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
+    except typer.TyperException as exc:
+        if not exc.format_message():  # no arguments: the help was printed
+            sys.exit(exc.exit_code)
+        err.print(f"[bold red]error:[/] {escape(usage_error_line(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         extra = EXTRA_OF_MODULE.get(top)
         if extra is None:
             raise
-        try:
-            fail(f"{_command_name()} needs {top}: pip install 'fraudstream[{extra}]'")
-        except typer.Exit as done:
-            sys.exit(done.exit_code)
+        message = f"{_command_name()} needs {top}: pip install 'fraudstream[{extra}]'"
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -32,8 +32,10 @@ def readable_metavar(
     True
     >>> readable_metavar("format", "InputFormat", choices=["jsonl", "csv"])
     'jsonl|csv'
-    >>> readable_metavar("rules", "Path"), readable_metavar("input", "str"), readable_metavar("x", "str")
-    ('PATH', 'PATH|URL', 'TEXT')
+    >>> readable_metavar("rules", "Path"), readable_metavar("input", "str")
+    ('PATH', 'PATH|URL')
+    >>> readable_metavar("group_id", "str")
+    'TEXT'
     >>> readable_metavar("allowed_host", "list[str]")
     'TEXT'
     """

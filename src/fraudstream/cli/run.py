@@ -198,6 +198,7 @@ def run_command(
     write the outputs."""
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
+    from fraudstream.io.preflight import check_input_file
     from fraudstream.rules import AuditLog, RulesFileWatcher
     from fraudstream.rules.versions import RuleVersions, versions_path_for
     from fraudstream.run import Outputs, Runner
@@ -267,13 +268,11 @@ def run_command(
             restore_signals = stop_on_signals(source)  # SIGTERM / Ctrl-C: finish the batch
         else:
             path = Path(input)
-            if not path.is_file():
-                raise ConfigError(f"--input {input}: no such file")
+            file_format = format.value if format else guess_format(input)
+            check_input_file(path, file_format)
             if batch_rows < 1:
                 raise ConfigError(f"--batch-rows must be >= 1, got {batch_rows}")
-            source = FileSource(
-                path, format.value if format else guess_format(input), batch_rows=batch_rows
-            )
+            source = FileSource(path, file_format, batch_rows=batch_rows)
         secret = None
         if webhook_secret_env:
             value = os.environ.get(webhook_secret_env)
@@ -340,6 +339,18 @@ def run_command(
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2))
     if not quiet:
         print_summary(summary)
+    if summary.records and not summary.decided and summary.dead_letters >= summary.records:
+        fail(nothing_decided(summary, input))
+
+
+def nothing_decided(summary: Any, input: str) -> str:
+    """The one line a run that decided none of its records ends with (exit code 2)."""
+    reasons = summary.dead_reasons.most_common(1)
+    why = f"; most for {reasons[0][0]!r}" if reasons else ""
+    return (
+        f"--input {input}: no record could be decided: {summary.dead_letters:,} of "
+        f"{summary.records:,} were dead letters{why} (see --dead-letters for each reason)"
+    )
 
 
 def recovery_for(

@@ -133,10 +133,13 @@ def serve_demo(
     seconds: float | None = None,
     rate: float = LIVE_RATE,
     allowed_hosts: Iterable[str] = (),
+    decisions_url: str | None = None,
 ) -> None:
     """Serves the app with ``records`` replayed live; stops after ``seconds`` (or Ctrl-C).
 
-    Reviews, labels and audit logs go to ``directory/web``. The token is
+    Reviews, labels and audit logs go to ``directory/web``; decisions to ``decisions_url``
+    (the batch run's store, so the app shows its decisions too), else ``directory/web``. The
+    token is
     ``$FRAUDSTREAM_TOKEN`` or a new one, printed with a URL that hands it to the page in the
     fragment (never sent to the server); it also admits the reads that
     ``$FRAUDSTREAM_READ_TOKEN``, when set, closes. Only loopback ``Host`` names, ``host`` and
@@ -170,6 +173,7 @@ def serve_demo(
         pipeline,
         token,
         data_dir=directory / "web",
+        decisions_url=decisions_url,
         background=[replay(list(records), homes, rate)],
         read_token=os.environ.get(READ_TOKEN_VARIABLE) or None,
         allowed_hosts=hosts,
