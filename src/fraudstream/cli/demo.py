@@ -182,5 +182,13 @@ def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> No
     for scenario, total in sorted(totals.items()):
         share = alerted[scenario] / total
         shown = ", ".join(f"{rule} {count}" for rule, count in fired[scenario].most_common(3))
-        table.add_row(scenario, f"{total:,}", f"{alerted[scenario]:,} ({share:.0%})", shown)
+        shown_share = f"{share:.1%}" if 0 < share < 0.1 else f"{share:.0%}"  # never "28 (0%)"
+        table.add_row(scenario, f"{total:,}", f"{alerted[scenario]:,} ({shown_share})", shown)
     err.print(table)
+    err.print(
+        "[dim]velocity and new_device are weak signals (score < 0.5): alone they are reasons on "
+        "approved decisions, alerting only with another signal. The normal records that alert "
+        "are mostly the trip home after an injected impossible_travel (geo_velocity fires on it "
+        "too).[/]",
+        highlight=False,
+    )
