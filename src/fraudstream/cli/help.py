@@ -66,7 +66,7 @@ def _option_metavar(self: TyperOption, ctx: Any) -> str | None:
         python_type = self.bare_type()
     shown = readable_metavar(self.name, python_type, bool(self.is_flag), choices)
     if shown is not None and described.is_list:
-        shown += " (repeatable)"
+        shown += "..."  # repeatable
     return shown
 
 
