@@ -114,21 +114,24 @@ def _register() -> None:
         rich_help_panel=DECIDE,
         epilog=_example(
             "fraudstream run -i fraudstream-demo/transactions.jsonl --decisions out.jsonl",
-            "fraudstream run -i kafka://localhost:9092/tx --alerts alerts.jsonl --store d.db",
+            "fraudstream run -i kafka://localhost:9092/tx --alerts alerts.jsonl",
         ),
     )(run_command)
     app.command(
         "backtest",
         rich_help_panel=DECIDE,
         epilog=_example(
-            "fraudstream backtest --history tx.jsonl --labels labels.jsonl --rules new.yaml"
+            "fraudstream backtest -i history.jsonl --labels labels.jsonl --rules candidate.yaml"
         ),
     )(backtest_command)
     app.add_typer(rules_app, rich_help_panel=DECIDE)
     app.command(
         "simulate",
         rich_help_panel=DATA,
-        epilog=_example("fraudstream simulate --count 1000 --fast -o tx.jsonl"),
+        epilog=_example(
+            "fraudstream simulate --count 1000 --fast -o tx.jsonl",
+            "fraudstream simulate --scenario handbook -o tx.parquet --labels-out labels.parquet",
+        ),
     )(simulate_command)
     app.command(
         "query",
@@ -149,7 +152,9 @@ def _register() -> None:
     app.command(
         "train",
         rich_help_panel=MODELS,
-        epilog=_example("fraudstream train --features f.parquet --out models/"),
+        epilog=_example(
+            "fraudstream train --features f.parquet --labels labels.parquet -o models/xgb"
+        ),
     )(train_command)
     app.command(
         "evaluate",
@@ -159,14 +164,12 @@ def _register() -> None:
     app.command(
         "serve-model",
         rich_help_panel=MODELS,
-        epilog=_example("fraudstream serve-model models/model.json --port 8900"),
+        epilog=_example("fraudstream serve-model --model models/xgb --port 8890"),
     )(serve_model_command)
     app.command(
         "serve",
         rich_help_panel=SERVE,
-        epilog=_example(
-            "fraudstream serve --profiles fraudstream-demo/profiles.yaml --store decisions.db"
-        ),
+        epilog=_example("fraudstream serve --profiles fraudstream-demo/profiles.yaml --port 8000"),
     )(serve_command)
     app.add_typer(flink_app, rich_help_panel=INFRASTRUCTURE)
 
