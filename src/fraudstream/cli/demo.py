@@ -104,7 +104,7 @@ def demo_command(
         f"[dim]throughput: this whole run, records per wall-clock second on one core: reading "
         f"JSON lines, deciding, and writing five files, the Iceberg table and the SQLite "
         f"store ({summary.seconds:.1f} s in all). The engine alone decides ~550,000 tx/s from "
-        f"Parquet (README, Throughput: benchmarks/throughput.py).[/]",
+        f"Parquet (README, Performance: benchmarks/throughput.py).[/]",
         highlight=False,
     )
     _print_catch_rate(records, paths["decisions"])
