@@ -46,7 +46,11 @@ def venv_with(extras: str) -> Path:
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
     pins = home / "requirements.txt"
-    subset = [sys.executable, str(ROOT / "scripts" / "lock_subset.py"), *extras.split(",")]
+    subset = [
+        sys.executable,
+        str(ROOT / "scripts" / "lock_subset.py"),
+        *filter(None, extras.split(",")),
+    ]
     pins.write_text(subprocess.run(subset, check=True, capture_output=True, text=True).stdout)
     install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*install, "--require-hashes", "--no-deps", "-r", str(pins)], check=True)
@@ -100,7 +104,10 @@ def test_core_alone_runs_and_checkpoints_and_names_the_missing_extras(
     needs(fraudstream(python, "query", "alert-rate", cwd=tmp_path), "lake")
     needs(fraudstream(python, "run", "-q", "-i", str(transactions), "--store", "s.db",
                       cwd=tmp_path), "store")  # fmt: skip
-    needs(fraudstream(python, "features", "-i", str(transactions), "-o", "f.parquet",
+    ok(
+        fraudstream(python, "features", "-i", str(transactions), "-o", "f.parquet", cwd=tmp_path)
+    )  # fmt: skip  (the pipeline's own features: core)
+    needs(fraudstream(python, "train", "--features", "f.parquet", "-o", "model",
                       cwd=tmp_path), "models")  # fmt: skip
     needs(fraudstream(python, "serve", cwd=tmp_path), "web")
 
@@ -135,7 +142,8 @@ def test_models_alone_simulates_features_and_trains(tmp_path: Path) -> None:
                    "--labels-out", "labels.parquet", cwd=tmp_path))  # fmt: skip
     ok(fraudstream(python, "features", "-i", "tx.parquet", "--labels", "labels.parquet",
                    "-o", "f.parquet", cwd=tmp_path))  # fmt: skip
-    ok(fraudstream(python, "train", "--features", "f.parquet", "--kind", "logistic_regression",
+    ok(fraudstream(python, "train", "--features", "f.parquet", "--labels", "labels.parquet",
+                   "--kind", "logistic_regression",
                    "--train-start", "2018-04-02", "--train-days", "3", "--delay-days", "2",
                    "-o", "model", cwd=tmp_path))  # fmt: skip
     assert any((tmp_path / "model").iterdir())
