@@ -20,7 +20,7 @@ from fraudstream.cli.common import err
 from fraudstream.cli.help import install_readable_metavars
 from fraudstream.config import ConfigError
 
-__all__ = ["EXTRA_OF_MODULE", "app", "main"]
+__all__ = ["EXTRA_OF_COMMAND", "EXTRA_OF_MODULE", "app", "main", "usage_error_line"]
 
 install_readable_metavars()
 
@@ -43,6 +43,16 @@ EXTRA_OF_MODULE = {
     "boto3": "aws",
     "botocore": "aws",
     "s3fs": "aws",
+}
+
+# the extra a command belongs to (other commands: the extra of the missing module)
+EXTRA_OF_COMMAND = {
+    "serve": "web",
+    "serve-model": "web",
+    "query": "lake",
+    "train": "models",
+    "evaluate": "models",
+    "produce": "kafka",
 }
 
 DECIDE, DATA, MODELS, SERVE, INFRASTRUCTURE = (
@@ -218,10 +228,12 @@ def main() -> None:
         sys.exit(1)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
-        extra = EXTRA_OF_MODULE.get(top)
-        if extra is None:
+        if top not in EXTRA_OF_MODULE:
             raise
-        message = f"{_command_name()} needs {top}: pip install 'fraudstream[{extra}]'"
+        command = _command_name()
+        # a command's own extra first: `serve` lacking sqlalchemy needs web, not store
+        extra = EXTRA_OF_COMMAND.get(command, EXTRA_OF_MODULE[top])
+        message = f"{command} needs {top}: pip install 'fraudstream[{extra}]'"
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
