@@ -99,7 +99,10 @@ def _open(store: str, aws_endpoint_url: str | None = None) -> Any:
         _fail(f"cannot open decision store {shown_url(store)}: {type(exc).__name__}: {exc}")
 
 
-@decisions_app.command("show")
+@decisions_app.command(
+    "show",
+    epilog="Example: fraudstream decisions show tx-000088 --store fraudstream-demo/decisions.db",
+)
 def show(
     transaction_id: Annotated[str, typer.Argument(help="Transaction id.")],
     store: StoreOption = DEFAULT_STORE,
@@ -124,7 +127,9 @@ def _short_time(iso: str | None) -> str:
     return iso.replace("T", " ").removesuffix("Z").split(".")[0]
 
 
-@decisions_app.command("list")
+@decisions_app.command(
+    "list", epilog="Example: fraudstream decisions list --decision decline --limit 50"
+)
 def list_decisions(
     decision: Annotated[
         Tier | None, typer.Option("--decision", help="Only this tier.", case_sensitive=False)

@@ -117,7 +117,11 @@ def count_lines(directory: str) -> int:
     return total
 
 
-@flink_app.command("run")
+@flink_app.command(
+    "run",
+    epilog="Example: fraudstream flink run -i fraudstream-demo/transactions.jsonl "
+    "--decisions out/decisions --alerts out/alerts",
+)
 def run(
     input: Annotated[
         list[str],
@@ -406,5 +410,7 @@ def run(
     sys.stdout.flush()
 
 
-flink_app.command("stop")(stop)
+flink_app.command(
+    "stop", epilog="Example: fraudstream flink stop JOB_ID --jobmanager localhost:8081"
+)(stop)
 flink_app.add_typer(cluster_app)
