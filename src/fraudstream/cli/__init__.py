@@ -1,5 +1,6 @@
-"""The ``fraudstream`` command: one module per command group, registered here with a help
-panel and an example each.
+"""The ``fraudstream`` command: one module per command or command group (``run``, ``demo``,
+``decisions``, ...), registered here in a help panel (decide, data, models, serve,
+infrastructure) with an example each.
 
 Every command module imports only typer, rich and the standard library at the top, so
 ``fraudstream --help`` loads none of the pipeline, numba, pandas, pyiceberg or SQLAlchemy;
@@ -64,9 +65,7 @@ DECIDE, DATA, MODELS, SERVE, INFRASTRUCTURE = (
 )
 
 app = typer.Typer(
-    name="fraudstream",
-    help="Real-time card-fraud detection: stateful detectors, rules and decisions.\n\n"
-    "Start with **fraudstream demo**; every command has an example in its --help.",
+    name="fraudstream",  # its help is the callback's docstring
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
