@@ -165,3 +165,20 @@ def test_an_extra_alone_imports_its_modules(extra: str, modules: str, tmp_path: 
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def pinned(*extras: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lock_subset.py"), *extras],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return {line.split("==")[0] for line in done.stdout.splitlines() if "==" in line}
+
+
+def test_the_demo_pins_leave_out_what_only_tests_flink_and_models_need() -> None:
+    demo = pinned("web", "lake")
+    assert {"numba", "pyarrow", "fastapi", "uvicorn", "pyiceberg", "sqlalchemy"} <= demo
+    left_out = {"apache-flink", "apache-beam", "playwright", "mypy", "ruff", "xgboost-cpu"}
+    assert not demo & left_out, demo & left_out
+    assert {"pandas", "scikit-learn"} <= pinned("models")  # train reads pandas frames
+    assert "fsspec" in pinned()  # checkpoints, in the core
