@@ -106,6 +106,7 @@ def demo_command(
         f"store ({summary.seconds:.1f} s in all). The engine alone decides ~550,000 tx/s from "
         f"Parquet (README, Performance: benchmarks/throughput.py).[/]",
         highlight=False,
+        soft_wrap=False,  # a note wraps to the width (the errors stay one line)
     )
     _print_catch_rate(records, paths["decisions"])
     (directory / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
@@ -191,4 +192,5 @@ def _print_catch_rate(records: list[dict[str, Any]], decisions_path: Path) -> No
         "are mostly the trip home after an injected impossible_travel (geo_velocity fires on it "
         "too).[/]",
         highlight=False,
+        soft_wrap=False,  # a note wraps to the width (the errors stay one line)
     )
