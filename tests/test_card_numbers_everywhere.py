@@ -276,13 +276,13 @@ def test_no_card_number_from_parquet_csv_or_stdin(tmp_path: Path, kind: str) -> 
 
 
 def test_no_card_number_through_the_api(tmp_path: Path) -> None:
-    from fraudstream.cli import TimeMode, _pipeline_parts
+    from fraudstream.assembly import TimeMode, build_pipeline
     from fraudstream.web.app import create_app
 
     planted = Planted(3)
     good = transactions(planted, 48)
     extra, _ = awkward_lines(planted, good)
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     tokenizer = CardTokenizer(KEY.encode())
     app = create_app(pipeline, API_TOKEN, tokenizer, data_dir=tmp_path / "data")
     service = app.state.service

@@ -149,6 +149,7 @@ DEMO_FILES = {
     "dead letters": "dead-letters.jsonl",
     "late": "late.jsonl",
     "summary": "summary.json",
+    "store": "decisions.db",
 }
 
 

@@ -37,11 +37,26 @@ def load_document(path: Path) -> Any:
         if path.suffix.lower() == ".json":
             return json.loads(text)
         return load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {first}"
-        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
+
+
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line: ``FILE:LINE:COLUMN: not valid YAML: what`` (line and column from 1).
+
+    >>> try:
+    ...     load_yaml("a: b: c")
+    ... except yaml.YAMLError as exc:
+    ...     print(yaml_error(Path("rules.yaml"), exc))
+    rules.yaml:1:5: not valid YAML: mapping values are not allowed in this context
+    """
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    what = ", ".join(part for part in parts if part) or str(exc).splitlines()[0]
+    return f"{where}: not valid YAML: {what}"
 
 
 def load_rows(path: Path, list_key: str) -> list[dict[str, Any]]:

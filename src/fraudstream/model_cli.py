@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fraudstream.cli import err, fail
+from fraudstream.cli.common import err, fail
 from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, ProfilesOption, RulesOption
 from fraudstream.config import ConfigError
 
@@ -174,7 +174,8 @@ def features_command(
     ] = DEFAULT_STATE_TTL_HOURS,
 ) -> None:
     """Write, for every transaction, the feature values the live pipeline used for it."""
-    from fraudstream.cli import _pipeline_parts, _run_with_progress, _ttl_ms
+    from fraudstream.assembly import build_pipeline, state_ttl_ms
+    from fraudstream.cli.common import run_with_progress
     from fraudstream.cli_options import TimeMode
     from fraudstream.io.files import FileSource, guess_format
     from fraudstream.models.dataset import FeatureCollector, attach
@@ -185,14 +186,14 @@ def features_command(
         path = Path(input)
         if not path.is_file():
             raise ConfigError(f"--input {input}: no such file")
-        pipeline = _pipeline_parts(
+        pipeline = build_pipeline(
             rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None,
-            _ttl_ms(state_ttl_hours),
+            state_ttl_ms(state_ttl_hours),
         )  # fmt: skip
         stage = attach(pipeline, labels, model)
         collector = FeatureCollector(stage)
         runner = Runner(pipeline, Outputs(), CardTokenizer.from_environment(), collector)
-        summary = _run_with_progress(runner, FileSource(path, guess_format(input)), False)
+        summary = run_with_progress(runner, FileSource(path, guess_format(input)), False)
         rows = collector.write(output)
     except ConfigError as exc:
         fail(str(exc))

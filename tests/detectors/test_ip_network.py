@@ -75,6 +75,9 @@ def test_mismatch_message_uses_names() -> None:
     assert d.message("ip_country_mismatch", values) == (
         "IP in GB, expected US (the transaction or home country)"
     )
+    assert d.message("ip_country_mismatch", {**values, "ip": "81.2.69.160"}) == (
+        "IP 81.2.69.160 in GB, expected US (the transaction or home country)"
+    )
     out = d.process(d.new_state(), tx_with(ip_country=[1], expected_country=[7], decode={}))
     values = {k: v[0] for k, v in out.features.items()}
     assert out.fired["ip_country_mismatch"].tolist() == [True]
@@ -123,6 +126,9 @@ def test_anonymous_network_message() -> None:
     values = {k: v[0] for k, v in out.features.items()}
     assert d.message("anonymous_network", values) == "IP in a listed tor network"
     assert d.message("anonymous_network", {"network": None}) == ("IP in a listed anonymous network")
+    assert d.message("anonymous_network", {**values, "ip": "185.220.101.4"}) == (
+        "IP 185.220.101.4 in a listed tor network"
+    )
 
 
 codes = st.integers(-1, 3)  # 3: a code the decode table lacks

@@ -109,6 +109,10 @@ def test_message_names_the_values() -> None:
         "a device not among the card's 3 known devices "
         "(the last 8 remembered, history >= 3 with a device)"
     )
+    assert NewDevice().message("new_device", {"known_devices": 2, "device_id": "dev-7f3a"}) == (
+        "device dev-7f3a not among the card's 2 known devices "
+        "(the last 8 remembered, history >= 3 with a device)"
+    )
 
 
 @st.composite

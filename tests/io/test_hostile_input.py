@@ -407,11 +407,11 @@ def server() -> Iterator[Server]:
     """The real app on uvicorn (a thread of this process) on a free port."""
     import uvicorn
 
-    from fraudstream.cli import TimeMode, _pipeline_parts
+    from fraudstream.assembly import TimeMode, build_pipeline
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
 
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(pipeline, "hostile-token", CardTokenizer.from_environment())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

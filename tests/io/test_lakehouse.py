@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudstream.cli import app
+from fraudstream.cli.query import ALERT_RATE_BY_RULE_BY_DAY, run_query
 from fraudstream.decide import Decisions
 from fraudstream.engine.pipeline import Pipeline
 from fraudstream.io.decode import Decoder
 from fraudstream.io.lakehouse import CHECKPOINT_PROPERTY, RUN_PROPERTY, LakehouseSink, open_table
-from fraudstream.query_cli import ALERT_RATE_BY_RULE_BY_DAY, run_query
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.workload import benchmark_table
 

@@ -23,9 +23,9 @@ from sqlalchemy import create_engine, make_url, text
 from test_sqlstore import decision
 from typer.testing import CliRunner
 
+from fraudstream.cli.decisions import decisions_app
 from fraudstream.io.sqlstore import DecisionStore, decisions_table, make_engine
 from fraudstream.simulate.demo import demo_records
-from fraudstream.store_cli import decisions_app
 
 SERVER = os.environ.get("FRAUDSTREAM_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(

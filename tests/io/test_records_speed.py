@@ -57,11 +57,7 @@ def reference_python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
         else:
             values = column.tolist()
             if column.dtype.kind == "f":
-                values = [None if v != v else v for v in values]
-                values = [
-                    v if v is None or not math.isinf(v) else ("Infinity" if v > 0 else "-Infinity")
-                    for v in values
-                ]
+                values = [None if v != v or math.isinf(v) else v for v in values]
             out[name] = values
     return out
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fraudstream.cli.decisions import decisions_app
 from fraudstream.io.records import iso_ms
 from fraudstream.io.sqlstore import DecisionStore, database_url
-from fraudstream.store_cli import decisions_app
 
 BASE_MS = 1_546_301_160_000  # 2019-01-01T00:06:00Z
 

@@ -75,13 +75,13 @@ def live_server(
     a free port (and a ``history`` for the Rules tab's backtest); stops it afterwards."""
     import uvicorn
 
-    from fraudstream.cli import TimeMode, _pipeline_parts
+    from fraudstream.assembly import TimeMode, build_pipeline
     from fraudstream.schema import CardTokenizer
     from fraudstream.simulate.demo import demo_profiles, write_profiles
     from fraudstream.web.app import create_app
 
     profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=users))
-    pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(
         pipeline,
         TOKEN,

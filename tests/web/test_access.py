@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.app import create_app
 from fraudstream.web.guard import trusted_hosts
@@ -43,7 +43,7 @@ PAGE_PATHS = ["/", "/static/js/main.js", "/static/style.css", "/docs", "/openapi
 
 
 def new_app(read_token: str | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     return create_app(
         pipeline,
         TOKEN,

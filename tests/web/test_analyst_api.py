@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.demo import demo_profiles, write_profiles
 from fraudstream.web.app import create_app
@@ -34,7 +34,7 @@ def new_app(data_dir: Path | None) -> FastAPI:
     profiles = None
     if data_dir is not None:
         profiles = write_profiles(data_dir / "profiles.yaml", demo_profiles(users=2))
-    pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
     return create_app(pipeline, TOKEN, CardTokenizer.from_environment(), data_dir=data_dir)
 
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.io.files import FileSource
 from fraudstream.run import Outputs, Runner
 from fraudstream.schema import CardTokenizer
@@ -32,7 +32,7 @@ START_MS = 1_767_225_600_000
 
 
 def new_app() -> FastAPI:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     return create_app(pipeline, TOKEN, CardTokenizer.from_environment())
 
 
@@ -163,7 +163,7 @@ def run_decisions(records: list[Any], tmp_path: Path) -> list[dict[str, Any]]:
     source = tmp_path / "input.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
     output = tmp_path / "decisions.jsonl"
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     runner = Runner(pipeline, Outputs(decisions=str(output)), CardTokenizer.from_environment())
     summary = runner.run(FileSource(source, "jsonl"))
     assert summary.dead_letters == 200 and summary.late == 0
@@ -342,7 +342,7 @@ def test_slow_subscriber_drops_the_oldest() -> None:
 
 @pytest.mark.parametrize("limit", [3])
 def test_decisions_kept_are_bounded(limit: int) -> None:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(pipeline, TOKEN, CardTokenizer.from_environment(), max_decisions=limit)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         for i in range(5):

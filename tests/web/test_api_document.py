@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.app import create_app
 
@@ -28,7 +28,7 @@ ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
 @pytest.fixture(scope="module")
 def app() -> FastAPI:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     return create_app(pipeline, TOKEN, CardTokenizer.from_environment(), read_token="read")
 
 

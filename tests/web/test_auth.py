@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.app import create_app
 from fraudstream.web.serve import TOKEN_VARIABLE, api_token
@@ -23,7 +23,7 @@ RECORD = {"transaction_id": "a1", "card_id": "c", "timestamp": 1_767_225_600_000
 
 @pytest.fixture(scope="module")
 def app() -> FastAPI:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     return create_app(pipeline, TOKEN, CardTokenizer.from_environment())
 
 
@@ -71,7 +71,7 @@ def test_reads_are_open_and_the_token_admits_writes(app: FastAPI) -> None:
 
 
 def test_an_empty_token_is_not_allowed() -> None:
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     with pytest.raises(ValueError, match="token"):
         create_app(pipeline, "")
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
 
-from fraudstream.cli import TimeMode, _pipeline_parts
+from fraudstream.assembly import TimeMode, build_pipeline
 from fraudstream.schema import CardTokenizer
 from fraudstream.simulate.demo import demo_profiles, write_profiles
 from fraudstream.web.app import create_app
@@ -31,7 +31,7 @@ T0 = 1_767_225_600_000
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     profiles = write_profiles(tmp_path / "profiles.yaml", demo_profiles(users=3))
-    pipeline = _pipeline_parts(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, profiles, TimeMode.event, 0, 300_000, 1_000, None, None)
     app = create_app(pipeline, TOKEN, CardTokenizer.from_environment(), data_dir=tmp_path)
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
@@ -165,7 +165,7 @@ def test_priority_grows_with_the_amount_and_the_score_counts_more(
 @pytest.fixture(scope="module")
 def service() -> Any:
     profiles_app = create_app(
-        _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None),
+        build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None),
         TOKEN,
         CardTokenizer.from_environment(),
     )

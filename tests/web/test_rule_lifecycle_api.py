@@ -14,7 +14,8 @@ import pytest
 from test_analyst_api import AUTH, T0, TOKEN, TestClient, new_app, tx
 from typer.testing import CliRunner
 
-from fraudstream.cli import TimeMode, _pipeline_parts, app
+from fraudstream.assembly import TimeMode, build_pipeline
+from fraudstream.cli import app
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.app import create_app
 
@@ -133,7 +134,7 @@ def test_a_backtest_on_the_server_history_equals_the_cli(tmp_path: Path) -> None
     assert done.exit_code == 0, done.output
     expected = json.loads(report_path.read_text())
 
-    pipeline = _pipeline_parts(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
+    pipeline = build_pipeline(None, None, TimeMode.event, 0, 300_000, 1_000, None, None)
     served = create_app(
         pipeline, TOKEN, CardTokenizer.from_environment(), history=history, history_labels=labels
     )

@@ -96,10 +96,12 @@ class IpCountryMismatch(Detector[IpCountryMismatchThresholds]):
         )
 
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
-        """E.g. "IP in GB, expected US (the transaction or home country)"."""
+        """E.g. "IP 81.2.69.160 in GB, expected US (the transaction or home country)"."""
         ip = _country(values, "ip_country")
         expected = _country(values, "expected_country")
-        return f"IP in {ip}, expected {expected} (the transaction or home country)"
+        return (
+            f"IP{_address(values)} in {ip}, expected {expected} (the transaction or home country)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +160,11 @@ class AnonymousNetwork(Detector[AnonymousNetworkThresholds]):
         )
 
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
-        """E.g. "IP in a listed tor network"."""
+        """E.g. "IP 185.220.101.4 in a listed tor network"."""
         label = _value(values, "network")
         if label is None:
-            return "IP in a listed anonymous network"
-        return f"IP in a listed {label} network"
+            return f"IP{_address(values)} in a listed anonymous network"
+        return f"IP{_address(values)} in a listed {label} network"
 
 
 def reference_step(
@@ -180,3 +182,9 @@ def reference_step(
     mismatch = mismatch and ip_country != expected_country
     anonymous = network_label is not None and (not t.labels or network_label in t.labels)
     return None, {"ip_country_mismatch": mismatch, "anonymous_network": anonymous}
+
+
+def _address(values: Mapping[str, Any]) -> str:
+    """`` 185.220.101.4``: the transaction's IP after a space, or nothing when it has none."""
+    ip = values.get("ip")
+    return f" {ip}" if ip else ""

@@ -130,10 +130,13 @@ class NewDevice(Detector[NewDeviceThresholds]):
         return Findings({"new_device": fired}, {"known_devices": known_out})
 
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
-        """E.g. "a device not among the card's 3 known devices (history >= 3 with a device)"."""
+        """E.g. "device dev-7f3a not among the card's 3 known devices (history >= 3 with a
+        device)"."""
         t = self.thresholds
+        device = values.get("device_id")
+        shown = f"device {device}" if device else "a device"
         return (
-            f"a device not among the card's {int(values['known_devices'])} known devices "
+            f"{shown} not among the card's {int(values['known_devices'])} known devices "
             f"(the last {t.remember} remembered, history >= {t.min_history} with a device)"
         )
 

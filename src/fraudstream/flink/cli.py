@@ -93,15 +93,15 @@ def pipeline_parts(
     state_ttl_hours: float,
 ) -> Any:
     """The job's pipeline definition, checked as `fraudstream run` checks it."""
-    from fraudstream import cli
+    from fraudstream.assembly import pipeline_config, state_ttl_ms
     from fraudstream.flink.stages import PipelineParts
 
-    state_ttl_ms = cli._ttl_ms(state_ttl_hours)
-    rules_in_force, table, time_config, reference = cli.pipeline_config(
+    ttl_ms = state_ttl_ms(state_ttl_hours)
+    rules_in_force, table, time_config, reference = pipeline_config(
         rules, profiles, TimeMode.event, out_of_orderness_ms, allowed_lateness_ms,
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
-    return PipelineParts(rules_in_force, table, time_config, reference, state_ttl_ms)
+    return PipelineParts(rules_in_force, table, time_config, reference, ttl_ms)
 
 
 def count_lines(directory: str) -> int:
@@ -117,16 +117,36 @@ def count_lines(directory: str) -> int:
     return total
 
 
-@flink_app.command("run")
+@flink_app.command(
+    "run",
+    epilog="Example: fraudstream flink run -i fraudstream-demo/transactions.jsonl "
+    "--decisions out/decisions --alerts out/alerts",
+)
 def run(
     input: Annotated[
-        list[str], typer.Option("--input", "-i", help="JSON-lines file or directory (repeatable).")
+        list[str],
+        typer.Option(
+            "--input",
+            "-i",
+            rich_help_panel="Input",
+            help="JSON-lines file or directory (repeatable).",
+        ),
     ],
-    decisions: Annotated[str | None, typer.Option(help="Decisions: output directory.")] = None,
-    alerts: Annotated[str | None, typer.Option(help="Alerts: output directory.")] = None,
-    enriched: Annotated[str | None, typer.Option(help="Enriched: output directory.")] = None,
-    dead_letters: Annotated[str | None, typer.Option(help="Dead letters: directory.")] = None,
-    late: Annotated[str | None, typer.Option(help="Late records: output directory.")] = None,
+    decisions: Annotated[
+        str | None, typer.Option(rich_help_panel="Outputs", help="Decisions: output directory.")
+    ] = None,
+    alerts: Annotated[
+        str | None, typer.Option(rich_help_panel="Outputs", help="Alerts: output directory.")
+    ] = None,
+    enriched: Annotated[
+        str | None, typer.Option(rich_help_panel="Outputs", help="Enriched: output directory.")
+    ] = None,
+    dead_letters: Annotated[
+        str | None, typer.Option(rich_help_panel="Outputs", help="Dead letters: directory.")
+    ] = None,
+    late: Annotated[
+        str | None, typer.Option(rich_help_panel="Outputs", help="Late records: output directory.")
+    ] = None,
     rules: RulesOption = None,
     profiles: ProfilesOption = None,
     out_of_orderness_ms: OutOfOrdernessOption = 0,
@@ -135,50 +155,94 @@ def run(
     ip_countries: IpCountriesOption = None,
     anonymous_networks: AnonymousNetworksOption = None,
     state_ttl_hours: Annotated[
-        float, typer.Option(help="Forget a card's/user's state after this long idle (0: never).")
+        float,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Forget a card's/user's state after this long idle (0: never).",
+        ),
     ] = 720.0,
     monitor_interval_ms: Annotated[
         int | None,
-        typer.Option(help="Keep watching the input directories for new files (a live source)."),
+        typer.Option(
+            rich_help_panel="Input",
+            help="Keep watching the input directories for new files (a live source).",
+        ),
     ] = None,
-    target: Annotated[Target, typer.Option(help="local (MiniCluster) or remote.")] = Target.local,
+    target: Annotated[
+        Target, typer.Option(rich_help_panel="Cluster", help="local (MiniCluster) or remote.")
+    ] = Target.local,
     jobmanager: Annotated[
-        str | None, typer.Option(help="host:port of the cluster's REST endpoint (remote).")
+        str | None,
+        typer.Option(
+            rich_help_panel="Cluster", help="host:port of the cluster's REST endpoint (remote)."
+        ),
     ] = None,
-    parallelism: Annotated[int, typer.Option(help="Parallelism of the detector stages.")] = 1,
+    parallelism: Annotated[
+        int, typer.Option(rich_help_panel="Cluster", help="Parallelism of the detector stages.")
+    ] = 1,
     shards: Annotated[
-        int, typer.Option(help="State shards per key (keep >= the parallelism you rescale to).")
+        int,
+        typer.Option(
+            rich_help_panel="Cluster",
+            help="State shards per key (keep >= the parallelism you rescale to).",
+        ),
     ] = 32,
     max_parallelism: Annotated[
-        int, typer.Option(help="Flink's max parallelism (key groups; >= --shards).")
+        int,
+        typer.Option(
+            rich_help_panel="Cluster", help="Flink's max parallelism (key groups; >= --shards)."
+        ),
     ] = 128,
     checkpoint_dir: Annotated[
-        str, typer.Option(help="Flink checkpoints (a directory or a file-system URI).")
+        str,
+        typer.Option(
+            rich_help_panel="Checkpoints",
+            help="Flink checkpoints (a directory or a file-system URI).",
+        ),
     ] = "fraudstream-flink-checkpoints",
-    checkpoint_interval_ms: Annotated[int, typer.Option(help="Checkpoint interval.")] = 10_000,
+    checkpoint_interval_ms: Annotated[
+        int, typer.Option(rich_help_panel="Checkpoints", help="Checkpoint interval.")
+    ] = 10_000,
     state_backend: Annotated[
-        StateBackend, typer.Option(help="Keyed state backend.")
+        StateBackend, typer.Option(rich_help_panel="Cluster", help="Keyed state backend.")
     ] = StateBackend.hashmap,
     execution_mode: Annotated[
         ExecutionMode,
-        typer.Option(help="PyFlink's Python execution: thread (in the JVM) or process (Beam)."),
+        typer.Option(
+            rich_help_panel="Cluster",
+            help="PyFlink's Python execution: thread (in the JVM) or process (Beam).",
+        ),
     ] = ExecutionMode.thread,
-    restart_attempts: Annotated[int, typer.Option(help="Fixed-delay restarts.")] = 3,
-    restart_delay_ms: Annotated[int, typer.Option(help="Delay between restarts.")] = 1_000,
+    restart_attempts: Annotated[
+        int, typer.Option(rich_help_panel="Checkpoints", help="Fixed-delay restarts.")
+    ] = 3,
+    restart_delay_ms: Annotated[
+        int, typer.Option(rich_help_panel="Checkpoints", help="Delay between restarts.")
+    ] = 1_000,
     jar: Annotated[
-        list[str] | None, typer.Option(help="Connector jar to add (e.g. the Kafka connector).")
+        list[str] | None,
+        typer.Option(
+            rich_help_panel="Cluster", help="Connector jar to add (e.g. the Kafka connector)."
+        ),
     ] = None,
     kafka_servers: Annotated[
         str | None,
-        typer.Option(help="Read card-transactions from Kafka here; outputs not paths are topics."),
+        typer.Option(
+            rich_help_panel="Input",
+            help="Read card-transactions from Kafka here; outputs not paths are topics.",
+        ),
     ] = None,
     batch_bytes: Annotated[
-        int, typer.Option(help="Micro-batch size in input bytes (the embedded file cut).")
+        int,
+        typer.Option(
+            rich_help_panel="Input", help="Micro-batch size in input bytes (the embedded file cut)."
+        ),
     ] = 262_144 * 128,
     read_lines: Annotated[
         bool,
         typer.Option(
             "--read-lines/--read-chunks",
+            rich_help_panel="File reading",
             help="Bounded files: Flink's FileSource line by line, or chunks read by the "
             "sequencer (faster).",
         ),
@@ -186,6 +250,7 @@ def run(
     graph: Annotated[
         Graph | None,
         typer.Option(
+            rich_help_panel="Cluster",
             help="keyed: parallel decode, card and user key groups with per-key state (bounded "
             "files, no model or 'when:' rules); fused: one operator; sharded: sequencer and "
             "shards (live inputs). Default: keyed where it can run, else fused at parallelism "
@@ -194,14 +259,23 @@ def run(
         ),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="Score every transaction with this model artifact.")
+        Path | None,
+        typer.Option(
+            rich_help_panel="Model", help="Score every transaction with this model artifact."
+        ),
     ] = None,
     model_weight: Annotated[
-        float, typer.Option(help="The model's weight in the noisy-or (score = weight x p).")
+        float,
+        typer.Option(
+            rich_help_panel="Model", help="The model's weight in the noisy-or (score = weight x p)."
+        ),
     ] = 1.0,
     labels: Annotated[
         Path | None,
-        typer.Option(help="Labels (transaction_id, is_fraud, label_time) for the features."),
+        typer.Option(
+            rich_help_panel="Model",
+            help="Labels (transaction_id, is_fraud, label_time) for the features.",
+        ),
     ] = None,
     fail_once_after: Annotated[
         int | None, typer.Option(hidden=True, help="Tests: fail once after N decisions.")
@@ -211,7 +285,10 @@ def run(
     ] = False,
     from_savepoint: Annotated[
         str | None,
-        typer.Option(help="Start from this savepoint (or retained checkpoint) directory."),
+        typer.Option(
+            rich_help_panel="Checkpoints",
+            help="Start from this savepoint (or retained checkpoint) directory.",
+        ),
     ] = None,
     detach: Annotated[
         bool, typer.Option(help="Remote: submit the job, print its id and return.")
@@ -333,5 +410,7 @@ def run(
     sys.stdout.flush()
 
 
-flink_app.command("stop")(stop)
+flink_app.command(
+    "stop", epilog="Example: fraudstream flink stop JOB_ID --jobmanager localhost:8081"
+)(stop)
 flink_app.add_typer(cluster_app)

@@ -33,7 +33,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-@cluster_app.command("start")
+@cluster_app.command("start", epilog="Example: fraudstream flink cluster start")
 def cluster_start(
     directory: DirectoryOption = Path("fraudstream-flink-cluster"),
     taskmanagers: Annotated[int, typer.Option(help="TaskManager processes.")] = 2,
@@ -53,7 +53,7 @@ def cluster_start(
     print(address)
 
 
-@cluster_app.command("stop")
+@cluster_app.command("stop", epilog="Example: fraudstream flink cluster stop")
 def cluster_stop(directory: DirectoryOption = Path("fraudstream-flink-cluster")) -> None:
     """Stop every process of the cluster started from --dir."""
     from fraudstream.flink.cluster import StandaloneCluster

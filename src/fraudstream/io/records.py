@@ -77,7 +77,9 @@ def _iso_ms_many(epoch_ms: np.ndarray[Any, Any]) -> list[str]:
 
 
 def _python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
-    """Feature columns as Python lists: NaN as None, infinities as "Infinity"/"-Infinity"."""
+    """Feature columns as Python lists: NaN and infinities as None, so left out of a record's
+    features (JSON has neither; a string "Infinity" in a number's place breaks a reader, and
+    the reason says "infinitely many")."""
     out: dict[str, list[Any]] = {}
     for name, column in features.items():
         if isinstance(column, pa.Array):
@@ -88,8 +90,7 @@ def _python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
                 odd = ~np.isfinite(column)
                 if odd.any():
                     for k in np.flatnonzero(odd).tolist():
-                        v = values[k]
-                        values[k] = None if v != v else ("Infinity" if v > 0 else "-Infinity")
+                        values[k] = None
             out[name] = values
     return out
 
@@ -149,8 +150,8 @@ def _none_rows(column: Any, values: list[Any]) -> np.ndarray[Any, Any] | None:
     elif column.dtype.kind in "biu":
         return None
     elif column.dtype.kind == "f":
-        nan = np.isnan(column)
-        return nan if nan.any() else None
+        odd = ~np.isfinite(column)  # NaN and infinities are written as None
+        return odd if odd.any() else None
     if None not in values:  # identity is tried first: False means no value `is None`
         return None
     return np.fromiter((v is None for v in values), np.bool_, len(values))

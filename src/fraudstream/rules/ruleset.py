@@ -19,6 +19,7 @@ id and the column.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,16 @@ def _unit(value: Any, where: str) -> float:
     return number
 
 
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``names``, or nothing.
+
+    >>> _did_you_mean("velocty_burst", ["velocity_burst", "new_device"])
+    " (did you mean 'velocity_burst'?)"
+    """
+    close = difflib.get_close_matches(name, sorted(set(names)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     if not isinstance(raw, dict) or "id" not in raw:
         raise ConfigError(f"rule {position}: must be a mapping with an 'id'")
@@ -238,9 +249,17 @@ def _parse_rule(raw: Any, position: int, known: dict[str, Rule]) -> Rule:
     base = known.get(rule_id)
     detector = str(raw.get("detector", base.detector if base else rule_id))
     family = RULE_FAMILY.get(detector)
-    if family is None:
+    if family is None and "detector" not in raw:  # a misspelt rule id, most likely
+        guess = _did_you_mean(rule_id, [*known, *RULE_FAMILY])
         raise ConfigError(
-            f"{where}: unknown detector '{detector}'; known: {', '.join(sorted(RULE_FAMILY))}"
+            f"{where}: no such rule{guess}; a new rule names its detector (detector: one of "
+            f"{', '.join(sorted(RULE_FAMILY))})"
+        )
+    if family is None:
+        guess = _did_you_mean(detector, list(RULE_FAMILY))
+        raise ConfigError(
+            f"{where}: unknown detector '{detector}'{guess}; known: "
+            f"{', '.join(sorted(RULE_FAMILY))}"
         )
     if rule_id != detector and (rule_id in RULE_FAMILY or rule_id in FAMILY_NAMES):
         raise ConfigError(

@@ -133,10 +133,13 @@ def serve_demo(
     seconds: float | None = None,
     rate: float = LIVE_RATE,
     allowed_hosts: Iterable[str] = (),
+    decisions_url: str | None = None,
 ) -> None:
     """Serves the app with ``records`` replayed live; stops after ``seconds`` (or Ctrl-C).
 
-    Reviews, labels and audit logs go to ``directory/web``. The token is
+    Reviews, labels and audit logs go to ``directory/web``; decisions to ``decisions_url``
+    (the batch run's store, so the app shows its decisions too), else ``directory/web``. The
+    token is
     ``$FRAUDSTREAM_TOKEN`` or a new one, printed with a URL that hands it to the page in the
     fragment (never sent to the server); it also admits the reads that
     ``$FRAUDSTREAM_READ_TOKEN``, when set, closes. Only loopback ``Host`` names, ``host`` and
@@ -144,8 +147,7 @@ def serve_demo(
     """
     import uvicorn
 
-    from fraudstream import cli
-    from fraudstream.cli_options import DEFAULT_STATE_TTL_HOURS, TimeMode
+    from fraudstream.assembly import DEFAULT_STATE_TTL_HOURS, TimeMode, build_pipeline, state_ttl_ms
     from fraudstream.config import ConfigError, load_rows
     from fraudstream.web.app import create_app
     from fraudstream.web.guard import trusted_hosts
@@ -162,15 +164,16 @@ def serve_demo(
         for row in load_rows(profiles_path, "profiles")
         if row.get("home_lat") is not None and row.get("home_lon") is not None
     }
-    pipeline = cli._pipeline_parts(
+    pipeline = build_pipeline(
         None, profiles_path, TimeMode.event, 0, 300_000, 1_000, None, None,
-        cli._ttl_ms(DEFAULT_STATE_TTL_HOURS),
+        state_ttl_ms(DEFAULT_STATE_TTL_HOURS),
     )  # fmt: skip
     token, generated = api_token()
     app = create_app(
         pipeline,
         token,
         data_dir=directory / "web",
+        decisions_url=decisions_url,
         background=[replay(list(records), homes, rate)],
         read_token=os.environ.get(READ_TOKEN_VARIABLE) or None,
         allowed_hosts=hosts,

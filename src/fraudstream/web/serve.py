@@ -79,7 +79,7 @@ def serve(
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
 
-    from fraudstream import cli
+    from fraudstream.assembly import build_pipeline, state_ttl_ms
     from fraudstream.config import ConfigError
     from fraudstream.io.limits import RecordLimits
     from fraudstream.schema import CardTokenizer
@@ -91,9 +91,9 @@ def serve(
     except ValueError as exc:
         raise ConfigError(f"--allowed-host: {exc}") from None
 
-    pipeline = cli._pipeline_parts(
+    pipeline = build_pipeline(
         rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
-        idle_timeout_ms, ip_countries, anonymous_networks, cli._ttl_ms(DEFAULT_STATE_TTL_HOURS),
+        idle_timeout_ms, ip_countries, anonymous_networks, state_ttl_ms(DEFAULT_STATE_TTL_HOURS),
     )  # fmt: skip
     if not token:
         token, generated = api_token()

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream.io.lakehouse import open_table
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ALERT_RATE_BY_RULE_BY_DAY", "OutputFormat", "query_command", "run_query"]
 
@@ -66,6 +66,8 @@ def run_query(location: str, sql: str, view: str = "decisions") -> pa.Table:
     """
     import duckdb
 
+    from fraudstream.io.lakehouse import open_table
+
     table = open_table(location)
     data = table.scan().to_arrow()
     with duckdb.connect() as connection:
@@ -98,7 +100,7 @@ def query_command(
     """Run SQL (DuckDB) over the Iceberg table of decided transactions."""
     import duckdb
 
-    from fraudstream.cli import fail
+    from fraudstream.cli.common import fail
 
     statement = ALERT_RATE_BY_RULE_BY_DAY if sql.strip() == "alert-rate" else sql
     problem = None

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fraudstream.cli import err, fail
+from fraudstream.cli.common import err, fail
 from fraudstream.cli_options import (
     DEFAULT_STATE_TTL_HOURS,
     AnonymousNetworksOption,
@@ -60,8 +60,8 @@ def backtest_command(
 ) -> None:
     """Replay history under a candidate rule set and a baseline; report per rule and tier
     precision, recall, alerts per day and caught fraud amount against the labels."""
+    from fraudstream.assembly import pipeline_config
     from fraudstream.backtest import Backtest
-    from fraudstream.cli import pipeline_config
     from fraudstream.engine.pipeline import Pipeline, warm_up
     from fraudstream.io.files import FileSource, guess_format
     from fraudstream.io.labels import read_labels

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fraudstream.cli import err, fail
+from fraudstream.cli.common import err, fail
 from fraudstream.config import ConfigError
 
 __all__ = ["rules_app"]
@@ -33,7 +33,7 @@ def _versions_path(rules: Path, versions: Path | None) -> Path:
     return versions if versions is not None else rules.with_name(rules.name + ".versions.jsonl")
 
 
-@rules_app.command("history")
+@rules_app.command("history", epilog="Example: fraudstream rules history --rules rules.yaml")
 def history(
     rules: RulesFile,
     versions: VersionsFile = None,
@@ -62,7 +62,7 @@ def history(
     err.print(table)
 
 
-@rules_app.command("rollback")
+@rules_app.command("rollback", epilog="Example: fraudstream rules rollback 3 --rules rules.yaml")
 def rollback(
     version: Annotated[int, typer.Argument(help="The version to apply again.")],
     rules: RulesFile,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_STORE = "fraudstream-decisions.db"
+DEMO_STORE = "fraudstream-demo/decisions.db"  # `fraudstream demo`'s, read when no other is
 
 decisions_app = typer.Typer(
     name="decisions",
@@ -57,6 +59,15 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def resolved_store(store: str) -> str:
+    """``store``; for the default when it does not exist, the demo's store if that does
+    (so ``fraudstream decisions list`` works right after ``fraudstream demo``)."""
+    if store == DEFAULT_STORE and not Path(store).exists() and Path(DEMO_STORE).is_file():
+        _err.print(f"[dim]reading the demo's store {DEMO_STORE}[/]", highlight=False)
+        return DEMO_STORE
+    return store
+
+
 def _open(store: str, aws_endpoint_url: str | None = None) -> Any:
     if store.lower().startswith("dynamodb://"):
         from fraudstream.config import ConfigError
@@ -78,20 +89,27 @@ def _open(store: str, aws_endpoint_url: str | None = None) -> Any:
     except ValueError as exc:
         _fail(str(exc))
     if path is not None and not path.exists():
-        _fail(f"no decision store at {path}")
+        _fail(
+            f"no decision store at {path}: `fraudstream run --store {path}` or "
+            f"`fraudstream demo` ({DEMO_STORE}) writes one; or give --store"
+        )
     try:
         return DecisionStore(store)
     except Exception as exc:  # a bad URL, a missing driver, a database that is down
         _fail(f"cannot open decision store {shown_url(store)}: {type(exc).__name__}: {exc}")
 
 
-@decisions_app.command("show")
+@decisions_app.command(
+    "show",
+    epilog="Example: fraudstream decisions show tx-000088 --store fraudstream-demo/decisions.db",
+)
 def show(
     transaction_id: Annotated[str, typer.Argument(help="Transaction id.")],
     store: StoreOption = DEFAULT_STORE,
     aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
     """Prints the decision for one transaction as JSON."""
+    store = resolved_store(store)
     decisions = _open(store, aws_endpoint_url)
     try:
         record = decisions.get(transaction_id)
@@ -109,7 +127,9 @@ def _short_time(iso: str | None) -> str:
     return iso.replace("T", " ").removesuffix("Z").split(".")[0]
 
 
-@decisions_app.command("list")
+@decisions_app.command(
+    "list", epilog="Example: fraudstream decisions list --decision decline --limit 50"
+)
 def list_decisions(
     decision: Annotated[
         Tier | None, typer.Option("--decision", help="Only this tier.", case_sensitive=False)
@@ -120,6 +140,7 @@ def list_decisions(
     aws_endpoint_url: AwsEndpointOption = None,
 ) -> None:
     """Lists the newest decisions as a table."""
+    store = resolved_store(store)
     decisions = _open(store, aws_endpoint_url)
     try:
         records = decisions.list(
