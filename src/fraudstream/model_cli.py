@@ -299,8 +299,8 @@ def score_command(
     The features are the live pipeline's (with --labels, known frauds count from their
     label_time on), so a score here is the one `run --model` would use.
     """
-    from fraudstream.cli import _pipeline_parts, _run_with_progress, _ttl_ms
-    from fraudstream.cli_options import TimeMode
+    from fraudstream.assembly import TimeMode, build_pipeline, state_ttl_ms
+    from fraudstream.cli.common import run_with_progress
     from fraudstream.io.files import FileSource, guess_format
     from fraudstream.models.dataset import attach
     from fraudstream.models.scores import ScoreCollector
@@ -313,15 +313,15 @@ def score_command(
             raise ConfigError(f"--input {input}: no such file")
         if top < 0:
             raise ConfigError(f"--top must be >= 0, got {top}")
-        pipeline = _pipeline_parts(
+        pipeline = build_pipeline(
             rules, profiles, TimeMode.event, 0, 300_000, 1_000, None, None,
-            _ttl_ms(state_ttl_hours),
+            state_ttl_ms(state_ttl_hours),
         )  # fmt: skip
         stage = attach(pipeline, labels, model)
         assert stage.model is not None
         collector = ScoreCollector(stage.model, top)
         runner = Runner(pipeline, Outputs(), CardTokenizer.from_environment(), collector)
-        summary = _run_with_progress(runner, FileSource(path, guess_format(input)), False)
+        summary = run_with_progress(runner, FileSource(path, guess_format(input)), False)
         rows = collector.write(output)
     except ConfigError as exc:
         fail(str(exc))

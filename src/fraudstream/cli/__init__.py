@@ -109,7 +109,12 @@ def _register() -> None:
     from fraudstream.cli.run import run_command
     from fraudstream.cli.simulate import simulate_command
     from fraudstream.flink.cli import flink_app
-    from fraudstream.model_cli import features_command, serve_model_command, train_command
+    from fraudstream.model_cli import (
+        features_command,
+        score_command,
+        serve_model_command,
+        train_command,
+    )
     from fraudstream.models.report import evaluate_command
     from fraudstream.web.serve import serve_command
 
@@ -170,6 +175,13 @@ def _register() -> None:
         rich_help_panel=MODELS,
         epilog=_example("fraudstream evaluate --features f.parquet --labels labels.parquet"),
     )(evaluate_command)
+    app.command(
+        "score",
+        rich_help_panel=MODELS,
+        epilog=_example(
+            "fraudstream score -i tx.parquet --model models/recommended -o scores.parquet"
+        ),
+    )(score_command)
     app.command(
         "serve-model",
         rich_help_panel=MODELS,
