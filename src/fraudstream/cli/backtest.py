@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fraudstream.cli.common import err, fail
+from fraudstream.cli.common import err, fail, run_with_progress
 from fraudstream.cli_options import (
     DEFAULT_STATE_TTL_HOURS,
     AnonymousNetworksOption,
@@ -95,7 +94,7 @@ def backtest_command(
         names = (str(rules), str(baseline) if baseline is not None else "defaults")
         backtest = Backtest(candidate, base, known, make, tokenizer, names)
         source = FileSource(input, guess_format(str(input)), batch_rows=batch_rows)
-        result = _with_progress(backtest, source, quiet)
+        result = run_with_progress(backtest, source, quiet, "backtesting")
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -120,21 +119,6 @@ def backtest_command(
         err.print(
             f"{result.records:,} records in {result.seconds:.2f} s ({speed:,.0f} tx/s, {shared})"
         )
-
-
-def _with_progress(backtest: Any, source: Any, quiet: bool) -> Any:
-    if quiet or not source.total_bytes:
-        return backtest.run(source)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("backtesting", total=source.total_bytes)
-        return backtest.run(source, lambda done, total: bar.update(task, completed=done))
 
 
 def _share(value: float | None) -> str:

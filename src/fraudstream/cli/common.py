@@ -34,8 +34,9 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
-def run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:
-    """``runner.run(source)`` with a progress bar over the source's bytes (a file's)."""
+def run_with_progress(runner: Any, source: Any, quiet: bool, doing: str = "deciding") -> Any:
+    """``runner.run(source)`` with a progress bar over the source's bytes (a file's); any
+    runner whose ``run`` takes a ``(done, total)`` callback (the backtest's too)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fraudstream.engine.tuning import settle_garbage_collector
@@ -51,7 +52,7 @@ def run_with_progress(runner: Any, source: Any, quiet: bool) -> Any:
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("deciding", total=source.total_bytes)
+        task = bar.add_task(doing, total=source.total_bytes)
         return runner.run(source, lambda done, total: bar.update(task, completed=done))
 
 
