@@ -43,7 +43,7 @@ def flink(path: Path, out: Path, parallelism: int, model: list[str], fuse: bool)
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path), "--decisions", str(out / "decisions"),
         "--checkpoint-dir", str(out / "chk"), "--parallelism", str(parallelism),
-        "--fuse" if fuse else "--shard", "--target", "local", "--quiet", *model,
+        "--graph", "fused" if fuse else "sharded", "--target", "local", "--quiet", *model,
     ]  # fmt: skip
 
 

@@ -11,7 +11,7 @@ On the same JSON-lines workload (seeded, under benchmarks/data/):
 - ``fraudstream flink run --target local``: every standard detector decides every record;
   the alerts (``--output alerts``, like the walkthrough job) or every decision
   (``--output decisions``) written by Flink's FileSink; parallelism 1 fused (one operator,
-  the default there) and sharded (``--shard``), parallelism 2 sharded, in PyFlink's
+  the default there) and sharded (``--graph sharded``), parallelism 2 sharded, in PyFlink's
   thread and process execution modes (``--modes``). Start-up
   (MiniCluster, Python workers, job submission) is measured separately with a 1,000-record
   run right before each full run and reported apart; the tx/s figure is records / the
