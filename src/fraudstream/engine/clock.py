@@ -72,11 +72,7 @@ class EventClock:
         n = len(ts)
         if n == 0:
             return Released(TxBatch.empty(), TxBatch.empty())
-        start = self.watermark
-        wm_after = np.maximum(np.maximum.accumulate(ts) - self.out_of_orderness_ms, start)
-        wm_before = np.empty(n, dtype=np.int64)
-        wm_before[0] = start
-        wm_before[1:] = wm_after[:-1]
+        wm_before, wm_after = watermarks(ts, self.watermark, self.out_of_orderness_ms)
         late = ts < wm_before - self.allowed_lateness_ms  # never before the first watermark
         self.watermark = int(wm_after[-1])
         # Release step of each record: the first arrival at which the watermark reaches it.
@@ -119,6 +115,24 @@ class EventClock:
             self.watermark = max(self.watermark, int(ready.timestamp_ms.max()))
         steps = np.zeros(len(ready), dtype=np.int64)
         return ready.take(processing_order(steps, ready))
+
+
+def watermarks(
+    times: npt.NDArray[np.int64], start: int, out_of_orderness_ms: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The watermark just before and just after each record, in arrival order, from the
+    watermark ``start`` (the largest time seen minus the out-of-orderness, never lower).
+
+    >>> before, after = watermarks(np.array([100, 95, 111]), NO_WATERMARK, 10)
+    >>> before[1:].tolist(), after.tolist()
+    ([90, 90], [90, 90, 101])
+    """
+    after = np.maximum(np.maximum.accumulate(times) - out_of_orderness_ms, start)
+    before = np.empty(len(times), dtype=np.int64)
+    if len(times):
+        before[0] = start
+        before[1:] = after[:-1]
+    return before, after.astype(np.int64)
 
 
 def processing_order(steps: npt.NDArray[np.int64], batch: TxBatch) -> npt.NDArray[np.int64]:

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from fraudstream.decide import Decisions
 from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.clock import NO_WATERMARK, watermarks
 from fraudstream.engine.expiry import NEVER
 from fraudstream.engine.ids import hash_ids
 from fraudstream.engine.keys import KeySpace
@@ -55,17 +56,15 @@ def late_rows(
     >>> late.tolist(), watermark[1], latest
     ([False, True, False, False], np.int64(90), 200)
     """
-    if len(times) == 0:
-        last = latest_ms if latest_ms is not None else int(NEVER)
-        return np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.int64), last
-    start = int(NEVER) if latest_ms is None else int(latest_ms)
-    latest = np.maximum.accumulate(np.maximum(times, start))
-    before = np.empty(len(times), dtype=np.int64)
-    before[0] = start
-    before[1:] = latest[:-1]
-    watermark = np.where(before > NEVER, before - out_of_orderness_ms, NEVER)
+    if latest_ms is None:
+        start = NO_WATERMARK
+        latest = int(times.max()) if len(times) else int(NEVER)
+    else:
+        start = int(latest_ms) - out_of_orderness_ms
+        latest = max(int(latest_ms), int(times.max())) if len(times) else int(latest_ms)
+    watermark, _ = watermarks(times, start, out_of_orderness_ms)
     late: npt.NDArray[np.bool_] = times < watermark - allowed_lateness_ms
-    return late, watermark, int(latest[-1])
+    return late, watermark, latest
 
 
 def release_order(tx: TxBatch) -> I64:
