@@ -23,8 +23,17 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, TimeConfig
 from fraudstream.engine.state import StateTable
 from fraudstream.flink.key_rows import KeyRows
-from fraudstream.flink.keyed import CardStage, UserStage, late_rows, release_order, take_result
-from fraudstream.flink.stages import PipelineParts, StageResult, shard_of
+from fraudstream.flink.keyed import CardStage, UserStage, late_rows, release_order
+from fraudstream.flink.stages import PipelineParts
+from fraudstream.flink.transport import (
+    bucket_parts,
+    part_times,
+    result_batch,
+    take_part,
+    tx_batch,
+    unpack_result,
+    unpack_tx,
+)
 from fraudstream.io.records import decision_dicts, duplicate_letters
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -36,6 +45,7 @@ MINUTE = 60_000
 OUT_OF_ORDERNESS = 10 * MINUTE
 LATENESS = 5 * MINUTE
 KEY_GROUPS = 8
+GROUPS = tuple(range(KEY_GROUPS))
 TIMING = TimeConfig(out_of_orderness_ms=OUT_OF_ORDERNESS, allowed_lateness_ms=LATENESS)
 WALL_CLOCK = ("processed_at", "latency_ms")
 END = 2**63 - 1  # Flink's watermark at the end of input
@@ -144,30 +154,25 @@ def keyed_run(
     duplicates: list[int] = []
     late: list[int] = []
 
-    def tx_times(tx: TxBatch) -> Any:
-        return tx.timestamp_ms
-
-    def result_times(result: StageResult) -> Any:
-        assert result.tx is not None
-        return result.tx.timestamp_ms
-
+    # Parts travel as the job sends them: bytes (fraudstream.flink.transport), cut by key
+    # group, cut again where the watermark splits them.
     def advance(watermark: int) -> None:
         for group in cards:
-            ready = released(group, watermark, tx_times, lambda tx, rows: tx.take(rows))
+            ready = released(group, watermark, part_times, take_part)
             if ready:
-                tx = TxBatch.concat(ready)
+                tx = TxBatch.concat([unpack_tx(part) for part in ready])
                 tx = tx.take(release_order(tx))
                 result, repeated, values = card_stage.process(tx, group.fetch, watermark, 0.0)
                 group.values.update(values)
                 duplicates.extend(repeated.position.tolist())
                 assert result.tx is not None
-                to = shard_of(result.tx.user_id, KEY_GROUPS)
-                for g in np.unique(to):
-                    users[g].pending.append(take_result(result, np.flatnonzero(to == g)))
+                for g, part in bucket_parts(result_batch(result), result.tx.user_id, GROUPS):
+                    users[g].pending.append(part)
         for group in users:
-            ready = released(group, watermark, result_times, take_result)
+            ready = released(group, watermark, part_times, take_part)
             if ready:
-                decisions, values = user_stage.process(ready, group.fetch, watermark, 0.0)
+                answers = [unpack_result(part) for part in ready]
+                decisions, values = user_stage.process(answers, group.fetch, watermark, 0.0)
                 group.values.update(values)
                 decided.extend(decision_dicts(decisions))
 
@@ -179,9 +184,8 @@ def keyed_run(
         late.extend(tx.position[mask].tolist())
         tx = tx.take(np.flatnonzero(~mask))
         latest[split] = after
-        to = shard_of(tx.card_id, KEY_GROUPS)
-        for g in np.unique(to):
-            cards[g].pending.append(tx.take(np.flatnonzero(to == g)))
+        for g, part in bucket_parts(tx_batch(tx), tx.card_id, GROUPS):
+            cards[g].pending.append(part)
         running = [
             latest[s] - OUT_OF_ORDERNESS - 1 if latest[s] is not None else -END
             for s in range(splits)

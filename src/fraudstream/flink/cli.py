@@ -184,9 +184,12 @@ def run(
         int,
         typer.Option(
             rich_help_panel="Cluster",
-            help="State shards per key (keep >= the parallelism you rescale to).",
+            help=(
+                "State shards per key: the most subtasks a detector stage can use, fixed for "
+                "the life of a job's state (keep >= the parallelism you may rescale to)."
+            ),
         ),
-    ] = 32,
+    ] = 8,
     max_parallelism: Annotated[
         int,
         typer.Option(

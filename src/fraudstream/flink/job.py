@@ -46,7 +46,9 @@ class FlinkJob:
     checkpoint_dir: str
     monitor_ms: int | None = None  # watch the input directories for new files
     parallelism: int = 1
-    shards: int = 32
+    # Records travel in parts per shard: fewer shards, bigger parts (a part's fixed cost is
+    # paid per shard pair between the card and user stages); at most this many subtasks work.
+    shards: int = 8
     max_parallelism: int = 128  # Flink's key groups: the most a savepoint can rescale to
     checkpoint_interval_ms: int = 10_000
     state_backend: str = "hashmap"  # or "rocksdb"

@@ -41,7 +41,7 @@ I64 = npt.NDArray[np.int64]
 Fetch = Callable[[list[str]], Sequence[bytes | None]]
 CODE_CACHE_KEYS = 1_000_000  # text codes are a cache (values keep text): cleared past this
 
-__all__ = ["CardStage", "UserStage", "late_rows", "release_order", "take_result"]
+__all__ = ["CardStage", "UserStage", "late_rows", "release_order"]
 
 
 def late_rows(
@@ -227,41 +227,3 @@ def _placed(card: StageResult, seq: I64, total: int) -> StageResult:
     """A card part's answers placed at rows ``seq`` of a release of ``total`` records."""
     messages = {rule: (seq[rows], texts) for rule, (rows, texts) in card.messages.items()}
     return StageResult("card", 0, total, seq, card.tx, card.fired, card.features, messages)
-
-
-def take_result(result: StageResult, rows: I64) -> StageResult:
-    """The answers for ``rows`` of a card stage result (rows in its order), renumbered.
-
-    >>> import numpy as np
-    >>> from fraudstream.testing import tx_batch
-    >>> r = StageResult("card", 0, 3, np.arange(3), tx_batch(ids=["a", "b", "c"], times=[1, 2, 3]),
-    ...                 {"velocity": np.array([True, False, True])}, {},
-    ...                 {"velocity": (np.array([0, 2]), ["m0", "m2"])})
-    >>> part = take_result(r, np.array([2, 1]))
-    >>> part.fired["velocity"].tolist(), part.messages["velocity"]
-    ([True, False], (array([0]), ['m2']))
-    """
-    where = np.full(len(result.seq), -1, dtype=np.int64)
-    where[rows] = np.arange(len(rows))
-    messages: dict[str, tuple[I64, list[str]]] = {}
-    for rule, (at, texts) in result.messages.items():
-        moved = where[at]
-        keep = np.flatnonzero(moved >= 0)
-        if len(keep):
-            messages[rule] = (moved[keep], [texts[i] for i in keep.tolist()])
-    return StageResult(
-        result.key,
-        result.batch,
-        len(rows),
-        np.arange(len(rows), dtype=np.int64),
-        None if result.tx is None else result.tx.take(rows),
-        {rule: mask[rows] for rule, mask in result.fired.items()},
-        {name: _take(column, rows) for name, column in result.features.items()},
-        messages,
-    )
-
-
-def _take(column: Any, rows: I64) -> Any:
-    if isinstance(column, pa.Array):
-        return column.take(pa.array(rows, pa.int64()))
-    return column[rows]

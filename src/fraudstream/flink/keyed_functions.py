@@ -36,14 +36,17 @@ from fraudstream.flink.functions import (
     decision_outputs,
     json_lines,
 )
-from fraudstream.flink.keyed import (
-    CardStage,
-    UserStage,
-    late_rows,
-    release_order,
-    take_result,
+from fraudstream.flink.keyed import CardStage, UserStage, late_rows, release_order
+from fraudstream.flink.stages import PipelineParts
+from fraudstream.flink.transport import (
+    bucket_parts,
+    part_times,
+    result_batch,
+    take_part,
+    tx_batch,
+    unpack_result,
+    unpack_tx,
 )
-from fraudstream.flink.stages import PipelineParts, StageResult, shard_of
 from fraudstream.io.decode import Decoder, ParsedBlock
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.schema import CardTokenizer
@@ -51,18 +54,7 @@ from fraudstream.schema import CardTokenizer
 ROW = PICKLED  # bytes: pickling a bytes object costs a copy; a byte array converts per byte
 NO_WATERMARK = -(2**63)
 
-__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors", "bucket_parts"]
-
-
-def bucket_parts(tx: TxBatch, column: Any, keys: tuple[int, ...]) -> Iterator[tuple[int, Any]]:
-    """``tx`` cut by key group of ``column`` (a card or user id column): (the key group's
-    int key, the rows' indices), key groups ascending, rows in ``tx`` order."""
-    bucket = shard_of(column, len(keys))
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.flatnonzero(np.diff(bucket[order])) + 1
-    for rows in np.split(order, bounds):
-        if len(rows):
-            yield keys[int(bucket[rows[0]])], rows
+__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors"]
 
 
 class DecodeChunks(ProcessFunction):  # type: ignore[misc]
@@ -105,8 +97,8 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         # time range: while they do, the watermark must stay where it was before the chunk
         # (every part carries that time), and moves on only with the marker after the last.
         before = int(tx.timestamp_ms.min()) if latest is None else latest
-        for key, rows in bucket_parts(tx, tx.card_id, self.keys):
-            yield key, tx.take(rows), before
+        for key, part in bucket_parts(tx_batch(tx), tx.card_id, self.keys):
+            yield key, part, before
         yield self.keys[0], None, self.latest_ms
 
 
@@ -213,13 +205,13 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
     def arrived_behind(self, part: Any, watermark: int) -> Iterator[Any]:
         yield from self.release([part], watermark)
 
-    def times(self, part: Any) -> Any:
-        raise NotImplementedError
+    def times(self, part: bytes) -> Any:
+        return part_times(part)
 
-    def take(self, part: Any, rows: Any) -> Any:
-        raise NotImplementedError
+    def take(self, part: bytes, rows: Any) -> bytes:
+        return take_part(part, rows)
 
-    def release(self, parts: list[Any], watermark: int) -> Iterator[Any]:
+    def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
         raise NotImplementedError
 
 
@@ -241,14 +233,8 @@ class CardDetectors(_Released):
         super().open(runtime_context)
         self.stage = CardStage(self.parts)
 
-    def times(self, part: TxBatch) -> Any:
-        return part.timestamp_ms
-
-    def take(self, part: TxBatch, rows: Any) -> TxBatch:
-        return part.take(rows)
-
-    def release(self, parts: list[TxBatch], watermark: int) -> Iterator[Any]:
-        tx = TxBatch.concat(parts)
+    def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
+        tx = TxBatch.concat([unpack_tx(part) for part in parts])
         tx = tx.take(release_order(tx))
         result, duplicates, values = self.stage.process(
             tx, self.fetch, watermark, time.time() * 1000
@@ -259,8 +245,7 @@ class CardDetectors(_Released):
         decided = result.tx
         if decided is None or len(decided) == 0:
             return
-        for key, rows in bucket_parts(decided, decided.user_id, self.user_keys):
-            yield key, take_result(result, rows)
+        yield from bucket_parts(result_batch(result), decided.user_id, self.user_keys)
 
 
 class UserDetectors(_Released):
@@ -275,14 +260,8 @@ class UserDetectors(_Released):
         super().open(runtime_context)
         self.stage = UserStage(self.parts)
 
-    def times(self, part: StageResult) -> Any:
-        assert part.tx is not None
-        return part.tx.timestamp_ms
-
-    def take(self, part: StageResult, rows: Any) -> StageResult:
-        return take_result(part, rows)
-
-    def release(self, parts: list[StageResult], watermark: int) -> Iterator[Any]:
-        decisions, values = self.stage.process(parts, self.fetch, watermark, time.time() * 1000)
+    def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
+        cards = [unpack_result(part) for part in parts]
+        decisions, values = self.stage.process(cards, self.fetch, watermark, time.time() * 1000)
         self.store(values)
         yield from decision_outputs(decisions, self.wanted)
