@@ -8,9 +8,11 @@ the first slots of the tables (gather), and writes the slots back as values (sca
 
 A value is the key's numeric fields packed as one numpy structured record (every detector
 of the key, the key's last event time for the state TTL, the hashes of its last
-transaction ids for duplicate detection), followed by the text of the fields that hold
-codes of a text column (``Detector.coded_fields``): codes are only meaningful inside one
-key space, and a value must mean the same after a restore on another TaskManager.
+transaction ids for duplicate detection), then the byte count of each text slot (int32,
+-1 for none) and the UTF-8 bytes of those texts: the fields that hold codes of a text column
+(``Detector.coded_fields``) are kept as text, because codes are only meaningful inside one
+key space, and a value must mean the same after a restore on another TaskManager. Loading
+and writing go column-wise (numpy, Arrow): no Python object per text.
 
 >>> import numpy as np
 >>> from fraudstream.engine.pipeline import Pipeline
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
+import numba
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -80,10 +82,11 @@ class KeyRows:
                     numeric.append((f"{name}.{field}", dtype))
         self.dtype = np.dtype(numeric)
         self.size = self.dtype.itemsize
+        self.spans = [max(width, 1) for *_, width in self.coded]  # text slots per coded field
+        # a value's fixed part: the numeric record, then each text slot's byte count (-1: none)
+        self.fixed_size = self.size + 4 * sum(self.spans)
         self.recent_ids = np.zeros((0, RECENT_IDS), np.uint64)
         self.last_ms = np.zeros(0, np.int64)  # each loaded key's last event time
-        self._texts = msgspec.msgpack.Encoder()
-        self._read_texts = msgspec.msgpack.Decoder(list[list[str | None]])
 
     def load(self, values: list[bytes | None]) -> None:
         """Slots ``0..len(values)-1`` of every table get these keys' state (fresh when None);
@@ -98,9 +101,15 @@ class KeyRows:
         if self.key == "card":
             self.recent_ids = np.zeros((k, RECENT_IDS), dtype=np.uint64)
         if present:
-            size = self.size
-            packed = b"".join(values[i][:size] for i in present)  # type: ignore[index]
-            records = np.frombuffer(packed, dtype=self.dtype)
+            chosen = [values[i] for i in present]
+            lengths = np.fromiter(map(len, chosen), dtype=np.int64, count=len(chosen))  # type: ignore[arg-type]
+            packed = np.frombuffer(b"".join(chosen), dtype=np.uint8)  # type: ignore[arg-type]
+            starts = np.zeros(len(chosen), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+            fixed = np.empty((len(chosen), self.fixed_size), dtype=np.uint8)  # one row per key
+            _copy_runs(packed, starts, np.full(len(chosen), self.fixed_size), fixed.ravel(),
+                       np.arange(len(chosen), dtype=np.int64) * self.fixed_size)  # fmt: skip
+            records = fixed[:, : self.size].copy().view(self.dtype).ravel()
             for name in self.dtype.names or ():
                 if "." in name:
                     detector, field = name.split(".", 1)
@@ -108,25 +117,42 @@ class KeyRows:
             self.last_ms[rows] = records["last_ms"]
             if self.key == "card":
                 self.recent_ids[rows] = records["recent_ids"]
+            if self.coded:
+                sizes = fixed[:, self.size :].copy().view(np.int32)  # (keys, text slots)
+                text_lengths = lengths - self.fixed_size
+                text_starts = np.zeros(len(chosen), dtype=np.int64)
+                np.cumsum(text_lengths[:-1], out=text_starts[1:])
+                data = np.empty(int(text_lengths.sum()), dtype=np.uint8)
+                _copy_runs(packed, starts + self.fixed_size, text_lengths, data, text_starts)
+                self._load_texts(rows, sizes, data)
         expiry = self.pipeline.expiry
         if expiry is not None:
             expiry.seen[self.key] = self.last_ms.copy()
             expiry.seen["user" if self.key == "card" else "card"] = np.full(k, NEVER, np.int64)
-        if self.coded and present:
-            self._load_texts(values, present)
 
-    def _load_texts(self, values: list[bytes | None], present: list[int]) -> None:
-        size, read = self.size, self._read_texts.decode
-        texts = [read(values[i][size:]) for i in present]  # type: ignore[index]
-        rows = np.array(present, dtype=np.int64)
-        for position, (table, field, space, width) in enumerate(self.coded):
-            flat = [text for row in texts for text in row[position]]
-            codes = self.pipeline.codes[space].slots(pa.array(flat, pa.string()))
+    def _load_texts(
+        self, rows: npt.NDArray[np.int64], sizes: npt.NDArray[np.int32], data: npt.NDArray[np.uint8]
+    ) -> None:
+        # Every text of every loaded key as one Arrow string array (no Python string each),
+        # key after key, slot after slot: the key spaces hash them straight from the buffer.
+        valid = sizes.ravel() >= 0
+        offsets = np.zeros(valid.size + 1, dtype=np.int32)
+        np.cumsum(np.where(valid, sizes.ravel(), 0), out=offsets[1:])
+        texts = pa.StringArray.from_buffers(
+            valid.size,
+            pa.py_buffer(offsets),
+            pa.py_buffer(np.ascontiguousarray(data)),
+            pa.py_buffer(np.packbits(valid, bitorder="little")),
+        )
+        slot = 0
+        for table, field, space, width in self.coded:
+            span = max(width, 1)
+            columns = np.arange(slot, slot + span)
+            picked = (np.arange(len(rows))[:, None] * sizes.shape[1] + columns).ravel()
+            codes = self.pipeline.codes[space].slots(texts.take(pa.array(picked, pa.int64())))
             target = self.tables[table][field]
-            if width:
-                target[rows] = codes.reshape(len(present), width)
-            else:
-                target[rows] = codes
+            target[rows] = codes.reshape(len(rows), width) if width else codes
+            slot += span
 
     def dump(self, k: int, last_ms: npt.NDArray[np.int64] | None = None) -> list[bytes]:
         """The values of slots ``0..k-1`` (after the detectors ran), in slot order."""
@@ -142,17 +168,58 @@ class KeyRows:
             records["last_ms"] = last_ms
         elif expiry is not None:
             records["last_ms"] = expiry.seen[self.key][:k]
-        size = self.size
-        rows: list[bytes] = records.view(f"S{size}").tolist() if size else [b""] * k
-        if any(len(row) != size for row in rows):  # S trims trailing zero bytes: pad back
-            rows = [row.ljust(size, b"\0") for row in rows]
+        fixed = records.view(np.uint8).reshape(k, self.size)
         if not self.coded:
-            return rows
-        columns = []
+            blob = fixed.tobytes()
+            size = self.size
+            return [blob[i * size : (i + 1) * size] for i in range(k)]
+        sizes, texts = [], []
         for table, field, space, width in self.coded:
-            names = np.array([*self.pipeline.codes[space].keys, None], dtype=object)
-            codes = self.tables[table][field][:k]
-            text = names[np.where(codes >= 0, codes, len(names) - 1)]
-            columns.append(text.tolist() if width else [[t] for t in text.tolist()])
-        encode = self._texts.encode
-        return [rows[i] + encode([column[i] for column in columns]) for i in range(k)]
+            codes = self.tables[table][field][:k].reshape(k, max(width, 1))
+            arena = self.pipeline.codes[space].snapshot()
+            starts = np.asarray(arena["offsets"], dtype=np.int64)
+            known = codes >= 0
+            at = np.where(known, codes, 0)
+            ends = np.append(starts, starts[-1])  # (an empty key space: a code 0 never used)
+            sizes.append(np.where(known, ends[at + 1] - ends[at], -1).astype(np.int32))
+            spelled = pa.LargeStringArray.from_buffers(
+                len(starts) - 1,
+                pa.py_buffer(starts),
+                pa.py_buffer(np.ascontiguousarray(arena["bytes"])),
+            )
+            texts.append(spelled.take(pa.array(at.ravel(), pa.int64(), mask=~known.ravel())))
+        slot_sizes = np.concatenate(sizes, axis=1)  # (keys, text slots)
+        fixed = np.concatenate([fixed, slot_sizes.view(np.uint8).reshape(k, -1)], axis=1)
+        # per key: its fixed part, then its texts slot after slot (field after field)
+        text_lengths = np.where(slot_sizes >= 0, slot_sizes, 0).astype(np.int64)
+        value_lengths = self.fixed_size + text_lengths.sum(axis=1)
+        value_starts = np.zeros(k + 1, dtype=np.int64)
+        np.cumsum(value_lengths, out=value_starts[1:])
+        out = np.empty(int(value_starts[-1]), dtype=np.uint8)
+        _copy_runs(fixed.ravel(), np.arange(k, dtype=np.int64) * self.fixed_size,
+                   np.full(k, self.fixed_size), out, value_starts[:-1])  # fmt: skip
+        at = value_starts[:-1] + self.fixed_size
+        for column, span in zip(texts, self.spans, strict=True):
+            # each key's texts of this field sit together in the column: copy them as a run
+            offsets = np.frombuffer(column.buffers()[1], dtype=np.int64)[: len(column) + 1]
+            data = np.frombuffer(column.buffers()[2] or b"", dtype=np.uint8)
+            per_key = offsets[::span]
+            for_key = np.diff(per_key)
+            _copy_runs(data, per_key[:-1], for_key, out, at)
+            at = at + for_key
+        blob = out.tobytes()
+        return [
+            blob[a:b]
+            for a, b in zip(value_starts[:-1].tolist(), value_starts[1:].tolist(), strict=True)
+        ]
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_runs(
+    source: Any, source_starts: Any, lengths: Any, target: Any, target_starts: Any
+) -> None:
+    # Byte runs from one flat buffer to another: the values' parts, without index arrays.
+    for i in range(lengths.size):
+        s, t = source_starts[i], target_starts[i]
+        for j in range(lengths[i]):
+            target[t + j] = source[s + j]
