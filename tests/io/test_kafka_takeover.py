@@ -95,7 +95,7 @@ def test_a_killed_consumer_is_taken_over_from_its_committed_checkpoint(
     )  # fmt: skip
     try:
         wait_for(
-            lambda: (CheckpointStore(str(checkpoints)).latest() or 0) >= 3, 90, "3 checkpoints"
+            lambda: (CheckpointStore(str(checkpoints)).latest() or 0) >= 3, 240, "3 checkpoints"
         )
     finally:
         first.send_signal(signal.SIGKILL)
