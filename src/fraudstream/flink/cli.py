@@ -26,6 +26,7 @@ from fraudstream.cli_options import (
     ProfilesOption,
     RulesOption,
     TimeMode,
+    TimeOption,
 )
 from fraudstream.config import ConfigError
 from fraudstream.flink.operate_cli import cluster_app, stop
@@ -91,6 +92,7 @@ def pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
     state_ttl_hours: float,
+    time: TimeMode = TimeMode.event,
 ) -> Any:
     """The job's pipeline definition, checked as `fraudstream run` checks it."""
     from fraudstream.assembly import pipeline_config, state_ttl_ms
@@ -98,7 +100,7 @@ def pipeline_parts(
 
     ttl_ms = state_ttl_ms(state_ttl_hours)
     rules_in_force, table, time_config, reference = pipeline_config(
-        rules, profiles, TimeMode.event, out_of_orderness_ms, allowed_lateness_ms,
+        rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     return PipelineParts(rules_in_force, table, time_config, reference, ttl_ms)
@@ -149,6 +151,7 @@ def run(
     ] = None,
     rules: RulesOption = None,
     profiles: ProfilesOption = None,
+    time_mode: TimeOption = TimeMode.event,
     out_of_orderness_ms: OutOfOrdernessOption = 0,
     allowed_lateness_ms: LatenessOption = 300_000,
     idle_timeout_ms: IdleTimeoutOption = 1_000,
@@ -341,7 +344,7 @@ def run(
     try:
         parts = pipeline_parts(
             rules, profiles, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks, state_ttl_hours,
+            ip_countries, anonymous_networks, state_ttl_hours, time_mode,
         )  # fmt: skip
         if model is not None or labels is not None:  # as run's attach(pipeline, labels, model)
             from fraudstream.flink.model import ModelSpec

@@ -243,6 +243,11 @@ class FlinkJob:
 
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
+        if self.parts.time.mode == "processing" and not self.keyed:
+            return (
+                "--time processing runs on the keyed job (bounded local files read in chunks, "
+                "no --model or --labels); leave --graph out or give --graph keyed"
+            )
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads bounded local files in chunks, without --model, --labels "
@@ -288,7 +293,11 @@ class FlinkJob:
             .name("decode")
             .uid("fraudstream-decode")
         )
-        out_of_orderness = Duration.of_millis(self.parts.time.out_of_orderness_ms)
+        timing = self.parts.time
+        # Processing time: the watermark runs on arrival stamps, which only increase.
+        out_of_orderness = Duration.of_millis(
+            0 if timing.mode == "processing" else timing.out_of_orderness_ms
+        )
         # No idleness: a bounded source's subtask finishes, and its watermark then ends.
         event_time = WatermarkStrategy.for_bounded_out_of_orderness(out_of_orderness)
         timed = decoded.assign_timestamps_and_watermarks(
