@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from enum import StrEnum
@@ -29,6 +30,7 @@ from fraudstream.cli_options import (
     TimeOption,
 )
 from fraudstream.config import ConfigError
+from fraudstream.flink.hooks import Hooks
 from fraudstream.flink.operate_cli import cluster_app, stop
 from fraudstream.flink.uris import is_local, local_path
 
@@ -148,6 +150,36 @@ def run(
     ] = None,
     late: Annotated[
         str | None, typer.Option(rich_help_panel="Outputs", help="Late records: output directory.")
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
+            "(upsert by id).",
+        ),
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="POST every alert here (retried; kept if undeliverable; at least once).",
+        ),
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Environment variable holding the webhook's HMAC secret (read where the "
+            "job runs).",
+        ),
+    ] = None,
+    alert_command: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Run this command for every alert (alert JSON on stdin; at least once).",
+        ),
     ] = None,
     rules: RulesOption = None,
     profiles: ProfilesOption = None,
@@ -313,8 +345,16 @@ def run(
         )
         if target_dir
     }
-    if not outputs:
-        _fail("give at least one output: --decisions, --alerts, --enriched, ...")
+    if store and "://" not in store:  # a SQLite file: the same one wherever subtasks run
+        store = str(Path(store).resolve())
+    hooks = Hooks(
+        store=store,
+        webhook=webhook,
+        webhook_secret_env=webhook_secret_env,
+        alert_command=tuple(shlex.split(alert_command)) if alert_command else None,
+    )
+    if not outputs and not hooks.wanted:
+        _fail("give at least one output: --decisions, --alerts, --enriched, --store, ...")
     if target is Target.remote and not jobmanager:
         _fail("--target remote needs --jobmanager host:port")
     if detach and target is not Target.remote:
@@ -351,6 +391,7 @@ def run(
 
             spec = ModelSpec.load(model, model_weight, labels)
             parts = dataclasses.replace(parts, model=spec)
+        hooks.check()
     except (ConfigError, OSError, ValueError) as exc:
         _fail(str(exc))
     fault = None
@@ -381,6 +422,7 @@ def run(
         read_lines=read_lines,
         graph=graph.value if graph is not None else None,
         fault=fault,
+        hooks=hooks if hooks.wanted else None,
     )
     refused = job.refuses()
     if refused:

@@ -70,6 +70,7 @@ class FlinkJob:
     # parallelism 1 on bounded files read in chunks, else sharded.
     graph: str | None = None
     fault: Any = None  # functions.Fault (tests only)
+    hooks: Any = None  # fraudstream.flink.sinks.Hooks: the decision store, alert hooks
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
@@ -156,13 +157,13 @@ class FlinkJob:
         if live or self.read_lines:
             function: Any = SequenceFunction(
                 self.parts, self.shards, self.batch_bytes, live, self.flush_ms,
-                frozenset(self.outputs), fault=self.fault,
+                self.wanted, fault=self.fault,
             )  # fmt: skip
             records = self._source(env)
         else:
             chunks = self.plan()
             function = ChunkSequenceFunction(
-                self.parts, self.shards, chunks, frozenset(self.outputs), fault=self.fault
+                self.parts, self.shards, chunks, self.wanted, fault=self.fault
             )
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
@@ -203,9 +204,7 @@ class FlinkJob:
         decided = (
             cards.union(users)
             .key_by(lambda v: v[0], key_type=Types.LONG())
-            .process(
-                DecideFunction(deciding, frozenset(self.outputs), self.fault), output_type=PICKLED
-            )
+            .process(DecideFunction(deciding, self.wanted, self.fault), output_type=PICKLED)
             .name("decide")
             .uid("fraudstream-decide")
         )
@@ -213,6 +212,21 @@ class FlinkJob:
             # dead letters and late records leave the sequencer, the rest the join
             origin = sequenced if name in ("dead_letters", "late") else decided
             self._sink(origin.get_side_output(OUTPUT_TAGS[name]), name, target)
+        self._add_hooks(decided)
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The side outputs the job emits: its outputs' and its hooks'."""
+        hooks = frozenset() if self.hooks is None else self.hooks.wanted
+        return frozenset(self.outputs) | hooks
+
+    def _add_hooks(self, decided: Any) -> None:
+        """The decision store and alert hooks on the deciding operator's side outputs."""
+        if self.hooks is None:
+            return
+        from fraudstream.flink.functions import OUTPUT_TAGS
+
+        self.hooks.add_to(lambda name: decided.get_side_output(OUTPUT_TAGS[name]))
 
     @property
     def chunked(self) -> bool:
@@ -276,7 +290,7 @@ class FlinkJob:
 
         env.set_parallelism(self.parallelism)
         plan = self.plan()
-        wanted = frozenset(self.outputs)
+        wanted = self.wanted
         # Records travel in parts of a chunk per shard (an int key landing in a key group of
         # its own): a Python call handles hundreds of records, not one. Per-key state lives
         # under its shard's key group; --shards fixes the most subtasks that get work.
@@ -321,6 +335,7 @@ class FlinkJob:
             tagged = [stream.get_side_output(OUTPUT_TAGS[name]) for stream in streams]
             joined = tagged[0] if len(tagged) == 1 else tagged[0].union(*tagged[1:])
             self._sink(joined, name, target)
+        self._add_hooks(users)
 
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
@@ -329,7 +344,7 @@ class FlinkJob:
         from fraudstream.flink.fused import WholePipelineFunction
 
         function = WholePipelineFunction(
-            self.parts, frozenset(self.outputs), plan, fault=self.fault,
+            self.parts, self.wanted, plan, fault=self.fault,
             hold_ms=self.checkpoint_interval_ms // 2,
         )  # fmt: skip
         decided = (
@@ -340,6 +355,7 @@ class FlinkJob:
         )
         for name, target in self.outputs.items():
             self._sink(decided.get_side_output(OUTPUT_TAGS[name]), name, target)
+        self._add_hooks(decided)
 
     def _source(self, env: Any) -> Any:
         from pyflink.common import Duration, WatermarkStrategy
