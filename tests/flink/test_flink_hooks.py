@@ -3,8 +3,8 @@
 Both runtimes decide the same 3,000 demo records with the same hooks: the decision stores
 hold the same decisions, the webhook receives every alert (signed with the shared secret,
 the first deliveries refused and retried), and the command runs once per alert with the
-transaction id as delivery id. The Flink job runs at parallelism 2: two subtasks write the
-one SQLite store and deliver alerts side by side.
+transaction id as delivery id. The keyed job runs at parallelism 2: two subtasks write the
+one SQLite store and deliver alerts side by side; the fused and sharded graphs too.
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def without_wall_clock(body: bytes) -> dict[str, Any]:
     return {k: v for k, v in json.loads(body).items() if k not in WALL_CLOCK}
 
 
-def test_flink_hooks_write_and_deliver_as_run(tmp_path: Path, receiver: Receiver) -> None:
+@pytest.mark.parametrize(("graph", "parallelism"), [("keyed", 2), ("fused", 1), ("sharded", 2)])
+def test_flink_hooks_write_and_deliver_as_run(
+    graph: str, parallelism: int, tmp_path: Path, receiver: Receiver
+) -> None:
     records = demo_records(count=3000, seed=5)
     source = tmp_path / "tx.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -102,7 +105,8 @@ def test_flink_hooks_write_and_deliver_as_run(tmp_path: Path, receiver: Receiver
             command = [FRAUDSTREAM, "run", "--alerts", str(out / "alerts.jsonl")]
         else:
             command = [
-                FRAUDSTREAM, "flink", "run", "--target", "local", "--parallelism", "2",
+                FRAUDSTREAM, "flink", "run", "--target", "local", "--graph", graph,
+                "--parallelism", str(parallelism),
                 "--alerts", str(out / "alerts"), "--checkpoint-dir", str(out / "checkpoints"),
             ]  # fmt: skip
         first = len(receiver.received)
