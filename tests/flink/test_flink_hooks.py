@@ -4,7 +4,9 @@ Both runtimes decide the same 3,000 demo records with the same hooks: the decisi
 hold the same decisions, the webhook receives every alert (signed with the shared secret,
 the first deliveries refused and retried), and the command runs once per alert with the
 transaction id as delivery id. The keyed job runs at parallelism 2: two subtasks write the
-one SQLite store and deliver alerts side by side; the fused and sharded graphs too.
+one SQLite store and deliver alerts side by side; the fused and sharded graphs too, and a
+sharded job failed on purpose mid-stream: after its restart from the last checkpoint each
+decision is stored once and every alert was delivered (some twice: at least once).
 """
 
 from __future__ import annotations
@@ -84,9 +86,19 @@ def without_wall_clock(body: bytes) -> dict[str, Any]:
     return {k: v for k, v in json.loads(body).items() if k not in WALL_CLOCK}
 
 
-@pytest.mark.parametrize(("graph", "parallelism"), [("keyed", 2), ("fused", 1), ("sharded", 2)])
+FAILED_ONCE = (  # the sharded job read line by line fails once after a checkpoint, restarts
+    "--read-lines", "--fail-once-after", "1500", "--batch-bytes", "50000",
+    "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("graph", "parallelism", "extra"),
+    [("keyed", 2, ()), ("fused", 1, ()), ("sharded", 2, ()), ("sharded", 1, FAILED_ONCE)],
+    ids=["keyed", "fused", "sharded", "sharded-failed-once"],
+)
 def test_flink_hooks_write_and_deliver_as_run(
-    graph: str, parallelism: int, tmp_path: Path, receiver: Receiver
+    graph: str, parallelism: int, extra: tuple[str, ...], tmp_path: Path, receiver: Receiver
 ) -> None:
     records = demo_records(count=3000, seed=5)
     source = tmp_path / "tx.jsonl"
@@ -106,7 +118,7 @@ def test_flink_hooks_write_and_deliver_as_run(
         else:
             command = [
                 FRAUDSTREAM, "flink", "run", "--target", "local", "--graph", graph,
-                "--parallelism", str(parallelism),
+                "--parallelism", str(parallelism), *extra,
                 "--alerts", str(out / "alerts"), "--checkpoint-dir", str(out / "checkpoints"),
             ]  # fmt: skip
         first = len(receiver.received)
@@ -119,6 +131,8 @@ def test_flink_hooks_write_and_deliver_as_run(
 
     embedded_out, embedded_posts = runs["embedded"]
     flink_out, flink_posts = runs["flink"]
+    if extra:  # replayed after the restart: stored once, delivered at least once
+        assert (flink_out / "checkpoints" / "injected-fault").exists(), "the fault did not fire"
     decisions = stored(embedded_out / "decisions.db")
     assert len(decisions) == len(records)
     assert stored(flink_out / "decisions.db") == decisions  # the same decisions, once each
