@@ -9,8 +9,11 @@ run --time processing`: one alert, on card 3's 871.15.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +179,68 @@ def test_processing_time_on_another_graph_is_refused(tmp_path: Path) -> None:
     source.write_text('{"transaction_id": "a", "card_id": "c", "timestamp": 1, "amount": 1}\n')
     result = subprocess.run(
         [FRAUDSTREAM, "flink", "run", "--input", str(source), "--time", "processing",
-         "--graph", "sharded", "--alerts", str(tmp_path / "alerts")],
+         "--graph", "fused", "--alerts", str(tmp_path / "alerts")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 2
     assert "--time processing runs on the keyed job" in result.stderr
+    assert "not on --graph fused" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flink_walkthrough_paced_live_alerts_card_3_once(tmp_path: Path) -> None:
+    """The walkthrough written into a watched directory at 10 records/s while the sharded
+    job (the live graph) runs in processing time: one alert, card 3's 871.15."""
+    records = subprocess.run(
+        [FRAUDSTREAM, "simulate", "--scenario", "flink-walkthrough", "--count", "50", "--fast"],
+        check=True, capture_output=True,
+    ).stdout.splitlines(keepends=True)  # fmt: skip
+    watched, out = tmp_path / "incoming", tmp_path / "out"
+    watched.mkdir()
+    checkpoints = out / "checkpoints"
+    log = tmp_path / "job.stderr"
+    with log.open("wb") as stderr:
+        job = subprocess.Popen(
+            [FRAUDSTREAM, "flink", "run", "--input", str(watched), "--monitor-interval-ms",
+             "200", "--time", "processing", "--target", "local", "--checkpoint-dir",
+             str(checkpoints), "--checkpoint-interval-ms", "500", "--decisions",
+             str(out / "decisions"), "--alerts", str(out / "alerts"), "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )  # fmt: skip
+    try:
+        # Paced from the job's first checkpoint on: it runs, and watches the directory.
+        wait_for(lambda: any(checkpoints.glob("*/chk-*")), job, log)
+        for k, record in enumerate(records):
+            hidden = watched / f".{k:03d}.jsonl"  # the source skips hidden files until renamed
+            hidden.write_bytes(record)
+            hidden.rename(watched / f"{k:03d}.jsonl")
+            time.sleep(0.1)  # the walkthrough's pace: 10 records/s
+        wait_for(lambda: count_decided(out / "decisions") >= len(records), job, log)
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)  # an unbounded job: stopped here
+        try:
+            job.wait(timeout=HANG_GUARD_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    alerts = read_jsonl(out / "alerts")
+    assert [(a["transaction_id"], a["card_id"]) for a in alerts] == [("wt-28", "3")]
+    assert "small_then_large" in [reason["rule"] for reason in alerts[0]["reasons"]]
+
+
+HANG_GUARD_S = 300  # only stops a hung job; never asserted on
+
+
+def count_decided(directory: Path) -> int:
+    return len(read_jsonl(directory)) if directory.is_dir() else 0
+
+
+def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path) -> None:
+    """Polls ``condition`` until it holds; fails if the job ends or hangs first."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        if job.poll() is not None:
+            raise AssertionError(f"the job ended: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("the job hung")
+        time.sleep(0.2)

@@ -257,10 +257,10 @@ class FlinkJob:
 
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
-        if self.parts.time.mode == "processing" and not self.keyed:
+        if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
             return (
-                "--time processing runs on the keyed job (bounded local files read in chunks, "
-                "no --model or --labels); leave --graph out or give --graph keyed"
+                "--time processing runs on the keyed job (bounded files) and the sharded job "
+                "(live inputs), without --model or --labels; not on --graph fused"
             )
         if self.graph == "keyed" and not self.keyable:
             return (
