@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.flink.hooks import Hooks
 from fraudstream.flink.key_groups import shard_keys
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.uris import is_local, to_uri
@@ -70,7 +71,7 @@ class FlinkJob:
     # parallelism 1 on bounded files read in chunks, else sharded.
     graph: str | None = None
     fault: Any = None  # functions.Fault (tests only)
-    hooks: Any = None  # fraudstream.flink.sinks.Hooks: the decision store, alert hooks
+    hooks: Hooks | None = None  # the decision store and alert hooks (flink.hooks)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
@@ -217,7 +218,7 @@ class FlinkJob:
     @property
     def wanted(self) -> frozenset[str]:
         """The side outputs the job emits: its outputs' and its hooks'."""
-        hooks = frozenset() if self.hooks is None else self.hooks.wanted
+        hooks: frozenset[str] = frozenset() if self.hooks is None else self.hooks.wanted
         return frozenset(self.outputs) | hooks
 
     def _add_hooks(self, decided: Any) -> None:
