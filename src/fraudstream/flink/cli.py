@@ -182,6 +182,22 @@ def run(
         ),
     ] = None,
     rules: RulesOption = None,
+    rules_updates: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Watch this directory for rules versions (each new file one rules document "
+            "as JSON on one line); a version applies from the next records, state kept. The "
+            "job then runs until stopped.",
+        ),
+    ] = None,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Where rules changes are logged (default: RULES_UPDATES.audit.jsonl).",
+        ),
+    ] = None,
     profiles: ProfilesOption = None,
     time_mode: TimeOption = TimeMode.event,
     out_of_orderness_ms: OutOfOrdernessOption = 0,
@@ -423,6 +439,8 @@ def run(
         graph=graph.value if graph is not None else None,
         fault=fault,
         hooks=hooks if hooks.wanted else None,
+        rules_updates=str(Path(rules_updates).resolve()) if rules_updates else None,
+        audit_log=str(audit_log.resolve()) if audit_log else None,
     )
     refused = job.refuses()
     if refused:

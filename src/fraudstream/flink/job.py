@@ -72,6 +72,8 @@ class FlinkJob:
     graph: str | None = None
     fault: Any = None  # functions.Fault (tests only)
     hooks: Hooks | None = None  # the decision store and alert hooks (flink.hooks)
+    rules_updates: str | None = None  # a directory watched for rules versions (keyed job)
+    audit_log: str | None = None  # where rules changes are logged (default: DIR.audit.jsonl)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
@@ -258,6 +260,8 @@ class FlinkJob:
 
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
+        if self.rules_updates and not self.keyed:
+            return "--rules-updates runs on the keyed job (--graph keyed: files, no --model)"
         if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
             return (
                 "--time processing runs on the keyed job (bounded files) and the sharded job "
@@ -318,18 +322,38 @@ class FlinkJob:
         timed = decoded.assign_timestamps_and_watermarks(
             event_time.with_timestamp_assigner(PartTime())
         ).uid("fraudstream-event-time")
+        card_function: Any = CardDetectors(self.parts, keys, wanted)
+        user_function: Any = UserDetectors(self.parts, wanted)
+        card_parts: Any = timed.key_by(lambda v: v[0], key_type=Types.INT())
+        if self.rules_updates:  # rules versions broadcast to both (flink.rules_broadcast)
+            from fraudstream.flink.rules_broadcast import (
+                LiveCardDetectors,
+                LiveUserDetectors,
+                rules_broadcast,
+            )
+
+            audit = self.audit_log or f"{self.rules_updates.rstrip('/')}.audit.jsonl"
+            rules = rules_broadcast(env, self.rules_updates, self.parts.rules, audit)
+            card_parts = card_parts.connect(rules)
+            card_function = LiveCardDetectors(self.parts, keys, wanted)
+            user_function = LiveUserDetectors(self.parts, wanted)
         cards = (
-            timed.key_by(lambda v: v[0], key_type=Types.INT())
-            .process(CardDetectors(self.parts, keys, wanted), output_type=PICKLED)
+            card_parts.process(card_function, output_type=PICKLED)
             .name("card detectors")
             .uid("fraudstream-card-detectors")
         )
+        if self.rules_updates:
+            cards = self._side_outputs(cards, "card")
+        user_parts: Any = cards.key_by(lambda v: v[0], key_type=Types.INT())
+        if self.rules_updates:
+            user_parts = user_parts.connect(rules)
         users = (
-            cards.key_by(lambda v: v[0], key_type=Types.INT())
-            .process(UserDetectors(self.parts, wanted), output_type=PICKLED)
+            user_parts.process(user_function, output_type=PICKLED)
             .name("user detectors, decide")
             .uid("fraudstream-user-detectors")
         )
+        if self.rules_updates:
+            users = self._side_outputs(users, "user")
         origin = {"dead_letters": (decoded, cards), "late": (decoded,)}
         for name, target in self.outputs.items():
             streams = origin.get(name, (users,))
@@ -337,6 +361,18 @@ class FlinkJob:
             joined = tagged[0] if len(tagged) == 1 else tagged[0].union(*tagged[1:])
             self._sink(joined, name, target)
         self._add_hooks(users)
+
+    @staticmethod
+    def _side_outputs(stream: Any, key: str) -> Any:
+        """A broadcast-connected operator's side outputs, put back where sinks read them."""
+        from fraudstream.flink.functions import PICKLED
+        from fraudstream.flink.rules_broadcast import SideOutputs
+
+        return (
+            stream.process(SideOutputs(), output_type=PICKLED)
+            .name(f"{key} side outputs")
+            .uid(f"fraudstream-{key}-side-outputs")
+        )
 
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
