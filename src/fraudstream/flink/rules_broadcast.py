@@ -83,7 +83,7 @@ def rules_broadcast(env: Any, directory: str, rules: RuleSet, audit_log: str) ->
         lines.uid("fraudstream-rules-source")
         .set_parallelism(1)
         .key_by(lambda _: 0, key_type=Types.INT())
-        .process(RulesVersions(rules, audit_log), output_type=PICKLED)
+        .process(RulesVersions(rules, directory, audit_log), output_type=PICKLED)
         .set_parallelism(1)
         .name("rules versions (checked, audited)")
         .uid("fraudstream-rules-versions")
@@ -101,8 +101,9 @@ class RulesVersions(KeyedProcessFunction):  # type: ignore[misc]
     becomes the next version, logged as `fraudstream run` logs a reloaded file; one that does
     not check is refused and logged with the reason."""
 
-    def __init__(self, rules: RuleSet, audit_log: str) -> None:
+    def __init__(self, rules: RuleSet, directory: str, audit_log: str) -> None:
         self.start = rules
+        self.directory = directory  # where versions come from, as the audit log names it
         self.audit_log = audit_log
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -117,13 +118,13 @@ class RulesVersions(KeyedProcessFunction):  # type: ignore[misc]
         try:
             rules = RuleSet.from_document(json.loads(value))
         except (ConfigError, ValueError, TypeError, RecursionError) as exc:
-            self.audit.record(WHO, self.audit_log, before, None, f"refused: {exc}")
+            self.audit.record(WHO, self.directory, before, None, f"refused: {exc}")
             return
         if rules == before:
             return
         version += 1
         self.current.update(pickle.dumps((version, rules)))
-        self.audit.record(WHO, self.audit_log, before, rules)
+        self.audit.record(WHO, self.directory, before, rules)
         yield pickle.dumps((version, rules))
 
 
