@@ -304,6 +304,16 @@ def test_processing_time_decides_in_arrival_order_with_nothing_late() -> None:
     assert feed.pipeline.pending == 0
 
 
+def test_processing_time_batch_of_only_duplicates_decides_nothing() -> None:
+    # A micro-batch whose every record was seen before: duplicates out, no crash.
+    feed = Feed(Pipeline(time_config=TimeConfig(mode="processing")))
+    feed.submit([tx("t0", "c1", T0)], [T0])
+    result = feed.submit([tx("t0", "c1", T0)], [T0 + 1])
+    assert result.duplicates.transaction_id.to_pylist() == ["t0"]
+    assert result.decisions is None
+    assert feed.times == ["t0"]
+
+
 WARMED = """
 import gc, json, sys
 from numba.core.registry import CPUDispatcher

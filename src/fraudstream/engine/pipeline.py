@@ -213,8 +213,9 @@ class Pipeline:
             return result
         if self.time.mode == "processing":
             batch = self._first_seen(batch, result)
-            clock_ms = batch.arrival_ms.astype(np.int64)
-            result.decisions = self.process(batch, clock_ms, now_ms)
+            if len(batch):  # a batch of duplicates only leaves nothing to decide
+                clock_ms = batch.arrival_ms.astype(np.int64)
+                result.decisions = self.process(batch, clock_ms, now_ms)
         else:
             # Late first, then duplicates among the records released to be decided, in the
             # order they are decided: a late record's copy is late too, and which copy of a

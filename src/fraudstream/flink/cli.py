@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from enum import StrEnum
@@ -26,8 +27,10 @@ from fraudstream.cli_options import (
     ProfilesOption,
     RulesOption,
     TimeMode,
+    TimeOption,
 )
 from fraudstream.config import ConfigError
+from fraudstream.flink.hooks import Hooks
 from fraudstream.flink.operate_cli import cluster_app, stop
 from fraudstream.flink.uris import is_local, local_path
 
@@ -91,6 +94,7 @@ def pipeline_parts(
     ip_countries: Path | None,
     anonymous_networks: Path | None,
     state_ttl_hours: float,
+    time: TimeMode = TimeMode.event,
 ) -> Any:
     """The job's pipeline definition, checked as `fraudstream run` checks it."""
     from fraudstream.assembly import pipeline_config, state_ttl_ms
@@ -98,7 +102,7 @@ def pipeline_parts(
 
     ttl_ms = state_ttl_ms(state_ttl_hours)
     rules_in_force, table, time_config, reference = pipeline_config(
-        rules, profiles, TimeMode.event, out_of_orderness_ms, allowed_lateness_ms,
+        rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
         idle_timeout_ms, ip_countries, anonymous_networks,
     )  # fmt: skip
     return PipelineParts(rules_in_force, table, time_config, reference, ttl_ms)
@@ -147,8 +151,55 @@ def run(
     late: Annotated[
         str | None, typer.Option(rich_help_panel="Outputs", help="Late records: output directory.")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
+            "(upsert by id).",
+        ),
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="POST every alert here (retried; kept if undeliverable; at least once).",
+        ),
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Environment variable holding the webhook's HMAC secret (read where the "
+            "job runs).",
+        ),
+    ] = None,
+    alert_command: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Run this command for every alert (alert JSON on stdin; at least once).",
+        ),
+    ] = None,
     rules: RulesOption = None,
+    rules_updates: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Watch this directory for rules versions (each new file one rules document "
+            "as JSON on one line); a version applies from the next records, state kept. The "
+            "job then runs until stopped.",
+        ),
+    ] = None,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Where rules changes are logged (default: RULES_UPDATES.audit.jsonl).",
+        ),
+    ] = None,
     profiles: ProfilesOption = None,
+    time_mode: TimeOption = TimeMode.event,
     out_of_orderness_ms: OutOfOrdernessOption = 0,
     allowed_lateness_ms: LatenessOption = 300_000,
     idle_timeout_ms: IdleTimeoutOption = 1_000,
@@ -313,8 +364,16 @@ def run(
         )
         if target_dir
     }
-    if not outputs:
-        _fail("give at least one output: --decisions, --alerts, --enriched, ...")
+    if store and "://" not in store:  # a SQLite file: the same one wherever subtasks run
+        store = str(Path(store).resolve())
+    hooks = Hooks(
+        store=store,
+        webhook=webhook,
+        webhook_secret_env=webhook_secret_env,
+        alert_command=tuple(shlex.split(alert_command)) if alert_command else None,
+    )
+    if not outputs and not hooks.wanted:
+        _fail("give at least one output: --decisions, --alerts, --enriched, --store, ...")
     if target is Target.remote and not jobmanager:
         _fail("--target remote needs --jobmanager host:port")
     if detach and target is not Target.remote:
@@ -344,13 +403,14 @@ def run(
     try:
         parts = pipeline_parts(
             rules, profiles, out_of_orderness_ms, allowed_lateness_ms, idle_timeout_ms,
-            ip_countries, anonymous_networks, state_ttl_hours,
+            ip_countries, anonymous_networks, state_ttl_hours, time_mode,
         )  # fmt: skip
         if model is not None or labels is not None:  # as run's attach(pipeline, labels, model)
             from fraudstream.flink.model import ModelSpec
 
             spec = ModelSpec.load(model, model_weight, labels)
             parts = dataclasses.replace(parts, model=spec)
+        hooks.check()
     except (ConfigError, OSError, ValueError) as exc:
         _fail(str(exc))
     fault = None
@@ -381,6 +441,9 @@ def run(
         read_lines=read_lines,
         graph=graph.value if graph is not None else None,
         fault=fault,
+        hooks=hooks if hooks.wanted else None,
+        rules_updates=str(Path(rules_updates).resolve()) if rules_updates else None,
+        audit_log=str(audit_log.resolve()) if audit_log else None,
     )
     refused = job.refuses()
     if refused:

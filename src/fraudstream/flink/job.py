@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fraudstream.flink.hooks import Hooks
 from fraudstream.flink.key_groups import shard_keys
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.uris import is_local, to_uri
@@ -72,6 +73,9 @@ class FlinkJob:
     # parallelism 1 on bounded files read in chunks, else sharded.
     graph: str | None = None
     fault: Any = None  # functions.Fault (tests only)
+    hooks: Hooks | None = None  # the decision store and alert hooks (flink.hooks)
+    rules_updates: str | None = None  # a directory watched for rules versions (keyed job)
+    audit_log: str | None = None  # where rules changes are logged (default: DIR.audit.jsonl)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
@@ -158,13 +162,13 @@ class FlinkJob:
         if live or self.read_lines:
             function: Any = SequenceFunction(
                 self.parts, self.shards, self.batch_bytes, live, self.flush_ms,
-                frozenset(self.outputs), fault=self.fault,
+                self.wanted, fault=self.fault,
             )  # fmt: skip
             records = self._source(env)
         else:
             chunks = self.plan()
             function = ChunkSequenceFunction(
-                self.parts, self.shards, chunks, frozenset(self.outputs), fault=self.fault
+                self.parts, self.shards, chunks, self.wanted, fault=self.fault
             )
             records = env.from_collection(
                 [chunk.to_json() for chunk in chunks], type_info=Types.STRING()
@@ -205,9 +209,7 @@ class FlinkJob:
         decided = (
             cards.union(users)
             .key_by(lambda v: v[0], key_type=Types.LONG())
-            .process(
-                DecideFunction(deciding, frozenset(self.outputs), self.fault), output_type=PICKLED
-            )
+            .process(DecideFunction(deciding, self.wanted, self.fault), output_type=PICKLED)
             .name("decide")
             .uid("fraudstream-decide")
         )
@@ -215,6 +217,21 @@ class FlinkJob:
             # dead letters and late records leave the sequencer, the rest the join
             origin = sequenced if name in ("dead_letters", "late") else decided
             self._sink(origin.get_side_output(OUTPUT_TAGS[name]), name, target)
+        self._add_hooks(decided)
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The side outputs the job emits: its outputs' and its hooks'."""
+        hooks: frozenset[str] = frozenset() if self.hooks is None else self.hooks.wanted
+        return frozenset(self.outputs) | hooks
+
+    def _add_hooks(self, decided: Any) -> None:
+        """The decision store and alert hooks on the deciding operator's side outputs."""
+        if self.hooks is None:
+            return
+        from fraudstream.flink.functions import OUTPUT_TAGS
+
+        self.hooks.add_to(lambda name: decided.get_side_output(OUTPUT_TAGS[name]))
 
     @property
     def chunked(self) -> bool:
@@ -245,6 +262,13 @@ class FlinkJob:
 
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
+        if self.rules_updates and not self.keyed:
+            return "--rules-updates runs on the keyed job (--graph keyed: files, no --model)"
+        if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
+            return (
+                "--time processing runs on the keyed job (bounded files) and the sharded job "
+                "(live inputs), without --model or --labels; not on --graph fused"
+            )
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads bounded local files in chunks, without --model, --labels "
@@ -273,7 +297,7 @@ class FlinkJob:
 
         env.set_parallelism(self.parallelism)
         plan = self.plan()
-        wanted = frozenset(self.outputs)
+        wanted = self.wanted
         # Records travel in parts of a chunk per shard (an int key landing in a key group of
         # its own): a Python call handles hundreds of records, not one. Per-key state lives
         # under its shard's key group; --shards fixes the most subtasks that get work.
@@ -290,30 +314,67 @@ class FlinkJob:
             .name("decode")
             .uid("fraudstream-decode")
         )
-        out_of_orderness = Duration.of_millis(self.parts.time.out_of_orderness_ms)
+        timing = self.parts.time
+        # Processing time: the watermark runs on arrival stamps, which only increase.
+        out_of_orderness = Duration.of_millis(
+            0 if timing.mode == "processing" else timing.out_of_orderness_ms
+        )
         # No idleness: a bounded source's subtask finishes, and its watermark then ends.
         event_time = WatermarkStrategy.for_bounded_out_of_orderness(out_of_orderness)
         timed = decoded.assign_timestamps_and_watermarks(
             event_time.with_timestamp_assigner(PartTime())
         ).uid("fraudstream-event-time")
+        card_function: Any = CardDetectors(self.parts, keys, wanted)
+        user_function: Any = UserDetectors(self.parts, wanted)
+        card_parts: Any = timed.key_by(lambda v: v[0], key_type=Types.INT())
+        if self.rules_updates:  # rules versions broadcast to both (flink.rules_broadcast)
+            from fraudstream.flink.rules_broadcast import (
+                LiveCardDetectors,
+                LiveUserDetectors,
+                rules_broadcast,
+            )
+
+            audit = self.audit_log or f"{self.rules_updates.rstrip('/')}.audit.jsonl"
+            rules = rules_broadcast(env, self.rules_updates, self.parts.rules, audit)
+            card_parts = card_parts.connect(rules)
+            card_function = LiveCardDetectors(self.parts, keys, wanted)
+            user_function = LiveUserDetectors(self.parts, wanted)
         cards = (
-            timed.key_by(lambda v: v[0], key_type=Types.INT())
-            .process(CardDetectors(self.parts, keys, wanted), output_type=PICKLED)
+            card_parts.process(card_function, output_type=PICKLED)
             .name("card detectors")
             .uid("fraudstream-card-detectors")
         )
+        if self.rules_updates:
+            cards = self._side_outputs(cards, "card")
+        user_parts: Any = cards.key_by(lambda v: v[0], key_type=Types.INT())
+        if self.rules_updates:
+            user_parts = user_parts.connect(rules)
         users = (
-            cards.key_by(lambda v: v[0], key_type=Types.INT())
-            .process(UserDetectors(self.parts, wanted), output_type=PICKLED)
+            user_parts.process(user_function, output_type=PICKLED)
             .name("user detectors, decide")
             .uid("fraudstream-user-detectors")
         )
+        if self.rules_updates:
+            users = self._side_outputs(users, "user")
         origin = {"dead_letters": (decoded, cards), "late": (decoded,)}
         for name, target in self.outputs.items():
             streams = origin.get(name, (users,))
             tagged = [stream.get_side_output(OUTPUT_TAGS[name]) for stream in streams]
             joined = tagged[0] if len(tagged) == 1 else tagged[0].union(*tagged[1:])
             self._sink(joined, name, target)
+        self._add_hooks(users)
+
+    @staticmethod
+    def _side_outputs(stream: Any, key: str) -> Any:
+        """A broadcast-connected operator's side outputs, put back where sinks read them."""
+        from fraudstream.flink.functions import PICKLED
+        from fraudstream.flink.rules_broadcast import SideOutputs
+
+        return (
+            stream.process(SideOutputs(), output_type=PICKLED)
+            .name(f"{key} side outputs")
+            .uid(f"fraudstream-{key}-side-outputs")
+        )
 
     def _build_fused(self, descriptors: Any, plan: list[Any]) -> None:
         from pyflink.common import Types
@@ -322,7 +383,7 @@ class FlinkJob:
         from fraudstream.flink.fused import WholePipelineFunction
 
         function = WholePipelineFunction(
-            self.parts, frozenset(self.outputs), plan, fault=self.fault,
+            self.parts, self.wanted, plan, fault=self.fault,
             hold_ms=self.checkpoint_interval_ms // 2,
         )  # fmt: skip
         decided = (
@@ -333,6 +394,7 @@ class FlinkJob:
         )
         for name, target in self.outputs.items():
             self._sink(decided.get_side_output(OUTPUT_TAGS[name]), name, target)
+        self._add_hooks(decided)
 
     def _source(self, env: Any) -> Any:
         from pyflink.common import Duration, WatermarkStrategy

@@ -67,15 +67,24 @@ def late_rows(
     return late, watermark, latest
 
 
-def release_order(tx: TxBatch) -> I64:
-    """Indices putting records in (event time, transaction id, position) order.
+def release_order(tx: TxBatch, processing: bool = False) -> I64:
+    """Indices putting records in (event time, transaction id, position) order; in
+    processing time, the embedded runtime's arrival order: (arrival time, position).
 
     >>> from fraudstream.testing import tx_batch
     >>> release_order(tx_batch(ids=["b", "a", "c"], times=[5, 5, 1])).tolist()
     [2, 1, 0]
+    >>> release_order(tx_batch(ids=["b", "a", "c"], times=[5, 5, 1]), processing=True).tolist()
+    [0, 1, 2]
     """
-    table = pa.table({"time": tx.timestamp_ms, "id": tx.transaction_id, "position": tx.position})
-    keys = [("time", "ascending"), ("id", "ascending"), ("position", "ascending")]
+    if processing:
+        table = pa.table({"arrival": tx.arrival_ms, "position": tx.position})
+        keys = [("arrival", "ascending"), ("position", "ascending")]
+    else:
+        table = pa.table(
+            {"time": tx.timestamp_ms, "id": tx.transaction_id, "position": tx.position}
+        )
+        keys = [("time", "ascending"), ("id", "ascending"), ("position", "ascending")]
     order: I64 = pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
     return order
 
@@ -109,6 +118,13 @@ class _Stage:
         self.pipeline.model_stage = None
         self.rows = KeyRows(self.pipeline, key)
         self.profiles = parts.profiles  # configuration, looked up per release
+        self.processing = parts.time.mode == "processing"
+
+    def clock(self, tx: TxBatch) -> I64:
+        """The times the detectors see: event times, or arrival times in processing time."""
+        if self.processing:
+            return tx.arrival_ms.astype(np.int64)
+        return tx.timestamp_ms
 
     def _begin(self, tx: TxBatch, fetch: Fetch) -> tuple[npt.NDArray[np.int32], list[str]]:
         """Numbers the release's keys 0..k-1, loads their state; returns (slots, keys)."""
@@ -147,7 +163,8 @@ class _Stage:
         release's earliest record (a timer never fires past a record not yet decided)."""
         if len(tx) == 0:
             return
-        due = min(watermark, int(tx.timestamp_ms.min()) - 1)
+        earliest = int(self.clock(tx).min())
+        due = earliest - 1 if self.processing else min(watermark, earliest - 1)
         if due <= NEVER:
             return
         pipeline = self.pipeline
@@ -184,9 +201,10 @@ class CardStage(_Stage):
         if repeated.any():
             kept_rows = np.flatnonzero(~repeated)
             tx, slots = tx.take(kept_rows), slots[kept_rows]
-        decisions = self.pipeline.process(tx, tx.timestamp_ms, now_ms, sweep=False)
+        clock = self.clock(tx)
+        decisions = self.pipeline.process(tx, clock, now_ms, sweep=False)
         result = stage_result("card", decisions, np.arange(len(tx), dtype=np.int64), tx)
-        return result, duplicates, self._finish(keys, slots, tx.timestamp_ms)
+        return result, duplicates, self._finish(keys, slots, clock)
 
 
 class UserStage(_Stage):
@@ -203,7 +221,7 @@ class UserStage(_Stage):
         """The decisions of the card answers released together (in release order), and the
         new state values."""
         tx = TxBatch.concat([c.tx for c in cards if c.tx is not None])
-        order = release_order(tx)
+        order = release_order(tx, self.processing)
         tx = tx.take(order)
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))
@@ -215,12 +233,13 @@ class UserStage(_Stage):
         slots, keys = self._begin(tx, fetch)
         self._timers(tx, watermark, len(keys))
         pipeline = self.pipeline
-        decisions = pipeline.process(tx, tx.timestamp_ms, now_ms, sweep=False)
+        clock = self.clock(tx)
+        decisions = pipeline.process(tx, clock, now_ms, sweep=False)
         user = stage_result("user", decisions, np.arange(len(tx), dtype=np.int64), None)
         full = self.full
         full.profiles, full.users = pipeline.profiles, pipeline.users
         decided = assemble([*placed, user], full, now_ms)
-        return decided, self._finish(keys, slots, tx.timestamp_ms)
+        return decided, self._finish(keys, slots, clock)
 
 
 def _placed(card: StageResult, seq: I64, total: int) -> StageResult:

@@ -71,11 +71,15 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         self.decoder = Decoder(CardTokenizer.from_environment(), "input")
         self.latest_ms: int | None = None  # the latest event time this subtask has sent
+        self.arrival_ms = 0  # processing time: the last chunk's arrival stamp (increasing)
 
     def process_element(self, value: int, ctx: Any) -> Iterator[Any]:
         chunk = self.plan[int(value)]
         block = ParsedBlock.of(read_block(chunk), threads=False)
-        tx, dead = self.decoder.block(block, chunk.first_line, time.time() * 1000)
+        # Processing time: a chunk's records arrive at one whole millisecond after the last
+        # chunk's, so the arrival watermark can pass a chunk without reaching the next.
+        self.arrival_ms = max(int(time.time() * 1000), self.arrival_ms + 1)
+        tx, dead = self.decoder.block(block, chunk.first_line, float(self.arrival_ms))
         if dead and "dead_letters" in self.wanted:
             yield DEAD_LETTERS, json_lines([d.to_dict() for d in dead])
         if len(tx) == 0:
@@ -83,6 +87,11 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         # Late is decided here, per source split, by the embedded clock's rule: in the order
         # the split sends its records, as the embedded runtime does for its one input.
         timing = self.parts.time
+        if timing.mode == "processing":  # the watermark runs on arrival times: none late
+            for key, part in bucket_parts(tx_batch(tx), tx.card_id, self.keys):
+                yield key, part, self.arrival_ms
+            yield self.keys[0], None, self.arrival_ms + 1  # lets this chunk through
+            return
         latest = self.latest_ms
         late, watermark, self.latest_ms = late_rows(
             tx.timestamp_ms, latest, timing.out_of_orderness_ms, timing.allowed_lateness_ms
@@ -106,7 +115,8 @@ class PartTime(TimestampAssigner):  # type: ignore[misc]
     """An element's event time is the latest its decoder had sent before its chunk (the
     marker after a chunk: the chunk's latest). The watermark, that minus the
     out-of-orderness, then never passes a record still to come, as long as records keep
-    within the out-of-orderness."""
+    within the out-of-orderness. In processing time, the chunk's arrival stamp (the marker:
+    one millisecond later), so the watermark runs on arrival times."""
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
         return int(value[2])
@@ -206,7 +216,7 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         yield from self.release([part], watermark)
 
     def times(self, part: bytes) -> Any:
-        return part_times(part)
+        return part_times(part, arrival=self.stage.processing)
 
     def take(self, part: bytes, rows: Any) -> bytes:
         return take_part(part, rows)
@@ -235,7 +245,7 @@ class CardDetectors(_Released):
 
     def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
         tx = TxBatch.concat([unpack_tx(part) for part in parts])
-        tx = tx.take(release_order(tx))
+        tx = tx.take(release_order(tx, self.stage.processing))
         result, duplicates, values = self.stage.process(
             tx, self.fetch, watermark, time.time() * 1000
         )

@@ -192,6 +192,8 @@ class Sequencer:
 
     def _sequence(self, batch: TxBatch, dead: list[DeadLetter]) -> Released:
         letters = [d.to_dict() for d in dead]
+        if self.pipeline.time.mode == "processing":  # as Pipeline.submit: arrival order
+            return self._release(letters, [], self._first_seen(batch, letters))
         # Pipeline.submit up to the detectors: the event clock, then dedup of the released.
         clock = self.pipeline.clock
         released = clock.admit(batch)
@@ -223,6 +225,8 @@ class Sequencer:
         self.batches += 1
         before = self.last_sweep
         watermark = self.pipeline.clock.watermark
+        if self.pipeline.time.mode == "processing":  # timers run on the latest arrival
+            watermark = int(ready.arrival_ms[-1])
         after = None
         if watermark - self.last_sweep >= TIMER_SWEEP_MS:
             after = self.last_sweep = watermark
@@ -312,7 +316,10 @@ class DetectorStage:
     def process(self, part: Part, now_ms: float) -> StageResult:
         """Runs the part's records through this key's detectors, in processing order."""
         self._sweep(part.sweep_before)
-        decisions = self.pipeline.process(part.tx, part.tx.timestamp_ms, now_ms)
+        tx = part.tx
+        processing = self.pipeline.time.mode == "processing"
+        clock = tx.arrival_ms.astype(np.int64) if processing else tx.timestamp_ms
+        decisions = self.pipeline.process(tx, clock, now_ms)
         if part.sweep_after is not None:
             self._sweep(part.sweep_after)
         expiry = self.pipeline.expiry

@@ -31,6 +31,7 @@ EXTRAS = "extras"
 FIRED, FEATURE, MESSAGE = "fired:", "feature:", "message:"
 
 __all__ = [
+    "pack_result",
     "bucket_parts",
     "pack_tx",
     "part_times",
@@ -89,6 +90,11 @@ def _ipc(batch: pa.RecordBatch) -> bytes:
 def _read(data: bytes) -> pa.RecordBatch:
     with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
         return reader.read_next_batch()
+
+
+def pack_result(result: StageResult) -> bytes:
+    """A card stage's answer (with its transactions) as the bytes of one part."""
+    return _ipc(result_batch(result))
 
 
 def pack_tx(tx: TxBatch) -> bytes:
@@ -163,8 +169,11 @@ def take_part(data: bytes, rows: I64) -> bytes:
     return _ipc(_read(data).take(pa.array(rows, pa.int64())))
 
 
-def part_times(data: bytes) -> I64:
-    """The event times of a part's records, without unpacking the rest."""
+def part_times(data: bytes, arrival: bool = False) -> I64:
+    """The event times of a part's records (``arrival``: their arrival times, whole
+    milliseconds, for processing time), without unpacking the rest."""
+    if arrival:
+        return _numbers(_read(data).column("arrival_ms")).astype(np.int64)  # type: ignore[no-any-return]
     return _numbers(_read(data).column("timestamp_ms"))  # type: ignore[no-any-return]
 
 
