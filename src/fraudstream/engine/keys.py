@@ -213,6 +213,28 @@ class KeySpace:
             )
         return self._decoded
 
+    def key_array(self, start: int = 0) -> pa.Array:
+        """The keys from slot ``start`` on, in slot order, as an Arrow string array (straight
+        from the arena: no Python string per key).
+
+        >>> ks = KeySpace(["b", "a", "c"])
+        >>> ks.key_array().to_pylist(), ks.key_array(2).to_pylist()
+        (['b', 'a', 'c'], ['c'])
+        """
+        used = len(self)
+        start = min(max(start, 0), used)
+        offsets = self._start[start : used + 1]
+        first, last = int(offsets[0]), int(offsets[-1])
+        data = pa.py_buffer(self._arena[first:last].copy())
+        relative = offsets - first
+        if last - first < 2**31:
+            positions = pa.py_buffer(relative.astype(np.int32))
+            return pa.Array.from_buffers(pa.string(), used - start, [None, positions, data])
+        wide = pa.Array.from_buffers(
+            pa.large_string(), used - start, [None, pa.py_buffer(relative.copy()), data]
+        )
+        return wide
+
     def snapshot(self) -> dict[str, npt.NDArray[np.generic]]:
         """The keys in slot order, as offsets and bytes (the hash table is rebuilt on restore).
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from fraudstream.detectors import Detector
 from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.pylists import python_list
 
 __all__ = ["BaseValues", "RuleTexts", "describe"]
 
@@ -35,13 +36,13 @@ class BaseValues:
         tx = self.tx
         take = pa.array(rows, pa.int64())
         columns: dict[str, list[Any]] = {
-            "transaction_id": tx.transaction_id.take(take).to_pylist(),
+            "transaction_id": python_list(tx.transaction_id.take(take)),
             "amount": tx.amount[rows].tolist(),
             "time_ms": self.time_ms[rows].tolist(),
             "event_ms": tx.timestamp_ms[rows].tolist(),
         }
         for name in _BASE_FIELDS:
-            columns[name] = getattr(tx, name).take(take).to_pylist()
+            columns[name] = python_list(getattr(tx, name).take(take))
         return columns
 
 
@@ -103,7 +104,9 @@ def describe(
     take = pa.array(rows, pa.int64())
     for name, column in own_features.items():
         columns[name] = (
-            column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()
+            python_list(column.take(take))
+            if isinstance(column, pa.Array)
+            else column[rows].tolist()
         )
     names = list(columns)
     message = detector.message

@@ -306,7 +306,7 @@ class Pipeline:
             first_name=first_name,
             last_name=last_name,
             decode={
-                "zipcode": codes["zipcode"].keys,
+                "zipcode": codes["zipcode"].key_array(),
                 "country": codes["country"].keys,
                 "network": codes["network"].keys,
             },
@@ -315,7 +315,7 @@ class Pipeline:
     def _look_up_new_ips(self) -> None:
         """Country and anonymous-network codes for addresses seen for the first time."""
         known = len(self.ip_country)
-        fresh = pa.array(self.ips.keys[known:], pa.string())
+        fresh = self.ips.key_array(known)
         countries, networks = self.reference.lookup(fresh)
         self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
         self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
