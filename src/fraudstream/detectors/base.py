@@ -113,6 +113,17 @@ class Detector(ABC, Generic[T]):
     def message(self, rule: str, values: Mapping[str, Any]) -> str:
         """The reason a person reads, with the values that fired ``rule``."""
 
+    def messages(self, rule: str, columns: Mapping[str, list[Any]]) -> list[str]:
+        """:meth:`message` for many fired rows at once (``columns``: the values by name, one
+        list per name, a row each). A detector whose rules fire often writes them in one
+        pass instead (no dict per row); the texts must be :meth:`message`'s."""
+        names = list(columns)
+        message = self.message
+        return [
+            message(rule, dict(zip(names, values, strict=True)))
+            for values in zip(*columns.values(), strict=True)
+        ]
+
 
 def nan_column(n: int) -> F64:
     """A float feature column with no values yet."""

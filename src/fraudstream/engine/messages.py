@@ -108,9 +108,4 @@ def describe(
             if isinstance(column, pa.Array)
             else column[rows].tolist()
         )
-    names = list(columns)
-    message = detector.message
-    return [
-        message(rule_name, dict(zip(names, values, strict=True)))
-        for values in zip(*columns.values(), strict=True)
-    ]
+    return detector.messages(rule_name, columns)
