@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.detectors import CardHistory, NewDevice
+from fraudstream.detectors import CardHistory, GeoVelocity, NewDevice, SpendDeviation
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 amounts = st.floats(min_value=0.0, max_value=1e12, allow_nan=False)
@@ -53,3 +53,42 @@ def test_new_device(rows: list[tuple[Any, ...]], remember: int) -> None:
         "ip": [None for _ in rows],  # other fields the batch carries are ignored
     }
     assert detector.messages("new_device", columns) == one_by_one(detector, "new_device", columns)
+
+
+finite = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
+epoch_ms = st.integers(0, 4_000_000_000_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(finite, st.just(float("inf"))), finite, st.text(max_size=8), epoch_ms,
+            finite, epoch_ms,
+        ),
+        max_size=20,
+    )
+)  # fmt: skip
+def test_geo_velocity(rows: list[tuple[Any, ...]]) -> None:
+    detector = GeoVelocity()
+    names = (
+        "speed_kmh", "max_speed_kmh", "previous_transaction_id", "previous_timestamp",
+        "distance_km", "time_ms",
+    )  # fmt: skip
+    columns = {name: [row[k] for row in rows] for k, name in enumerate(names)}
+    assert detector.messages("geo_velocity", columns) == one_by_one(
+        detector, "geo_velocity", columns
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(amounts, st.one_of(floats, st.just(float("inf"))), floats, floats)),
+    st.floats(min_value=0.5, max_value=10.0),
+)
+def test_spend_deviation(rows: list[tuple[Any, ...]], z_threshold: float) -> None:
+    detector = SpendDeviation(z_threshold=z_threshold)
+    names = ("amount", "amount_zscore", "mean_amount", "std_amount")
+    columns = {name: [row[k] for row in rows] for k, name in enumerate(names)}
+    rule = "spend_deviation"
+    assert detector.messages(rule, columns) == one_by_one(detector, rule, columns)
