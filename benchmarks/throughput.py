@@ -10,7 +10,8 @@ field filled, 60,000 zip codes, 300,000 devices, 20,000 merchants, 62,000 IPs, o
 card, 3 % small and 5 % large amounts, 2 % far from home; each cardinality an option). Side by
 side in one run, all pinned to the same core: ``fraudstream run`` on the Parquet file as a whole
 process (wall time, start-up included) and the pipeline's own timer from its summary (start-up
-excluded), the same for the JSON-lines file, and Apache Flink's own Java walkthrough job
+excluded), the same writing only the alerts (what the Java job writes), the same for the
+JSON-lines file, and Apache Flink's own Java walkthrough job
 (``../shared/anchors/flink-java-walkthrough/FraudJob.java``, one detector, JVM start included)
 on ``account,timestamp_ms,amount`` lines of the same transactions; then the ratios. The Java
 job is compiled once against the apache-flink wheel's jars (classes kept under
