@@ -13,7 +13,9 @@ process (wall time, start-up included) and the pipeline's own timer from its sum
 excluded), the same writing only the alerts (what the Java job writes), the same for the
 JSON-lines file, and Apache Flink's own Java walkthrough job
 (``../shared/anchors/flink-java-walkthrough/FraudJob.java``, one detector, JVM start included)
-on ``account,timestamp_ms,amount`` lines of the same transactions; then the ratios. The Java
+on ``account,timestamp_ms,amount`` lines of the same transactions; then the ratios. Each row
+has its CPU seconds too (of the process, or of the run from its summary's ``cpu_seconds``):
+on a shared machine the steadier figure. The Java
 job is compiled once against the apache-flink wheel's jars (classes kept under
 benchmarks/data/).
 
