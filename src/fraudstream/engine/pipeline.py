@@ -22,6 +22,7 @@ from fraudstream.detectors import DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
 from fraudstream.engine.decider import Decider, Detected, DetectorInstance, detector_instances
+from fraudstream.engine.digits import digit_like_counts
 from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
@@ -451,3 +452,5 @@ def warm_up(rules: RuleSet | None = None) -> None:
         pipeline.submit(batch, now_ms=0.0)
     pipeline.flush(now_ms=0.0)
     KeySpace().slots(pa.array([str(k) for k in range(10_000)]))  # outgrows its table: rehash
+    for text_type in (pa.string(), pa.large_string()):  # the decoder's card-number prefilter
+        digit_like_counts(pa.array(["4111 1111 1111 1111"], text_type))

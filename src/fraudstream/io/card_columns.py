@@ -12,53 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.cardnumbers import MIN_DIGITS
+from fraudstream.engine.digits import digit_like_counts
 
 __all__ = ["candidate_rows", "scrub_column"]
 
 # A superset of what cardnumbers finds: 12 digits (any script), single spaces or dashes between.
 _CANDIDATE = r"\p{Nd}(?:[ -]?\p{Nd}){11}"
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_digit_like(offsets: np.ndarray[Any, Any], data: np.ndarray[Any, Any]) -> Any:
-    counts = np.zeros(offsets.size - 1, np.int32)
-    for i in range(offsets.size - 1):
-        end = offsets[i + 1]
-        if end - offsets[i] < MIN_DIGITS:
-            continue  # too short to hold a card number: its count does not matter
-        count = 0
-        for j in range(offsets[i], end):
-            byte = data[j]
-            if byte >= 0x80 or (byte >= 48 and byte < 58):
-                count += 1
-        counts[i] = count
-    return counts
-
-
-def _digit_like_counts(column: pa.Array) -> np.ndarray[Any, Any]:
-    """Per value of a string column: how many of its bytes are ASCII digits or non-ASCII
-    (any digit of another script is non-ASCII in UTF-8): at least its count of digits.
-    Values shorter than a card number count 0 (one pass, compiled).
-
-    >>> _digit_like_counts(pa.array(["4111-1111-1111-1111", "12", None, "a1é2b3c4d5e6f7"]))
-    array([16,  0,  0,  9], dtype=int32)
-    """
-    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
-    _validity, offsets_buffer, data_buffer = column.buffers()[:3]
-    offsets = np.frombuffer(offsets_buffer, offset_type)[
-        column.offset : column.offset + len(column) + 1
-    ]
-    if data_buffer is None or len(offsets) < 2:
-        return np.zeros(len(column), np.int32)
-    data = np.frombuffer(data_buffer, np.uint8)
-    counts: np.ndarray[Any, Any] = _count_digit_like(offsets, data)
-    return counts
 
 
 def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
@@ -75,7 +39,7 @@ def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
         raise TypeError(f"scrub_column needs a string column, got {column.type}")
     if len(column) == 0:
         return column
-    maybe = _digit_like_counts(column) >= MIN_DIGITS
+    maybe = digit_like_counts(column) >= MIN_DIGITS
     if not maybe.any():
         return column
     rows = pa.array(maybe)
@@ -99,7 +63,7 @@ def candidate_rows(table: pa.Table) -> np.ndarray[Any, Any]:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         kind = array.type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            rows |= _digit_like_counts(array) >= MIN_DIGITS
+            rows |= digit_like_counts(array) >= MIN_DIGITS
         elif pa.types.is_integer(kind):
             values = pc.abs(pc.cast(array, pa.float64())).fill_null(0.0).to_numpy()
             rows |= values >= 10.0 ** (MIN_DIGITS - 1)
