@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -126,9 +128,18 @@ def run_production(args: argparse.Namespace) -> None:
     repeat = args.repeat or 1
     parquet = production_workload(shape, ".parquet")
     jsonl = None if args.skip_jsonl else production_workload(shape, ".jsonl")
-    csv = None if args.skip_java else production_workload(shape, ".walkthrough.csv")
-    if csv is not None:
-        java_classes()
+    csv = None
+    if not args.skip_java:
+        missing = [tool for tool in ("java", "javac") if shutil.which(tool) is None]
+        if importlib.util.find_spec("pyflink") is None:
+            missing.append("the apache-flink wheel (its jars)")
+        if not ANCHOR.exists():
+            missing.append(str(ANCHOR))
+        if missing:
+            print(f"  the Java anchor is left out, missing: {', '.join(missing)}")
+        else:
+            csv = production_workload(shape, ".walkthrough.csv")
+            java_classes()
     one_core()  # every process below (fraudstream and the JVM) shares this one core
     out = HERE / "out"
     out.mkdir(exist_ok=True)
