@@ -43,6 +43,35 @@ def workload(n: int, cards: int, suffix: str, seed: int = 42) -> Path:
     return path
 
 
+def production_workload(shape: Any, suffix: str, seed: int = 42) -> Path:
+    """The production-shaped transactions as a file (made once per shape, seed and format):
+    ``.parquet``, ``.jsonl``, or ``.walkthrough.csv`` (``account,timestamp_ms,amount`` lines
+    without a header, the account being the card's number: the Flink Java job's input)."""
+    from fraudstream.simulate.production import production_table, walkthrough_csv
+    from fraudstream.simulate.workload import write_table
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"{shape.name(seed)}{suffix}"
+    if path.exists():
+        return path
+    started = time.perf_counter()
+    parquet = DATA / f"{shape.name(seed)}.parquet"
+    if suffix != ".parquet" and parquet.exists():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(parquet)
+    else:
+        table = production_table(shape, seed)
+    tmp = path.with_name("partial-" + path.name)
+    if suffix == ".walkthrough.csv":
+        walkthrough_csv(table, tmp)
+    else:
+        write_table(table, tmp)
+    tmp.rename(path)
+    print(f"  generated {path.name} in {time.perf_counter() - started:.1f} s")
+    return path
+
+
 def md5_head(path: Path, size: int = 1 << 20) -> str:
     """md5 of the first MiB (identifies the workload bytes cheaply)."""
     with path.open("rb") as handle:
@@ -93,7 +122,7 @@ def timed_run(runner: Any, source: Any) -> tuple[Any, float]:
 
     Returns the run's summary and its wall-clock seconds (kernels are warmed up before).
     """
-    from fraudstream.cli import settle_garbage_collector
+    from fraudstream.engine.tuning import settle_garbage_collector
 
     settle_garbage_collector()
     started = time.perf_counter()

@@ -184,6 +184,7 @@ class Summary:
     duplicates: int = 0
     late: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process over the same span (all threads)
     dead_reasons: Counter[str] = field(default_factory=Counter)
     expired_keys: int = 0  # keys whose state expired (TTL) when they came back
     reclaimed_keys: int = 0  # key slots freed by compaction (TTL)
@@ -225,6 +226,7 @@ class Summary:
             "duplicates": self.duplicates,
             "late": self.late,
             "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
             "throughput_tx_s": round(self.throughput),
             "expired_keys": self.expired_keys,
             "reclaimed_keys": self.reclaimed_keys,
@@ -260,6 +262,7 @@ class Runner:
         """Runs the source to its end; returns the summary."""
         decoder = Decoder(self.tokenizer, getattr(source, "name", "input"), self.limits)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         recovery = self.recovery
         if recovery is not None:
             recovery.start(self, source)  # restores state and positions when resuming
@@ -288,6 +291,7 @@ class Runner:
         finally:
             self.outputs.close()
             self.summary.seconds = time.perf_counter() - started
+            self.summary.cpu_seconds = time.process_time() - cpu_started
             expiry = self.pipeline.expiry
             if expiry is not None:
                 self.summary.expired_keys = expiry.expired_keys

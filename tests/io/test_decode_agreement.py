@@ -413,6 +413,7 @@ def decide(path: Path, fmt: str, tmp: Path) -> tuple[list[dict[str, Any]], dict[
         decisions.append(decision)
     counts = summary.as_dict()
     counts.pop("seconds")
+    counts.pop("cpu_seconds")
     counts.pop("throughput_tx_s")
     return decisions, counts
 

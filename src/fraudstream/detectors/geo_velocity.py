@@ -203,6 +203,23 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
             f"({values['distance_km']:,.1f} km in {_elapsed(values)})"
         )
 
+    def messages(self, rule: str, columns: Mapping[str, list[Any]]) -> list[str]:
+        """:meth:`message` for many rows in one pass (no dict per row)."""
+        out = []
+        for speed, limit, previous_id, previous_ms, distance, time_ms in zip(
+            columns["speed_kmh"], columns["max_speed_kmh"], columns["previous_transaction_id"],
+            columns["previous_timestamp"], columns["distance_km"], columns["time_ms"],
+            strict=True,
+        ):  # fmt: skip
+            at = datetime.fromtimestamp(previous_ms / 1000, tz=UTC)
+            shown = "infinite" if math.isinf(speed) else f"{speed:,.0f} km/h"
+            elapsed = fmt_seconds(abs(time_ms - previous_ms) / 1000)
+            out.append(
+                f"speed {shown} > max {limit:,.0f} km/h since {previous_id} at {at:%H:%M:%S} "
+                f"({distance:,.1f} km in {elapsed})"
+            )
+        return out
+
 
 def _elapsed(values: Mapping[str, Any]) -> str:
     seconds = abs(values["time_ms"] - values["previous_timestamp"]) / 1000

@@ -39,6 +39,11 @@ def _names(codes: I32, names: Sequence[str] | None) -> pa.Array:
     return table.take(pa.array(np.where(known, codes, len(names)).astype(np.int32)))
 
 
+def _listed(names: Sequence[str] | pa.Array | None) -> Sequence[str] | None:
+    """Decoded names as a list (an Arrow array of them is converted)."""
+    return names.to_pylist() if isinstance(names, pa.Array) else names
+
+
 def _value(values: Mapping[str, Any], name: str) -> Any:
     """A value as plain Python (Arrow scalars included); None when absent."""
     value = values.get(name)
@@ -86,7 +91,7 @@ class IpCountryMismatch(Detector[IpCountryMismatchThresholds]):
         """Compares the two country codes of each transaction (no state)."""
         ip, expected = tx.ip_country, tx.expected_country
         fired = (ip != -1) & (expected != -1) & (ip != expected)
-        countries = tx.decode.get("country")
+        countries = _listed(tx.decode.get("country"))
         return Findings(
             {"ip_country_mismatch": fired},
             {
@@ -147,7 +152,7 @@ class AnonymousNetwork(Detector[AnonymousNetworkThresholds]):
     def process(self, state: StateTable, tx: DetectorInput) -> Findings:
         """Flags each transaction whose IP is in a listed network (no state)."""
         codes = tx.anonymous_network
-        labels = tx.decode.get("network") or []
+        labels = _listed(tx.decode.get("network")) or []
         fired = codes != -1
         if self.thresholds.labels:
             wanted = set(self.thresholds.labels)

@@ -140,6 +140,18 @@ class NewDevice(Detector[NewDeviceThresholds]):
             f"(the last {t.remember} remembered, history >= {t.min_history} with a device)"
         )
 
+    def messages(self, rule: str, columns: Mapping[str, list[Any]]) -> list[str]:
+        """:meth:`message` for many rows, written in one pass (it fires often)."""
+        t = self.thresholds
+        tail = f" known devices (the last {t.remember} remembered, history >= {t.min_history} "
+        tail += "with a device)"
+        devices = columns.get("device_id") or [None] * len(columns["known_devices"])
+        return [
+            f"{f'device {device}' if device else 'a device'} not among the card's {int(known)}"
+            + tail
+            for device, known in zip(devices, columns["known_devices"], strict=True)
+        ]
+
 
 def reference_step(
     state: dict[str, Any] | None, device: int, t: NewDeviceThresholds

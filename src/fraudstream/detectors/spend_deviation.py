@@ -154,6 +154,23 @@ class SpendDeviation(Detector[SpendDeviationThresholds]):
             f"history >= {t.min_history})"
         )
 
+    def messages(self, rule: str, columns: Mapping[str, list[Any]]) -> list[str]:
+        """:meth:`message` for many rows in one pass (no dict per row)."""
+        t = self.thresholds
+        tail = f" std and >= {fmt_money(t.min_excess)} above, history >= {t.min_history})"
+        out = []
+        for amount, z_value, mean, std in zip(
+            columns["amount"], columns["amount_zscore"], columns["mean_amount"],
+            columns["std_amount"], strict=True,
+        ):  # fmt: skip
+            z = float(z_value)
+            shown = "infinitely many" if math.isinf(z) else f"{z:,.1f}"
+            out.append(
+                f"amount {amount:,.2f} is {shown} std above the card's mean {mean:,.2f} "
+                f"(std {std:,.2f}; > {t.z_threshold:g}" + tail
+            )
+        return out
+
 
 def reference_step(
     state: dict[str, Any] | None, amount: float, t: SpendDeviationThresholds

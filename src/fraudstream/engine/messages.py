@@ -8,7 +8,7 @@ never shown (a run writing alerts writes about 1 % of rows), so a rule's message
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -17,10 +17,46 @@ import pyarrow as pa
 
 from fraudstream.detectors import Detector
 from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.pylists import python_list
 
-__all__ = ["BaseValues", "RuleTexts", "describe"]
+__all__ = ["BaseValues", "ColumnsAt", "RuleTexts", "describe"]
 
 _BASE_FIELDS = ("zipcode", "merchant_id", "device_id", "ip", "country")
+
+
+class ColumnsAt(Mapping[str, list[Any]]):
+    """Columns at some rows as Python lists, each converted when first read: a detector
+    writing a batch of messages reads only the few columns its text shows.
+
+    >>> columns = ColumnsAt({"a": pa.array(["x", "y", "z"]), "b": np.arange(3)}, np.array([2, 0]))
+    >>> columns["a"], list(columns), len(columns)
+    (['z', 'x'], ['a', 'b'], 2)
+    """
+
+    def __init__(self, sources: dict[str, Any], rows: npt.NDArray[np.int64]) -> None:
+        self._sources = sources
+        self._rows = rows
+        self._take: pa.Array | None = None
+        self._read: dict[str, list[Any]] = {}
+
+    def __getitem__(self, name: str) -> list[Any]:
+        values = self._read.get(name)
+        if values is None:
+            column = self._sources[name]
+            if isinstance(column, pa.Array):
+                if self._take is None:
+                    self._take = pa.array(self._rows, pa.int64())
+                values = python_list(column.take(self._take))
+            else:
+                values = column[self._rows].tolist()
+            self._read[name] = values
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
 
 
 class BaseValues:
@@ -30,19 +66,22 @@ class BaseValues:
         self.tx = tx
         self.time_ms = time_ms
 
-    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
-        """The base columns at ``rows``."""
+    def sources(self) -> dict[str, Any]:
+        """The base columns (Arrow or numpy), whole."""
         tx = self.tx
-        take = pa.array(rows, pa.int64())
-        columns: dict[str, list[Any]] = {
-            "transaction_id": tx.transaction_id.take(take).to_pylist(),
-            "amount": tx.amount[rows].tolist(),
-            "time_ms": self.time_ms[rows].tolist(),
-            "event_ms": tx.timestamp_ms[rows].tolist(),
+        columns: dict[str, Any] = {
+            "transaction_id": tx.transaction_id,
+            "amount": tx.amount,
+            "time_ms": self.time_ms,
+            "event_ms": tx.timestamp_ms,
         }
         for name in _BASE_FIELDS:
-            columns[name] = getattr(tx, name).take(take).to_pylist()
+            columns[name] = getattr(tx, name)
         return columns
+
+    def at(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
+        """The base columns at ``rows``."""
+        return dict(ColumnsAt(self.sources(), rows))
 
 
 class RuleTexts(Sequence[str]):
@@ -99,15 +138,6 @@ def describe(
     rows: npt.NDArray[np.int64],
 ) -> list[str]:
     """The detector's message for each fired row, from that row's values (vectorized reads)."""
-    columns = base.at(rows)
-    take = pa.array(rows, pa.int64())
-    for name, column in own_features.items():
-        columns[name] = (
-            column.take(take).to_pylist() if isinstance(column, pa.Array) else column[rows].tolist()
-        )
-    names = list(columns)
-    message = detector.message
-    return [
-        message(rule_name, dict(zip(names, values, strict=True)))
-        for values in zip(*columns.values(), strict=True)
-    ]
+    sources = base.sources()
+    sources.update(own_features)
+    return detector.messages(rule_name, ColumnsAt(sources, rows))

@@ -22,6 +22,7 @@ from fraudstream.detectors import DetectorInput
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.clock import EventClock
 from fraudstream.engine.decider import Decider, Detected, DetectorInstance, detector_instances
+from fraudstream.engine.digits import digit_like_counts
 from fraudstream.engine.expiry import StateExpiry
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.keys import KeySpace
@@ -307,7 +308,7 @@ class Pipeline:
             first_name=first_name,
             last_name=last_name,
             decode={
-                "zipcode": codes["zipcode"].keys,
+                "zipcode": codes["zipcode"].key_array(),
                 "country": codes["country"].keys,
                 "network": codes["network"].keys,
             },
@@ -316,7 +317,7 @@ class Pipeline:
     def _look_up_new_ips(self) -> None:
         """Country and anonymous-network codes for addresses seen for the first time."""
         known = len(self.ip_country)
-        fresh = pa.array(self.ips.keys[known:], pa.string())
+        fresh = self.ips.key_array(known)
         countries, networks = self.reference.lookup(fresh)
         self.ip_country = np.concatenate([self.ip_country, self.codes["country"].slots(countries)])
         self.ip_network = np.concatenate([self.ip_network, self.codes["network"].slots(networks)])
@@ -452,3 +453,5 @@ def warm_up(rules: RuleSet | None = None) -> None:
         pipeline.submit(batch, now_ms=0.0)
     pipeline.flush(now_ms=0.0)
     KeySpace().slots(pa.array([str(k) for k in range(10_000)]))  # outgrows its table: rehash
+    for text_type in (pa.string(), pa.large_string()):  # the decoder's card-number prefilter
+        digit_like_counts(pa.array(["4111 1111 1111 1111"], text_type))

@@ -17,31 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraudstream.cardnumbers import MIN_DIGITS
+from fraudstream.engine.digits import digit_like_counts
 
 __all__ = ["candidate_rows", "scrub_column"]
 
 # A superset of what cardnumbers finds: 12 digits (any script), single spaces or dashes between.
 _CANDIDATE = r"\p{Nd}(?:[ -]?\p{Nd}){11}"
-
-
-def _digit_like_counts(column: pa.Array) -> np.ndarray[Any, Any]:
-    """Per value of a string column: how many of its bytes are ASCII digits or non-ASCII
-    (any digit of another script is non-ASCII in UTF-8): at least its count of digits."""
-    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
-    _validity, offsets_buffer, data_buffer = column.buffers()[:3]
-    offsets = np.frombuffer(offsets_buffer, offset_type)[
-        column.offset : column.offset + len(column) + 1
-    ]
-    lengths = np.diff(offsets)
-    counts = np.zeros(len(column), np.int32)
-    if data_buffer is None or len(lengths) == 0 or lengths.max() < MIN_DIGITS:
-        return counts  # no value long enough to hold a card number
-    data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
-    digit_like = ((data - np.uint8(48)) < 10) | (data >= 0x80)
-    filled = np.flatnonzero(lengths)  # reduceat needs non-empty ranges
-    starts = offsets[:-1][filled] - offsets[0]
-    counts[filled] = np.add.reduceat(digit_like, starts, dtype=np.int32)
-    return counts
 
 
 def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
@@ -58,7 +39,7 @@ def scrub_column(column: pa.Array, replace: Callable[[str], str]) -> pa.Array:
         raise TypeError(f"scrub_column needs a string column, got {column.type}")
     if len(column) == 0:
         return column
-    maybe = _digit_like_counts(column) >= MIN_DIGITS
+    maybe = digit_like_counts(column) >= MIN_DIGITS
     if not maybe.any():
         return column
     rows = pa.array(maybe)
@@ -82,7 +63,7 @@ def candidate_rows(table: pa.Table) -> np.ndarray[Any, Any]:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         kind = array.type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            rows |= _digit_like_counts(array) >= MIN_DIGITS
+            rows |= digit_like_counts(array) >= MIN_DIGITS
         elif pa.types.is_integer(kind):
             values = pc.abs(pc.cast(array, pa.float64())).fill_null(0.0).to_numpy()
             rows |= values >= 10.0 ** (MIN_DIGITS - 1)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fraudstream.decide import TIERS, Decisions, Reasons
 from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.pylists import python_list
 from fraudstream.schema import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
 GEO_FIELDS = (
@@ -83,7 +83,7 @@ def _python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for name, column in features.items():
         if isinstance(column, pa.Array):
-            out[name] = _arrow_list(column)
+            out[name] = python_list(column)
         else:
             values = column.tolist()
             if column.dtype.kind == "f":
@@ -93,30 +93,6 @@ def _python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
                         values[k] = None
             out[name] = values
     return out
-
-
-def _arrow_list(column: pa.Array) -> list[Any]:
-    """``column.to_pylist()``; strings and numbers through numpy (no Arrow scalar per value).
-
-    >>> _arrow_list(pa.array([3, None, 2**62])), _arrow_list(pa.array(["é", None]))
-    ([3, None, 4611686018427387904], ['é', None])
-    """
-    kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        strings: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
-        return strings
-    if not (pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind)):
-        python: list[Any] = column.to_pylist()
-        return python
-    if column.null_count == 0:
-        numbers: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
-        return numbers
-    filled = pc.fill_null(column, pa.scalar(0, kind))
-    values: list[Any] = filled.to_numpy(zero_copy_only=False).tolist()
-    nulls = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    for k in np.flatnonzero(nulls).tolist():
-        values[k] = None
-    return values
 
 
 def _latency_ms(decisions: Decisions) -> np.ndarray[Any, Any]:
@@ -241,9 +217,9 @@ def decision_dicts(decisions: Decisions) -> list[dict[str, Any]]:
     names = list(features)
     gaps = [_none_rows(decisions.features[name], features[name]) for name in names]
     feature_rows = _feature_dicts(names, [features[name] for name in names], gaps, n)
-    ids = _arrow_list(tx.transaction_id)
-    cards = _arrow_list(tx.card_id)
-    users = _arrow_list(tx.user_id)
+    ids = python_list(tx.transaction_id)
+    cards = python_list(tx.card_id)
+    users = python_list(tx.user_id)
     times = _iso_ms_many(np.asarray(tx.timestamp_ms))
     scores = decisions.score.tolist()
     tiers = decisions.tier.tolist()

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from .demo import ANONYMOUS_IP_PREFIX, CITIES, COUNTRY_IP_BLOCKS
 
-__all__ = ["benchmark_table", "write_table"]
+__all__ = ["benchmark_table", "fixed_width_strings", "write_table"]
 
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 _CARDS_PER_USER = 1.2
@@ -45,10 +45,10 @@ _MERCHANTS = 50_000
 IntArray = npt.NDArray[np.int64]
 
 
-def _fixed_width_strings(prefix: str, numbers: IntArray, digits: int) -> pa.Array:
+def fixed_width_strings(prefix: str, numbers: IntArray, digits: int) -> pa.Array:
     """``prefix`` + zero-padded ``numbers`` as an Arrow string array, built in numpy.
 
-    >>> _fixed_width_strings("tx-", np.array([1, 42], dtype=np.int64), 4).to_pylist()
+    >>> fixed_width_strings("tx-", np.array([1, 42], dtype=np.int64), 4).to_pylist()
     ['tx-0001', 'tx-0042']
     """
     n = len(numbers)
@@ -172,19 +172,17 @@ def benchmark_table(
     channel = (rng.random(n) < 0.35).astype(np.int8)
     id_digits = max(9, len(str(n)))
     string_columns: dict[str, Callable[[], pa.Array]] = {
-        "transaction_id": lambda: _fixed_width_strings("bt-", np.arange(1, n + 1), id_digits),
+        "transaction_id": lambda: fixed_width_strings("bt-", np.arange(1, n + 1), id_digits),
         "card_id": lambda: _take(
-            _fixed_width_strings("card-", np.arange(cards), max(7, len(str(cards)))), card
+            fixed_width_strings("card-", np.arange(cards), max(7, len(str(cards)))), card
         ),
         "user_id": lambda: _take(
-            _fixed_width_strings("user-", np.arange(users), max(7, len(str(users)))), user
+            fixed_width_strings("user-", np.arange(users), max(7, len(str(users)))), user
         ),
         "zipcode": lambda: _take(pa.array(zip_values, type=pa.string()), row_zip),
-        "merchant_id": lambda: _take(
-            _fixed_width_strings("m-", np.arange(_MERCHANTS), 6), merchant
-        ),
+        "merchant_id": lambda: _take(fixed_width_strings("m-", np.arange(_MERCHANTS), 6), merchant),
         "device_id": lambda: _take(
-            _fixed_width_strings("dev-", np.arange(2 * users), max(8, len(str(2 * users)))),
+            fixed_width_strings("dev-", np.arange(2 * users), max(8, len(str(2 * users)))),
             device,
         ),
         "ip": lambda: _take(ip_dictionary, ip_index),
