@@ -88,15 +88,15 @@ class ModelStage:
         if self.model is None:
             return None
         n = len(tx)
-        columns = []
+        inputs_of_model: list[F64] = []
         for name in self.model.features:
             column = _column(features, name, n)
-            columns.append(finite(column) if np.isinf(column).any() else column)
+            inputs_of_model.append(finite(column) if np.isinf(column).any() else column)
         if self.model.info.kind == "xgboost":
-            x = feature_rows(columns, n)  # XGBoost reads rows
+            x = feature_rows(inputs_of_model, n)  # XGBoost reads rows
         else:
-            x = np.empty((n, len(columns)), dtype=np.float64, order="F")
-            for k, column in enumerate(columns):
+            x = np.empty((n, len(inputs_of_model)), dtype=np.float64, order="F")
+            for k, column in enumerate(inputs_of_model):
                 x[:, k] = column
         p = self.model.predict(x, is_finite=True)
         features["model_probability"] = p
