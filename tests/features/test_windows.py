@@ -33,6 +33,10 @@ COMPARED = (
     "terminal_risk_3d",
     "terminal_tx_1d_now",
     "terminal_known_frauds_3d",
+    "terminal_days_since_fraud",
+    "terminal_days_since_first_fraud",
+    "terminal_cleared_since_fraud",
+    "terminal_fraud_share_since_first",
 )
 
 transaction = st.tuples(
@@ -125,6 +129,32 @@ def test_a_label_counts_only_from_its_time() -> None:
     got = _run(rows, [1], 16)
     assert got[1]["terminal_tx_1d"] == 1.0 and got[1]["terminal_risk_1d"] == 0.0
     assert got[2]["terminal_known_frauds_3d"] == 1.0
+
+
+def test_terminal_fraud_episode() -> None:
+    """A terminal's frauds of days 0 and 1 (charged back a day later, the delay), then
+    genuine transactions: the episode's age grows and the cleared transactions count the
+    genuine ones old enough to have been charged back."""
+    rows = [
+        (0, 0, 0, 10.0, DAY_MS),
+        (1, 0, DAY_MS, 10.0, 2 * DAY_MS),
+        (2, 0, 2 * DAY_MS, 10.0, None),
+        (3, 0, 2 * DAY_MS + QUARTER_DAY, 10.0, None),
+        (0, 1, 3 * DAY_MS, 10.0, None),  # another terminal: no episode
+        (1, 0, 3 * DAY_MS + QUARTER_DAY, 10.0, None),
+    ]
+    got = _run(rows, [2, 4], 2)
+    assert math.isnan(got[0]["terminal_days_since_fraud"])  # nothing known yet
+    assert got[1]["terminal_days_since_fraud"] == 1.0  # day 0's fraud, known at day 1
+    assert got[2]["terminal_days_since_fraud"] == 1.0  # day 1's fraud, known at day 2
+    assert got[2]["terminal_days_since_first_fraud"] == 2.0
+    assert got[2]["terminal_cleared_since_fraud"] == 0.0  # still compromised, as far as known
+    assert got[2]["terminal_fraud_share_since_first"] == 1.0
+    assert math.isnan(got[4]["terminal_days_since_fraud"])
+    last = got[5]  # day 3.25: the genuine ones of day 2 and 2.25 are past the 1-day delay
+    assert last["terminal_days_since_fraud"] == 2.25
+    assert last["terminal_cleared_since_fraud"] == 2.0
+    assert last["terminal_fraud_share_since_first"] == 0.5
 
 
 def test_calendar_features() -> None:

@@ -47,6 +47,10 @@ def terminal_features(windows_days: tuple[int, ...] = (1, 7, 30)) -> tuple[str, 
         "terminal_tx_1d_now",
         f"terminal_known_frauds_{longest}d",
         "terminal_known_fraud_share",
+        "terminal_days_since_fraud",
+        "terminal_days_since_first_fraud",
+        "terminal_cleared_since_fraud",
+        "terminal_fraud_share_since_first",
     )
 
 

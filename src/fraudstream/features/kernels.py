@@ -234,6 +234,12 @@ def terminal_kernel(
     transactions and the share of them known as frauds by ``t`` (the handbook's terminal
     risk); transactions in ``(t - 1 d, t]`` this one included; frauds known by ``t`` in
     ``(t - longest, t]``; the share of the key's live transactions known as frauds by ``t``.
+    Then the terminal's fraud episode, from its frauds known by ``t`` with event time in
+    ``(t - longest - delay, t]`` (NaN without one): days since the latest and since the
+    earliest; the transactions after the latest one old enough to have been charged back
+    (event time up to ``t - delay``) that were not, so a terminal still compromised has none
+    and one whose compromise ended gains them; the fraud share of the transactions from the
+    earliest one to ``t - delay``.
     """
     n = key.size
     width = r_time.shape[1]
@@ -260,6 +266,8 @@ def terminal_kernel(
         known_all = 0.0
         live = 0.0
         oldest = hi - longest
+        first = NEVER  # the episode: earliest and latest known fraud in (oldest, t]
+        last = oldest
         for j in range(head[s], k):
             p = j & mask
             e = r_time[s, p]
@@ -272,6 +280,9 @@ def terminal_kernel(
                     recent += 1.0
                 if fraud and e > t - longest:
                     known += 1.0
+                if fraud and e > oldest:
+                    first = min(first, e)
+                    last = max(last, e)
             if oldest < e <= hi:
                 w = _window_of(e, hi, windows_ms)
                 counts[w] += 1.0
@@ -285,6 +296,25 @@ def terminal_kernel(
         out[i, b] = recent
         out[i, b + 1] = known
         out[i, b + 2] = known_all / live if live > 0 else 0.0
+        if first == NEVER:
+            out[i, b + 3 : b + 7] = np.nan
+        else:
+            cleared = 0.0
+            since_first = 0.0
+            frauds_since_first = 0.0
+            for j in range(head[s], k):  # only keys with a known fraud come here
+                p = j & mask
+                e = r_time[s, p]
+                if first <= e <= hi:
+                    since_first += 1.0
+                    if r_known[s, p] <= t:
+                        frauds_since_first += 1.0
+                    elif e > last:
+                        cleared += 1.0
+            out[i, b + 3] = (t - last) / DAY_MS
+            out[i, b + 4] = (t - first) / DAY_MS
+            out[i, b + 5] = cleared
+            out[i, b + 6] = frauds_since_first / since_first if since_first > 0 else np.nan
         _append(s, t, seq[i], seq_known, r_time, r_seq, r_known, count, marked)
     return n
 

@@ -3,7 +3,8 @@
 For each transaction, in processing order, at decision time ``t``: the customer's earlier
 transactions (in processing order) and this one with event time in ``(t - w, t]``; the
 terminal's earlier ones in ``(t - delay - w, t - delay]`` and, of those, the ones with a
-fraud label whose ``label_time <= t``. Nothing here is fast; everything here is obvious.
+fraud label whose ``label_time <= t``; the terminal's fraud episode from its frauds known by
+``t`` in ``(t - delay - longest, t]``. Nothing here is fast; everything here is obvious.
 """
 
 from __future__ import annotations
@@ -66,6 +67,28 @@ def reference_features(
         row[f"terminal_known_frauds_{max(windows_days)}d"] = float(
             sum(known(o, t) for o in theirs if t - longest < o.time_ms <= t)
         )
+        episode = [
+            o.time_ms for o in theirs if t - delay - longest < o.time_ms <= t and known(o, t)
+        ]
+        if episode:
+            first, last = min(episode), max(episode)
+            since = [o for o in theirs if first <= o.time_ms <= t - delay]
+            row["terminal_days_since_fraud"] = (t - last) / DAY_MS
+            row["terminal_days_since_first_fraud"] = (t - first) / DAY_MS
+            row["terminal_cleared_since_fraud"] = float(
+                sum(last < o.time_ms <= t - delay for o in theirs)
+            )
+            row["terminal_fraud_share_since_first"] = (
+                sum(known(o, t) for o in since) / len(since) if since else math.nan
+            )
+        else:
+            for name in (
+                "terminal_days_since_fraud",
+                "terminal_days_since_first_fraud",
+                "terminal_cleared_since_fraud",
+                "terminal_fraud_share_since_first",
+            ):
+                row[name] = math.nan
         out.append(row)
         seen.append(tx)
     return out
