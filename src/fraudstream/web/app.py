@@ -84,6 +84,7 @@ from fraudstream.web.service import (
     MAX_DEAD_LETTERS_KEPT,
     MAX_DECISIONS_KEPT,
     MAX_LATE_KEPT,
+    Batching,
     DecisionService,
     error_body,
 )
@@ -125,15 +126,30 @@ def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
 class _FastDecide:
     """POST /v1/transactions without the framework's per-request machinery (the hot path).
 
-    Only a request with the right token and a declared body within the limit takes it; any
-    other request (no token, too large, chunked) goes to the FastAPI route, which gives the
-    same answers and the documented errors.
+    Outermost, so it checks the ``Host`` itself: only a request for an allowed host (an exact
+    name, or any with ``*``), with the right token and a declared body within the limit
+    takes it; any other request (another host, no token, too large, chunked) goes on to the
+    app, which gives the same answers and the documented errors.
     """
 
-    def __init__(self, app: ASGIApp, service: DecisionService, token: bytes) -> None:
+    def __init__(
+        self, app: ASGIApp, service: DecisionService, token: bytes, hosts: Iterable[str]
+    ) -> None:
         self.app = app
         self.service = service
         self.token = token
+        names = list(hosts)
+        self.hosts = frozenset(h.encode() for h in names if "*" not in h)
+        self.any_host = "*" in names
+
+    def _host_allowed(self, host: bytes) -> bool:
+        host = host.lower()
+        name, colon, port = host.rpartition(b":")
+        return (
+            self.any_host
+            or host in self.hosts
+            or (bool(colon) and port.isdigit() and name in self.hosts)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -143,16 +159,22 @@ class _FastDecide:
         ):
             await self.app(scope, receive, send)
             return
-        auth = b""
+        auth = host = b""
         length = -1
         for name, value in scope["headers"]:
             if name == b"authorization":
                 auth = value
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
+            elif name == b"host":
+                host = value
         given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
         limit = self.service.decoder.limits.max_record_bytes
-        if not hmac.compare_digest(given, self.token) or not 0 <= length <= limit:
+        if (
+            not self._host_allowed(host)
+            or not hmac.compare_digest(given, self.token)
+            or not 0 <= length <= limit
+        ):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -202,6 +224,7 @@ def create_app(
     limits: RecordLimits | None = None,
     history: Path | None = None,
     history_labels: Path | None = None,
+    batching: Batching | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
 
@@ -216,6 +239,8 @@ def create_app(
     run while the app serves. ``limits`` bound each record's size and nesting (a record
     over them is a 422 and a dead letter, like a line of ``fraudstream run``). ``history``
     (and its ``history_labels``) is what the Rules tab backtests edited rules on.
+    ``batching``: how concurrent transaction requests gather into one pipeline step
+    (:class:`~fraudstream.web.service.Batching`).
     """
     if not token:
         raise ValueError("the API token must not be empty")
@@ -224,6 +249,7 @@ def create_app(
         tokenizer or CardTokenizer.from_environment(),
         max_decisions=max_decisions,
         limits=limits,
+        batching=batching,
     )
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -286,10 +312,10 @@ def create_app(
     install_validation_errors(app, refused)
     install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
-    app.add_middleware(_FastDecide, service=service, token=token.encode())
-    # Outermost: a foreign Host is refused before anything else runs.
+    # A foreign Host is refused before anything else runs (the hot path checks it itself).
     hosts = trusted_hosts() if allowed_hosts is None else list(allowed_hosts)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    app.add_middleware(_FastDecide, service=service, token=token.encode(), hosts=hosts)
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
     app.include_router(cases_router(cases, authorized, reads))

@@ -43,6 +43,8 @@ from fraudstream.engine.tuning import settle_garbage_collector
 from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
+DEFAULT_BATCH_WAIT_MS = 1.0
+DEFAULT_BATCH_MAX_RECORDS = 512
 READ_TOKEN_VARIABLE = "FRAUDSTREAM_READ_TOKEN"
 
 
@@ -75,6 +77,8 @@ def serve(
     max_nesting_depth: int = MAX_NESTING_DEPTH,
     history: Path | None = None,
     history_labels: Path | None = None,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
@@ -85,11 +89,16 @@ def serve(
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
     from fraudstream.web.guard import trusted_hosts
+    from fraudstream.web.service import Batching
 
     try:
         hosts = trusted_hosts(host, allowed_hosts or ())
     except ValueError as exc:
         raise ConfigError(f"--allowed-host: {exc}") from None
+    try:
+        batching = Batching(batch_wait_ms, batch_max_records)
+    except ValueError as exc:
+        raise ConfigError(f"--batch-wait-ms / --batch-max-records: {exc}") from None
 
     pipeline = build_pipeline(
         rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
@@ -112,6 +121,7 @@ def serve(
         limits=RecordLimits(max_record_bytes, max_nesting_depth),
         history=history,
         history_labels=history_labels,
+        batching=batching,
     )
     settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1") and not read_token:
@@ -189,6 +199,16 @@ def serve_command(
         Path | None,
         typer.Option(help="The history's labels (transaction_id, is_fraud, label_time)."),
     ] = None,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Concurrent decision requests are decided together: the first of a batch "
+            "waits at most this long for others (0: only those ready at once).",
+        ),
+    ] = DEFAULT_BATCH_WAIT_MS,
+    batch_max_records: Annotated[
+        int, typer.Option(help="A batch holding this many records is decided at once.")
+    ] = DEFAULT_BATCH_MAX_RECORDS,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -204,7 +224,8 @@ def serve_command(
             data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
             allowed_hosts=allowed_host, max_record_bytes=max_record_bytes,
             max_nesting_depth=max_nesting_depth, history=history,
-            history_labels=history_labels,
+            history_labels=history_labels, batch_wait_ms=batch_wait_ms,
+            batch_max_records=batch_max_records,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

@@ -1,12 +1,17 @@
 """Deciding for the web app: one embedded :class:`Pipeline`, what it decided, who is listening.
 
-The pipeline is single-threaded. Requests are decided one micro-batch at a time on the event
-loop (under a lock, for any caller on another thread): the requests that are ready when the
-pipeline becomes free are decided together as one batch, in arrival order, each record with
-its own position, so results map back to requests exactly. Each step is submit + flush, so a
-record is decided (or found late) before its request returns; with an out-of-orderness of 0
-(the default) flushing changes nothing, and the decisions equal ``fraudstream run`` over the
-same records in the same order.
+The pipeline is single-threaded and each step of it has a fixed cost, so requests that arrive
+together are decided together (micro-batching). The first request of a batch opens it; the
+batch closes :attr:`Batching.max_wait_ms` later (1 ms by default), or at once when it holds
+:attr:`Batching.max_records` records, and its records are decided as one pipeline step in
+arrival order, each with its own position, so results map back to requests exactly. While a
+step runs, the requests arriving meanwhile gather into the next batch, so batches grow with
+the load and the wait is never more than ``max_wait_ms`` plus the step before. Each step is
+submit (+ flush when the clock holds records back), so a record is decided (or found late)
+before its request returns; with an out-of-orderness of 0 (the default) the decisions equal
+``fraudstream run`` over the same records in the same order, however they are batched. A
+record that is not valid is answered alone (422, a dead letter); it never fails the batch.
+Callers on another thread use :meth:`DecisionService.decide_now` (under a lock).
 
 Other parts of the app (the review queue, the metrics) register a *listener*: called on the
 event loop's thread after every batch with the decision rows and the transactions' own
@@ -20,9 +25,9 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -36,6 +41,7 @@ from fraudstream.schema import CardTokenizer, InvalidRecord, mask_card_numbers
 
 __all__ = [
     "MAX_DECISIONS_KEPT",
+    "Batching",
     "DecisionService",
     "Listener",
     "Outcome",
@@ -78,6 +84,32 @@ def transaction_summaries(tx: TxBatch) -> list[dict[str, Any]]:
 def error_body(field_name: str, message: str) -> dict[str, Any]:
     """The API's 4xx body: ``{"detail": [{"field": ..., "message": ...}]}``."""
     return {"detail": [{"field": field_name, "message": message}]}
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How concurrent requests are gathered into one pipeline step.
+
+    ``max_wait_ms``: how long the first request of a batch waits for others (0: only those
+    ready on the same turn of the event loop); ``max_records``: a batch this full is decided
+    at once.
+
+    >>> Batching()
+    Batching(max_wait_ms=1.0, max_records=512)
+    >>> Batching(max_wait_ms=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: the batch wait must be within 0..1000 ms, got -1
+    """
+
+    max_wait_ms: float = 1.0
+    max_records: int = 512
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_wait_ms <= 1000:
+            raise ValueError(f"the batch wait must be within 0..1000 ms, got {self.max_wait_ms}")
+        if self.max_records < 1:
+            raise ValueError(f"a batch must take at least 1 record, got {self.max_records}")
 
 
 @dataclass(slots=True)
@@ -130,8 +162,10 @@ class DecisionService:
         max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
         max_late: int = MAX_LATE_KEPT,
         limits: RecordLimits | None = None,
+        batching: Batching | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.batching = batching or Batching()
         self.decoder = Decoder(tokenizer, "api", limits)
         self.lock = threading.Lock()
         self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -143,30 +177,36 @@ class DecisionService:
         self.counts = {"decided": 0, "dead_letters": 0, "duplicates": 0, "late": 0}
         self.listeners: list[Listener] = []
         self._pending: list[_Job] = []
-        self._leading = False
+        self._pending_records = 0
+        self._closing: asyncio.Handle | None = None
 
-    # The async entry point: micro-batches whatever is ready when the pipeline is free.
+    # The async entry point: the micro-batcher.
     async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
-        """Decides ``records`` in order (after any submitted earlier); one outcome each."""
+        """Decides ``records`` in order (after any submitted earlier) in the batch that is
+        open, or in a new one; one outcome each."""
         loop = asyncio.get_running_loop()
         job = _Job(records, raws, time.time() * 1000, loop.create_future())
         self._pending.append(job)
-        if not self._leading:
-            self._leading = True
-            try:
-                await asyncio.sleep(0)  # let requests that are ready join this batch
-                self._drain()
-            finally:
-                self._leading = False
-                if self._pending:  # the leader was cancelled: decide the rest soon
-                    loop.call_soon(self._drain)
+        self._pending_records += len(records)
+        if self._pending_records >= self.batching.max_records:
+            self._close_batch()
+        elif self._closing is None:
+            wait_s = self.batching.max_wait_ms / 1000
+            self._closing = loop.call_later(wait_s, self._close_batch)
         assert job.future is not None
         return await job.future
 
-    def _drain(self) -> None:
-        while self._pending:
-            jobs, self._pending = self._pending, []
-            self.decide_jobs(jobs)
+    def _close_batch(self) -> None:
+        """Decides the open batch (a loop callback: a failure is its requests' 500s)."""
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
+        jobs, self._pending, self._pending_records = self._pending, [], 0
+        if jobs:
+            try:
+                self.decide_jobs(jobs)
+            except Exception:
+                pass  # already handed to each request of the batch (their 500s)
 
     def decide_now(self, records: list[Any]) -> list[Outcome]:
         """The synchronous path (any thread): decides ``records`` as one batch."""
@@ -189,32 +229,34 @@ class DecisionService:
                 job.future.set_result(job.outcomes)
 
     def _decide_jobs(self, jobs: list[_Job]) -> None:
-        slots: dict[int, tuple[_Job, int]] = {}
-        batches: list[TxBatch] = []
+        slots: list[tuple[_Job, int]] = []
+        records: list[Any] = []
+        arrival: list[float] = []
+        raws: list[bytes | str | None] = []
         for job in jobs:
             n = len(job.records)
-            positions = list(range(self.position + 1, self.position + n + 1))
-            self.position += n
             job.outcomes = [Outcome(500, {})] * n
-            for index, position in enumerate(positions):
-                slots[position] = (job, index)
-            batch, dead = self.decoder.records(
-                job.records, positions, [job.arrival_ms] * n, job.raws
-            )
-            for letter in dead:
-                self._dead_letter(letter)
-                _, index = slots[letter.position]
-                job.outcomes[index] = Outcome(
-                    422, error_body(_field_of(letter.reason), letter.reason)
-                )
-            batches.append(batch)
-        batch = batches[0] if len(batches) == 1 else TxBatch.concat(batches)
+            slots.extend((job, index) for index in range(n))
+            records.extend(job.records)
+            arrival.extend([job.arrival_ms] * n)
+            raws.extend(job.raws if job.raws is not None else [None] * n)
+        # One decode for the whole batch: its fixed cost is paid once, not per request.
+        first = self.position + 1
+        self.position += len(records)
+        slot_of = _Slots(first, slots)
+        positions = range(first, first + len(records))
+        batch, dead = self.decoder.records(records, positions, arrival, _Raws(raws, records))
+        for letter in dead:
+            self._dead_letter(letter)
+            job, index = slot_of[letter.position]
+            job.outcomes[index] = Outcome(422, error_body(_field_of(letter.reason), letter.reason))
         if len(batch):
             now = time.time() * 1000
-            self._collect(self.pipeline.submit(batch, now), slots)
-            self._collect(self.pipeline.flush(now), slots)
+            self._collect(self.pipeline.submit(batch, now), slot_of)
+            if self.pipeline.pending:  # records the clock holds back (out-of-orderness > 0)
+                self._collect(self.pipeline.flush(now), slot_of)
 
-    def _collect(self, result: StepResult, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _collect(self, result: StepResult, slots: _Slots) -> None:
         if len(result.duplicates):
             self._duplicates(result.duplicates, slots)
         if len(result.late):
@@ -260,7 +302,7 @@ class DecisionService:
             for event in events:
                 subscriber.put(event)
 
-    def _duplicates(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _duplicates(self, batch: TxBatch, slots: _Slots) -> None:
         self.counts["duplicates"] += len(batch)
         for i in range(len(batch)):
             record = batch.record(i)
@@ -273,7 +315,7 @@ class DecisionService:
             job, index = slots[position]
             job.outcomes[index] = Outcome(409, error_body("transaction_id", message))
 
-    def _late(self, batch: TxBatch, watermark: Any, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _late(self, batch: TxBatch, watermark: Any, slots: _Slots) -> None:
         self.counts["late"] += len(batch)
         rows = late_dicts(batch, watermark, self.pipeline.clock.allowed_lateness_ms)
         self.late.extend(rows)
@@ -333,8 +375,44 @@ class DecisionService:
         self.subscribers.discard(subscriber)
 
 
+class _Slots:
+    """The request (job, index) of each position of a batch: positions are consecutive."""
+
+    def __init__(self, first: int, slots: list[tuple[_Job, int]]) -> None:
+        self.first = first
+        self.slots = slots
+
+    def __getitem__(self, position: int) -> tuple[_Job, int]:
+        return self.slots[position - self.first]
+
+
+class _Raws(Sequence[bytes | str]):
+    """What a dead letter shows of each record: the request body, or (for records that came
+    without one) the record as JSON, made only for the few records that are refused."""
+
+    def __init__(self, raws: list[bytes | str | None], records: list[Any]) -> None:
+        self.raws = raws
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes | str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes | str]: ...
+    def __getitem__(self, index: int | slice) -> bytes | str | Sequence[bytes | str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        raw = self.raws[index]
+        return raw if raw is not None else _raw_of(self.records[index])
+
+
 def _raw_of(record: dict[str, Any]) -> str:
     try:
         return mask_card_numbers_in_json(_encoder.encode(record).decode())
-    except (TypeError, ValueError):
-        return mask_card_numbers(repr(record))
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return mask_card_numbers(repr(record))
+        except (RecursionError, ValueError):
+            return f"<a {type(record).__name__} that cannot be shown>"
