@@ -136,10 +136,22 @@ def serve(
     sys.stderr.write(
         f"fraudstream on http://{host}:{port} (API docs: /docs; reviews and audit logs {kept})\n"
         f"  answers Host: {', '.join(hosts)} (more with --allowed-host)\n"
+        f"  {server_stack()}\n"
         f"  the analyst app: http://{host}:{port}/#token={token}\n"
     )
     sys.stderr.flush()
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def server_stack() -> str:
+    """Which event loop and HTTP parser uvicorn takes ("auto": uvloop and httptools when
+    installed); the pure-Python pair costs the decision API about 30-45 % more CPU a request
+    (benchmarks/api_latency.py), said once at start."""
+    from importlib.util import find_spec
+
+    if find_spec("uvloop") is not None and find_spec("httptools") is not None:
+        return "server: uvicorn with uvloop and httptools"
+    return "server: uvicorn with asyncio and h11 (pip install uvloop httptools: less CPU a request)"
 
 
 def _without_password(url: str) -> str:
