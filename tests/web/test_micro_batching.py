@@ -151,3 +151,69 @@ def test_a_full_batch_is_decided_without_waiting_out_the_wait() -> None:
 def test_batching_refuses_nonsense(wait_ms: float, max_records: int) -> None:
     with pytest.raises(ValueError):
         Batching(wait_ms, max_records)
+
+
+def test_what_serve_runs_answers_like_the_app_over_real_connections() -> None:
+    """``app.state.served`` (what ``fraudstream serve`` hands uvicorn: the hot path outside
+    the framework) on a real server: concurrent keep-alive clients are decided in batches,
+    each its own decision; a bad body is a 422 and a dead letter; a foreign Host, a wrong
+    token and other paths go on to the app and get its answers."""
+    import socket
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+
+    app = create_app(pipeline(), TOKEN, CardTokenizer.from_environment())
+    sizes: list[int] = []
+    app.state.service.listeners.append(lambda rows, _summaries: sizes.append(len(rows)))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app.state.served, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    records = good_records(random.Random(7), 120)
+    try:
+        with httpx.Client(base_url=url, headers=AUTH) as first:
+            assert first.post("/v1/transactions", content=b"{oops").status_code == 422
+            foreign = first.post(
+                "/v1/transactions", json=records[0], headers={"Host": "evil.example"}
+            )
+            assert foreign.status_code == 400
+            wrong = first.post(
+                "/v1/transactions", json=records[0], headers={"Authorization": "Bearer x"}
+            )
+            assert wrong.status_code == 401
+            assert first.get("/healthz").json()["dead_letters"] == 1
+
+        def send(chunk: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+            with httpx.Client(base_url=url, headers=AUTH) as client:
+                out = []
+                for record in chunk:
+                    answer = client.post("/v1/transactions", json=record)
+                    out.append(
+                        (
+                            record["transaction_id"],
+                            answer.status_code,
+                            answer.json().get("transaction_id", ""),
+                        )
+                    )
+                return out
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = [
+                a for part in pool.map(send, [records[i::8] for i in range(8)]) for a in part
+            ]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert all(status == 200 and sent == got for sent, status, got in answers)
+    assert sum(sizes) == 120

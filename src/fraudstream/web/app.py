@@ -316,6 +316,10 @@ def create_app(
     hosts = trusted_hosts() if allowed_hosts is None else list(allowed_hosts)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.add_middleware(_FastDecide, service=service, token=token.encode(), hosts=hosts)
+    # What a server runs: the hot path also outside the framework's own layers (error
+    # pages, telemetry, body limits), which it does without; the middleware above keeps it
+    # for clients of the app object itself (tests).
+    app.state.served = _FastDecide(app, service=service, token=token.encode(), hosts=hosts)
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
     app.include_router(cases_router(cases, authorized, reads))

@@ -140,7 +140,15 @@ def serve(
         f"  the analyst app: http://{host}:{port}/#token={token}\n"
     )
     sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # No proxy-header rewriting: the app never reads the client's address.
+    uvicorn.run(
+        app.state.served,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 def server_stack() -> str:
