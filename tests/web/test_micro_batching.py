@@ -217,3 +217,28 @@ def test_what_serve_runs_answers_like_the_app_over_real_connections() -> None:
         thread.join(timeout=10)
     assert all(status == 200 and sent == got for sent, status, got in answers)
     assert sum(sizes) == 120
+
+
+def test_a_batch_left_open_by_an_ended_event_loop_is_decided_with_the_next() -> None:
+    """An event loop that ends with a batch open (a test client closed, a server restarted
+    in the same process) does not strand the batches after it."""
+    from fraudstream.web.service import DecisionService
+
+    service = DecisionService(
+        pipeline(), CardTokenizer.from_environment(), batching=Batching(max_wait_ms=50.0)
+    )
+    first, second = good_records(random.Random(1), 2)
+
+    async def abandon() -> None:
+        task = asyncio.ensure_future(service.decide([first], None))
+        await asyncio.sleep(0)  # it joins a batch; then its loop ends
+        task.cancel()
+
+    asyncio.run(abandon())
+
+    async def later() -> Any:
+        return await asyncio.wait_for(service.decide([second], None), 30)
+
+    (outcome,) = asyncio.run(later())
+    assert outcome.status == 200 and outcome.body["transaction_id"] == second["transaction_id"]
+    assert service.counts["decided"] == 2  # the abandoned record had been accepted

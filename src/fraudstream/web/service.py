@@ -179,6 +179,7 @@ class DecisionService:
         self._pending: list[_Job] = []
         self._pending_records = 0
         self._closing: asyncio.Handle | None = None
+        self._closing_loop: asyncio.AbstractEventLoop | None = None
 
     # The async entry point: the micro-batcher.
     async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
@@ -190,9 +191,11 @@ class DecisionService:
         self._pending_records += len(records)
         if self._pending_records >= self.batching.max_records:
             self._close_batch()
-        elif self._closing is None:
+        elif self._closing is None or self._closing_loop is not loop:
+            # (a batch left open by an event loop that has ended joins this one's)
             wait_s = self.batching.max_wait_ms / 1000
             self._closing = loop.call_later(wait_s, self._close_batch)
+            self._closing_loop = loop
         assert job.future is not None
         return await job.future
 
@@ -221,12 +224,10 @@ class DecisionService:
                 self._decide_jobs(jobs)
         except BaseException as exc:
             for job in jobs:
-                if job.future is not None and not job.future.done():
-                    job.future.set_exception(exc)
+                _settle(job, exc)
             raise
         for job in jobs:
-            if job.future is not None and not job.future.done():
-                job.future.set_result(job.outcomes)
+            _settle(job, None)
 
     def _decide_jobs(self, jobs: list[_Job]) -> None:
         slots: list[tuple[_Job, int]] = []
@@ -373,6 +374,20 @@ class DecisionService:
 
     def unsubscribe(self, subscriber: _Subscriber) -> None:
         self.subscribers.discard(subscriber)
+
+
+def _settle(job: _Job, failure: BaseException | None) -> None:
+    """Hands a job's outcomes (or the failure) to its request, if it still waits."""
+    future = job.future
+    if future is None or future.done():
+        return
+    try:
+        if failure is None:
+            future.set_result(job.outcomes)
+        else:
+            future.set_exception(failure)
+    except RuntimeError:  # its event loop has ended: no one waits for it
+        pass
 
 
 class _Slots:
