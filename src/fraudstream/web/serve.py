@@ -153,8 +153,8 @@ def serve(
 
 def server_stack() -> str:
     """Which event loop and HTTP parser uvicorn takes ("auto": uvloop and httptools when
-    installed); the pure-Python pair costs the decision API about 30-45 % more CPU a request
-    (benchmarks/api_latency.py), said once at start."""
+    installed); the pure-Python pair costs about twice the CPU a request in the HTTP layer
+    (docs/web.md#latency), said once at start."""
     from importlib.util import find_spec
 
     if find_spec("uvloop") is not None and find_spec("httptools") is not None:
