@@ -21,7 +21,7 @@ from fraudstream.io.files import FileSource
 from fraudstream.run import Outputs, Runner
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.app import create_app
-from fraudstream.web.service import Batching
+from fraudstream.web.batching import Batching
 
 DAY_MS = 86_400_000  # lateness: requests of one wave arrive a few places out of time order
 

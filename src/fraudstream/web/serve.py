@@ -88,8 +88,8 @@ def serve(
     from fraudstream.io.limits import RecordLimits
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
+    from fraudstream.web.batching import Batching
     from fraudstream.web.guard import trusted_hosts
-    from fraudstream.web.service import Batching
 
     try:
         hosts = trusted_hosts(host, allowed_hosts or ())

@@ -1,17 +1,13 @@
 """Deciding for the web app: one embedded :class:`Pipeline`, what it decided, who is listening.
 
-The pipeline is single-threaded and each step of it has a fixed cost, so requests that arrive
-together are decided together (micro-batching). The first request of a batch opens it; the
-batch closes :attr:`Batching.max_wait_ms` later (1 ms by default), or at once when it holds
-:attr:`Batching.max_records` records, and its records are decided as one pipeline step in
-arrival order, each with its own position, so results map back to requests exactly. While a
-step runs, the requests arriving meanwhile gather into the next batch, so batches grow with
-the load and the wait is never more than ``max_wait_ms`` plus the step before. Each step is
-submit (+ flush when the clock holds records back), so a record is decided (or found late)
-before its request returns; with an out-of-orderness of 0 (the default) the decisions equal
-``fraudstream run`` over the same records in the same order, however they are batched. A
-record that is not valid is answered alone (422, a dead letter); it never fails the batch.
-Callers on another thread use :meth:`DecisionService.decide_now` (under a lock).
+Requests are decided in micro-batches (:mod:`fraudstream.web.batching`): each batch is one
+decode and one pipeline step, its records in arrival order, each with its own position, so
+results map back to requests exactly. Each step is submit (+ flush when the clock holds
+records back), so a record is decided (or found late) before its request returns; with an
+out-of-orderness of 0 (the default) the decisions equal ``fraudstream run`` over the same
+records in the same order, however they are batched. A record that is not valid is answered
+alone (422, a dead letter); it never fails the batch. Callers on another thread use
+:meth:`DecisionService.decide_now` (under a lock).
 
 Other parts of the app (the review queue, the metrics) register a *listener*: called on the
 event loop's thread after every batch with the decision rows and the transactions' own
@@ -26,7 +22,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, overload
 
 import msgspec
@@ -38,10 +33,10 @@ from fraudstream.io.decode import DeadLetter, Decoder
 from fraudstream.io.limits import RecordLimits, decode_record
 from fraudstream.io.records import decision_dicts, late_dicts
 from fraudstream.schema import CardTokenizer, InvalidRecord, mask_card_numbers
+from fraudstream.web.batching import Batching, Job, MicroBatcher, Outcome
 
 __all__ = [
     "MAX_DECISIONS_KEPT",
-    "Batching",
     "DecisionService",
     "Listener",
     "Outcome",
@@ -86,49 +81,6 @@ def error_body(field_name: str, message: str) -> dict[str, Any]:
     return {"detail": [{"field": field_name, "message": message}]}
 
 
-@dataclass(frozen=True, slots=True)
-class Batching:
-    """How concurrent requests are gathered into one pipeline step.
-
-    ``max_wait_ms``: how long the first request of a batch waits for others (0: only those
-    ready on the same turn of the event loop); ``max_records``: a batch this full is decided
-    at once.
-
-    >>> Batching()
-    Batching(max_wait_ms=1.0, max_records=512)
-    >>> Batching(max_wait_ms=-1)
-    Traceback (most recent call last):
-    ...
-    ValueError: the batch wait must be within 0..1000 ms, got -1
-    """
-
-    max_wait_ms: float = 1.0
-    max_records: int = 512
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_wait_ms <= 1000:
-            raise ValueError(f"the batch wait must be within 0..1000 ms, got {self.max_wait_ms}")
-        if self.max_records < 1:
-            raise ValueError(f"a batch must take at least 1 record, got {self.max_records}")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What became of one submitted record."""
-
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass(slots=True)
-class _Job:
-    records: list[Any]
-    raws: list[bytes | str] | None
-    arrival_ms: float
-    future: asyncio.Future[list[Outcome]] | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
 def _field_of(reason: str) -> str:
     return reason.split(":", 1)[0].strip() or "record"
 
@@ -165,7 +117,6 @@ class DecisionService:
         batching: Batching | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.batching = batching or Batching()
         self.decoder = Decoder(tokenizer, "api", limits)
         self.lock = threading.Lock()
         self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -176,61 +127,34 @@ class DecisionService:
         self.position = 0
         self.counts = {"decided": 0, "dead_letters": 0, "duplicates": 0, "late": 0}
         self.listeners: list[Listener] = []
-        self._pending: list[_Job] = []
-        self._pending_records = 0
-        self._closing: asyncio.Handle | None = None
-        self._closing_loop: asyncio.AbstractEventLoop | None = None
+        self.batcher = MicroBatcher(batching or Batching(), self.decide_jobs)
 
-    # The async entry point: the micro-batcher.
     async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
         """Decides ``records`` in order (after any submitted earlier) in the batch that is
-        open, or in a new one; one outcome each."""
-        loop = asyncio.get_running_loop()
-        job = _Job(records, raws, time.time() * 1000, loop.create_future())
-        self._pending.append(job)
-        self._pending_records += len(records)
-        if self._pending_records >= self.batching.max_records:
-            self._close_batch()
-        elif self._closing is None or self._closing_loop is not loop:
-            # (a batch left open by an event loop that has ended joins this one's)
-            wait_s = self.batching.max_wait_ms / 1000
-            self._closing = loop.call_later(wait_s, self._close_batch)
-            self._closing_loop = loop
-        assert job.future is not None
-        return await job.future
-
-    def _close_batch(self) -> None:
-        """Decides the open batch (a loop callback: a failure is its requests' 500s)."""
-        if self._closing is not None:
-            self._closing.cancel()
-            self._closing = None
-        jobs, self._pending, self._pending_records = self._pending, [], 0
-        if jobs:
-            try:
-                self.decide_jobs(jobs)
-            except Exception:
-                pass  # already handed to each request of the batch (their 500s)
+        open, or in a new one (:class:`~fraudstream.web.batching.MicroBatcher`); one
+        outcome each."""
+        return await self.batcher.submit(records, raws)
 
     def decide_now(self, records: list[Any]) -> list[Outcome]:
         """The synchronous path (any thread): decides ``records`` as one batch."""
-        job = _Job(records, None, time.time() * 1000)
+        job = Job(records, None, time.time() * 1000)
         self.decide_jobs([job])
         return job.outcomes
 
-    def decide_jobs(self, jobs: list[_Job]) -> None:
+    def decide_jobs(self, jobs: list[Job]) -> None:
         """Runs the jobs' records through the pipeline as one batch, in order."""
         try:
             with self.lock:
                 self._decide_jobs(jobs)
         except BaseException as exc:
             for job in jobs:
-                _settle(job, exc)
+                job.settle(exc)
             raise
         for job in jobs:
-            _settle(job, None)
+            job.settle(None)
 
-    def _decide_jobs(self, jobs: list[_Job]) -> None:
-        slots: list[tuple[_Job, int]] = []
+    def _decide_jobs(self, jobs: list[Job]) -> None:
+        slots: list[tuple[Job, int]] = []
         records: list[Any] = []
         arrival: list[float] = []
         raws: list[bytes | str | None] = []
@@ -376,28 +300,14 @@ class DecisionService:
         self.subscribers.discard(subscriber)
 
 
-def _settle(job: _Job, failure: BaseException | None) -> None:
-    """Hands a job's outcomes (or the failure) to its request, if it still waits."""
-    future = job.future
-    if future is None or future.done():
-        return
-    try:
-        if failure is None:
-            future.set_result(job.outcomes)
-        else:
-            future.set_exception(failure)
-    except RuntimeError:  # its event loop has ended: no one waits for it
-        pass
-
-
 class _Slots:
     """The request (job, index) of each position of a batch: positions are consecutive."""
 
-    def __init__(self, first: int, slots: list[tuple[_Job, int]]) -> None:
+    def __init__(self, first: int, slots: list[tuple[Job, int]]) -> None:
         self.first = first
         self.slots = slots
 
-    def __getitem__(self, position: int) -> tuple[_Job, int]:
+    def __getitem__(self, position: int) -> tuple[Job, int]:
         return self.slots[position - self.first]
 
 
