@@ -359,7 +359,7 @@ def _decision_routes(
             message = f"no decision for transaction_id {transaction_id!r} (kept: the last "
             message += f"{service.max_decisions:,})"
             return json_response(404, error_body("transaction_id", message))
-        return json_response(200, row)
+        return Response(row, media_type="application/json")
 
     @app.get(
         "/v1/dead-letters",
