@@ -80,6 +80,8 @@ MISTAKES = {
     "misspelt command": (["rnu"], "run"),
     "missing option": (["run"], "--input"),
     "no store": (["decisions", "list"], "fraudstream demo"),
+    "negative batch wait": (["serve", "--batch-wait-ms", "-1"], "within 0..1000 ms"),
+    "empty batches": (["serve", "--batch-max-records", "0"], "at least 1 record"),
 }
 
 

@@ -33,24 +33,22 @@ is a 4xx naming the field, and a bad transaction goes to the dead letters. Decid
 from __future__ import annotations
 
 import asyncio
-import hmac
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fraudstream.engine.pipeline import Pipeline
 from fraudstream.io.limits import MAX_RECORD_BYTES, RecordLimits
 from fraudstream.schema import CardTokenizer
 from fraudstream.web.admin import Admin, admin_router
+from fraudstream.web.batching import Batching
 from fraudstream.web.case_routes import cases_router
 from fraudstream.web.cases import CaseDesk
 from fraudstream.web.decision_log import DecisionLog, decision_log_router
@@ -66,6 +64,7 @@ from fraudstream.web.guard import (
     token_dependency,
     trusted_hosts,
 )
+from fraudstream.web.hot_path import FastDecide, too_large_body
 from fraudstream.web.lifecycle import History, lifecycle_router
 from fraudstream.web.metrics import Metrics, metrics_router
 from fraudstream.web.openapi import install_api_document
@@ -103,7 +102,6 @@ MAX_BATCH_ITEMS = 10_000
 HEARTBEAT_S = 15.0
 _TRANSACTION_PATHS = frozenset({"/v1/transactions", "/v1/transactions/batch"})
 
-_encoder = msgspec.json.Encoder()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token"},
@@ -122,71 +120,6 @@ def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-class _FastDecide:
-    """POST /v1/transactions without the framework's per-request machinery (the hot path).
-
-    Only a request with the right token and a declared body within the limit takes it; any
-    other request (no token, too large, chunked) goes to the FastAPI route, which gives the
-    same answers and the documented errors.
-    """
-
-    def __init__(self, app: ASGIApp, service: DecisionService, token: bytes) -> None:
-        self.app = app
-        self.service = service
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/v1/transactions"
-            or scope["method"] != "POST"
-        ):
-            await self.app(scope, receive, send)
-            return
-        auth = b""
-        length = -1
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                auth = value
-            elif name == b"content-length" and value.isdigit():
-                length = int(value)
-        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
-        limit = self.service.decoder.limits.max_record_bytes
-        if not hmac.compare_digest(given, self.token) or not 0 <= length <= limit:
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        if len(body) > limit:
-            status, payload = 413, _too_large(self.service, limit)
-        else:
-            record, refused = self.service.parse(body)
-            if refused is not None:
-                status, payload = 422, refused
-            else:
-                outcome = (await self.service.decide([record], [body]))[0]
-                status, payload = outcome.status, outcome.body
-        content = _encoder.encode(payload)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
-
-
 def create_app(
     pipeline: Pipeline,
     token: str,
@@ -202,6 +135,7 @@ def create_app(
     limits: RecordLimits | None = None,
     history: Path | None = None,
     history_labels: Path | None = None,
+    batching: Batching | None = None,
 ) -> FastAPI:
     """The app around ``pipeline``; mutating requests need ``Authorization: Bearer <token>``.
 
@@ -216,6 +150,8 @@ def create_app(
     run while the app serves. ``limits`` bound each record's size and nesting (a record
     over them is a 422 and a dead letter, like a line of ``fraudstream run``). ``history``
     (and its ``history_labels``) is what the Rules tab backtests edited rules on.
+    ``batching``: how concurrent transaction requests gather into one pipeline step
+    (:class:`~fraudstream.web.batching.Batching`).
     """
     if not token:
         raise ValueError("the API token must not be empty")
@@ -224,6 +160,7 @@ def create_app(
         tokenizer or CardTokenizer.from_environment(),
         max_decisions=max_decisions,
         limits=limits,
+        batching=batching,
     )
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +212,7 @@ def create_app(
         if path in _TRANSACTION_PATHS:  # a transaction refused: a dead letter too
             single = service.decoder.limits.max_record_bytes
             limit = MAX_BATCH_BYTES if path.endswith("/batch") else single
-            return json_response(413, _too_large(service, limit))
+            return json_response(413, too_large_body(service, limit))
         message = f"request body larger than {ADMIN_MAX_BYTES} bytes"
         return json_response(413, error_body("body", message))
 
@@ -286,10 +223,14 @@ def create_app(
     install_validation_errors(app, refused)
     install_api_document(app)
     app.add_middleware(BodyLimit, limit=ADMIN_MAX_BYTES, own_limits=_TRANSACTION_PATHS)
-    app.add_middleware(_FastDecide, service=service, token=token.encode())
-    # Outermost: a foreign Host is refused before anything else runs.
+    # A foreign Host is refused before anything else runs (the hot path checks it itself).
     hosts = trusted_hosts() if allowed_hosts is None else list(allowed_hosts)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    app.add_middleware(FastDecide, service=service, token=token.encode(), hosts=hosts)
+    # What a server runs: the hot path also outside the framework's own layers (error
+    # pages, telemetry, body limits), which it does without; the middleware above keeps it
+    # for clients of the app object itself (tests).
+    app.state.served = FastDecide(app, service=service, token=token.encode(), hosts=hosts)
     _decision_routes(app, service, authorized, reads)
     app.include_router(review_router(desk, authorized, reads))
     app.include_router(cases_router(cases, authorized, reads))
@@ -300,12 +241,6 @@ def create_app(
     app.include_router(metrics_router(metrics, reads))
     install_pages(app)
     return app
-
-
-def _too_large(service: DecisionService, limit: int) -> dict[str, Any]:
-    """The 413 body of a transaction body over ``limit``, kept as a dead letter (without the
-    body, which is not read)."""
-    return service.reject(f"body: request body larger than {limit} bytes", b"")
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:
@@ -424,7 +359,7 @@ def _decision_routes(
             message = f"no decision for transaction_id {transaction_id!r} (kept: the last "
             message += f"{service.max_decisions:,})"
             return json_response(404, error_body("transaction_id", message))
-        return json_response(200, row)
+        return Response(row, media_type="application/json")
 
     @app.get(
         "/v1/dead-letters",

@@ -55,6 +55,7 @@ transactions_table = Table(
 )
 
 _decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class DecisionLog:
@@ -65,7 +66,9 @@ class DecisionLog:
         if self.store is not None:
             create_tables(self.store.engine, metadata.sorted_tables)
         self.pending: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self.memory: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=KEPT_IN_MEMORY)
+        # (user, tier, event time, the row with its summary as JSON): no dicts kept, for
+        # dicts kept by the thousand cost every pass of the cyclic garbage collector
+        self.memory: deque[tuple[Any, str, str, bytes]] = deque(maxlen=KEPT_IN_MEMORY)
         self.flushed_at = time.monotonic()
         # one thread: batches are written in the order they were decided
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decision-log")
@@ -74,7 +77,11 @@ class DecisionLog:
     def observe(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> None:
         """A service listener: the batch waits to be written (or is kept in memory)."""
         if self.store is None:
-            self.memory.extend(zip(rows, summaries, strict=True))
+            self.memory.extend(
+                (row.get("user_id"), row["decision"], row.get("event_time") or "",
+                 _encode({**row, "transaction": summary}))
+                for row, summary in zip(rows, summaries, strict=True)
+            )  # fmt: skip
             return
         self.pending.extend(zip(rows, summaries, strict=True))
         if len(self.pending) >= FLUSH_ROWS or time.monotonic() - self.flushed_at > FLUSH_SECONDS:
@@ -112,14 +119,13 @@ class DecisionLog:
     ) -> list[dict[str, Any]]:
         """The newest decisions (by event time), each with its ``transaction`` summary."""
         if self.store is None:
-            found = [
-                {**row, "transaction": summary}
-                for row, summary in reversed(self.memory)
-                if (user_id is None or row.get("user_id") == user_id)
-                and (decision is None or row["decision"] == decision)
+            kept = [
+                (event_time, entry)
+                for user, tier, event_time, entry in reversed(self.memory)
+                if (user_id is None or user == user_id) and (decision is None or tier == decision)
             ]
-            found.sort(key=lambda r: r.get("event_time") or "", reverse=True)
-            return found[:limit]
+            kept.sort(key=lambda found: found[0], reverse=True)
+            return [_decode(entry) for _, entry in kept[:limit]]
         self.settle()
         records = self.store.list(decision=decision, limit=limit, user_id=user_id)
         ids = [record["transaction_id"] for record in records]

@@ -279,7 +279,8 @@ class ReviewDesk:
     def __init__(self, store: ReviewStore, service: DecisionService) -> None:
         self.store = store
         self.service = service
-        self.history: OrderedDict[str, deque[tuple[dict[str, Any], dict[str, Any]]]] = OrderedDict()
+        # (row, summary) as JSON bytes: kept dicts cost every garbage-collector pass
+        self.history: OrderedDict[str, deque[bytes]] = OrderedDict()
         service.listeners.append(self.observe)
 
     def observe(self, rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> int:
@@ -298,7 +299,7 @@ class ReviewDesk:
                     history.popitem(last=False)
             else:
                 history.move_to_end(card)
-            line.append((row, summary))
+            line.append(_encode((row, summary)))
             if row["decision"] != "approve":
                 alerts.append({**row, "transaction": summary})
         return self.store.enqueue(alerts) if alerts else 0
@@ -313,7 +314,7 @@ class ReviewDesk:
         if line is None:
             return [_brief(entry, entry.get("transaction", {})) for entry in
                     self.store.card_alerts(card_id, HISTORY_PER_CARD)]  # fmt: skip
-        return [_brief(row, summary) for row, summary in reversed(line)]
+        return [_brief(*_decode(entry)) for entry in reversed(line)]
 
     def verdict(self, transaction_id: str, verdict: str, analyst: str, note: str) -> Any:
         """Records a verdict; None when the transaction is neither queued nor decided here.

@@ -43,6 +43,8 @@ from fraudstream.engine.tuning import settle_garbage_collector
 from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
+DEFAULT_BATCH_WAIT_MS = 1.0
+DEFAULT_BATCH_MAX_RECORDS = 512
 READ_TOKEN_VARIABLE = "FRAUDSTREAM_READ_TOKEN"
 
 
@@ -75,6 +77,8 @@ def serve(
     max_nesting_depth: int = MAX_NESTING_DEPTH,
     history: Path | None = None,
     history_labels: Path | None = None,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS,
 ) -> None:
     """Builds the pipeline like ``fraudstream run`` and serves the decision API (blocks)."""
     import uvicorn
@@ -84,12 +88,17 @@ def serve(
     from fraudstream.io.limits import RecordLimits
     from fraudstream.schema import CardTokenizer
     from fraudstream.web.app import create_app
+    from fraudstream.web.batching import Batching
     from fraudstream.web.guard import trusted_hosts
 
     try:
         hosts = trusted_hosts(host, allowed_hosts or ())
     except ValueError as exc:
         raise ConfigError(f"--allowed-host: {exc}") from None
+    try:
+        batching = Batching(batch_wait_ms, batch_max_records)
+    except ValueError as exc:
+        raise ConfigError(f"--batch-wait-ms / --batch-max-records: {exc}") from None
 
     pipeline = build_pipeline(
         rules, profiles, time, out_of_orderness_ms, allowed_lateness_ms,
@@ -112,6 +121,7 @@ def serve(
         limits=RecordLimits(max_record_bytes, max_nesting_depth),
         history=history,
         history_labels=history_labels,
+        batching=batching,
     )
     settle_garbage_collector()
     if host not in ("127.0.0.1", "localhost", "::1") and not read_token:
@@ -126,10 +136,30 @@ def serve(
     sys.stderr.write(
         f"fraudstream on http://{host}:{port} (API docs: /docs; reviews and audit logs {kept})\n"
         f"  answers Host: {', '.join(hosts)} (more with --allowed-host)\n"
+        f"  {server_stack()}\n"
         f"  the analyst app: http://{host}:{port}/#token={token}\n"
     )
     sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # No proxy-header rewriting: the app never reads the client's address.
+    uvicorn.run(
+        app.state.served,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+def server_stack() -> str:
+    """Which event loop and HTTP parser uvicorn takes ("auto": uvloop and httptools when
+    installed); the pure-Python pair costs about twice the CPU a request in the HTTP layer
+    (docs/web.md#latency), said once at start."""
+    from importlib.util import find_spec
+
+    if find_spec("uvloop") is not None and find_spec("httptools") is not None:
+        return "server: uvicorn with uvloop and httptools"
+    return "server: uvicorn with asyncio and h11 (pip install uvloop httptools: less CPU a request)"
 
 
 def _without_password(url: str) -> str:
@@ -189,6 +219,16 @@ def serve_command(
         Path | None,
         typer.Option(help="The history's labels (transaction_id, is_fraud, label_time)."),
     ] = None,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="Concurrent decision requests are decided together: the first of a batch "
+            "waits at most this long for others (0: only those ready at once).",
+        ),
+    ] = DEFAULT_BATCH_WAIT_MS,
+    batch_max_records: Annotated[
+        int, typer.Option(help="A batch holding this many records is decided at once.")
+    ] = DEFAULT_BATCH_MAX_RECORDS,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -204,7 +244,8 @@ def serve_command(
             data_dir=data_dir, reviews_db=reviews_db, read_token=read_token,
             allowed_hosts=allowed_host, max_record_bytes=max_record_bytes,
             max_nesting_depth=max_nesting_depth, history=history,
-            history_labels=history_labels,
+            history_labels=history_labels, batch_wait_ms=batch_wait_ms,
+            batch_max_records=batch_max_records,
         )  # fmt: skip
     except ConfigError as exc:
         _fail(str(exc))

@@ -1,12 +1,13 @@
 """Deciding for the web app: one embedded :class:`Pipeline`, what it decided, who is listening.
 
-The pipeline is single-threaded. Requests are decided one micro-batch at a time on the event
-loop (under a lock, for any caller on another thread): the requests that are ready when the
-pipeline becomes free are decided together as one batch, in arrival order, each record with
-its own position, so results map back to requests exactly. Each step is submit + flush, so a
-record is decided (or found late) before its request returns; with an out-of-orderness of 0
-(the default) flushing changes nothing, and the decisions equal ``fraudstream run`` over the
-same records in the same order.
+Requests are decided in micro-batches (:mod:`fraudstream.web.batching`): each batch is one
+decode and one pipeline step, its records in arrival order, each with its own position, so
+results map back to requests exactly. Each step is submit (+ flush when the clock holds
+records back), so a record is decided (or found late) before its request returns; with an
+out-of-orderness of 0 (the default) the decisions equal ``fraudstream run`` over the same
+records in the same order, however they are batched. A record that is not valid is answered
+alone (422, a dead letter); it never fails the batch. Callers on another thread use
+:meth:`DecisionService.decide_now` (under a lock).
 
 Other parts of the app (the review queue, the metrics) register a *listener*: called on the
 event loop's thread after every batch with the decision rows and the transactions' own
@@ -20,9 +21,8 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import msgspec
 
@@ -33,6 +33,7 @@ from fraudstream.io.decode import DeadLetter, Decoder
 from fraudstream.io.limits import RecordLimits, decode_record
 from fraudstream.io.records import decision_dicts, late_dicts
 from fraudstream.schema import CardTokenizer, InvalidRecord, mask_card_numbers
+from fraudstream.web.batching import Batching, Job, MicroBatcher, Outcome
 
 __all__ = [
     "MAX_DECISIONS_KEPT",
@@ -80,23 +81,6 @@ def error_body(field_name: str, message: str) -> dict[str, Any]:
     return {"detail": [{"field": field_name, "message": message}]}
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What became of one submitted record."""
-
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass(slots=True)
-class _Job:
-    records: list[Any]
-    raws: list[bytes | str] | None
-    arrival_ms: float
-    future: asyncio.Future[list[Outcome]] | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
 def _field_of(reason: str) -> str:
     return reason.split(":", 1)[0].strip() or "record"
 
@@ -130,11 +114,14 @@ class DecisionService:
         max_dead_letters: int = MAX_DEAD_LETTERS_KEPT,
         max_late: int = MAX_LATE_KEPT,
         limits: RecordLimits | None = None,
+        batching: Batching | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.decoder = Decoder(tokenizer, "api", limits)
         self.lock = threading.Lock()
-        self.decisions: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Kept as JSON bytes, not dicts: bytes are invisible to the cyclic garbage collector,
+        # whose passes over 100,000 kept dicts paused every request (tens of ms each).
+        self.decisions: OrderedDict[str, bytes] = OrderedDict()
         self.max_decisions = max_decisions
         self.dead_letters: deque[dict[str, Any]] = deque(maxlen=max_dead_letters)
         self.late: deque[dict[str, Any]] = deque(maxlen=max_late)
@@ -142,79 +129,61 @@ class DecisionService:
         self.position = 0
         self.counts = {"decided": 0, "dead_letters": 0, "duplicates": 0, "late": 0}
         self.listeners: list[Listener] = []
-        self._pending: list[_Job] = []
-        self._leading = False
+        self.batcher = MicroBatcher(batching or Batching(), self.decide_jobs)
 
-    # The async entry point: micro-batches whatever is ready when the pipeline is free.
     async def decide(self, records: list[Any], raws: list[bytes | str] | None) -> list[Outcome]:
-        """Decides ``records`` in order (after any submitted earlier); one outcome each."""
-        loop = asyncio.get_running_loop()
-        job = _Job(records, raws, time.time() * 1000, loop.create_future())
-        self._pending.append(job)
-        if not self._leading:
-            self._leading = True
-            try:
-                await asyncio.sleep(0)  # let requests that are ready join this batch
-                self._drain()
-            finally:
-                self._leading = False
-                if self._pending:  # the leader was cancelled: decide the rest soon
-                    loop.call_soon(self._drain)
-        assert job.future is not None
-        return await job.future
-
-    def _drain(self) -> None:
-        while self._pending:
-            jobs, self._pending = self._pending, []
-            self.decide_jobs(jobs)
+        """Decides ``records`` in order (after any submitted earlier) in the batch that is
+        open, or in a new one (:class:`~fraudstream.web.batching.MicroBatcher`); one
+        outcome each."""
+        return await self.batcher.submit(records, raws)
 
     def decide_now(self, records: list[Any]) -> list[Outcome]:
         """The synchronous path (any thread): decides ``records`` as one batch."""
-        job = _Job(records, None, time.time() * 1000)
+        job = Job(records, None, time.time() * 1000)
         self.decide_jobs([job])
         return job.outcomes
 
-    def decide_jobs(self, jobs: list[_Job]) -> None:
+    def decide_jobs(self, jobs: list[Job]) -> None:
         """Runs the jobs' records through the pipeline as one batch, in order."""
         try:
             with self.lock:
                 self._decide_jobs(jobs)
         except BaseException as exc:
             for job in jobs:
-                if job.future is not None and not job.future.done():
-                    job.future.set_exception(exc)
+                job.settle(exc)
             raise
         for job in jobs:
-            if job.future is not None and not job.future.done():
-                job.future.set_result(job.outcomes)
+            job.settle(None)
 
-    def _decide_jobs(self, jobs: list[_Job]) -> None:
-        slots: dict[int, tuple[_Job, int]] = {}
-        batches: list[TxBatch] = []
+    def _decide_jobs(self, jobs: list[Job]) -> None:
+        slots: list[tuple[Job, int]] = []
+        records: list[Any] = []
+        arrival: list[float] = []
+        raws: list[bytes | str | None] = []
         for job in jobs:
             n = len(job.records)
-            positions = list(range(self.position + 1, self.position + n + 1))
-            self.position += n
             job.outcomes = [Outcome(500, {})] * n
-            for index, position in enumerate(positions):
-                slots[position] = (job, index)
-            batch, dead = self.decoder.records(
-                job.records, positions, [job.arrival_ms] * n, job.raws
-            )
-            for letter in dead:
-                self._dead_letter(letter)
-                _, index = slots[letter.position]
-                job.outcomes[index] = Outcome(
-                    422, error_body(_field_of(letter.reason), letter.reason)
-                )
-            batches.append(batch)
-        batch = batches[0] if len(batches) == 1 else TxBatch.concat(batches)
+            slots.extend((job, index) for index in range(n))
+            records.extend(job.records)
+            arrival.extend([job.arrival_ms] * n)
+            raws.extend(job.raws if job.raws is not None else [None] * n)
+        # One decode for the whole batch: its fixed cost is paid once, not per request.
+        first = self.position + 1
+        self.position += len(records)
+        slot_of = _Slots(first, slots)
+        positions = range(first, first + len(records))
+        batch, dead = self.decoder.records(records, positions, arrival, _Raws(raws, records))
+        for letter in dead:
+            self._dead_letter(letter)
+            job, index = slot_of[letter.position]
+            job.outcomes[index] = Outcome(422, error_body(_field_of(letter.reason), letter.reason))
         if len(batch):
             now = time.time() * 1000
-            self._collect(self.pipeline.submit(batch, now), slots)
-            self._collect(self.pipeline.flush(now), slots)
+            self._collect(self.pipeline.submit(batch, now), slot_of)
+            if self.pipeline.pending:  # records the clock holds back (out-of-orderness > 0)
+                self._collect(self.pipeline.flush(now), slot_of)
 
-    def _collect(self, result: StepResult, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _collect(self, result: StepResult, slots: _Slots) -> None:
         if len(result.duplicates):
             self._duplicates(result.duplicates, slots)
         if len(result.late):
@@ -229,7 +198,7 @@ class DecisionService:
         for position, row in zip(positions, rows, strict=True):
             job, index = slots[position]
             job.outcomes[index] = Outcome(200, row)
-            kept[row["transaction_id"]] = row
+            kept[row["transaction_id"]] = _encoder.encode(row)
         while len(kept) > self.max_decisions:
             kept.popitem(last=False)
         summaries: list[dict[str, Any]] | None = None
@@ -260,7 +229,7 @@ class DecisionService:
             for event in events:
                 subscriber.put(event)
 
-    def _duplicates(self, batch: TxBatch, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _duplicates(self, batch: TxBatch, slots: _Slots) -> None:
         self.counts["duplicates"] += len(batch)
         for i in range(len(batch)):
             record = batch.record(i)
@@ -273,7 +242,7 @@ class DecisionService:
             job, index = slots[position]
             job.outcomes[index] = Outcome(409, error_body("transaction_id", message))
 
-    def _late(self, batch: TxBatch, watermark: Any, slots: dict[int, tuple[_Job, int]]) -> None:
+    def _late(self, batch: TxBatch, watermark: Any, slots: _Slots) -> None:
         self.counts["late"] += len(batch)
         rows = late_dicts(batch, watermark, self.pipeline.clock.allowed_lateness_ms)
         self.late.extend(rows)
@@ -333,8 +302,44 @@ class DecisionService:
         self.subscribers.discard(subscriber)
 
 
+class _Slots:
+    """The request (job, index) of each position of a batch: positions are consecutive."""
+
+    def __init__(self, first: int, slots: list[tuple[Job, int]]) -> None:
+        self.first = first
+        self.slots = slots
+
+    def __getitem__(self, position: int) -> tuple[Job, int]:
+        return self.slots[position - self.first]
+
+
+class _Raws(Sequence[bytes | str]):
+    """What a dead letter shows of each record: the request body, or (for records that came
+    without one) the record as JSON, made only for the few records that are refused."""
+
+    def __init__(self, raws: list[bytes | str | None], records: list[Any]) -> None:
+        self.raws = raws
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes | str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes | str]: ...
+    def __getitem__(self, index: int | slice) -> bytes | str | Sequence[bytes | str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        raw = self.raws[index]
+        return raw if raw is not None else _raw_of(self.records[index])
+
+
 def _raw_of(record: dict[str, Any]) -> str:
     try:
         return mask_card_numbers_in_json(_encoder.encode(record).decode())
-    except (TypeError, ValueError):
-        return mask_card_numbers(repr(record))
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return mask_card_numbers(repr(record))
+        except (RecursionError, ValueError):
+            return f"<a {type(record).__name__} that cannot be shown>"
