@@ -332,9 +332,12 @@ def run(
         if missing:
             _fail(f"input not found: {missing[0]}")
     try:
-        import pyflink  # type: ignore[import-untyped]  # noqa: F401
+        import pyflink  # noqa: F401
     except ImportError:
-        _fail("flink run needs apache-flink: pip install 'fraudstream[flink]' (and a JDK 11+)")
+        _fail(
+            "flink run needs apache-flink: pip install 'fraudstream[flink]' (and a JDK 11+),"
+            " or in a checkout bash scripts/install.sh flink (.venv-flink)"
+        )
     from fraudstream.flink.functions import Fault
     from fraudstream.flink.job import FlinkJob
 

@@ -74,7 +74,7 @@ class FlinkJob:
 
     def configuration(self) -> Any:
         """The Flink configuration: execution mode, checkpoints, state backend, restarts."""
-        from pyflink.common import Configuration  # type: ignore[import-untyped]
+        from pyflink.common import Configuration
 
         conf = Configuration()
         conf.set_string("python.execution-mode", self.execution_mode)
@@ -110,7 +110,7 @@ class FlinkJob:
     def environment(self) -> Any:
         """A StreamExecutionEnvironment for this job (MiniCluster unless ``jobmanager``)."""
         os.environ["PYTHONPATH"] = python_path()  # the embedded interpreter's sys.path
-        from pyflink.datastream import StreamExecutionEnvironment  # type: ignore[import-untyped]
+        from pyflink.datastream import StreamExecutionEnvironment
 
         conf = self.configuration()
         if not self.jobmanager:
@@ -119,7 +119,7 @@ class FlinkJob:
             # From a Python client getExecutionEnvironment(conf) always builds a local
             # environment (a MiniCluster, whatever execution.target says); the environment
             # built on the configuration alone picks its executor by execution.target.
-            from pyflink.java_gateway import get_gateway  # type: ignore[import-untyped]
+            from pyflink.java_gateway import get_gateway
 
             jvm = get_gateway().jvm
             j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
@@ -259,7 +259,7 @@ class FlinkJob:
         """Parallel chunk source -> decode -> card key groups -> user key groups -> sinks,
         every operator at the job's parallelism (see :mod:`fraudstream.flink.keyed`)."""
         from pyflink.common import Duration, Types, WatermarkStrategy
-        from pyflink.datastream.connectors.number_seq import NumberSequenceSource  # type: ignore[import-untyped]
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
         from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
         from fraudstream.flink.keyed_functions import (
@@ -336,8 +336,8 @@ class FlinkJob:
         from pyflink.common import Duration, WatermarkStrategy
 
         if self.kafka_servers:
-            from pyflink.common.serialization import SimpleStringSchema  # type: ignore[import-untyped]
-            from pyflink.datastream.connectors.kafka import (  # type: ignore[import-untyped]
+            from pyflink.common.serialization import SimpleStringSchema
+            from pyflink.datastream.connectors.kafka import (
                 KafkaOffsetsInitializer,
                 KafkaSource,
             )
@@ -353,7 +353,7 @@ class FlinkJob:
             )
             stream = env.from_source(kafka, WatermarkStrategy.no_watermarks(), "kafka")
             return stream.uid("fraudstream-kafka-source")
-        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # type: ignore[import-untyped]
+        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
         builder = FileSource.for_record_stream_format(
             StreamFormat.text_line_format(), *[to_uri(path) for path in self.inputs]
@@ -366,7 +366,7 @@ class FlinkJob:
     def _sink(self, stream: Any, name: str, target: str) -> None:
         if self.kafka_servers and not target.startswith(("/", ".", "file:")):
             from pyflink.common.serialization import SimpleStringSchema
-            from pyflink.datastream.connectors.base import DeliveryGuarantee  # type: ignore[import-untyped]
+            from pyflink.datastream.connectors.base import DeliveryGuarantee
             from pyflink.datastream.connectors.kafka import (
                 KafkaRecordSerializationSchema,
                 KafkaSink,

@@ -1,0 +1,62 @@
+"""`fraudstream flink ...` runs in Flink's own Python environment (fraudstream.flink.python_env):
+the command starts again under that interpreter, with this checkout's source first on its
+path, and every other command stays where it is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fraudstream.flink.python_env import FLINK_PYTHON_VARIABLE
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+# A stand-in for the Flink environment's interpreter: reports how it was started.
+STAND_IN = f"""#!/bin/sh
+echo "args: $*"
+echo "path: $PYTHONPATH"
+echo "flink python: ${FLINK_PYTHON_VARIABLE}"
+"""
+
+
+def fraudstream(*args: str, flink_python: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}/elsewhere")
+    env[FLINK_PYTHON_VARIABLE] = str(flink_python)
+    command = [sys.executable, "-c", "from fraudstream.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def stand_in(tmp_path: Path) -> Path:
+    python = tmp_path / "flink-venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(STAND_IN)
+    python.chmod(0o755)
+    return python
+
+
+def test_flink_commands_start_again_in_the_flink_environment(tmp_path: Path) -> None:
+    python = stand_in(tmp_path)
+    done = fraudstream("flink", "run", "--input", "tx.jsonl", "--parallelism", "2",
+                       flink_python=python)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "args: -c from fraudstream.cli import main; main() flink run --input tx.jsonl"
+        " --parallelism 2"
+    )
+    assert lines[1] == f"path: {SRC}{os.pathsep}/elsewhere"
+    assert lines[2] == f"flink python: {python}"  # the child is home: it does not hop again
+
+
+def test_other_commands_stay_in_this_environment(tmp_path: Path) -> None:
+    done = fraudstream("--version", flink_python=stand_in(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("fraudstream "), done.stderr
+
+
+def test_a_missing_flink_interpreter_is_one_line(tmp_path: Path) -> None:
+    done = fraudstream("flink", "run", "--input", "x", flink_python=tmp_path / "nope")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {FLINK_PYTHON_VARIABLE}={tmp_path / 'nope'}: no such interpreter"
+    ]
