@@ -56,6 +56,10 @@ class FlinkJob:
     detach: bool = False  # remote only: submit and return (run() gives the job id)
     savepoint: str | None = None  # start from this savepoint (or retained checkpoint)
     jars: list[str] = field(default_factory=list)
+    # The TaskManagers' Python: a packed venv shipped with the job (python.archives, as
+    # "archive#dir") and the interpreter to run (python.executable; default this one).
+    python_archive: str | None = None
+    python_executable: str | None = None
     kafka_servers: str | None = None  # with a connector jar: read/write Kafka topics
     kafka_topic: str = "card-transactions"
     batch_bytes: int = BATCH_BYTES
@@ -86,8 +90,10 @@ class FlinkJob:
             # for the GIL its own thread holds: the job hangs. Unchained, each Python operator
             # (the key-by selectors too) runs alone on its task thread and this cannot happen.
             conf.set_string("pipeline.operator-chaining.enabled", "false")
-        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.executable", self.python_executable or sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        if self.python_archive:
+            conf.set_string("python.archives", self.python_archive)
         conf.set_string("python.fn-execution.bundle.size", "100000")
         conf.set_string("state.backend.type", self.state_backend)
         conf.set_string("execution.checkpointing.dir", to_uri(self.checkpoint_dir))
