@@ -1,6 +1,6 @@
 """What the model in the loop costs on the Flink runtime, next to the embedded runtime.
 
-    python benchmarks/flink_model_throughput.py [--records 200000] [--cards 20000]
+    .venv-flink/bin/python benchmarks/flink_model_throughput.py [--records 200000] [--cards 20000]
 
 On one seeded JSON-lines workload (benchmarks/data/), every standard detector, decisions
 written: ``fraudstream flink run --target local`` (thread mode): the fused job at

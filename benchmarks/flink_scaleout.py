@@ -1,9 +1,9 @@
 """Does the Flink job scale out? Throughput and CPU per million transactions on a real cluster.
 
-    python benchmarks/flink_scaleout.py [--records 2000000] [--cards 100000]
+    .venv-flink/bin/python benchmarks/flink_scaleout.py [--records 2000000] [--cards 100000]
         [--parallelisms 1,2] [--graph keyed]
 
-(also ``python benchmarks/flink_throughput.py --cluster``)
+(also ``.venv-flink/bin/python benchmarks/flink_throughput.py --cluster``)
 
 One run, side by side, on the same JSON-lines workload (seeded, under benchmarks/data/):
 

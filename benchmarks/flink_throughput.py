@@ -1,8 +1,10 @@
 """Throughput of the Flink runtime against the naive per-record PyFlink job and the embedded one.
 
-    python benchmarks/flink_throughput.py [--records 1000000] [--cards 50000] [--output alerts]
-        [--repeat 3] [--modes thread,process] [--shapes 1:fused,1:keyed,2:keyed,1:sharded]
-    python benchmarks/flink_throughput.py --cluster [--records 2000000] [--cards 100000]
+    .venv-flink/bin/python benchmarks/flink_throughput.py [--records 1000000] [--cards 50000]
+        [--output alerts] [--repeat 3] [--modes thread,process]
+        [--shapes 1:fused,1:keyed,2:keyed,1:sharded]
+    .venv-flink/bin/python benchmarks/flink_throughput.py --cluster [--records 2000000]
+        [--cards 100000]
         (the scale-out figures on a two-TaskManager cluster: benchmarks/flink_scaleout.py)
         [--naive-modes process,thread]
 

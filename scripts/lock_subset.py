@@ -1,6 +1,7 @@
 """Prints the part of requirements.lock that fraudstream's core and the given extras need.
 
     python3 scripts/lock_subset.py web lake > demo-requirements.txt
+    python3 scripts/lock_subset.py --package uv     # one pin (with its hashes) alone
 
 The lock is compiled for every extra; its ``# via`` comments say which package pulled each
 pin in. A pin is kept when one of its dependants is kept, starting from the core
@@ -81,6 +82,10 @@ def subset(pins: dict[str, tuple[list[str], set[str]]], start: set[str]) -> list
 
 def main() -> None:
     pins = read_lock((ROOT / "requirements.lock").read_text())
+    if sys.argv[1:2] == ["--package"]:
+        names = [normalise(name) for name in sys.argv[2:]]
+        print("\n".join(line for name in names for line in pins[name][0]))
+        return
     print("\n".join(subset(pins, roots(sys.argv[1:]))))
 
 

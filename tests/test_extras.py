@@ -179,6 +179,17 @@ def test_the_demo_pins_leave_out_what_only_tests_flink_and_models_need() -> None
     demo = pinned("web", "lake")
     assert {"numba", "pyarrow", "fastapi", "uvicorn", "pyiceberg", "sqlalchemy"} <= demo
     left_out = {"apache-flink", "apache-beam", "playwright", "mypy", "ruff", "xgboost-cpu"}
+    left_out |= {"uv"}  # a dev tool; install.sh installs it on its own (--package uv)
     assert not demo & left_out, demo & left_out
     assert {"pandas", "scikit-learn"} <= pinned("models")  # train reads pandas frames
     assert "fsspec" in pinned()  # checkpoints, in the core
+
+
+def test_one_package_alone_keeps_its_hashes() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lock_subset.py"), "--package", "uv"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("uv==") and lines[0].endswith("\\")
+    assert len(lines) > 2 and all(line.strip().startswith("--hash=sha256:") for line in lines[1:])

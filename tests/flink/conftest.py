@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pyflink")
+pytest.importorskip("pyflink", reason="Flink's tests run in .venv-flink (scripts/test.sh does)")
 if shutil.which("java") is None:
     pytest.skip("flink tests need a JDK (java on PATH)", allow_module_level=True)
 

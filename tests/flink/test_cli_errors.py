@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from fraudstream.cli import app
         (["--input", "{tx}", "--alerts", "o", "--from-savepoint", "nope"], "savepoint not found"),
         (["--input", "{tx}", "--alerts", "o", "--max-parallelism", "16"], "--max-parallelism"),
         (["--input", "{tx}", "--alerts", "o", "--allowed-lateness-ms", "-1"], "must be >= 0"),
+        (["--input", "{tx}", "--alerts", "o", "--python-archive", "v.zip#v"], "--python-exec"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path: Path, arguments: list[str], message: str) -> None:
@@ -35,3 +39,32 @@ def test_bad_arguments_get_one_line(tmp_path: Path, arguments: list[str], messag
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+PYTHON_SETTINGS = """
+import json, sys
+from fraudstream.flink.cli import pipeline_parts
+from fraudstream.flink.job import FlinkJob
+
+parts = pipeline_parts(None, None, 0, 0, 0, None, None, 720.0)
+keys = ("python.executable", "python.client.executable", "python.archives")
+out = []
+for archive, executable in ((None, None), ("flink-venv.tar.gz#venv", "venv/bin/python")):
+    job = FlinkJob(parts, ["tx.jsonl"], {"alerts": "out"}, sys.argv[1],
+                   python_archive=archive, python_executable=executable)
+    conf = job.configuration()
+    out.append([conf.get_string(key, "") for key in keys])
+print(json.dumps(out))
+"""
+
+
+def test_the_taskmanagers_python_is_this_interpreter_or_the_shipped_one(tmp_path: Path) -> None:
+    """python.executable (-pyexec) and python.archives (-pyarch), as PyFlink documents them
+    (in a process of its own: PyFlink's configuration starts a JVM gateway)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PYTHON_SETTINGS, str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    here, shipped = json.loads(done.stdout.splitlines()[-1])
+    assert here == [sys.executable, sys.executable, ""]
+    assert shipped == ["venv/bin/python", sys.executable, "flink-venv.tar.gz#venv"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -55,14 +57,29 @@ def test_checkpoint_commits_are_tagged_partitioned_by_day_and_read_back(tmp_path
         ("run1", "1"),
         ("run1", "2"),
     ]
-    assert [f.name for f in table.spec().fields] == ["event_date"]
+    [partition] = table.spec().fields
+    assert (table.schema().find_column_name(partition.source_id), str(partition.transform)) == (
+        "event_time",
+        "day",
+    )
     rows = table.scan().to_arrow()
     expected = sorted(tid for d in batches for tid in d.tx.transaction_id.to_pylist())
     assert sorted(rows.column("transaction_id").to_pylist()) == expected
     assert len(rows.column("event_date").unique()) >= 4
     assert {"decision", "score", "rules", "reasons", "features", "amount"} <= set(rows.column_names)
-    files = list((tmp_path / "warehouse").rglob("*.parquet"))
-    assert all("event_date=" in str(f) for f in files)
+    # Every data file holds one UTC day of event time, the day its partition value names.
+    tasks = list(table.scan().plan_files())
+    assert len(tasks) >= 4
+    epoch = date(1970, 1, 1)
+    for task in tasks:
+        day = epoch + timedelta(days=task.file.partition[0])
+        read = pq.read_table(task.file.file_path.removeprefix("file://"))
+        assert set(read.column("event_date").to_pylist()) == {day}
+    # A filter on event_time reads only that day's files.
+    first_day = min(rows.column("event_date").to_pylist())
+    start = datetime.combine(first_day, time(), UTC)
+    one_day = table.scan(row_filter=f"event_time < '{(start + timedelta(days=1)).isoformat()}'")
+    assert 0 < len(list(one_day.plan_files())) < len(tasks)
 
 
 def test_resume_deletes_what_the_run_committed_after_its_checkpoint(tmp_path: Path) -> None:

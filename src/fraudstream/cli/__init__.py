@@ -225,6 +225,11 @@ def usage_error_line(exc: typer.TyperException) -> str:
 def main() -> None:
     """Entry point: readable one-line errors instead of tracebacks."""
     try:
+        if sys.argv[1:2] == ["flink"]:
+            # apache-flink has a Python environment of its own (fraudstream.flink.python_env)
+            from fraudstream.flink.python_env import run_in_flink_python
+
+            run_in_flink_python(sys.argv[1:])
         code = app(standalone_mode=False)
     except ConfigError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

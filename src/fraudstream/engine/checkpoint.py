@@ -225,6 +225,11 @@ def batch_from_table(table: pa.Table) -> TxBatch:
 # --- on disk -----------------------------------------------------------------------------
 
 
+def _named_arrays(snapshot: PipelineSnapshot, index: dict[str, str]) -> dict[str, Any]:
+    # typed Any: numpy's stubs would read an ndarray keyword as savez's allow_pickle flag
+    return {index[k]: np.asarray(v) for k, v in snapshot.arrays.items()}
+
+
 def _pending_bytes(pending: TxBatch) -> bytes:
     """The clock's pending records as an Arrow IPC file."""
     sink = io.BytesIO()
@@ -324,7 +329,7 @@ class CheckpointStore:
             self.fs.rm(tmp, recursive=True)
         self.fs.makedirs(tmp, exist_ok=True)
         with self.fs.open(f"{tmp}/state.npz", "wb") as handle:
-            np.savez(handle, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
+            np.savez(handle, **_named_arrays(snapshot, index))
             handle.flush()
             os.fsync(handle.fileno())
         self._write_bytes(f"{tmp}/pending.arrow", _pending_bytes(snapshot.pending))
@@ -347,7 +352,7 @@ class CheckpointStore:
         if self.fs.exists(final):  # an incomplete leftover of a crash (no manifest)
             self.fs.rm(final, recursive=True)
         state = io.BytesIO()
-        np.savez(state, **{index[k]: np.asarray(v) for k, v in snapshot.arrays.items()})
+        np.savez(state, **_named_arrays(snapshot, index))
         files = {"state.npz": state.getvalue(), "pending.arrow": _pending_bytes(snapshot.pending)}
         for file_name, data in files.items():
             self._write_bytes(f"{final}/{file_name}", data)

@@ -279,6 +279,24 @@ def run(
             rich_help_panel="Cluster", help="Connector jar to add (e.g. the Kafka connector)."
         ),
     ] = None,
+    python_archive: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Cluster",
+            metavar="ARCHIVE#DIR",
+            help="A packed virtualenv shipped with the job and unpacked on every TaskManager "
+            "into DIR (PyFlink's -pyarch, python.archives); give --python-executable in it.",
+        ),
+    ] = None,
+    python_executable: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Cluster",
+            metavar="PATH",
+            help="The TaskManagers' Python (PyFlink's -pyexec, python.executable), e.g. "
+            "DIR/bin/python in --python-archive. Default: this interpreter.",
+        ),
+    ] = None,
     kafka_servers: Annotated[
         str | None,
         typer.Option(
@@ -385,6 +403,8 @@ def run(
             )
     if kafka_servers and not jar:
         _fail("--kafka-servers needs the Kafka connector: --jar flink-sql-connector-kafka-*.jar")
+    if python_archive and not python_executable:
+        _fail("--python-archive needs --python-executable (e.g. venv/bin/python for ARCHIVE#venv)")
     if parallelism < 1 or shards < parallelism:
         _fail("--parallelism must be >= 1 and --shards >= --parallelism")
     if not shards <= max_parallelism <= 32_768:
@@ -394,9 +414,12 @@ def run(
         if missing:
             _fail(f"input not found: {missing[0]}")
     try:
-        import pyflink  # type: ignore[import-untyped]  # noqa: F401
+        import pyflink  # noqa: F401
     except ImportError:
-        _fail("flink run needs apache-flink: pip install 'fraudstream[flink]' (and a JDK 11+)")
+        _fail(
+            "flink run needs apache-flink: pip install 'fraudstream[flink]' (and a JDK 11+),"
+            " or in a checkout bash scripts/install.sh flink (.venv-flink)"
+        )
     from fraudstream.flink.functions import Fault
     from fraudstream.flink.job import FlinkJob
 
@@ -436,6 +459,8 @@ def run(
         detach=detach,
         savepoint=from_savepoint,
         jars=jar or [],
+        python_archive=python_archive,
+        python_executable=python_executable,
         kafka_servers=kafka_servers,
         batch_bytes=batch_bytes,
         read_lines=read_lines,

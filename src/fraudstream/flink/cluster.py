@@ -38,7 +38,7 @@ HOST = "127.0.0.1"
 
 def flink_home() -> Path:
     """The Flink distribution inside the installed apache-flink package."""
-    import pyflink  # type: ignore[import-untyped]
+    import pyflink
 
     return Path(pyflink.__file__).resolve().parent
 

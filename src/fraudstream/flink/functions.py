@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from pyflink.common import Types  # type: ignore[import-untyped]
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext  # type: ignore[import-untyped]
-from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor  # type: ignore[import-untyped]
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from fraudstream.decide import Decisions
 from fraudstream.flink.chunks import Chunk, chunk_reader

@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from pyflink.common import Types  # type: ignore[import-untyped]
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext  # type: ignore[import-untyped]
-from pyflink.datastream.state import (  # type: ignore[import-untyped]
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import (
     ListStateDescriptor,
     ValueStateDescriptor,
 )

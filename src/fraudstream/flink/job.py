@@ -59,6 +59,10 @@ class FlinkJob:
     detach: bool = False  # remote only: submit and return (run() gives the job id)
     savepoint: str | None = None  # start from this savepoint (or retained checkpoint)
     jars: list[str] = field(default_factory=list)
+    # The TaskManagers' Python: a packed venv shipped with the job (python.archives, as
+    # "archive#dir") and the interpreter to run (python.executable; default this one).
+    python_archive: str | None = None
+    python_executable: str | None = None
     kafka_servers: str | None = None  # with a connector jar: read/write Kafka topics
     kafka_topic: str = "card-transactions"
     batch_bytes: int = BATCH_BYTES
@@ -80,7 +84,7 @@ class FlinkJob:
 
     def configuration(self) -> Any:
         """The Flink configuration: execution mode, checkpoints, state backend, restarts."""
-        from pyflink.common import Configuration  # type: ignore[import-untyped]
+        from pyflink.common import Configuration
 
         conf = Configuration()
         conf.set_string("python.execution-mode", self.execution_mode)
@@ -92,8 +96,10 @@ class FlinkJob:
             # for the GIL its own thread holds: the job hangs. Unchained, each Python operator
             # (the key-by selectors too) runs alone on its task thread and this cannot happen.
             conf.set_string("pipeline.operator-chaining.enabled", "false")
-        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.executable", self.python_executable or sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        if self.python_archive:
+            conf.set_string("python.archives", self.python_archive)
         conf.set_string("python.fn-execution.bundle.size", "100000")
         conf.set_string("state.backend.type", self.state_backend)
         conf.set_string("execution.checkpointing.dir", to_uri(self.checkpoint_dir))
@@ -116,7 +122,7 @@ class FlinkJob:
     def environment(self) -> Any:
         """A StreamExecutionEnvironment for this job (MiniCluster unless ``jobmanager``)."""
         os.environ["PYTHONPATH"] = python_path()  # the embedded interpreter's sys.path
-        from pyflink.datastream import StreamExecutionEnvironment  # type: ignore[import-untyped]
+        from pyflink.datastream import StreamExecutionEnvironment
 
         conf = self.configuration()
         if not self.jobmanager:
@@ -125,7 +131,7 @@ class FlinkJob:
             # From a Python client getExecutionEnvironment(conf) always builds a local
             # environment (a MiniCluster, whatever execution.target says); the environment
             # built on the configuration alone picks its executor by execution.target.
-            from pyflink.java_gateway import get_gateway  # type: ignore[import-untyped]
+            from pyflink.java_gateway import get_gateway
 
             jvm = get_gateway().jvm
             j_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
@@ -285,7 +291,7 @@ class FlinkJob:
         """Parallel chunk source -> decode -> card key groups -> user key groups -> sinks,
         every operator at the job's parallelism (see :mod:`fraudstream.flink.keyed`)."""
         from pyflink.common import Duration, Types, WatermarkStrategy
-        from pyflink.datastream.connectors.number_seq import NumberSequenceSource  # type: ignore[import-untyped]
+        from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
         from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
         from fraudstream.flink.keyed_functions import (
@@ -400,8 +406,8 @@ class FlinkJob:
         from pyflink.common import Duration, WatermarkStrategy
 
         if self.kafka_servers:
-            from pyflink.common.serialization import SimpleStringSchema  # type: ignore[import-untyped]
-            from pyflink.datastream.connectors.kafka import (  # type: ignore[import-untyped]
+            from pyflink.common.serialization import SimpleStringSchema
+            from pyflink.datastream.connectors.kafka import (
                 KafkaOffsetsInitializer,
                 KafkaSource,
             )
@@ -417,7 +423,7 @@ class FlinkJob:
             )
             stream = env.from_source(kafka, WatermarkStrategy.no_watermarks(), "kafka")
             return stream.uid("fraudstream-kafka-source")
-        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat  # type: ignore[import-untyped]
+        from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
         builder = FileSource.for_record_stream_format(
             StreamFormat.text_line_format(), *[to_uri(path) for path in self.inputs]
@@ -430,7 +436,7 @@ class FlinkJob:
     def _sink(self, stream: Any, name: str, target: str) -> None:
         if self.kafka_servers and not target.startswith(("/", ".", "file:")):
             from pyflink.common.serialization import SimpleStringSchema
-            from pyflink.datastream.connectors.base import DeliveryGuarantee  # type: ignore[import-untyped]
+            from pyflink.datastream.connectors.base import DeliveryGuarantee
             from pyflink.datastream.connectors.kafka import (
                 KafkaRecordSerializationSchema,
                 KafkaSink,

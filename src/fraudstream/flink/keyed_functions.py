@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pyflink.common import Types  # type: ignore[import-untyped]
-from pyflink.common.time import Time  # type: ignore[import-untyped]
-from pyflink.common.watermark_strategy import TimestampAssigner  # type: ignore[import-untyped]
-from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext  # type: ignore[import-untyped]
-from pyflink.datastream.state import (  # type: ignore[import-untyped]
+from pyflink.common import Types
+from pyflink.common.time import Time
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import (
     MapStateDescriptor,
     StateTtlConfig,
 )

@@ -1,19 +1,20 @@
 """The lakehouse (seed 001): every decided transaction, its features and decision, in Iceberg.
 
-One Apache Iceberg table (``fraudstream.decisions`` by default), written with pyiceberg and
-partitioned by day of event time (``event_date``, the UTC date). The default catalog is
-pyiceberg's SQL catalog on a SQLite file with a local warehouse: ``--lakehouse DIR`` means
-``DIR/catalog.db`` and ``DIR/warehouse``. Any other pyiceberg catalog (REST, Glue, Hive, ...)
-is chosen with a YAML or JSON file holding ``catalog`` (pyiceberg properties, plus ``name``)
-and ``table`` (``namespace.name``), or with ``catalog:NAME`` for a catalog in pyiceberg's own
-``.pyiceberg.yaml``.
+One Apache Iceberg table (``fraudstream.decisions`` by default), written with pyiceberg's
+``Table.append`` and partitioned by ``day(event_time)`` (Iceberg's day transform, computed by
+pyiceberg-core; the rows carry the UTC date as ``event_date`` too, for queries). The default
+catalog is pyiceberg's SQL catalog on a SQLite file with a local warehouse: ``--lakehouse
+DIR`` means ``DIR/catalog.db`` and ``DIR/warehouse``. Any other pyiceberg catalog (REST,
+Glue, Hive, ...) is chosen with a YAML or JSON file holding ``catalog`` (pyiceberg
+properties, plus ``name``) and ``table`` (``namespace.name``), or with ``catalog:NAME`` for a
+catalog in pyiceberg's own ``.pyiceberg.yaml``.
 
 Rows are buffered and committed **at checkpoints** (one Iceberg snapshot per checkpoint, its
 summary carrying ``fraudstream.run-id`` and ``fraudstream.checkpoint-id``; the rows carry
 ``run_id`` and ``checkpoint_id`` too), so a transaction is committed once: the commit happens
 before the checkpoint is renamed into place, and a run resuming from checkpoint n deletes
-whatever its run committed after n (a crash between the Iceberg commit and the rename). The
-files of such a commit hold only its rows, so the delete drops whole files. Without
+whatever its run committed after n (a crash between the Iceberg commit and the rename). An
+append writes files of its own rows only, so the delete drops whole files. Without
 checkpoints, rows are committed when the buffer fills and at the end of the run.
 
 Columns: the transaction (ids, event_time, amount, currency, place, merchant, channel,
@@ -28,20 +29,17 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.table import Table
-from pyiceberg.transforms import IdentityTransform
+from pyiceberg.transforms import DayTransform
 
 from fraudstream.config import ConfigError, load_yaml
 from fraudstream.decide import Decisions
@@ -137,10 +135,8 @@ def open_table(location: str, schema: pa.Schema | None = None) -> Table:
     properties = {f"write.metadata.metrics.column.{c}": "full" for c in ("run_id", "checkpoint_id")}
     table = catalog.create_table_if_not_exists(name, schema=schema, properties=properties)
     if table.spec().is_unpartitioned():
-        # Identity on the event's UTC date: day(event_time) would need pyiceberg-core's Rust
-        # transforms, which are not installed; the layout is the same (one partition a day).
         with table.update_spec() as spec:
-            spec.add_field("event_date", IdentityTransform(), "event_date")
+            spec.add_field("event_time", DayTransform(), "event_time_day")
     return table
 
 
@@ -264,27 +260,12 @@ class LakehouseSink:
         properties = {CHECKPOINT_PROPERTY: str(checkpoint_id)}
         if self.run_id is not None:
             properties[RUN_PROPERTY] = self.run_id
-        table.add_files(self._write_files(table, rows, checkpoint_id), properties)
+        table.append(rows, snapshot_properties=properties)
         self.buffer = []
         self.buffered_rows = 0
         self.committed_rows += rows.num_rows
         self.commits += 1
         return {"rows": self.committed_rows}
-
-    def _write_files(self, table: Table, rows: pa.Table, checkpoint_id: int) -> list[str]:
-        """One Parquet data file per day partition, written with pyarrow through the table's
-        FileIO; the commit then adds them (``Table.append`` in pyiceberg 0.12 passes a
-        ParquetWriter argument that pyarrow 16 does not have)."""
-        paths = []
-        tag = f"{self.run_id or 'batch'}-{checkpoint_id:08d}-{uuid.uuid4().hex[:8]}"
-        days = pc.unique(rows["event_date"]).to_pylist()
-        for day in days:
-            part = rows.filter(pc.equal(rows["event_date"], pa.scalar(day, pa.date32())))
-            path = f"{table.location()}/data/event_date={day.isoformat()}/{tag}.parquet"
-            with table.io.new_output(path).create(overwrite=True) as stream:
-                pq.write_table(part, stream, compression="zstd")
-            paths.append(path)
-        return paths
 
     def checkpoint(self, checkpoint_id: int) -> dict[str, Any]:
         """Commits the buffer as one snapshot tagged with ``checkpoint_id``; the marker."""

@@ -115,9 +115,8 @@ def handbook_table(config: HandbookConfig | None = None) -> pa.Table:
     # time order, as the book sorts them; ids follow that order
     time_ms = (day * 86_400 + second) * 1000 + int(START.timestamp() * 1000)
     order = np.argsort(time_ms, kind="stable")
-    day, customer, terminal, amount, time_ms = (
-        a[order] for a in (day, customer, terminal, amount, time_ms)
-    )
+    day, customer, terminal = day[order], customer[order], terminal[order]
+    amount, time_ms = amount[order], time_ms[order]
     scenario = np.zeros(n, dtype=np.int8)
     scenario[amount > 220] = 1
     # (2) compromised terminals: each day, 2 of them for the next 28 days
