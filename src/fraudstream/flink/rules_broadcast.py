@@ -25,20 +25,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pyflink.common import Duration, Types, WatermarkStrategy  # type: ignore[import-untyped]
-from pyflink.common.watermark_strategy import TimestampAssigner  # type: ignore[import-untyped]
-from pyflink.datastream import (  # type: ignore[import-untyped]
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import (
     KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
     RuntimeContext,
 )
-from pyflink.datastream.connectors.file_system import (  # type: ignore[import-untyped]
+from pyflink.datastream.connectors.file_system import (
     FileSource,
     StreamFormat,
 )
-from pyflink.datastream.functions import KeyedBroadcastProcessFunction  # type: ignore[import-untyped]
-from pyflink.datastream.state import (  # type: ignore[import-untyped]
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
+from pyflink.datastream.state import (
     MapStateDescriptor,
     ValueStateDescriptor,
 )

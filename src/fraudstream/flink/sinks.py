@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from pyflink.datastream import ProcessFunction  # type: ignore[import-untyped]
-from pyflink.datastream.connectors.base import Sink  # type: ignore[import-untyped]
-from pyflink.java_gateway import get_gateway  # type: ignore[import-untyped]
+from pyflink.datastream import ProcessFunction
+from pyflink.datastream.connectors.base import Sink
+from pyflink.java_gateway import get_gateway
 
 from fraudstream.flink.functions import PICKLED
 
