@@ -82,10 +82,6 @@ def test_a_killed_consumer_is_taken_over_from_its_committed_checkpoint(
     # and is killed (SIGKILL: no goodbye to the group, no flush, no commit) mid-stream.
     producer_log = (tmp_path / "producer.log").open("w")
     first_log = (tmp_path / "first.log").open("w")
-    producer = subprocess.Popen(
-        [*produce, "--input", str(write_jsonl(tmp_path / "early.jsonl", early)), "--rate", "400"],
-        env=ENV, stderr=producer_log,
-    )  # fmt: skip
     first = subprocess.Popen(
         run_command(
             kafka_cluster, "deciders", store, "--alerts", alerts,
@@ -93,14 +89,23 @@ def test_a_killed_consumer_is_taken_over_from_its_committed_checkpoint(
         ),
         env=ENV, stderr=first_log,
     )  # fmt: skip
+    # The records must arrive while it runs (not be waiting when it starts, then read in one
+    # or two batches): the producer starts once the consumer has opened its checkpoints.
+    producer = None
     try:
+        wait_for(lambda: (checkpoints / "run.json").exists(), 120, "the first consumer to start")
+        producer = subprocess.Popen(
+            [*produce, "--input", str(write_jsonl(tmp_path / "early.jsonl", early)),
+             "--rate", "200"],
+            env=ENV, stderr=producer_log,
+        )  # fmt: skip
         wait_for(
             lambda: (CheckpointStore(str(checkpoints)).latest() or 0) >= 3, 240, "3 checkpoints"
         )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-        producer_code = producer.wait(timeout=60)
+        producer_code = producer.wait(timeout=60) if producer is not None else None
         producer_log.close()
         first_log.close()
     assert producer_code == 0, (tmp_path / "producer.log").read_text()
