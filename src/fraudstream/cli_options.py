@@ -109,6 +109,35 @@ ProfilesLocationOption = Annotated[
         "or dynamodb://TABLE.",
     ),
 ]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel="Outputs",
+        help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE (upsert by id).",
+    ),
+]
+WebhookOption = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel="Outputs",
+        help="POST every alert here (retried; kept if undeliverable; at least once).",
+    ),
+]
+WebhookSecretEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel="Outputs",
+        help="Environment variable holding the webhook's HMAC secret (read where the "
+        "decisions are made).",
+    ),
+]
+AlertCommandOption = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel="Outputs",
+        help="Run this command for every alert (alert JSON on stdin; at least once).",
+    ),
+]
 IpCountriesLocationOption = Annotated[
     str | None,
     typer.Option(

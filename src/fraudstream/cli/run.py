@@ -14,6 +14,7 @@ from fraudstream.assembly import build_pipeline, file_editor, state_ttl_ms
 from fraudstream.cli.common import InputFormat, fail, print_summary, run_with_progress, warn
 from fraudstream.cli_options import (
     DEFAULT_STATE_TTL_HOURS,
+    AlertCommandOption,
     AnonymousNetworksLocationOption,
     AwsEndpointOption,
     GroupIdOption,
@@ -27,8 +28,11 @@ from fraudstream.cli_options import (
     ProfilesTopicOption,
     RulesLocationOption,
     StopAtEndOption,
+    StoreOption,
     TimeMode,
     TimeOption,
+    WebhookOption,
+    WebhookSecretEnvOption,
 )
 from fraudstream.config import ConfigError
 from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
@@ -79,35 +83,10 @@ def run_command(
     idle_timeout_ms: IdleTimeoutOption = 1_000,
     ip_countries: IpCountriesLocationOption = None,
     anonymous_networks: AnonymousNetworksLocationOption = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
-            "(upsert by id).",
-        ),
-    ] = None,
-    webhook: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="POST every alert here (retried; kept if undeliverable).",
-        ),
-    ] = None,
-    webhook_secret_env: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Environment variable holding the webhook's HMAC secret.",
-        ),
-    ] = None,
-    alert_command: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Run this command for every alert (alert JSON on stdin).",
-        ),
-    ] = None,
+    store: StoreOption = None,
+    webhook: WebhookOption = None,
+    webhook_secret_env: WebhookSecretEnvOption = None,
+    alert_command: AlertCommandOption = None,
     audit_log: Annotated[
         Path | None,
         typer.Option(

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from fraudstream.cli_options import (
+    AlertCommandOption,
     AnonymousNetworksOption,
     IdleTimeoutOption,
     IpCountriesOption,
@@ -26,8 +27,11 @@ from fraudstream.cli_options import (
     OutOfOrdernessOption,
     ProfilesOption,
     RulesOption,
+    StoreOption,
     TimeMode,
     TimeOption,
+    WebhookOption,
+    WebhookSecretEnvOption,
 )
 from fraudstream.config import ConfigError
 from fraudstream.flink.hooks import Hooks
@@ -151,36 +155,10 @@ def run(
     late: Annotated[
         str | None, typer.Option(rich_help_panel="Outputs", help="Late records: output directory.")
     ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Decision store: a SQLite path, an SQLAlchemy URL or dynamodb://TABLE "
-            "(upsert by id).",
-        ),
-    ] = None,
-    webhook: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="POST every alert here (retried; kept if undeliverable; at least once).",
-        ),
-    ] = None,
-    webhook_secret_env: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Environment variable holding the webhook's HMAC secret (read where the "
-            "job runs).",
-        ),
-    ] = None,
-    alert_command: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Run this command for every alert (alert JSON on stdin; at least once).",
-        ),
-    ] = None,
+    store: StoreOption = None,
+    webhook: WebhookOption = None,
+    webhook_secret_env: WebhookSecretEnvOption = None,
+    alert_command: AlertCommandOption = None,
     rules: RulesOption = None,
     rules_updates: Annotated[
         str | None,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .demo import ANONYMOUS_IP_PREFIX, CITIES, COUNTRY_IP_BLOCKS
-from .workload import DEFAULT_START_MS, fixed_width_strings
+from .workload import DEFAULT_START_MS, amounts, fixed_width_strings, rows_in_time
 
 __all__ = ["ProductionShape", "production_table", "walkthrough_csv"]
 
@@ -146,18 +146,8 @@ def production_table(
     activity = rng.lognormal(0.0, 1.0, cards)
 
     # Rows: skewed card activity over ``days``, sorted by time.
-    per_card = rng.multinomial(n, activity / activity.sum())
-    card = rng.permutation(np.repeat(np.arange(cards, dtype=np.int64), per_card))
-    user = owner[card]
-    span = int(days * 86_400_000)
-    timestamp = DEFAULT_START_MS + np.sort(rng.integers(0, max(1, span), n))
-
-    amount = typical[card] * rng.lognormal(0.0, 0.6, n)
-    u = rng.random(n)
-    small, large = u < 0.03, (u >= 0.03) & (u < 0.08)
-    amount[small] = rng.uniform(0.05, 0.99, int(small.sum()))
-    amount[large] = rng.uniform(500.0, 2500.0, int(large.sum()))
-    amount = np.round(amount, 2)
+    card, user, timestamp = rows_in_time(rng, n, activity, owner, DEFAULT_START_MS, days)
+    amount = amounts(rng, typical[card], sigma=0.6, small_share=0.03, large_share=0.05)
 
     row_city = home_city[user]
     row_zip = home_zip[user]
@@ -169,8 +159,8 @@ def production_table(
     row_zip[far] = zip_in(far_city)
     lat[far] = city_lat[far_city] + rng.normal(0.0, 0.05, len(far))
     lon[far] = city_lon[far_city] + rng.normal(0.0, 0.05, len(far))
-    lat = np.round(np.clip(lat, -90.0, 90.0), 6)
-    lon = np.round((lon + 180.0) % 360.0 - 180.0, 6)
+    lat = np.clip(lat, -90.0, 90.0).round(6)
+    lon = ((lon + 180.0) % 360.0 - 180.0).round(6)
 
     # Merchants: mostly the user's few usual ones; devices: mostly the user's main one.
     usual = rng.random(n) < 0.7

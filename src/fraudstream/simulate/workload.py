@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from .demo import ANONYMOUS_IP_PREFIX, CITIES, COUNTRY_IP_BLOCKS
 
-__all__ = ["benchmark_table", "fixed_width_strings", "write_table"]
+__all__ = ["amounts", "benchmark_table", "fixed_width_strings", "rows_in_time", "write_table"]
 
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 _CARDS_PER_USER = 1.2
@@ -116,18 +116,8 @@ def benchmark_table(
     activity = rng.lognormal(0.0, 1.0, cards)
 
     # Rows.
-    per_card = rng.multinomial(n, activity / activity.sum())
-    card = rng.permutation(np.repeat(np.arange(cards, dtype=np.int64), per_card))
-    user = owner[card]
-    span = int(days * 86_400_000)
-    timestamp = start_ms + np.sort(rng.integers(0, max(1, span), n))
-
-    amount = typical[card] * rng.lognormal(0.0, 0.5, n)
-    u = rng.random(n)
-    small, large = u < 0.002, (u >= 0.002) & (u < 0.005)
-    amount[small] = rng.uniform(0.05, 0.99, int(small.sum()))
-    amount[large] = rng.uniform(500.0, 2500.0, int(large.sum()))
-    amount = np.round(amount, 2)
+    card, user, timestamp = rows_in_time(rng, n, activity, owner, start_ms, days)
+    amount = amounts(rng, typical[card], sigma=0.5, small_share=0.002, large_share=0.003)
 
     row_city = home_city[user]
     row_zip = home_zip[user]
@@ -139,8 +129,8 @@ def benchmark_table(
     row_zip[far] = zip_start[far_city] + rng.integers(0, zip_count[far_city])
     lat[far] = city_lat[far_city] + rng.normal(0.0, 0.05, len(far))
     lon[far] = city_lon[far_city] + rng.normal(0.0, 0.05, len(far))
-    lat = np.round(np.clip(lat, -90.0, 90.0), 6)
-    lon = np.round((lon + 180.0) % 360.0 - 180.0, 6)
+    lat = np.clip(lat, -90.0, 90.0).round(6)
+    lon = ((lon + 180.0) % 360.0 - 180.0).round(6)
 
     usual = rng.random(n) < 0.85
     merchant = np.where(
@@ -315,3 +305,38 @@ def write_table(table: pa.Table, path: str | Path) -> Path:
     else:
         raise ValueError(f"unsupported table file type {path.suffix!r}: use .parquet, .jsonl, .csv")
     return path
+
+
+def rows_in_time(
+    rng: np.random.Generator,
+    n: int,
+    activity: npt.NDArray[np.float64],
+    owner: npt.NDArray[np.int64],
+    start_ms: int,
+    days: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``n`` rows spread over cards by ``activity`` and sorted times over ``days``:
+    (card, its user by ``owner``, timestamp ms)."""
+    per_card = rng.multinomial(n, activity / activity.sum())
+    card = rng.permutation(np.repeat(np.arange(len(activity), dtype=np.int64), per_card))
+    span = int(days * 86_400_000)
+    timestamp = start_ms + np.sort(rng.integers(0, max(1, span), n))
+    return card, owner[card], timestamp
+
+
+def amounts(
+    rng: np.random.Generator,
+    typical: npt.NDArray[np.float64],
+    sigma: float,
+    small_share: float,
+    large_share: float,
+) -> npt.NDArray[np.float64]:
+    """Each row's amount around its card's ``typical`` one, with small (< 1) and large
+    (500-2,500) tails of the given shares, in cents."""
+    n = len(typical)
+    amount = typical * rng.lognormal(0.0, sigma, n)
+    u = rng.random(n)
+    small, large = u < small_share, (u >= small_share) & (u < small_share + large_share)
+    amount[small] = rng.uniform(0.05, 0.99, int(small.sum()))
+    amount[large] = rng.uniform(500.0, 2500.0, int(large.sum()))
+    return amount.round(2)
