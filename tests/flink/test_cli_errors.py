@@ -24,7 +24,7 @@ from fraudstream.cli import app
         (["--input", "{tx}", "--alerts", "o", "--rules", "{rules}"], "rules"),
         (["--input", "{tx}", "--alerts", "o", "--detach"], "--detach needs --target remote"),
         (["--input", "{tx}", "--alerts", "o", "--from-savepoint", "nope"], "savepoint not found"),
-        (["--input", "{tx}", "--alerts", "o", "--max-parallelism", "16"], "--max-parallelism"),
+        (["--input", "{tx}", "--alerts", "o", "--max-parallelism", "4"], "--max-parallelism"),
         (["--input", "{tx}", "--alerts", "o", "--allowed-lateness-ms", "-1"], "must be >= 0"),
         (["--input", "{tx}", "--alerts", "o", "--python-archive", "v.zip#v"], "--python-exec"),
     ],
