@@ -152,14 +152,21 @@ def test_a_live_kinesis_run_decides_what_arrives_and_ends_on_sigterm(
         except dynamodb.exceptions.ResourceNotFoundException:
             return 0
 
+    def wait_for(count: int) -> None:
+        while (seen := stored()) < count:
+            assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{seen} of {count} decisions stored"
+            time.sleep(0.2)
+
     deadline = time.monotonic() + 300
-    while stored() < 150:
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    put_records(kinesis, stream, records[150:])  # arrives while the run waits
-    while stored() < 300:
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(120) == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    try:
+        wait_for(150)
+        put_records(kinesis, stream, records[150:])  # arrives while the run waits
+        wait_for(300)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(120) == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    finally:
+        if process.poll() is None:  # a failed wait: leave no run behind for the next test
+            process.kill()
+            process.wait()
     assert json.loads(summary.read_text())["decided"] == 300

@@ -4,10 +4,12 @@ JVMs started from the distribution apache-flink ships, the job submitted with
 
 - the sharded job at parallelism 2 runs its detector stages on both TaskManagers, each
   subtask getting the same number of shard parts, and decides exactly like the embedded run;
-- a live job (a watched directory) stopped with a savepoint at parallelism 2 resumes from
-  it at parallelism 1, and, after two more TaskManagers join, at parallelism 4, with
-  decisions identical to one embedded run over all the input;
-- ``--explain`` prints Flink's plan without running anything.
+- a live job (a watched directory: the keyed job, its lines batched in Flink SQL) stopped
+  with a savepoint at parallelism 2 resumes from it at parallelism 1, and, after two more
+  TaskManagers join, at parallelism 4, with decisions identical to one embedded run over all
+  the input;
+- ``--explain`` prints Flink's plan without running anything, every node at the parallelism
+  asked for (bounded files and a live input).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
             "--checkpoint-dir", str(tmp_path / "checkpoints"), *extra,
         )  # fmt: skip
 
+    def vertices(job: str) -> dict[str, int]:
+        detail = rest_get(cluster.address, f"/jobs/{job}")["vertices"]
+        return {vertex["name"]: vertex["parallelism"] for vertex in detail}
+
     def decided(out: Path, count: int) -> None:
         wait_for(lambda: out.is_dir() and len(read_jsonl(out)) >= count, f"{count} decisions")
 
@@ -136,6 +142,10 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
     inbox.mkdir()
     shutil.copy(first, inbox / "first.jsonl")
     job = live_job(inbox, tmp_path / "at-p2", 2)
+    names = " ".join(vertices(job))
+    # the keyed job: lines batched by Flink SQL, per-key state in the detector stages
+    assert "WindowAggregate" in names and "card detectors" in names, names
+    assert set(vertices(job).values()) == {2}
     decided(tmp_path / "at-p2", half)
     savepoint = stop(job, "savepoints")
     assert savepoint.startswith("file:") and Path(savepoint.removeprefix("file:")).is_dir()
@@ -146,6 +156,7 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
             cluster.add_taskmanagers(parallelism - 2)
         out = tmp_path / f"from-savepoint-at-p{parallelism}"
         job = live_job(inbox, out, parallelism, "--from-savepoint", savepoint)
+        assert set(vertices(job).values()) == {parallelism}
         decided(out, len(lines) - half)
         stop(job, f"savepoints-p{parallelism}")
         got = by_id(read_jsonl(tmp_path / "at-p2") + read_jsonl(out))
@@ -168,3 +179,20 @@ def test_explain_prints_the_plan_without_running(stream: tuple[Path, Path], tmp_
     assert {"Source: chunks", "decode", "card detectors", "user detectors"} <= names, names
     assert set(parallelism.values()) == {4}, parallelism  # no operator at parallelism 1
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_explain_a_live_keyed_job(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    result = subprocess.run(
+        [FRAUDSTREAM, "flink", "run", "--input", str(inbox), "--monitor-interval-ms", "300",
+         "--decisions", str(tmp_path / "out"), "--explain", "--parallelism", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    parallelism = {node["type"]: node["parallelism"] for node in plan["nodes"]}
+    names = " ".join(parallelism)
+    for stage in ("Source: files", "WindowAggregate", "decode", "card detectors", "user detectors"):
+        assert stage in names, names
+    assert set(parallelism.values()) == {4}, parallelism

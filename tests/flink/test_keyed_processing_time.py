@@ -190,8 +190,8 @@ def test_processing_time_on_another_graph_is_refused(tmp_path: Path) -> None:
 
 
 def test_flink_walkthrough_paced_live_alerts_card_3_once(tmp_path: Path) -> None:
-    """The walkthrough written into a watched directory at 10 records/s while the sharded
-    job (the live graph) runs in processing time: one alert, card 3's 871.15."""
+    """The walkthrough written into a watched directory at 10 records/s while the keyed job
+    (its lines batched by Flink SQL) runs in processing time: one alert, card 3's 871.15."""
     records = subprocess.run(
         [FRAUDSTREAM, "simulate", "--scenario", "flink-walkthrough", "--count", "50", "--fast"],
         check=True, capture_output=True,

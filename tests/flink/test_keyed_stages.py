@@ -139,43 +139,50 @@ def released(group: KeyGroup, watermark: int, times: Any, take: Any) -> list[Any
     return ready
 
 
-def keyed_run(
-    batch: TxBatch, chunk: int, splits: int, interleaving: list[int]
-) -> tuple[dict[str, Any], list[int], list[int]]:
-    parts = PipelineParts(RuleSet.default(), ProfileTable(), TIMING, IpReference.default())
-    card_stage, user_stage = CardStage(parts), UserStage(parts)
-    chunks = [np.arange(s, min(s + chunk, len(batch))) for s in range(0, len(batch), chunk)]
-    bounds = np.linspace(0, len(chunks), splits + 1).astype(int)
-    queues = [list(range(bounds[s], bounds[s + 1])) for s in range(splits)]
-    latest: list[int | None] = [None] * splits
-    cards = [KeyGroup() for _ in range(KEY_GROUPS)]
-    users = [KeyGroup() for _ in range(KEY_GROUPS)]
-    decided: list[dict[str, Any]] = []
-    duplicates: list[int] = []
-    late: list[int] = []
+class Downstream:
+    """The card and user operators: parts buffered per key group, released in event-time
+    order as the watermark passes them; card answers cut by user key group."""
+
+    def __init__(self, parts: PipelineParts) -> None:
+        self.card_stage, self.user_stage = CardStage(parts), UserStage(parts)
+        self.cards = [KeyGroup() for _ in range(KEY_GROUPS)]
+        self.users = [KeyGroup() for _ in range(KEY_GROUPS)]
+        self.decided: list[dict[str, Any]] = []
+        self.duplicates: list[int] = []
 
     # Parts travel as the job sends them: bytes (fraudstream.flink.transport), cut by key
     # group, cut again where the watermark splits them.
-    def advance(watermark: int) -> None:
-        for group in cards:
+    def advance(self, watermark: int) -> None:
+        for group in self.cards:
             ready = released(group, watermark, part_times, take_part)
             if ready:
                 tx = TxBatch.concat([unpack_tx(part) for part in ready])
                 tx = tx.take(release_order(tx))
-                result, repeated, values = card_stage.process(tx, group.fetch, watermark, 0.0)
+                result, repeated, values = self.card_stage.process(tx, group.fetch, watermark, 0.0)
                 group.values.update(values)
-                duplicates.extend(repeated.position.tolist())
+                self.duplicates.extend(repeated.position.tolist())
                 assert result.tx is not None
                 for g, part in bucket_parts(result_batch(result), result.tx.user_id, GROUPS):
-                    users[g].pending.append(part)
-        for group in users:
+                    self.users[g].pending.append(part)
+        for group in self.users:
             ready = released(group, watermark, part_times, take_part)
             if ready:
                 answers = [unpack_result(part) for part in ready]
-                decisions, values = user_stage.process(answers, group.fetch, watermark, 0.0)
+                decisions, values = self.user_stage.process(answers, group.fetch, watermark, 0.0)
                 group.values.update(values)
-                decided.extend(decision_dicts(decisions))
+                self.decided.extend(decision_dicts(decisions))
 
+
+def keyed_run(
+    batch: TxBatch, chunk: int, splits: int, interleaving: list[int]
+) -> tuple[dict[str, Any], list[int], list[int]]:
+    parts = PipelineParts(RuleSet.default(), ProfileTable(), TIMING, IpReference.default())
+    downstream = Downstream(parts)
+    chunks = [np.arange(s, min(s + chunk, len(batch))) for s in range(0, len(batch), chunk)]
+    bounds = np.linspace(0, len(chunks), splits + 1).astype(int)
+    queues = [list(range(bounds[s], bounds[s + 1])) for s in range(splits)]
+    latest: list[int | None] = [None] * splits
+    late: list[int] = []
     for split in interleaving + [s for s in range(splits) for _ in queues[s]]:
         if not queues[split]:
             continue
@@ -185,15 +192,15 @@ def keyed_run(
         tx = tx.take(np.flatnonzero(~mask))
         latest[split] = after
         for g, part in bucket_parts(tx_batch(tx), tx.card_id, GROUPS):
-            cards[g].pending.append(part)
+            downstream.cards[g].pending.append(part)
         running = [
             latest[s] - OUT_OF_ORDERNESS - 1 if latest[s] is not None else -END
             for s in range(splits)
             if queues[s]
         ]
-        advance(min(running, default=END))
-    advance(END)
-    return comparable(decided), sorted(duplicates), sorted(late)
+        downstream.advance(min(running, default=END))
+    downstream.advance(END)
+    return comparable(downstream.decided), sorted(downstream.duplicates), sorted(late)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

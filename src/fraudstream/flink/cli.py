@@ -301,10 +301,10 @@ def run(
         Graph | None,
         typer.Option(
             rich_help_panel="Cluster",
-            help="keyed: parallel decode, card and user key groups with per-key state (bounded "
-            "files, no model or 'when:' rules); fused: one operator; sharded: sequencer and "
-            "shards (live inputs). Default: keyed where it can run, else fused at parallelism "
-            "1 on files, else sharded.",
+            help="keyed: parallel decode, card and user key groups with per-key state (files "
+            "in chunks and live inputs, no model or 'when:' rules); fused: one operator; "
+            "sharded: sequencer and shards. Default: keyed where it can run, else fused at "
+            "parallelism 1 on files, else sharded.",
             show_default=False,
         ),
     ] = None,

@@ -102,6 +102,8 @@ class FlinkJob:
             conf.set_string("python.archives", self.python_archive)
         conf.set_string("python.fn-execution.bundle.size", "100000")
         conf.set_string("state.backend.type", self.state_backend)
+        if self.state_backend == "rocksdb":  # a checkpoint writes the SST files new since
+            conf.set_string("execution.checkpointing.incremental", "true")
         conf.set_string("execution.checkpointing.dir", to_uri(self.checkpoint_dir))
         conf.set_string("execution.checkpointing.interval", f"{self.checkpoint_interval_ms} ms")
         conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
@@ -243,16 +245,22 @@ class FlinkJob:
     def chunked(self) -> bool:
         """Whether the input is bounded local files read in chunks (not line by line, not
         live; files on another file system, ``s3://``, go through Flink's FileSource)."""
-        live = self.monitor_ms is not None or self.kafka_servers
-        return not (self.read_lines or live) and all(is_local(path) for path in self.inputs)
+        return not (self.read_lines or self.live) and all(is_local(path) for path in self.inputs)
+
+    @property
+    def live(self) -> bool:
+        """Whether the input is live: watched directories or Kafka."""
+        return self.monitor_ms is not None or bool(self.kafka_servers)
 
     @property
     def keyable(self) -> bool:
-        """Whether the keyed job can run this: bounded files read in chunks, no model and no
-        user rules (those still run fused or sharded)."""
+        """Whether the keyed job can run this: bounded files read in chunks or a live input,
+        no model and no user rules (those still run fused or sharded). Bounded files read
+        line by line (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
+        processing-time windows would not fire at the end of a bounded input."""
         parts = self.parts
         plain = parts.model is None and not parts.rules.enabled_user_rules()
-        return self.chunked and plain
+        return (self.chunked or self.live) and plain
 
     @property
     def keyed(self) -> bool:
@@ -272,13 +280,14 @@ class FlinkJob:
             return "--rules-updates runs on the keyed job (--graph keyed: files, no --model)"
         if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
             return (
-                "--time processing runs on the keyed job (bounded files) and the sharded job "
-                "(live inputs), without --model or --labels; not on --graph fused"
+                "--time processing runs on the keyed job and the sharded job, without "
+                "--model or --labels; not on --graph fused"
             )
         if self.graph == "keyed" and not self.keyable:
             return (
-                "--graph keyed reads bounded local files in chunks, without --model, --labels "
-                "or rules with 'when:'; leave --graph out to get the graph that can"
+                "--graph keyed reads local files in chunks or a live input (--monitor-interval-ms,"
+                " --kafka-servers), without --model, --labels or rules with 'when:'; leave "
+                "--graph out to get the graph that can"
             )
         if self.graph == "fused" and not self.chunked:
             return (
@@ -302,31 +311,47 @@ class FlinkJob:
         )
 
         env.set_parallelism(self.parallelism)
-        plan = self.plan()
         wanted = self.wanted
         # Records travel in parts of a chunk per shard (an int key landing in a key group of
         # its own): a Python call handles hundreds of records, not one. Per-key state lives
         # under its shard's key group; --shards fixes the most subtasks that get work.
         keys = shard_keys(self.shards, self.max_parallelism)
-        numbers = env.from_source(
-            NumberSequenceSource(0, max(len(plan) - 1, 0)),
-            WatermarkStrategy.no_watermarks(),
-            "chunks",
-        ).uid("fraudstream-chunks")
-        if not plan:  # an empty input: nothing to read (the source still needs a range)
-            numbers = numbers.filter(lambda _: False).uid("fraudstream-no-chunks")
-        decoded = (
-            numbers.process(DecodeChunks(self.parts, plan, keys, wanted), output_type=PICKLED)
-            .name("decode")
-            .uid("fraudstream-decode")
-        )
+        if self.live:
+            from fraudstream.flink.live_lines import DecodeLines, line_batches
+
+            # Lines in parts spread over every key group: as many parts as key groups.
+            lines = self._source(env)
+            batches = line_batches(env, lines, self.max_parallelism, self.flush_ms)
+            decoded = (
+                batches.process(DecodeLines(self.parts, keys, wanted), output_type=PICKLED)
+                .name("decode")
+                .uid("fraudstream-decode")
+            )
+        else:
+            plan = self.plan()
+            numbers = env.from_source(
+                NumberSequenceSource(0, max(len(plan) - 1, 0)),
+                WatermarkStrategy.no_watermarks(),
+                "chunks",
+            ).uid("fraudstream-chunks")
+            if not plan:  # an empty input: nothing to read (the source still needs a range)
+                numbers = numbers.filter(lambda _: False).uid("fraudstream-no-chunks")
+            decoded = (
+                numbers.process(DecodeChunks(self.parts, plan, keys, wanted), output_type=PICKLED)
+                .name("decode")
+                .uid("fraudstream-decode")
+            )
         timing = self.parts.time
         # Processing time: the watermark runs on arrival stamps, which only increase.
         out_of_orderness = Duration.of_millis(
             0 if timing.mode == "processing" else timing.out_of_orderness_ms
         )
-        # No idleness: a bounded source's subtask finishes, and its watermark then ends.
         event_time = WatermarkStrategy.for_bounded_out_of_orderness(out_of_orderness)
+        if self.live:  # a decoder whose parts get no lines must not hold the watermark back
+            from fraudstream.flink.live_lines import LIVE_IDLENESS_MS
+
+            event_time = event_time.with_idleness(Duration.of_millis(LIVE_IDLENESS_MS))
+        # Bounded: no idleness; a source's subtask finishes, and its watermark then ends.
         timed = decoded.assign_timestamps_and_watermarks(
             event_time.with_timestamp_assigner(PartTime())
         ).uid("fraudstream-event-time")
