@@ -1,7 +1,7 @@
 """Does the Flink job scale out? Throughput and CPU per million transactions on a real cluster.
 
     .venv-flink/bin/python benchmarks/flink_scaleout.py [--records 2000000] [--cards 100000]
-        [--parallelisms 1,2] [--graph keyed]
+        [--parallelisms 1,2,4] [--graph keyed]
 
 (also ``.venv-flink/bin/python benchmarks/flink_throughput.py --cluster``)
 
@@ -12,7 +12,8 @@ One run, side by side, on the same JSON-lines workload (seeded, under benchmarks
   children, from ``getrusage``);
 - ``fraudstream flink run --target remote`` on a standalone cluster started here from the
   apache-flink distribution (one JobManager, two TaskManagers with one slot each, separate
-  JVMs: :mod:`fraudstream.flink.cluster`), at each parallelism of ``--parallelisms``: the
+  JVMs: :mod:`fraudstream.flink.cluster`; more TaskManagers join, and are warmed up, for a
+  parallelism above 2), at each parallelism of ``--parallelisms``: the
   job's own duration from Flink's REST API minus a 1,000-record job's (deployment and
   operator start-up), the CPU seconds of the JobManager and TaskManager processes and their
   children during the job (``/proc/PID/stat``), and every detector subtask's share of the
@@ -117,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=2_000_000)
     parser.add_argument("--cards", type=int, default=100_000)
-    parser.add_argument("--parallelisms", default="1,2")
+    parser.add_argument("--parallelisms", default="1,2,4")
     parser.add_argument("--graph", choices=("keyed", "fused", "sharded"), default="keyed")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -143,8 +144,14 @@ def main() -> None:
         try:
             # a fresh cluster's first job loads classes, the embedded interpreters and the
             # kernels: far slower than the same job after it
-            flink_job(cluster, small, work / "warm-up", max(parallelisms), args.graph)
+            taskmanagers = 2
+            flink_job(cluster, small, work / "warm-up", min(max(parallelisms), 2), args.graph)
             for parallelism in parallelisms:
+                if parallelism > taskmanagers:  # one slot each: more TaskManagers, warmed up
+                    cluster.add_taskmanagers(parallelism - taskmanagers)
+                    taskmanagers = parallelism
+                    flink_job(cluster, small, work / f"warm-up-{parallelism}", parallelism,
+                              args.graph)  # fmt: skip
                 start = flink_job(cluster, small, work / f"small-{parallelism}", parallelism,
                                   args.graph)  # fmt: skip
                 full = flink_job(cluster, path, work / f"full-{parallelism}", parallelism,
@@ -156,8 +163,8 @@ def main() -> None:
                        "cpu_s_per_m": cpu_s / (args.records / 1e6)}  # fmt: skip
                 runs[parallelism] = run
                 print(
-                    f"flink p{parallelism} ({args.graph}, 2 TaskManagers): {run['tx_s']:,.0f} "
-                    f"tx/s, {run['cpu_s_per_m']:.2f} CPU-s per million "
+                    f"flink p{parallelism} ({args.graph}, {taskmanagers} TaskManagers): "
+                    f"{run['tx_s']:,.0f} tx/s, {run['cpu_s_per_m']:.2f} CPU-s per million "
                     f"({run['cpu_s_per_m'] / base['cpu_s_per_m']:.1f} x embedded), "
                     f"subtask reads {full['subtask_reads']}",
                     flush=True,

@@ -7,13 +7,19 @@ parallelism 16 six subtasks got no work. Here shard ``s`` of ``shards`` is keyed
 smallest integer whose key group is ``s * max_parallelism // shards``: the shards sit evenly
 over the key groups, so every parallelism that divides ``shards`` gives each subtask the same
 number of shards, and a savepoint rescales as Flink rescales key groups.
+
+PyFlink's ``key_by`` keys a stream by a ``Row`` holding the selected key (flink-python's
+``KeyByKeySelector``), not by the key itself: an int ``k``'s Flink key is ``Row.of(k)``,
+whose hash code is ``k + 62`` (``RowUtils.deepHashCodeRow``). :func:`pyflink_key_group`
+is that key's group (tested against Flink's own, through the JVM).
 """
 
 from __future__ import annotations
 
-__all__ = ["key_group", "shard_keys"]
+__all__ = ["key_group", "pyflink_key_group", "shard_keys"]
 
 _MASK = 0xFFFFFFFF
+ROW_HASH_OFFSET = 62  # Row.of(k).hashCode() - k: 31 x (31 x RowKind.INSERT's byte 0 + 1) + 31
 
 
 def _rotl(value: int, bits: int) -> int:
@@ -44,12 +50,21 @@ def key_group(key: int, max_parallelism: int) -> int:
     return hashed % max_parallelism
 
 
+def pyflink_key_group(key: int, max_parallelism: int) -> int:
+    """The key group of a stream keyed by ``key_by`` on the int ``key`` (a ``Row`` of it).
+
+    >>> [pyflink_key_group(k, 128) for k in range(4)]
+    [33, 44, 97, 104]
+    """
+    return key_group(key + ROW_HASH_OFFSET, max_parallelism)
+
+
 def shard_keys(shards: int, max_parallelism: int) -> tuple[int, ...]:
-    """The key of each shard: the smallest non-negative int in key group
+    """The key of each shard: the smallest non-negative int whose ``key_by`` key group is
     ``shard * max_parallelism // shards``.
 
     >>> keys = shard_keys(4, 128)
-    >>> [key_group(k, 128) for k in keys]
+    >>> [pyflink_key_group(k, 128) for k in keys]
     [0, 32, 64, 96]
     """
     if not 1 <= shards <= max_parallelism:
@@ -58,7 +73,7 @@ def shard_keys(shards: int, max_parallelism: int) -> tuple[int, ...]:
     keys = [0] * shards
     candidate = 0
     while wanted:
-        shard = wanted.pop(key_group(candidate, max_parallelism), None)
+        shard = wanted.pop(pyflink_key_group(candidate, max_parallelism), None)
         if shard is not None:
             keys[shard] = candidate
         candidate += 1
