@@ -54,7 +54,7 @@ from fraudstream.schema import CardTokenizer
 ROW = PICKLED  # bytes: pickling a bytes object costs a copy; a byte array converts per byte
 NO_WATERMARK = -(2**63)
 
-__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors"]
+__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors", "without_late"]
 
 
 class DecodeChunks(ProcessFunction):  # type: ignore[misc]
@@ -96,12 +96,8 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         late, watermark, self.latest_ms = late_rows(
             tx.timestamp_ms, latest, timing.out_of_orderness_ms, timing.allowed_lateness_ms
         )
-        if late.any():
-            if "late" in self.wanted:
-                rows = np.flatnonzero(late)
-                letters = late_dicts(tx.take(rows), watermark[rows], timing.allowed_lateness_ms)
-                yield LATE, json_lines(letters)
-            tx = tx.take(np.flatnonzero(~late))
+        letters, tx = without_late(tx, late, watermark, timing.allowed_lateness_ms, self.wanted)
+        yield from letters
         # A chunk's parts go out one key group after another, each spanning the chunk's
         # time range: while they do, the watermark must stay where it was before the chunk
         # (every part carries that time), and moves on only with the marker after the last.
@@ -109,6 +105,21 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         for key, part in bucket_parts(tx_batch(tx), tx.card_id, self.keys):
             yield key, part, before
         yield self.keys[0], None, self.latest_ms
+
+
+def without_late(
+    tx: TxBatch, late: Any, watermark: Any, allowed_lateness_ms: int, wanted: frozenset[str]
+) -> tuple[list[Any], TxBatch]:
+    """The late records (``late``, a mask) as the late output's lines, and the rest."""
+    if not late.any():
+        return [], tx
+    letters = []
+    if "late" in wanted:
+        rows = np.flatnonzero(late)
+        letters = [
+            (LATE, json_lines(late_dicts(tx.take(rows), watermark[rows], allowed_lateness_ms)))
+        ]
+    return letters, tx.take(np.flatnonzero(~late))
 
 
 class PartTime(TimestampAssigner):  # type: ignore[misc]

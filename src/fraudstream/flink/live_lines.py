@@ -35,15 +35,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from pyflink.datastream import ProcessFunction, RuntimeContext
 
-from fraudstream.flink.functions import DEAD_LETTERS, LATE, json_lines
+from fraudstream.flink.functions import DEAD_LETTERS, json_lines
 from fraudstream.flink.keyed import late_rows
+from fraudstream.flink.keyed_functions import without_late
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import bucket_parts, tx_batch
 from fraudstream.io.decode import Decoder, ParsedBlock
-from fraudstream.io.records import late_dicts
 from fraudstream.schema import MIN_TIMESTAMP_MS, CardTokenizer
 
 # Before every valid record's time, and far from Long.MIN_VALUE (Flink's "no timestamp")
@@ -164,12 +163,8 @@ class DecodeLines(ProcessFunction):  # type: ignore[misc]
             )
             self.latest[part] = latest
             self.latest_in_window = _later(self.latest_in_window, latest)
-            if late.any():
-                if "late" in self.wanted:
-                    rows = np.flatnonzero(late)
-                    letters = late_dicts(tx.take(rows), watermark[rows], timing.allowed_lateness_ms)
-                    yield LATE, json_lines(letters)
-                tx = tx.take(np.flatnonzero(~late))
+            letters, tx = without_late(tx, late, watermark, timing.allowed_lateness_ms, self.wanted)
+            yield from letters
         carried = NOTHING_BEFORE if self.before is None else self.before
         for key, part_tx in bucket_parts(tx_batch(tx), tx.card_id, self.keys):
             yield key, part_tx, carried
