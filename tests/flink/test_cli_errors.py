@@ -68,3 +68,33 @@ def test_the_taskmanagers_python_is_this_interpreter_or_the_shipped_one(tmp_path
     here, shipped = json.loads(done.stdout.splitlines()[-1])
     assert here == [sys.executable, sys.executable, ""]
     assert shipped == ["venv/bin/python", sys.executable, "flink-venv.tar.gz#venv"]
+
+
+STATE_SETTINGS = """
+import json, sys
+from fraudstream.flink.cli import pipeline_parts
+from fraudstream.flink.job import FlinkJob
+
+parts = pipeline_parts(None, None, 0, 0, 0, None, None, 720.0)
+keys = ("state.backend.type", "execution.checkpointing.incremental",
+        "state.backend.rocksdb.compaction.style")
+out = []
+for backend in ("hashmap", "rocksdb"):
+    job = FlinkJob(parts, ["tx.jsonl"], {"alerts": "out"}, sys.argv[1], state_backend=backend)
+    conf = job.configuration()
+    out.append([conf.get_string(key, "") for key in keys])
+print(json.dumps(out))
+"""
+
+
+def test_rocksdb_checkpoints_are_incremental_with_size_tiered_compaction(tmp_path: Path) -> None:
+    """A checkpoint of RocksDB state writes the files new since the last one, and universal
+    compaction keeps those few (benchmarks/flink_checkpoint_delta.py: 1-3 % of a million
+    cards' state per checkpoint, against up to 50 % with levelled compaction)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STATE_SETTINGS, str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    heap, rocksdb = json.loads(done.stdout.splitlines()[-1])
+    assert heap == ["hashmap", "", ""]
+    assert rocksdb == ["rocksdb", "true", "UNIVERSAL"]
