@@ -27,6 +27,8 @@ from fraudstream.cli import app
         (["--input", "{tx}", "--alerts", "o", "--max-parallelism", "4"], "--max-parallelism"),
         (["--input", "{tx}", "--alerts", "o", "--allowed-lateness-ms", "-1"], "must be >= 0"),
         (["--input", "{tx}", "--alerts", "o", "--python-archive", "v.zip#v"], "--python-exec"),
+        (["--input", "{tx}", "--alerts", "o", "--profiles-updates", "p.d"], "no such directory"),
+        (["--input", "{tx}", "--alerts", "o", "--rules-updates", "{tx}"], "no such directory"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path: Path, arguments: list[str], message: str) -> None:

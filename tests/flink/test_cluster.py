@@ -18,14 +18,19 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, by_id, by_position, read_jsonl
 
 from fraudstream.flink.cluster import StandaloneCluster
 from fraudstream.flink.rest import job_state, rest_get, subtask_hosts
+from fraudstream.rules import RuleSet, replace_rule
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -93,13 +98,116 @@ def test_keyed_job_runs_on_both_taskmanagers(
         assert got == by_position(read_jsonl(embedded / f"{name}.jsonl"))
 
 
-def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_path: Path) -> None:
+def demo_stream(tmp_path: Path) -> tuple[list[bytes], Path]:
+    """The demo generator's 8,000 lines (in order) and its profiles file."""
     profiles = tmp_path / "profiles.yaml"
     lines = subprocess.run(
         [FRAUDSTREAM, "simulate", "--scenario", "demo", "--count", "8000", "--fast",
          "--profiles-out", str(profiles)],
         check=True, capture_output=True,
     ).stdout.splitlines(keepends=True)  # fmt: skip
+    return lines, profiles
+
+
+def embedded_run(tmp_path: Path, name: str, lines: list[bytes], *options: str) -> dict[str, Any]:
+    """``fraudstream run`` over ``lines``: its decisions by id, the rule version left out."""
+    source, out = tmp_path / f"{name}.jsonl", tmp_path / f"{name}-decisions.jsonl"
+    source.write_bytes(b"".join(lines))
+    subprocess.run(
+        [FRAUDSTREAM, "run", "--input", str(source), *options, "--decisions", str(out), "-q"],
+        check=True,
+    )  # fmt: skip
+    return {k: _unversioned(v) for k, v in by_id(read_jsonl(out)).items()}
+
+
+def _unversioned(decision: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in decision.items() if k != "rule_version"}
+
+
+def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
+    cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    """A live keyed job at parallelism 2 decides half the stream; then a rules version
+    (velocity off) and a profile upsert (one user's decline threshold) arrive, and the
+    other half follows. The first half must be the embedded run's with the starting rules
+    and profiles, the second the embedded run's with the new ones (velocity's state feeds
+    no other detector and a profile no state, so the two embedded runs differ only where
+    the change does)."""
+    lines, profiles = demo_stream(tmp_path)
+    half = len(lines) // 2
+    second_ids = {json.loads(line)["transaction_id"] for line in lines[half:]}
+    new_rules = replace_rule(RuleSet.default(), "velocity", enabled=False)
+    rules_file = tmp_path / "new-rules.json"
+    rules_file.write_text(json.dumps(new_rules.to_document()))
+    before = embedded_run(tmp_path, "before", lines, "--profiles", str(profiles))
+    rules_only = embedded_run(
+        tmp_path, "rules-only", lines, "--profiles", str(profiles), "--rules", str(rules_file)
+    )
+    # the upsert: a user of the second half declines what scores above its lowest score
+    scored = [d for tid, d in rules_only.items() if tid in second_ids and 0 < d["score"] < 0.5]
+    user = Counter(d["user_id"] for d in scored).most_common(1)[0][0]
+    threshold = min(d["score"] for d in scored if d["user_id"] == user)
+    table = yaml.safe_load(profiles.read_text())
+    profile = next(p for p in table["profiles"] if p["user_id"] == user)
+    profile["decline_threshold"] = threshold
+    new_profiles = tmp_path / "new-profiles.yaml"
+    new_profiles.write_text(yaml.safe_dump(table))
+    after = embedded_run(
+        tmp_path, "after", lines, "--profiles", str(new_profiles), "--rules", str(rules_file)
+    )
+    changed = {tid for tid in second_ids if after[tid] != before[tid]}
+    by_profile = {tid for tid in second_ids if after[tid] != rules_only[tid]}
+    assert changed and by_profile, "the change must change second-half decisions"
+
+    inbox, rules_dir, profiles_dir = (tmp_path / n for n in ("inbox", "rules.d", "profiles.d"))
+    for directory in (inbox, rules_dir, profiles_dir):
+        directory.mkdir()
+    (inbox / "first.jsonl").write_bytes(b"".join(lines[:half]))
+    out = tmp_path / "flink"
+    job = submit(
+        cluster, "--input", str(inbox), "--monitor-interval-ms", "300",
+        "--profiles", str(profiles), "--rules-updates", str(rules_dir),
+        "--profiles-updates", str(profiles_dir), "--decisions", str(out),
+        "--parallelism", "2", "--checkpoint-interval-ms", "1000",
+        "--checkpoint-dir", str(tmp_path / "checkpoints"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: out.is_dir() and len(read_jsonl(out)) >= half, "the first half")
+        (rules_dir / "2.json").write_text(json.dumps(new_rules.to_document()) + "\n")
+        refused = json.dumps({"user_id": user, "max_speed_kmh": -5})  # does not check
+        (profiles_dir / "1.jsonl").write_text(refused + "\n" + json.dumps(profile) + "\n")
+        rules_audit = Path(f"{rules_dir}.audit.jsonl")
+        profiles_audit = Path(f"{profiles_dir}.audit.jsonl")
+        wait_for(
+            lambda: rules_audit.is_file() and profiles_audit.is_file()
+            and len(profiles_audit.read_text().splitlines()) == 2,
+            "the rules version and the profile upsert",
+        )  # fmt: skip
+        time.sleep(3)  # on their way to every subtask (broadcast): milliseconds
+        (inbox / "second.jsonl").write_bytes(b"".join(lines[half:]))
+        wait_for(lambda: len(read_jsonl(out)) >= len(lines), "the second half")
+    finally:  # the update streams are unbounded: the job runs until cancelled
+        cancel = f"http://{cluster.address}/jobs/{job}?mode=cancel"
+        urllib.request.urlopen(urllib.request.Request(cancel, method="PATCH"), timeout=30)
+        ended = {"CANCELED", "FAILED", "FINISHED"}
+        wait_for(lambda: job_state(cluster.address, job) in ended, "the job to end")
+
+    got = by_id(read_jsonl(out))
+    assert got.keys() == before.keys()
+    for tid, decision in got.items():
+        assert decision["rule_version"] == (2 if tid in second_ids else 1), tid
+        expected = after[tid] if tid in second_ids else before[tid]
+        assert _unversioned(decision) == expected, tid
+    entries = [json.loads(line) for line in profiles_audit.read_text().splitlines()]
+    notes = sorted(entry["note"][:8] for entry in entries)
+    assert notes == ["", "refused:"]
+    applied = next(entry for entry in entries if not entry["note"])
+    assert applied["profile"]["user_id"] == user
+    assert applied["profile"]["decline_threshold"] == threshold
+
+
+def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_path: Path) -> None:
+    lines, profiles = demo_stream(tmp_path)
     half = len(lines) // 2
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_bytes(b"".join(lines[:half]))

@@ -177,6 +177,15 @@ def run(
         ),
     ] = None,
     profiles: ProfilesOption = None,
+    profiles_updates: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Rules and profiles",
+            help="Watch this directory for profile upserts (each new file, profiles as JSON "
+            "lines, the fields of --profiles); an upsert applies to the user's next records. "
+            "Logged to PROFILES_UPDATES.audit.jsonl. The job then runs until stopped.",
+        ),
+    ] = None,
     time_mode: TimeOption = TimeMode.event,
     out_of_orderness_ms: OutOfOrdernessOption = 0,
     allowed_lateness_ms: LatenessOption = 300_000,
@@ -379,6 +388,12 @@ def run(
             _fail(
                 f"savepoint not found: {from_savepoint} (give the directory `flink stop` printed)"
             )
+    for option, directory in (
+        ("--rules-updates", rules_updates),
+        ("--profiles-updates", profiles_updates),
+    ):
+        if directory and is_local(directory) and not local_path(directory).is_dir():
+            _fail(f"{option} {directory}: no such directory (create it; new files there apply)")
     if kafka_servers and not jar:
         _fail("--kafka-servers needs the Kafka connector: --jar flink-sql-connector-kafka-*.jar")
     if python_archive and not python_executable:
@@ -447,6 +462,7 @@ def run(
         hooks=hooks if hooks.wanted else None,
         rules_updates=str(Path(rules_updates).resolve()) if rules_updates else None,
         audit_log=str(audit_log.resolve()) if audit_log else None,
+        profiles_updates=str(Path(profiles_updates).resolve()) if profiles_updates else None,
     )
     refused = job.refuses()
     if refused:

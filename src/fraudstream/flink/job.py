@@ -80,6 +80,7 @@ class FlinkJob:
     hooks: Hooks | None = None  # the decision store and alert hooks (flink.hooks)
     rules_updates: str | None = None  # a directory watched for rules versions (keyed job)
     audit_log: str | None = None  # where rules changes are logged (default: DIR.audit.jsonl)
+    profiles_updates: str | None = None  # a directory watched for profile upserts (keyed job)
     _planned: Future[list[Any]] | None = field(default=None, init=False, repr=False)
 
     def configuration(self) -> Any:
@@ -283,6 +284,8 @@ class FlinkJob:
         """Why the asked-for graph cannot run this job (one line), or None."""
         if self.rules_updates and not self.keyed:
             return "--rules-updates runs on the keyed job (--graph keyed: files, no --model)"
+        if self.profiles_updates and not self.keyed:
+            return "--profiles-updates runs on the keyed job (--graph keyed: files, no --model)"
         if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
             return (
                 "--time processing runs on the keyed job and the sharded job, without "
@@ -352,10 +355,12 @@ class FlinkJob:
             0 if timing.mode == "processing" else timing.out_of_orderness_ms
         )
         event_time = WatermarkStrategy.for_bounded_out_of_orderness(out_of_orderness)
-        if self.live:  # a decoder whose parts get no lines must not hold the watermark back
-            from fraudstream.flink.live_lines import LIVE_IDLENESS_MS
+        if self.live:  # a decoder idle by its own word is left out (flink.watermarks)
+            from fraudstream.flink.watermarks import declared_idleness
 
-            event_time = event_time.with_idleness(Duration.of_millis(LIVE_IDLENESS_MS))
+            event_time = declared_idleness(
+                env, 0 if timing.mode == "processing" else timing.out_of_orderness_ms
+            )
         # Bounded: no idleness; a source's subtask finishes, and its watermark then ends.
         timed = decoded.assign_timestamps_and_watermarks(
             event_time.with_timestamp_assigner(PartTime())
@@ -363,16 +368,23 @@ class FlinkJob:
         card_function: Any = CardDetectors(self.parts, keys, wanted)
         user_function: Any = UserDetectors(self.parts, wanted)
         card_parts: Any = timed.key_by(lambda v: v[0], key_type=Types.INT())
-        if self.rules_updates:  # rules versions broadcast to both (flink.rules_broadcast)
+        live_updates = bool(self.rules_updates or self.profiles_updates)
+        if live_updates:  # rules versions and profiles broadcast to both (rules_broadcast)
             from fraudstream.flink.rules_broadcast import (
                 LiveCardDetectors,
                 LiveUserDetectors,
-                rules_broadcast,
+                updates_broadcast,
             )
 
-            audit = self.audit_log or f"{self.rules_updates.rstrip('/')}.audit.jsonl"
-            rules = rules_broadcast(env, self.rules_updates, self.parts.rules, audit)
-            card_parts = card_parts.connect(rules)
+            updates = updates_broadcast(
+                env,
+                self.parts.rules,
+                self.rules_updates,
+                self.audit_log or _beside(self.rules_updates, ".audit.jsonl"),
+                self.profiles_updates,
+                _beside(self.profiles_updates, ".audit.jsonl"),
+            )
+            card_parts = card_parts.connect(updates)
             card_function = LiveCardDetectors(self.parts, keys, wanted)
             user_function = LiveUserDetectors(self.parts, wanted)
         cards = (
@@ -380,17 +392,17 @@ class FlinkJob:
             .name("card detectors")
             .uid("fraudstream-card-detectors")
         )
-        if self.rules_updates:
+        if live_updates:
             cards = self._side_outputs(cards, "card")
         user_parts: Any = cards.key_by(lambda v: v[0], key_type=Types.INT())
-        if self.rules_updates:
-            user_parts = user_parts.connect(rules)
+        if live_updates:
+            user_parts = user_parts.connect(updates)
         users = (
             user_parts.process(user_function, output_type=PICKLED)
             .name("user detectors, decide")
             .uid("fraudstream-user-detectors")
         )
-        if self.rules_updates:
+        if live_updates:
             users = self._side_outputs(users, "user")
         origin = {"dead_letters": (decoded, cards), "late": (decoded,)}
         for name, target in self.outputs.items():
@@ -541,3 +553,8 @@ def python_path() -> str:
     if existing:
         parts.append(existing)
     return os.pathsep.join(dict.fromkeys(parts))
+
+
+def _beside(directory: str | None, suffix: str) -> str | None:
+    """A file next to a watched directory (its audit log)."""
+    return None if directory is None else directory.rstrip("/") + suffix

@@ -24,8 +24,21 @@ windows fall, none passes another's records.
 Idle: the window operator also gets a few *ticks* a second (Flink SQL's ``datagen``, random
 parts), so windows keep coming when no line does. A subtask whose windows have held nothing
 but ticks for ``idle_timeout_ms`` catches its watermark up with its latest record, as the
-embedded clock does on an idle source. The ticks travel behind the lines on the same channel:
-a tick window cannot overtake a batch still on its way, however far the decoder lags.
+embedded clock does on an idle source, and declares itself idle (an event timed
+:data:`~fraudstream.flink.watermarks.IDLE_MARK`, read by the job's own watermark generator,
+:mod:`fraudstream.flink.watermarks`): Flink then leaves it out, and once every subtask is
+idle moves the watermark on to the largest of theirs, the embedded clock's catch-up. Only a
+declaration makes a subtask idle, never a silence: a decoder busy with a batch, or on a
+TaskManager still starting, holds the others back. The ticks travel behind the lines on the
+same channel: a tick window cannot overtake a batch still on its way, however far the
+decoder lags.
+
+Until it first has lines, a subtask's ticks hold the watermark at the beginning of time, so
+a job's start waits for every subtask's first batch; one that has none for
+``START_HOLD_MS`` of windows declares itself idle, so a part without traffic does not stop
+the job. Idle subtasks are out of Flink's minimum, so one that has lines again holds its
+watermark for ``RESUME_HOLD_MS`` of windows: the others, idle too, may be sending the
+batches of the same moments a little later.
 """
 
 from __future__ import annotations
@@ -42,20 +55,29 @@ from fraudstream.flink.keyed import late_rows
 from fraudstream.flink.keyed_functions import without_late
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import bucket_parts, tx_batch
+from fraudstream.flink.watermarks import IDLE_MARK
 from fraudstream.io.decode import Decoder, ParsedBlock
 from fraudstream.schema import MIN_TIMESTAMP_MS, CardTokenizer
 
 # Before every valid record's time, and far from Long.MIN_VALUE (Flink's "no timestamp")
 NOTHING_BEFORE = MIN_TIMESTAMP_MS - 1
 POSITIONS_PER_PART = 2**40  # a part's lines are numbered from part x this: unique positions
-# Flink's idleness for the decoders' watermarks. Long: a decoder busy with a batch sends
-# nothing meanwhile and must not be left out (the others' watermark would pass its records);
-# ticks keep a working decoder sending, and only one caught up after the idle timeout (or one
-# that never had lines) falls silent and is left out.
-LIVE_IDLENESS_MS = 10_000
 TICKS_PER_SECOND = 200  # spread over the parts at random: every subtask gets some each second
+# A subtask that has had no lines yet holds the watermark this long from its first window:
+# the others' watermark must not pass the records of its first batch. Past it, it declares
+# itself idle, so parts that get no traffic delay the job's first decisions by at most this.
+START_HOLD_MS = 30_000
+# A subtask that was idle and has lines again holds its watermark this long: the other idle
+# subtasks may be sending the batches of the same moments, a little later.
+RESUME_HOLD_MS = 2_000
 
-__all__ = ["LIVE_IDLENESS_MS", "DecodeLines", "line_batches"]
+__all__ = [
+    "NOTHING_BEFORE",
+    "RESUME_HOLD_MS",
+    "START_HOLD_MS",
+    "DecodeLines",
+    "line_batches",
+]
 
 
 def line_batches(env: Any, lines: Any, parts: int, window_ms: int) -> Any:
@@ -121,7 +143,9 @@ class DecodeLines(ProcessFunction):  # type: ignore[misc]
         self.latest_in_window: int | None = None  # the latest time of its lines so far
         self.before: int | None = None  # the latest time of the earlier windows
         self.lines_window_ms = 0  # the end of the last window that brought lines
-        self.caught_up = False
+        self.first_window_ms: int | None = None  # the end of the first window received
+        self.idle = False  # declared idle: every line it had is decided, or none came
+        self.holding_until_ms = 0  # resumed after idle: the watermark holds until then
         self.read: dict[int, int] = {}  # per part: lines read (positions)
         self.arrival_ms = 0  # processing time: the last batch's arrival stamp (increasing)
 
@@ -132,12 +156,23 @@ class DecodeLines(ProcessFunction):  # type: ignore[misc]
             self.window_end_ms = window_end_ms
             self.before = _later(self.before, self.latest_in_window)
             self.latest_in_window = None
+        if self.first_window_ms is None:
+            self.first_window_ms = window_end_ms
         if not text:  # ticks only
             yield from self._tick()
             return
+        if self.idle:  # out of Flink's minimum: the others may be passing its moments
+            self.idle = False
+            self.holding_until_ms = window_end_ms + RESUME_HOLD_MS
         self.lines_window_ms = window_end_ms
-        self.caught_up = False
         yield from self._decode(part, text)
+
+    def _carried(self) -> int:
+        """The time a batch carries: its subtask's latest before this window, unless the
+        subtask holds its watermark (no lines yet, or resumed after idle)."""
+        if self.before is None or self.window_end_ms < self.holding_until_ms:
+            return NOTHING_BEFORE
+        return self.before
 
     def _decode(self, part: int, text: str) -> Iterator[Any]:
         block = ParsedBlock.of(text.encode("utf-8", "replace") + b"\n", threads=False)
@@ -165,34 +200,42 @@ class DecodeLines(ProcessFunction):  # type: ignore[misc]
             self.latest_in_window = _later(self.latest_in_window, latest)
             letters, tx = without_late(tx, late, watermark, timing.allowed_lateness_ms, self.wanted)
             yield from letters
-        carried = NOTHING_BEFORE if self.before is None else self.before
+        carried = self._carried()
         for key, part_tx in bucket_parts(tx_batch(tx), tx.card_id, self.keys):
             yield key, part_tx, carried
         yield self.keys[0], None, carried
 
     def _tick(self) -> Iterator[Any]:
-        """Ticks keep a subtask that has had lines sending times, so Flink never takes it
-        for idle while it works; one that never had lines sends none and Flink's idleness
-        leaves it out (``LIVE_IDLENESS_MS``). In processing time every tick moves the
-        subtask's watermark to now."""
+        """Ticks keep a subtask sending times while it has lines to see decided or waits
+        for its first; then it declares itself idle and sends nothing more. In processing
+        time every tick moves the subtask's watermark to now."""
         timing = self.parts.time
         if timing.mode == "processing":  # any later batch is stamped after now: pass now
             self.arrival_ms = max(int(time.time() * 1000), self.arrival_ms + 1)
             yield self.keys[0], None, self.arrival_ms + 1
             return
+        if self.idle:
+            return
         latest = _later(self.before, self.latest_in_window)
-        if latest is None:
-            return
-        if self.caught_up:  # silent: Flink's idleness leaves it out, see below
-            return
-        if self.window_end_ms - self.lines_window_ms >= timing.idle_timeout_ms:
+        assert self.first_window_ms is not None
+        if latest is None:  # no lines yet: hold the others back until its first batch
+            if self.window_end_ms - self.first_window_ms >= START_HOLD_MS:
+                self.idle = True
+                yield self.keys[0], None, IDLE_MARK
+            else:
+                yield self.keys[0], None, NOTHING_BEFORE
+        elif (
+            self.window_end_ms - self.lines_window_ms >= timing.idle_timeout_ms
+            and self.window_end_ms >= self.holding_until_ms
+        ):
             # Every line this subtask got is in: its watermark catches up with its latest
-            # record. It then sends nothing, and once every subtask is idle, Flink moves the
+            # record, and it declares itself idle. Once every subtask is, Flink moves the
             # watermark on to the largest of theirs: the embedded clock's catch-up.
-            self.caught_up = True
+            self.idle = True
             yield self.keys[0], None, latest + timing.out_of_orderness_ms + 1
-        elif self.before is not None:
-            yield self.keys[0], None, self.before
+            yield self.keys[0], None, IDLE_MARK
+        else:
+            yield self.keys[0], None, self._carried()
 
 
 def _later(a: int | None, b: int | None) -> int | None:

@@ -1,20 +1,23 @@
-"""Rules changed while the keyed job runs: a rules stream broadcast to every subtask.
+"""Rules and profiles changed while the keyed job runs: broadcast to every subtask.
 
 ::
 
   FileSource (a watched directory: each new file one rules version, JSON on one line)
     -> key 0: RulesVersions (check, number, audit: as `fraudstream run` reloads a file)
-       -> broadcast -> LiveCardDetectors / LiveUserDetectors (broadcast state)
+  FileSource (a watched directory: profiles as JSON lines; flink.profile_updates)
+    -> ProfileUpserts (check, audit)
+       -> union -> broadcast -> LiveCardDetectors / LiveUserDetectors (broadcast state)
 
 The card and user operators are the keyed job's own (:mod:`.keyed_functions`) with Flink's
 broadcast state pattern added: a rules version reaching a subtask switches its stage to the
 new rules for its next release (:func:`~fraudstream.flink.rules_live.switch_rules`, detector
-state kept) and is kept in broadcast state, so a restored subtask switches again. PyFlink
-has no ``applyToKeyedState``: a key group's values are migrated to the new layout on its
-first release after the change, from a ``ValueState`` of the version they were written under.
+state kept), a profile upsert replaces the user's profile for the next release, and both are
+kept in broadcast state, so a restored subtask applies them again. PyFlink has no
+``applyToKeyedState``: a key group's values are migrated to a new rules layout on its first
+release after the change, from a ``ValueState`` of the version they were written under.
 
-The rules stream never holds back event time: its records carry a far-future timestamp and
-it is idle between versions, so the operators' watermark is the transactions' alone.
+The update streams never hold back event time: their records carry a far-future timestamp
+and they are idle between updates, so the operators' watermark is the transactions' alone.
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ from pyflink.datastream.state import (
 from fraudstream.config import ConfigError
 from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
 from fraudstream.flink.keyed_functions import CardDetectors, UserDetectors
+from fraudstream.flink.profile_updates import PROFILE
 from fraudstream.flink.rules_live import ValueMigration, switch_rules
 from fraudstream.flink.uris import to_uri
 from fraudstream.rules import AuditLog, RuleSet
 
 RULES_STATE = MapStateDescriptor("rules-versions", Types.INT(), PICKLED)
+PROFILES_STATE = MapStateDescriptor("profiles", Types.STRING(), PICKLED)
+RULES = "rules"  # the broadcast tag of a rules version (profile upserts: profile_updates)
 WATCH_MS = 1_000  # how often the directory is listed for new versions
 FAR_FUTURE_MS = 2**62
 WHO = "flink:rules-updates"
@@ -62,24 +68,46 @@ __all__ = [
     "LiveUserDetectors",
     "RulesVersions",
     "SideOutputs",
-    "rules_broadcast",
+    "updates_broadcast",
 ]
 
 
-def rules_broadcast(env: Any, directory: str, rules: RuleSet, audit_log: str) -> Any:
-    """The broadcast stream of rules versions read from ``directory`` (see the module)."""
+def updates_broadcast(
+    env: Any,
+    rules: RuleSet,
+    rules_updates: str | None,
+    rules_audit: str | None,
+    profiles_updates: str | None,
+    profiles_audit: str | None,
+) -> Any:
+    """The broadcast stream of rules versions and profile upserts (see the module)."""
+    streams = []
+    if rules_updates:
+        streams.append(_rules_versions(env, rules_updates, rules, str(rules_audit)))
+    if profiles_updates:
+        from fraudstream.flink.profile_updates import profile_upserts
+
+        streams.append(profile_upserts(env, profiles_updates, str(profiles_audit), _never_late()))
+    joined = streams[0] if len(streams) == 1 else streams[0].union(*streams[1:])
+    return joined.broadcast(RULES_STATE, PROFILES_STATE)
+
+
+def _never_late() -> Any:
+    return (
+        WatermarkStrategy.for_monotonous_timestamps()
+        .with_timestamp_assigner(_FarFuture())
+        .with_idleness(Duration.of_millis(WATCH_MS // 2))
+    )
+
+
+def _rules_versions(env: Any, directory: str, rules: RuleSet, audit_log: str) -> Any:
     files = (
         FileSource.for_record_stream_format(StreamFormat.text_line_format(), to_uri(directory))
         .monitor_continuously(Duration.of_millis(WATCH_MS))
         .build()
     )
-    never_late = (
-        WatermarkStrategy.for_monotonous_timestamps()
-        .with_timestamp_assigner(_FarFuture())
-        .with_idleness(Duration.of_millis(WATCH_MS // 2))
-    )
-    lines = env.from_source(files, never_late, "rules updates")
-    versions = (
+    lines = env.from_source(files, _never_late(), "rules updates")
+    return (
         lines.uid("fraudstream-rules-source")
         .set_parallelism(1)
         .key_by(lambda _: 0, key_type=Types.INT())
@@ -88,7 +116,6 @@ def rules_broadcast(env: Any, directory: str, rules: RuleSet, audit_log: str) ->
         .name("rules versions (checked, audited)")
         .uid("fraudstream-rules-versions")
     )
-    return versions.broadcast(RULES_STATE)
 
 
 class _FarFuture(TimestampAssigner):  # type: ignore[misc]
@@ -125,21 +152,22 @@ class RulesVersions(KeyedProcessFunction):  # type: ignore[misc]
         version += 1
         self.current.update(pickle.dumps((version, rules)))
         self.audit.record(WHO, self.directory, before, rules)
-        yield pickle.dumps((version, rules))
+        yield pickle.dumps((RULES, version, rules))
 
 
-class _LiveRules:
+class _LiveUpdates:
     """The broadcast side of a keyed operator (mixed into the card and user operators)."""
 
     stage: Any
     rows: Any
 
-    def _open_rules(self, runtime_context: RuntimeContext, key: str) -> None:
+    def _open_updates(self, runtime_context: RuntimeContext, key: str) -> None:
         self.version = 1  # the rules in force: the job's, then each version received
         self.migrations: list[ValueMigration | None] = []  # migrations[i]: version i+1 -> i+2
         self.written = runtime_context.get_state(
             ValueStateDescriptor(f"{key}-rules-version", Types.INT())
         )
+        self.profiles_synced = False
 
     def _apply(self, version: int, rules: RuleSet) -> None:
         while self.version < version - 1:  # a version this subtask missed: never, in order
@@ -149,19 +177,29 @@ class _LiveRules:
         self.version = version
 
     def process_broadcast_element(self, value: bytes, ctx: Any) -> Iterator[Any]:
-        version, rules = pickle.loads(value)
+        update = pickle.loads(value)
+        if update[0] == PROFILE:
+            profile = update[1]
+            ctx.get_broadcast_state(PROFILES_STATE).put(profile["user_id"], value)
+            self.stage.profiles.upsert(profile)
+            return iter(())
+        _, version, rules = update
         ctx.get_broadcast_state(RULES_STATE).put(version, value)
         if version > self.version:
             self._apply(version, rules)
         return iter(())
 
     def _sync(self, ctx: Any) -> None:
-        """After a restore: the versions in broadcast state this subtask has not applied."""
+        """After a restore: the updates in broadcast state this subtask has not applied."""
         # items(): the only listing PyFlink's thread mode has (its keys() is not wired)
         state = ctx.get_broadcast_state(RULES_STATE)
         missed = sorted((v, value) for v, value in state.items() if v > self.version)
         for version, value in missed:
-            self._apply(version, pickle.loads(value)[1])
+            self._apply(version, pickle.loads(value)[2])
+        if not self.profiles_synced:  # once per start: upserts since only come broadcast
+            self.profiles_synced = True
+            for _, value in ctx.get_broadcast_state(PROFILES_STATE).items():
+                self.stage.profiles.upsert(pickle.loads(value)[1])
 
     def _catch_up(self) -> None:
         """Rewrites this key group's values in the layout of the rules in force."""
@@ -209,17 +247,17 @@ class SideOutputs(ProcessFunction):  # type: ignore[misc]
             yield value[1]
 
 
-class LiveCardDetectors(_LiveRules, CardDetectors, KeyedBroadcastProcessFunction):  # type: ignore[misc]
-    """:class:`~.keyed_functions.CardDetectors` with rules from the broadcast stream."""
+class LiveCardDetectors(_LiveUpdates, CardDetectors, KeyedBroadcastProcessFunction):  # type: ignore[misc]
+    """:class:`~.keyed_functions.CardDetectors` with rules and profiles from the broadcast."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
-        self._open_rules(runtime_context, "card")
+        self._open_updates(runtime_context, "card")
 
 
-class LiveUserDetectors(_LiveRules, UserDetectors, KeyedBroadcastProcessFunction):  # type: ignore[misc]
-    """:class:`~.keyed_functions.UserDetectors` with rules from the broadcast stream."""
+class LiveUserDetectors(_LiveUpdates, UserDetectors, KeyedBroadcastProcessFunction):  # type: ignore[misc]
+    """:class:`~.keyed_functions.UserDetectors` with rules and profiles from the broadcast."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
-        self._open_rules(runtime_context, "user")
+        self._open_updates(runtime_context, "user")
