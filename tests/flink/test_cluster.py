@@ -4,6 +4,9 @@ JVMs started from the distribution apache-flink ships, the job submitted with
 
 - the sharded job at parallelism 2 runs its detector stages on both TaskManagers, each
   subtask getting the same number of shard parts, and decides exactly like the embedded run;
+- a live job changes rules and a user's profile mid-stream (broadcast to every subtask),
+  then stops with a savepoint and goes on restored from it: every decision is the embedded
+  run's with the rules and profiles in force when it was decided;
 - a live job (a watched directory: the keyed job, its lines batched in Flink SQL) stopped
   with a savepoint at parallelism 2 resumes from it at parallelism 1, and, after two more
   TaskManagers join, at parallelism 4, with decisions identical to one embedded run over all
@@ -127,15 +130,17 @@ def _unversioned(decision: dict[str, Any]) -> dict[str, Any]:
 def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     cluster: StandaloneCluster, tmp_path: Path
 ) -> None:
-    """A live keyed job at parallelism 2 decides half the stream; then a rules version
-    (velocity off) and a profile upsert (one user's decline threshold) arrive, and the
-    other half follows. The first half must be the embedded run's with the starting rules
-    and profiles, the second the embedded run's with the new ones (velocity's state feeds
-    no other detector and a profile no state, so the two embedded runs differ only where
-    the change does)."""
+    """A live keyed job at parallelism 2 decides the first 40 % of the stream; then a rules
+    version (velocity off) and a profile upsert (one user's decline threshold) arrive, and
+    the next 30 % follows; the job stops with a savepoint, and the rest is decided by a job
+    restored from it at parallelism 1 (the updates then come from broadcast state alone).
+    The first part must be the embedded run's with the starting rules and profiles, the
+    rest the embedded run's with the new ones (velocity's state feeds no other detector and
+    a profile no state, so the two embedded runs differ only where the change does)."""
     lines, profiles = demo_stream(tmp_path)
-    half = len(lines) // 2
-    second_ids = {json.loads(line)["transaction_id"] for line in lines[half:]}
+    cut, stop_at = len(lines) * 2 // 5, len(lines) * 7 // 10
+    ids = [json.loads(line)["transaction_id"] for line in lines]
+    changed_ids, restored_ids = set(ids[cut:]), set(ids[stop_at:])
     new_rules = replace_rule(RuleSet.default(), "velocity", enabled=False)
     rules_file = tmp_path / "new-rules.json"
     rules_file.write_text(json.dumps(new_rules.to_document()))
@@ -143,8 +148,8 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     rules_only = embedded_run(
         tmp_path, "rules-only", lines, "--profiles", str(profiles), "--rules", str(rules_file)
     )
-    # the upsert: a user of the second half declines what scores above its lowest score
-    scored = [d for tid, d in rules_only.items() if tid in second_ids and 0 < d["score"] < 0.5]
+    # the upsert: a user of the last part declines what scores above its lowest score there
+    scored = [d for tid, d in rules_only.items() if tid in restored_ids and 0 < d["score"] < 0.5]
     user = Counter(d["user_id"] for d in scored).most_common(1)[0][0]
     threshold = min(d["score"] for d in scored if d["user_id"] == user)
     table = yaml.safe_load(profiles.read_text())
@@ -155,24 +160,30 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     after = embedded_run(
         tmp_path, "after", lines, "--profiles", str(new_profiles), "--rules", str(rules_file)
     )
-    changed = {tid for tid in second_ids if after[tid] != before[tid]}
-    by_profile = {tid for tid in second_ids if after[tid] != rules_only[tid]}
-    assert changed and by_profile, "the change must change second-half decisions"
+    by_profile = {tid for tid in changed_ids if after[tid] != rules_only[tid]}
+    assert by_profile & restored_ids, "the upsert must change decisions after the restore"
 
     inbox, rules_dir, profiles_dir = (tmp_path / n for n in ("inbox", "rules.d", "profiles.d"))
     for directory in (inbox, rules_dir, profiles_dir):
         directory.mkdir()
-    (inbox / "first.jsonl").write_bytes(b"".join(lines[:half]))
-    out = tmp_path / "flink"
-    job = submit(
-        cluster, "--input", str(inbox), "--monitor-interval-ms", "300",
-        "--profiles", str(profiles), "--rules-updates", str(rules_dir),
-        "--profiles-updates", str(profiles_dir), "--decisions", str(out),
-        "--parallelism", "2", "--checkpoint-interval-ms", "1000",
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-    )  # fmt: skip
+    (inbox / "1.jsonl").write_bytes(b"".join(lines[:cut]))
+    out, restored = tmp_path / "flink", tmp_path / "flink-restored"
+
+    def live_job(output: Path, parallelism: int, *extra: str) -> str:
+        return submit(
+            cluster, "--input", str(inbox), "--monitor-interval-ms", "300",
+            "--profiles", str(profiles), "--rules-updates", str(rules_dir),
+            "--profiles-updates", str(profiles_dir), "--decisions", str(output),
+            "--parallelism", str(parallelism), "--checkpoint-interval-ms", "1000",
+            "--checkpoint-dir", str(tmp_path / "checkpoints"), *extra,
+        )  # fmt: skip
+
+    def decided(output: Path) -> int:
+        return len(read_jsonl(output)) if output.is_dir() else 0
+
+    job = live_job(out, 2)
     try:
-        wait_for(lambda: out.is_dir() and len(read_jsonl(out)) >= half, "the first half")
+        wait_for(lambda: decided(out) >= cut, "the first part")
         (rules_dir / "2.json").write_text(json.dumps(new_rules.to_document()) + "\n")
         refused = json.dumps({"user_id": user, "max_speed_kmh": -5})  # does not check
         (profiles_dir / "1.jsonl").write_text(refused + "\n" + json.dumps(profile) + "\n")
@@ -184,23 +195,33 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
             "the rules version and the profile upsert",
         )  # fmt: skip
         time.sleep(3)  # on their way to every subtask (broadcast): milliseconds
-        (inbox / "second.jsonl").write_bytes(b"".join(lines[half:]))
-        wait_for(lambda: len(read_jsonl(out)) >= len(lines), "the second half")
+        (inbox / "2.jsonl").write_bytes(b"".join(lines[cut:stop_at]))
+        wait_for(lambda: decided(out) >= stop_at, "the second part")
+        stopped = subprocess.run(
+            [FRAUDSTREAM, "flink", "stop", job, "--jobmanager", cluster.address,
+             "--savepoint-dir", str(tmp_path / "savepoints")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert stopped.returncode == 0, stopped.stderr
+        (inbox / "3.jsonl").write_bytes(b"".join(lines[stop_at:]))
+        job = live_job(restored, 1, "--from-savepoint", stopped.stdout.strip())
+        wait_for(lambda: decided(restored) >= len(lines) - stop_at, "the rest, restored")
     finally:  # the update streams are unbounded: the job runs until cancelled
-        cancel = f"http://{cluster.address}/jobs/{job}?mode=cancel"
-        urllib.request.urlopen(urllib.request.Request(cancel, method="PATCH"), timeout=30)
+        if job_state(cluster.address, job) == "RUNNING":
+            cancel = f"http://{cluster.address}/jobs/{job}?mode=cancel"
+            urllib.request.urlopen(urllib.request.Request(cancel, method="PATCH"), timeout=30)
         ended = {"CANCELED", "FAILED", "FINISHED"}
         wait_for(lambda: job_state(cluster.address, job) in ended, "the job to end")
 
-    got = by_id(read_jsonl(out))
+    got = by_id(read_jsonl(out) + read_jsonl(restored))
     assert got.keys() == before.keys()
     for tid, decision in got.items():
-        assert decision["rule_version"] == (2 if tid in second_ids else 1), tid
-        expected = after[tid] if tid in second_ids else before[tid]
+        assert decision["rule_version"] == (2 if tid in changed_ids else 1), tid
+        expected = after[tid] if tid in changed_ids else before[tid]
         assert _unversioned(decision) == expected, tid
     entries = [json.loads(line) for line in profiles_audit.read_text().splitlines()]
     notes = sorted(entry["note"][:8] for entry in entries)
-    assert notes == ["", "refused:"]
+    assert notes == ["", "refused:"]  # the restored job read no update twice
     applied = next(entry for entry in entries if not entry["note"])
     assert applied["profile"]["user_id"] == user
     assert applied["profile"]["decline_threshold"] == threshold
