@@ -424,6 +424,11 @@ class Pipeline:
 
     def _sweep_timers(self, latest_ms: int | None) -> None:
         now = self.clock.watermark if self.time.mode == "event" else latest_ms
+        if now is not None and self.time.mode == "event":
+            # Timers fire only where no record still to be decided (at most the allowed
+            # lateness behind the watermark) can need their state: a record late within
+            # the lateness sees what it would in one batch, wherever the batches are cut.
+            now -= self.time.allowed_lateness_ms
         if now is None or now - self.last_sweep_ms < TIMER_SWEEP_MS:
             return
         self.last_sweep_ms = now

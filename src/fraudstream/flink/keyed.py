@@ -119,6 +119,7 @@ class _Stage:
         self.rows = KeyRows(self.pipeline, key)
         self.profiles = parts.profiles  # configuration, looked up per release
         self.processing = parts.time.mode == "processing"
+        self.lateness_ms = parts.time.allowed_lateness_ms
 
     def clock(self, tx: TxBatch) -> I64:
         """The times the detectors see: event times, or arrival times in processing time."""
@@ -160,11 +161,14 @@ class _Stage:
 
     def _timers(self, tx: TxBatch, watermark: int, k: int) -> None:
         """The detectors' event-time timers for the loaded keys that are due before the
-        release's earliest record (a timer never fires past a record not yet decided)."""
+        release's earliest record and the allowed lateness behind the watermark (a timer
+        never fires past a record not yet decided, nor one still to come late), as the
+        embedded pipeline's sweep."""
         if len(tx) == 0:
             return
         earliest = int(self.clock(tx).min())
-        due = earliest - 1 if self.processing else min(watermark, earliest - 1)
+        lateness = self.lateness_ms
+        due = earliest - 1 if self.processing else min(watermark - lateness, earliest - 1)
         if due <= NEVER:
             return
         pipeline = self.pipeline
