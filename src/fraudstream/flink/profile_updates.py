@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from fraudstream.config import ConfigError
 from fraudstream.flink.functions import PICKLED
 from fraudstream.flink.uris import to_uri
 from fraudstream.profiles import normalise_profile
+from fraudstream.rules import AuditLog
 
 PROFILE = "profile"  # the broadcast tag of a profile upsert (rules versions: "rules")
 WATCH_MS = 1_000  # how often the directory is listed for new files
@@ -82,17 +82,8 @@ class ProfileUpserts(ProcessFunction):  # type: ignore[misc]
         yield pickle.dumps((PROFILE, profile))
 
     def _audit(self, profile: dict[str, Any] | None, note: str) -> None:
-        entry = {
-            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "who": WHO,
-            "source": self.directory,
-            "profile": {k: _json_safe(v) for k, v in profile.items()} if profile else None,
-            "note": note,
-        }
-        path = Path(self.audit_log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        shown = {k: _json_safe(v) for k, v in profile.items()} if profile else None
+        AuditLog(Path(self.audit_log)).append(WHO, self.directory, {"profile": shown, "note": note})
 
 
 def _json_safe(value: Any) -> Any:

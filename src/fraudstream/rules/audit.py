@@ -27,13 +27,23 @@ class AuditLog:
         self, who: str, source: str, before: RuleSet, after: RuleSet | None, note: str = ""
     ) -> None:
         """Appends one change (``after`` None: a change that was refused, with ``note``)."""
+        self.append(
+            who,
+            source,
+            {
+                "before": before.to_document(),
+                "after": after.to_document() if after is not None else None,
+                "note": note,
+            },
+        )
+
+    def append(self, who: str, source: str, fields: dict[str, object]) -> None:
+        """Appends one entry: when, who, from where, then ``fields``."""
         entry = {
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "who": who,
             "source": source,
-            "before": before.to_document(),
-            "after": after.to_document() if after is not None else None,
-            "note": note,
+            **fields,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
