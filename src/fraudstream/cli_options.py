@@ -109,6 +109,13 @@ ProfilesLocationOption = Annotated[
         "or dynamodb://TABLE.",
     ),
 ]
+LakehouseOption = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel="Outputs",
+        help="Iceberg lakehouse: a directory, or a pyiceberg catalog YAML/JSON.",
+    ),
+]
 StoreOption = Annotated[
     str | None,
     typer.Option(

@@ -10,7 +10,8 @@ JVMs started from the distribution apache-flink ships, the job submitted with
 - a live job (a watched directory: the keyed job, its lines batched in Flink SQL) stopped
   with a savepoint at parallelism 2 resumes from it at parallelism 1, and, after two more
   TaskManagers join, at parallelism 4, with decisions identical to one embedded run over all
-  the input;
+  the input; its lakehouse rows are committed by the job while it runs, and each once across
+  the stops and restores;
 - ``--explain`` prints Flink's plan without running anything, every node at the parallelism
   asked for (bounded files and a live input).
 """
@@ -31,8 +32,10 @@ import pytest
 import yaml
 from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, by_id, by_position, read_jsonl
 
+from fraudstream.config import ConfigError
 from fraudstream.flink.cluster import StandaloneCluster
 from fraudstream.flink.rest import job_state, rest_get, subtask_hosts
+from fraudstream.io.lakehouse import open_table
 from fraudstream.rules import RuleSet, replace_rule
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -243,17 +246,32 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
     )  # fmt: skip
     expected_decisions = by_id(read_jsonl(expected))
 
+    lake = tmp_path / "lakehouse"  # every job writes it: exactly once across the restores
+
     def live_job(inbox: Path, out: Path, parallelism: int, *extra: str) -> str:
         return submit(
             cluster, "--input", str(inbox), "--monitor-interval-ms", "300",
-            "--profiles", str(profiles), "--decisions", str(out),
+            "--profiles", str(profiles), "--decisions", str(out), "--lakehouse", str(lake),
             "--parallelism", str(parallelism), "--checkpoint-interval-ms", "1000",
             "--checkpoint-dir", str(tmp_path / "checkpoints"), *extra,
         )  # fmt: skip
 
+    def in_lakehouse() -> list[str]:
+        try:
+            table = open_table(str(lake))
+        except ConfigError:  # no commit yet
+            return []
+        rows = table.scan(selected_fields=("transaction_id",)).to_arrow()
+        return rows.column("transaction_id").to_pylist()
+
     def vertices(job: str) -> dict[str, int]:
+        """Each operator's parallelism but the lakehouse committer's: one subtask, which sees
+        a token per micro-batch, not the records."""
         detail = rest_get(cluster.address, f"/jobs/{job}")["vertices"]
-        return {vertex["name"]: vertex["parallelism"] for vertex in detail}
+        committer = ("-> lakehouse", "lakehouse (written by the operator before)")
+        ones = {v["name"]: v["parallelism"] for v in detail if v["name"].startswith(committer)}
+        assert set(ones.values()) == {1}, ones  # it and its (discarding) sink
+        return {v["name"]: v["parallelism"] for v in detail if v["name"] not in ones}
 
     def decided(out: Path, count: int) -> None:
         wait_for(lambda: out.is_dir() and len(read_jsonl(out)) >= count, f"{count} decisions")
@@ -276,6 +294,8 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
     assert "WindowAggregate" in names and "card detectors" in names, names
     assert set(vertices(job).values()) == {2}
     decided(tmp_path / "at-p2", half)
+    # detached: the job's own committer appends the staged rows while it runs
+    wait_for(lambda: len(in_lakehouse()) >= half, "the job's lakehouse commits")
     savepoint = stop(job, "savepoints")
     assert savepoint.startswith("file:") and Path(savepoint.removeprefix("file:")).is_dir()
     shutil.copy(second, inbox / "second.jsonl")
@@ -291,6 +311,17 @@ def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_pa
         got = by_id(read_jsonl(tmp_path / "at-p2") + read_jsonl(out))
         assert got.keys() == expected_decisions.keys()
         assert got == expected_decisions, parallelism
+    # the last savepoint's rows were staged as the job stopped: committed by the command
+    committed = subprocess.run(
+        [FRAUDSTREAM, "flink", "lakehouse-commit", "--lakehouse", str(lake)],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    assert "rows of" in committed, committed
+    # the p1 run and the p4 run both decided the second half: the lakehouse holds the first
+    # half once and the second half twice, each run's rows once
+    counts = Counter(in_lakehouse())
+    first_ids = {json.loads(line)["transaction_id"] for line in lines[:half]}
+    assert counts == Counter({tid: 1 if tid in first_ids else 2 for tid in expected_decisions})
 
 
 def test_explain_prints_the_plan_without_running(stream: tuple[Path, Path], tmp_path: Path) -> None:

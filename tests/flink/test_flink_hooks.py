@@ -1,12 +1,15 @@
-"""`fraudstream flink run --store --webhook --alert-command`: as `fraudstream run` does them.
+"""`fraudstream flink run --store --webhook --alert-command --lakehouse`: as `fraudstream run`
+does them.
 
 Both runtimes decide the same 3,000 demo records with the same hooks: the decision stores
 hold the same decisions, the webhook receives every alert (signed with the shared secret,
-the first deliveries refused and retried), and the command runs once per alert with the
-transaction id as delivery id. The keyed job runs at parallelism 2: two subtasks write the
-one SQLite store and deliver alerts side by side; the fused and sharded graphs too, and a
-sharded job failed on purpose mid-stream: after its restart from the last checkpoint each
-decision is stored once and every alert was delivered (some twice: at least once).
+the first deliveries refused and retried), the command runs once per alert with the
+transaction id as delivery id, and the Iceberg lakehouses hold the same rows, each once. The
+keyed job runs at parallelism 2: two subtasks write the one SQLite store, stage lakehouse
+rows and deliver alerts side by side; the fused and sharded graphs too, and a sharded job
+failed on purpose mid-stream: after its restart from the last checkpoint each decision is
+stored once and in the lakehouse once, and every alert was delivered (some twice: at least
+once).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 from flink_helpers import FRAUDSTREAM, WALL_CLOCK
 
+from fraudstream.io.lakehouse import open_table
 from fraudstream.io.sqlstore import DecisionStore
 from fraudstream.simulate.demo import demo_records
 
@@ -82,6 +86,18 @@ def stored(path: Path) -> dict[str, dict[str, Any]]:
     return {r["transaction_id"]: {k: v for k, v in r.items() if k not in WALL_CLOCK} for r in rows}
 
 
+LAKEHOUSE_COLUMNS = (
+    "transaction_id", "card_id", "user_id", "event_time", "amount", "merchant_id", "device_id",
+    "decision", "score", "rules", "reasons", "features",
+)  # fmt: skip
+
+
+def lakehouse(path: Path) -> list[dict[str, Any]]:
+    """The lakehouse's rows without the wall clock and lineage, in transaction-id order."""
+    rows = open_table(str(path)).scan(selected_fields=LAKEHOUSE_COLUMNS).to_arrow().to_pylist()
+    return sorted(rows, key=lambda row: row["transaction_id"])
+
+
 def without_wall_clock(body: bytes) -> dict[str, Any]:
     return {k: v for k, v in json.loads(body).items() if k not in WALL_CLOCK}
 
@@ -112,6 +128,7 @@ def test_flink_hooks_write_and_deliver_as_run(
             "--store", str(out / "decisions.db"), "--webhook", receiver.url,
             "--webhook-secret-env", "TEST_WEBHOOK_SECRET",
             "--alert-command", f"sh -c 'cat > {out}/commands/\"$FRAUDSTREAM_DELIVERY_ID\"'",
+            "--lakehouse", str(out / "lakehouse"),
         ]  # fmt: skip
         if runtime == "embedded":
             command = [FRAUDSTREAM, "run", "--alerts", str(out / "alerts.jsonl")]
@@ -136,6 +153,9 @@ def test_flink_hooks_write_and_deliver_as_run(
     decisions = stored(embedded_out / "decisions.db")
     assert len(decisions) == len(records)
     assert stored(flink_out / "decisions.db") == decisions  # the same decisions, once each
+    rows = lakehouse(embedded_out / "lakehouse")
+    assert [row["transaction_id"] for row in rows] == sorted(decisions)
+    assert lakehouse(flink_out / "lakehouse") == rows  # the same rows, once each
 
     alerts = {tid for tid, d in decisions.items() if d["decision"] != "approve"}
     assert alerts

@@ -20,6 +20,7 @@ from fraudstream.cli_options import (
     GroupIdOption,
     IdleTimeoutOption,
     IpCountriesLocationOption,
+    LakehouseOption,
     LatenessOption,
     MaxNestingDepthOption,
     MaxRecordBytesOption,
@@ -94,13 +95,7 @@ def run_command(
             help="Where rules changes are logged (default: RULES.audit.jsonl).",
         ),
     ] = None,
-    lakehouse: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel="Outputs",
-            help="Iceberg lakehouse: a directory, or a pyiceberg catalog YAML/JSON.",
-        ),
-    ] = None,
+    lakehouse: LakehouseOption = None,
     checkpoint_dir: Annotated[
         str | None,
         typer.Option(

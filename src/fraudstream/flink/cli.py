@@ -23,6 +23,7 @@ from fraudstream.cli_options import (
     AnonymousNetworksOption,
     IdleTimeoutOption,
     IpCountriesOption,
+    LakehouseOption,
     LatenessOption,
     OutOfOrdernessOption,
     ProfilesOption,
@@ -35,7 +36,7 @@ from fraudstream.cli_options import (
 )
 from fraudstream.config import ConfigError
 from fraudstream.flink.hooks import Hooks
-from fraudstream.flink.operate_cli import cluster_app, stop
+from fraudstream.flink.operate_cli import cluster_app, lakehouse_commit, stop
 from fraudstream.flink.uris import is_local, local_path
 
 flink_app = typer.Typer(
@@ -156,6 +157,15 @@ def run(
         str | None, typer.Option(rich_help_panel="Outputs", help="Late records: output directory.")
     ] = None,
     store: StoreOption = None,
+    lakehouse: LakehouseOption = None,
+    lakehouse_staging: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel="Outputs",
+            help="Where the lakehouse's rows wait for their commit (default: beside it; "
+            "a directory every TaskManager and this client share).",
+        ),
+    ] = None,
     webhook: WebhookOption = None,
     webhook_secret_env: WebhookSecretEnvOption = None,
     alert_command: AlertCommandOption = None,
@@ -376,9 +386,14 @@ def run(
         webhook=webhook,
         webhook_secret_env=webhook_secret_env,
         alert_command=tuple(shlex.split(alert_command)) if alert_command else None,
+        lakehouse=lakehouse,
+        lakehouse_staging=str(Path(lakehouse_staging).resolve()) if lakehouse_staging else None,
+        lakehouse_commit_ms=max(checkpoint_interval_ms, 1000),
     )
     if not outputs and not hooks.wanted:
-        _fail("give at least one output: --decisions, --alerts, --enriched, --store, ...")
+        _fail(
+            "give at least one output: --decisions, --alerts, --enriched, --store, --lakehouse, ..."
+        )
     if target is Target.remote and not jobmanager:
         _fail("--target remote needs --jobmanager host:port")
     if detach and target is not Target.remote:
@@ -487,6 +502,10 @@ def run(
     if detach:
         print(result)  # the job id, for `fraudstream flink stop`
         return
+    if hooks.lakehouse:  # the last checkpoint's parts, visible once the job ended
+        from fraudstream.io.lakehouse_staging import commit_staged
+
+        commit_staged(hooks.lakehouse, hooks.staging)
     if not quiet and not kafka_servers:
         counts = {name: count_lines(path) for name, path in outputs.items()}
         seconds = time.perf_counter() - started
@@ -498,4 +517,8 @@ def run(
 flink_app.command(
     "stop", epilog="Example: fraudstream flink stop JOB_ID --jobmanager localhost:8081"
 )(stop)
+flink_app.command(
+    "lakehouse-commit",
+    epilog="Example: fraudstream flink lakehouse-commit --lakehouse fraudstream-demo/lakehouse",
+)(lakehouse_commit)
 flink_app.add_typer(cluster_app)

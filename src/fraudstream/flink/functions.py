@@ -44,9 +44,11 @@ LATE = OutputTag("late", Types.STRING())
 DECISIONS = OutputTag("decisions", Types.STRING())
 ALERTS = OutputTag("alerts", Types.STRING())
 ENRICHED = OutputTag("enriched", Types.STRING())
+LAKEHOUSE = OutputTag("lakehouse", Types.STRING())  # a batch's lakehouse rows (one line)
 # The job's outputs by name (OUTPUTS in flink.job), as side outputs of the operators.
 OUTPUT_TAGS = {"dead_letters": DEAD_LETTERS, "late": LATE, "decisions": DECISIONS}
-OUTPUT_TAGS.update(alerts=ALERTS, enriched=ENRICHED)
+OUTPUT_TAGS.update(alerts=ALERTS, enriched=ENRICHED, lakehouse=LAKEHOUSE)
+LAKEHOUSE_RUN_ID = "flink"  # the lakehouse rows' run_id: which runtime wrote them
 _encode_lines = msgspec.json.Encoder().encode_lines
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "DEAD_LETTERS",
     "DECISIONS",
     "ENRICHED",
+    "LAKEHOUSE",
     "LATE",
     "PICKLED",
     "USER_PARTS",
@@ -332,7 +335,8 @@ class DecideFunction(KeyedProcessFunction):  # type: ignore[misc]
 
 
 def decision_outputs(decisions: Decisions, wanted: frozenset[str]) -> Iterator[Any]:
-    """A micro-batch's decisions as the job's side outputs (decisions, alerts, enriched)."""
+    """A micro-batch's decisions as the job's side outputs (decisions, alerts, enriched, and
+    the lakehouse's rows staged for their commit)."""
     if "decisions" in wanted:
         rows = decision_dicts(decisions)
         yield DECISIONS, json_lines(rows)
@@ -343,3 +347,8 @@ def decision_outputs(decisions: Decisions, wanted: frozenset[str]) -> Iterator[A
         yield ALERTS, json_lines(alerts)
     if "enriched" in wanted:
         yield ENRICHED, json_lines(enriched_dicts(decisions))
+    if "lakehouse" in wanted and len(decisions):
+        from fraudstream.io.lakehouse import lakehouse_rows
+        from fraudstream.io.lakehouse_staging import rows_line
+
+        yield LAKEHOUSE, rows_line(lakehouse_rows(decisions, LAKEHOUSE_RUN_ID, 0))

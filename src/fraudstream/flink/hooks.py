@@ -1,8 +1,9 @@
-"""`fraudstream flink run`'s decision store and alert hooks: what `run`'s options ask for.
+"""`fraudstream flink run`'s decision store, alert hooks and lakehouse: what `run`'s options
+ask for.
 
 :class:`Hooks` is the configuration, checked on the client as `run` checks it; the job adds
-one operator per hook (:mod:`fraudstream.flink.sinks`) on the deciding operator's side
-outputs. No PyFlink here: the CLI reads this before it knows PyFlink is installed.
+operators per hook (:mod:`fraudstream.flink.sinks`) on the deciding operator's side outputs.
+No PyFlink here: the CLI reads this before it knows PyFlink is installed.
 """
 
 from __future__ import annotations
@@ -35,14 +36,28 @@ class Hooks:
     webhook_secret_env: str | None = None  # the environment variable holding the secret
     alert_command: tuple[str, ...] | None = None
     retry_store: str | None = None  # undeliverable alerts (default: the store, or a file)
+    lakehouse: str | None = None  # Iceberg: a directory, a catalog file or catalog:NAME
+    lakehouse_staging: str | None = None  # where rows wait for their commit (a directory)
+    lakehouse_commit_ms: int = 10_000  # how often the job's committer sweeps the staging
 
     @property
     def wanted(self) -> frozenset[str]:
-        """The side outputs the hooks read: "decisions" (the store), "alerts" (the rest)."""
+        """The side outputs the hooks read: "decisions" (the store), "alerts" (webhook and
+        command), "lakehouse" (the lakehouse's staged rows)."""
         names = {"decisions"} if self.store else set()
         if self.webhook or self.alert_command:
             names.add("alerts")
+        if self.lakehouse:
+            names.add("lakehouse")
         return frozenset(names)
+
+    @property
+    def staging(self) -> str:
+        """The lakehouse's staging directory (see :mod:`fraudstream.io.lakehouse_staging`)."""
+        from fraudstream.io.lakehouse_staging import staging_dir
+
+        assert self.lakehouse is not None
+        return staging_dir(self.lakehouse, self.lakehouse_staging)
 
     @property
     def dynamodb(self) -> bool:
@@ -60,17 +75,28 @@ class Hooks:
     def check(self) -> None:
         """Fails (ConfigError, one line) where `run` would before its first record: the
         secret's variable unset, the SQL store out of reach (its table is created here once,
-        not by every subtask at once)."""
+        not by every subtask at once), the lakehouse's catalog unreadable or its staging
+        directory not makeable."""
         if self.webhook_secret_env and not os.environ.get(self.webhook_secret_env):
             raise ConfigError(f"--webhook-secret-env: {self.webhook_secret_env} is not set")
         if self.store and not self.dynamodb:
             from fraudstream.io.sqlstore import DecisionStore
 
             DecisionStore(self.store).close()
+        if self.lakehouse:
+            from fraudstream.io.lakehouse import open_catalog
+
+            open_catalog(self.lakehouse)
+            if "://" in self.staging:
+                raise ConfigError(
+                    f"--lakehouse-staging {self.staging}: give a directory path (on a mount "
+                    "every TaskManager and the client share), not a URI"
+                )
+            os.makedirs(self.staging, exist_ok=True)
 
     def add_to(self, side_output: Callable[[str], Any]) -> None:
         """Adds an operator per hook on the deciding operator's ``side_output(name)``."""
-        from fraudstream.flink.sinks import AlertDelivery, StoreWriter, add_writer
+        from fraudstream.flink.sinks import AlertDelivery, StoreWriter, add_lakehouse, add_writer
 
         if self.store:
             add_writer(side_output("decisions"), "store", StoreWriter(self.store))
@@ -82,3 +108,7 @@ class Hooks:
         if self.alert_command:
             command = AlertDelivery(self.retry_db, command=list(self.alert_command))
             add_writer(side_output("alerts"), "command", command)
+        if self.lakehouse:
+            add_lakehouse(
+                side_output("lakehouse"), self.lakehouse, self.staging, self.lakehouse_commit_ms
+            )

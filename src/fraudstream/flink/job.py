@@ -499,23 +499,9 @@ class FlinkJob:
             )
             stream.sink_to(sink).name(f"{name} -> kafka {target}").uid(f"fraudstream-{name}-kafka")
             return
-        from pyflink.common.serialization import Encoder
-        from pyflink.datastream.connectors.file_system import (
-            BucketAssigner,
-            FileSink,
-            OutputFileConfig,
-            RollingPolicy,
-        )
+        from fraudstream.flink.sinks import file_sink
 
-        sink = (
-            FileSink.for_row_format(to_uri(target), Encoder.simple_string_encoder())
-            .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
-            .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
-            .with_output_file_config(
-                OutputFileConfig.builder().with_part_prefix(name).with_part_suffix(".jsonl").build()
-            )
-            .build()
-        )
+        sink = file_sink(to_uri(target), prefix=name, suffix=".jsonl")
         stream.sink_to(sink).name(f"{name} -> {target}").uid(f"fraudstream-{name}-files")
 
     def run(self) -> Any:

@@ -1,7 +1,9 @@
-"""``fraudstream flink cluster start|stop`` and ``fraudstream flink stop``: operating jobs.
+"""``fraudstream flink cluster start|stop``, ``fraudstream flink stop`` and ``fraudstream
+flink lakehouse-commit``: operating jobs.
 
 A standalone cluster on this machine (:mod:`fraudstream.flink.cluster`) to try a real
-multi-process deployment, and stop-with-savepoint for any cluster's job (its REST API).
+multi-process deployment, stop-with-savepoint for any cluster's job (its REST API), and the
+lakehouse rows a job left staged committed (a detached job's last checkpoint).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ DirectoryOption = Annotated[
     Path, typer.Option("--dir", help="Where the cluster keeps its configuration, logs, pids.")
 ]
 
-__all__ = ["cluster_app", "stop"]
+__all__ = ["cluster_app", "lakehouse_commit", "stop"]
 
 
 def _fail(message: str) -> None:
@@ -84,3 +86,27 @@ def stop(
     except (OSError, RuntimeError, TimeoutError) as exc:
         _fail(f"could not stop job {job_id} at {jobmanager}: {exc}")
     print(location)
+
+
+def lakehouse_commit(
+    lakehouse: Annotated[
+        str, typer.Option(help="The lakehouse the job wrote (as given to flink run).")
+    ],
+    lakehouse_staging: Annotated[
+        str | None, typer.Option(help="Its staging directory, if flink run was given one.")
+    ] = None,
+) -> None:
+    """Commit the lakehouse rows a job left staged (the last checkpoint of a detached job
+    that ended); each part once, whenever it runs."""
+    from fraudstream.config import ConfigError
+    from fraudstream.io.lakehouse_staging import commit_staged, staging_dir
+
+    try:
+        staging = staging_dir(lakehouse, lakehouse_staging)
+        done = commit_staged(lakehouse, staging)
+    except (ConfigError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    print(
+        f"{done.rows} rows of {done.appended_parts} parts committed; "
+        f"{done.already_committed} parts were in the table already"
+    )

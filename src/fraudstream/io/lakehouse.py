@@ -18,7 +18,7 @@ append writes files of its own rows only, so the delete drops whole files. Witho
 checkpoints, rows are committed when the buffer fills and at the end of the run.
 
 Columns: the transaction (ids, event_time, amount, currency, place, merchant, channel,
-device, ip, country), ``decision``, ``score``, ``rules`` (the rule ids that fired),
+device, ip, country), ``decision``, ``score``, ``rules`` (the rule ids that fired, by name),
 ``reasons`` (rule + message), ``features`` (a struct of every feature; new features widen the
 schema), ``processed_at``, ``latency_ms``, ``run_id``, ``checkpoint_id``.
 
@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_TABLE",
     "RUN_PROPERTY",
     "LakehouseSink",
+    "append_rows",
     "aws_defaults",
     "lakehouse_rows",
     "open_catalog",
@@ -114,6 +115,9 @@ def open_catalog(location: str) -> tuple[Catalog, str]:
         "fraudstream",
         uri=f"sqlite:///{path.resolve() / 'catalog.db'}",
         warehouse=warehouse.as_uri(),
+        # the current catalog tables, whichever pyiceberg made them (Flink's environment has
+        # an older one, which does not know the setting and writes rows the current one reads)
+        schema_version="v1",
     )
     return catalog, DEFAULT_TABLE
 
@@ -155,7 +159,7 @@ def lakehouse_rows(decisions: Decisions, run_id: str | None, checkpoint_id: int)
         value = getattr(tx, name)
         columns[name] = value if isinstance(value, pa.Array) else _nan_null(value)
     fired_rows: list[list[str]] = [[] for _ in range(len(decisions))]
-    for rule, mask in decisions.fired.items():
+    for rule, mask in sorted(decisions.fired.items()):  # by name: the same in every runtime
         for row in np.flatnonzero(mask).tolist():
             fired_rows[row].append(rule)
     columns["decision"] = base["decision"]
@@ -254,13 +258,10 @@ class LakehouseSink:
         )
         table = self._table(rows.schema)
         assert table is not None
-        if not _fits(table, rows.schema):
-            with table.update_schema() as update:
-                update.union_by_name(rows.schema)
         properties = {CHECKPOINT_PROPERTY: str(checkpoint_id)}
         if self.run_id is not None:
             properties[RUN_PROPERTY] = self.run_id
-        table.append(rows, snapshot_properties=properties)
+        append_rows(table, rows, properties)
         self.buffer = []
         self.buffered_rows = 0
         self.committed_rows += rows.num_rows
@@ -284,6 +285,15 @@ class LakehouseSink:
         if self.run_id is None:
             self._commit(0)
         self.buffer = []
+
+
+def append_rows(table: Table, rows: pa.Table, properties: dict[str, str]) -> None:
+    """Appends ``rows`` as one snapshot carrying ``properties``, widening the table's schema
+    first when the rows bring new columns (new features)."""
+    if not _fits(table, rows.schema):
+        with table.update_schema() as update:
+            update.union_by_name(rows.schema)
+    table.append(rows, snapshot_properties=properties)
 
 
 def _fits(table: Table, schema: pa.Schema) -> bool:
