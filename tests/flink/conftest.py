@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ pytest.importorskip("pyflink", reason="Flink's tests run in .venv-flink (scripts
 if shutil.which("java") is None:
     pytest.skip("flink tests need a JDK (java on PATH)", allow_module_level=True)
 
-from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, messy_stream  # noqa: E402
+from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, Receiver, messy_stream  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +67,16 @@ def flink_run(
         return done[extra]
 
     return run
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook endpoint on a free port that refuses its first two deliveries."""
+    endpoint = Receiver(refuse=2)
+    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.server.shutdown()
+        endpoint.server.server_close()

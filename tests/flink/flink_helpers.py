@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,36 @@ def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def by_position(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Dead letters / late records in input order."""
     return sorted(records, key=lambda r: (r["position"], r.get("reason", "")))
+
+
+SECRET = b"s3cret"  # the webhook tests' HMAC secret
+
+
+class Receiver:
+    """An HTTP endpoint that refuses its first ``refuse`` deliveries, then keeps them."""
+
+    def __init__(self, refuse: int) -> None:
+        self.received: list[tuple[bytes, str, str]] = []
+        left = {"refuse": refuse}
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if left["refuse"] > 0:
+                    left["refuse"] -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                headers = self.headers
+                received.append(
+                    (body, headers["X-Fraudstream-Signature"], headers["X-Fraudstream-Delivery"])
+                )
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"

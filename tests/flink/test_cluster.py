@@ -4,6 +4,9 @@ JVMs started from the distribution apache-flink ships, the job submitted with
 
 - the sharded job at parallelism 2 runs its detector stages on both TaskManagers, each
   subtask getting the same number of shard parts, and decides exactly like the embedded run;
+- the Flink walkthrough paced at 10 records/s into a live job in processing time alerts once
+  on card 3's 871.15, with the decision store, a webhook, an alert command and the lakehouse
+  each holding every decision (or the alert) once;
 - a live job changes rules and a user's profile mid-stream (broadcast to every subtask),
   then stops with a savepoint and goes on restored from it: every decision is the embedded
   run's with the rules and profiles in force when it was decided;
@@ -30,12 +33,13 @@ from typing import Any
 
 import pytest
 import yaml
-from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, by_id, by_position, read_jsonl
+from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, Receiver, by_id, by_position, read_jsonl
 
 from fraudstream.config import ConfigError
 from fraudstream.flink.cluster import StandaloneCluster
 from fraudstream.flink.rest import job_state, rest_get, subtask_hosts
 from fraudstream.io.lakehouse import open_table
+from fraudstream.io.sqlstore import DecisionStore
 from fraudstream.rules import RuleSet, replace_rule
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -228,6 +232,73 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     applied = next(entry for entry in entries if not entry["note"])
     assert applied["profile"]["user_id"] == user
     assert applied["profile"]["decline_threshold"] == threshold
+
+
+def test_paced_walkthrough_in_processing_time_with_every_sink_on_both_taskmanagers(
+    cluster: StandaloneCluster, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The walkthrough at 10 records/s into a watched directory; the live keyed job at
+    parallelism 2 in processing time, with the decision store, a webhook, an alert command
+    and the lakehouse: one alert, card 3's 871.15 (the seed-003 behaviour), stored, delivered,
+    run and committed; every decision once in every sink."""
+    records = subprocess.run(
+        [FRAUDSTREAM, "simulate", "--scenario", "flink-walkthrough", "--count", "50", "--fast"],
+        check=True, capture_output=True,
+    ).stdout.splitlines(keepends=True)  # fmt: skip
+    inbox, out, checkpoints = tmp_path / "inbox", tmp_path / "out", tmp_path / "checkpoints"
+    inbox.mkdir()
+    (out / "commands").mkdir(parents=True)
+    job = submit(
+        cluster, "--input", str(inbox), "--monitor-interval-ms", "200", "--time", "processing",
+        "--parallelism", "2", "--checkpoint-interval-ms", "500", "--checkpoint-dir",
+        str(checkpoints), "--decisions", str(out / "decisions"), "--alerts", str(out / "alerts"),
+        "--store", str(out / "decisions.db"), "--webhook", receiver.url,
+        "--alert-command", f"sh -c 'cat > {out}/commands/\"$FRAUDSTREAM_DELIVERY_ID\"'",
+        "--lakehouse", str(out / "lakehouse"),
+    )  # fmt: skip
+    # paced from the job's first checkpoint on: it runs, and watches the directory
+    wait_for(lambda: any(checkpoints.glob("*/chk-*")), "the job's first checkpoint")
+    for k, record in enumerate(records):
+        hidden = inbox / f".{k:03d}.jsonl"  # the source skips hidden files until renamed
+        hidden.write_bytes(record)
+        hidden.rename(inbox / f"{k:03d}.jsonl")
+        time.sleep(0.1)  # the walkthrough's pace: 10 records/s
+    decisions = out / "decisions"
+    wait_for(lambda: decisions.is_dir() and len(read_jsonl(decisions)) >= len(records), "all")
+
+    def committed() -> list[dict[str, Any]]:
+        try:
+            table = open_table(str(out / "lakehouse"))
+        except ConfigError:
+            return []
+        return table.scan(selected_fields=("transaction_id", "decision")).to_arrow().to_pylist()
+
+    wait_for(lambda: len(committed()) >= len(records), "the lakehouse commits")
+    wait_for(lambda: any(d == "wt-28" for _, _, d in receiver.received), "the webhook")
+    wait_for(lambda: (out / "commands" / "wt-28").exists(), "the alert command")
+    hosts = subtask_hosts(cluster.address, job)
+    stages = [name for name in hosts if name.startswith(("card detectors", "user detectors"))]
+    assert stages and all(hosts[name] == set(cluster.taskmanager_ids()) for name in stages)
+    stop_job = [FRAUDSTREAM, "flink", "stop", job, "--jobmanager", cluster.address,
+                "--savepoint-dir", str(tmp_path / "savepoints")]  # fmt: skip
+    subprocess.run(stop_job, check=True, capture_output=True, timeout=300)
+
+    alerts = read_jsonl(out / "alerts")
+    assert [(a["transaction_id"], a["card_id"]) for a in alerts] == [("wt-28", "3")]
+    assert "small_then_large" in [reason["rule"] for reason in alerts[0]["reasons"]]
+    decided = {d["transaction_id"]: d["decision"] for d in read_jsonl(decisions)}
+    assert len(decided) == len(records)
+    store = DecisionStore(str(out / "decisions.db"))
+    try:
+        stored = store.list(None, limit=1000, card_id=None)
+    finally:
+        store.close()
+    assert {row["transaction_id"]: row["decision"] for row in stored} == decided
+    rows = committed()
+    assert len(rows) == len(records)  # each once
+    assert {row["transaction_id"]: row["decision"] for row in rows} == decided
+    assert {delivery for _, _, delivery in receiver.received} == {"wt-28"}
+    assert json.loads((out / "commands" / "wt-28").read_text())["card_id"] == "3"
 
 
 def test_savepoint_at_p2_resumes_at_p1_and_p4(cluster: StandaloneCluster, tmp_path: Path) -> None:

@@ -19,62 +19,15 @@ import hmac
 import json
 import os
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flink_helpers import FRAUDSTREAM, WALL_CLOCK
+from flink_helpers import FRAUDSTREAM, SECRET, WALL_CLOCK, Receiver
 
 from fraudstream.io.lakehouse import open_table
 from fraudstream.io.sqlstore import DecisionStore
 from fraudstream.simulate.demo import demo_records
-
-SECRET = b"s3cret"
-
-
-class Receiver:
-    """An HTTP endpoint that refuses its first ``refuse`` deliveries, then keeps them."""
-
-    def __init__(self, refuse: int) -> None:
-        self.received: list[tuple[bytes, str, str]] = []
-        left = {"refuse": refuse}
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if left["refuse"] > 0:
-                    left["refuse"] -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                headers = self.headers
-                received.append(
-                    (body, headers["X-Fraudstream-Signature"], headers["X-Fraudstream-Delivery"])
-                )
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver(refuse=2)
-    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.server.shutdown()
-        endpoint.server.server_close()
 
 
 def stored(path: Path) -> dict[str, dict[str, Any]]:

@@ -187,9 +187,9 @@ class LakehouseCommitter(KeyedProcessFunction):  # type: ignore[misc]
     """Appends the staged parts that became visible to the Iceberg table (one subtask).
 
     It keeps no state: which parts are in the table is in the table (each snapshot lists
-    its parts). A micro-batch's token starts a processing-time timer; each sweep schedules
-    the next while parts are still in progress, so the last checkpoint's parts are committed
-    too while the job runs.
+    its parts). The first micro-batch's token starts a processing-time timer that sweeps
+    every ``commit_every_ms`` while the job runs (a sweep of an empty directory is one
+    listing), so the last checkpoint's parts of a job still running are committed too.
     """
 
     def __init__(self, location: str, staging: str, commit_every_ms: int) -> None:
@@ -209,13 +209,12 @@ class LakehouseCommitter(KeyedProcessFunction):  # type: ignore[misc]
         yield from ()
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
-        from fraudstream.io.lakehouse_staging import in_progress
-
-        self._due = None
         self._sweep()
-        if in_progress(self.staging):  # rows of a checkpoint not completed yet
-            self._due = timestamp + self.commit_every_ms
-            ctx.timer_service().register_processing_time_timer(self._due)
+        # Every interval from the first batch on: a batch's token can reach this operator
+        # before the FileSink has written its rows, which then become visible with a later
+        # checkpoint and no token after them. A job that ends drops the timer.
+        self._due = timestamp + self.commit_every_ms
+        ctx.timer_service().register_processing_time_timer(self._due)
         yield from ()
 
     def _sweep(self) -> None:
