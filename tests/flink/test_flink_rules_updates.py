@@ -7,7 +7,8 @@ decision must then be the embedded runtime's under the version it names: the emb
 with the starting rules for version 1, with the new rules for version 2 (velocity's state
 feeds no other detector, so the two runs differ only where velocity counts). The change is
 logged in the audit log as `fraudstream run` logs a reloaded rules file; a version that does
-not check is refused there, and the job goes on.
+not check, or holds a rule with an aggregate (a window under a key the job does not key by),
+is refused there, and the job goes on.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def test_a_rules_version_reaches_the_running_job(tmp_path: Path) -> None:
     updates.mkdir()
     (updates / "1-broken.json").write_text('{"rules": [{"id": "velocity", "score": 7}]}\n')
     (updates / "2-no-velocity.json").write_text(json.dumps(new.to_document()) + "\n")
+    windowed = new.to_document()
+    windowed["rules"].append(
+        {"id": "shared_device", "when": "distinct_count(card_id, by=device_id, over='1h') >= 2",
+         "score": 0.6}
+    )  # fmt: skip
+    (updates / "3-windowed.json").write_text(json.dumps(windowed) + "\n")
     log = tmp_path / "job.stderr"
     with log.open("wb") as stderr:
         job = subprocess.Popen(
@@ -82,10 +89,12 @@ def test_a_rules_version_reaches_the_running_job(tmp_path: Path) -> None:
         assert decision == embedded[f"v{versions[tid]}"][tid], tid
 
     audit = [json.loads(line) for line in Path(f"{updates}.audit.jsonl").read_text().splitlines()]
-    # the files may be read in either order: one refused, one applied
-    refused = [entry for entry in audit if entry["after"] is None]
+    # the files may be read in any order: two refused, one applied
+    refused = sorted(entry["note"] for entry in audit if entry["after"] is None)
     applied = [entry for entry in audit if entry["after"] is not None]
-    assert len(refused) == len(applied) == 1
-    assert refused[0]["note"].startswith("refused:")
+    assert len(refused) == 2 and len(applied) == 1
+    assert all(note.startswith("refused:") for note in refused)
+    # a device's window cannot live in a job keyed by card and user
+    assert any("shared_device has an aggregate" in note for note in refused), refused
     velocity = [r for r in applied[0]["after"]["rules"] if r["id"] == "velocity"]
     assert velocity and velocity[0]["enabled"] is False

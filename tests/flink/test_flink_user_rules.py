@@ -2,9 +2,12 @@
 
 The fused job (parallelism 1, bounded files: the default there) runs ``fraudstream run``'s
 own pipeline, user rules included: on the messy 20,000-record stream it gives the same
-decisions, scores, reasons and tiers as the embedded run with the same rules file. The
-sharded job cannot hold a device's or a merchant's window (it shards by card and user) and
-refuses user rules with one line.
+decisions, scores, reasons and tiers as the embedded run with the same rules file. Rules
+without an aggregate read only the record, its profile and its detectors' answers: the keyed
+and sharded jobs decide them where both key spaces' answers meet, at parallelism 2, as the
+embedded run does (shadow mode and forced outcomes included). They cannot hold a device's or
+a merchant's window (they key by card and user) and refuse rules with an aggregate in one
+line.
 """
 
 from __future__ import annotations
@@ -36,6 +39,61 @@ rules:
     when: "amount < 1 and count(by=(card_id, merchant_id), over='7d') >= 2"
     outcome: approve
 """
+
+
+EXPRESSIONS = """\
+lists:
+  watched_countries: [BR, IN, NG]
+rules:
+  - id: night_spend
+    when: "amount > 200 and hour < 6"
+    score: 0.2
+  - id: watched_country
+    when: "country in list('watched_countries') and amount > 100"
+    outcome: review
+  - id: far_and_big
+    when: "fired('geo_velocity') and amount > 150"
+    score: 0.3
+  - id: away_from_home
+    when: "profile.home_country != country and amount > 250"
+    score: 0.25
+  - id: tiny_always_fine
+    when: "amount < 0.5 and not fired('geo_velocity')"
+    outcome: approve
+  - id: big_in_shadow
+    when: "amount > 400"
+    score: 0.9
+    mode: shadow
+"""
+
+
+@pytest.mark.parametrize("graph", ["keyed", "sharded"])
+def test_expression_rules_decide_like_embedded_at_parallelism_2(
+    stream: tuple[Path, Path], tmp_path: Path, graph: str
+) -> None:
+    path, profiles = stream
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXPRESSIONS)
+    common = ["--input", str(path), "--profiles", str(profiles), "--rules", str(rules), *OPTIONS]
+    embedded = tmp_path / "embedded.jsonl"
+    subprocess.run(
+        [FRAUDSTREAM, "run", *common, "--decisions", str(embedded), "--quiet"], check=True
+    )
+    flink = subprocess.run(
+        [FRAUDSTREAM, "flink", "run", *common, "--decisions", str(tmp_path / "flink"),
+         "--graph", graph, "--parallelism", "2", "--target", "local", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert flink.returncode == 0, flink.stderr[-3000:]
+    expected = by_id(read_jsonl(embedded))
+    got = by_id(read_jsonl(tmp_path / "flink"))
+    assert got.keys() == expected.keys()
+    differing = [tx for tx in expected if got[tx] != expected[tx]]
+    assert not differing, (differing[:3], [got[t] for t in differing[:1]])
+    fired = {r["rule"] for d in expected.values() for r in d["reasons"]}
+    assert {"night_spend", "watched_country", "far_and_big", "away_from_home"} <= fired, fired
+    shadowed = {r["rule"] for d in expected.values() for r in d.get("shadow_reasons") or []}
+    assert "big_in_shadow" in shadowed, shadowed
 
 
 @pytest.fixture(scope="module")

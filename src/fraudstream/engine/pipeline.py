@@ -324,17 +324,25 @@ class Pipeline:
 
     def _profile_reader(self, inputs: DetectorInput) -> Any:
         """``profile.<name>`` columns for the rules, by the batch's user slots."""
-        table, users = self.profiles.table, inputs.user
+        return self.profile_reader(inputs.user, (inputs.first_name, inputs.last_name))
+
+    def profile_reader(
+        self, users: npt.NDArray[np.int32], names: tuple[Any, Any] | None = None
+    ) -> Any:
+        """``profile.<name>`` columns for the rules of rows whose user slots are ``users``
+        (``names``: their first and last names, if already looked up)."""
+        table = self.profiles.table
+        looked_up: list[tuple[Any, Any]] = [] if names is None else [names]
 
         def read(name: str) -> Any:
-            if name == "first_name":
-                return inputs.first_name
-            if name == "last_name":
-                return inputs.last_name
+            if name in ("first_name", "last_name"):
+                if not looked_up:  # only for a rule that reads a name
+                    looked_up.append(self.profiles.names(users))
+                return looked_up[0][name == "last_name"]
             if name == "home_country":
                 codes = table["home_country_code"][users]
-                names = np.array([*self.codes["country"].keys, None], dtype=object)
-                return pa.array(names[codes], pa.string())
+                countries = np.array([*self.codes["country"].keys, None], dtype=object)
+                return pa.array(countries[codes], pa.string())
             return np.asarray(table[name][users], dtype=np.float64)
 
         return read

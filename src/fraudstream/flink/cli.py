@@ -321,7 +321,7 @@ def run(
         typer.Option(
             rich_help_panel="Cluster",
             help="keyed: parallel decode, card and user key groups with per-key state (files "
-            "in chunks and live inputs, no model or 'when:' rules); fused: one operator; "
+            "in chunks and live inputs, no model or rules with aggregates); fused: one operator; "
             "sharded: sequencer and shards. Default: keyed where it can run, else fused at "
             "parallelism 1 on files, else sharded.",
             show_default=False,
@@ -482,10 +482,14 @@ def run(
     refused = job.refuses()
     if refused:
         _fail(refused)
-    if parts.rules.enabled_user_rules() and not job.fused:
+    from fraudstream.rules.user import windowed
+
+    with_windows = windowed(parts.rules.enabled_user_rules())
+    if with_windows and not job.fused:
         _fail(
-            "rules with 'when:' run in the fused job only (--graph fused, files) for now; "
-            "the keyed and sharded jobs cannot see a key other than card or user in one place"
+            f"rule {with_windows[0]} has an aggregate: rules with aggregates run in the fused "
+            "job only (--graph fused, files) for now; the keyed and sharded jobs key by card "
+            "and user, and a device's or merchant's window needs all its records in one place"
         )
     if explain:
         try:

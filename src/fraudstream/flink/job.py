@@ -261,11 +261,14 @@ class FlinkJob:
     @property
     def keyable(self) -> bool:
         """Whether the keyed job can run this: bounded files read in chunks or a live input,
-        no model and no user rules (those still run fused or sharded). Bounded files read
-        line by line (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
+        no model and no user rule with an aggregate (those still run fused; `when:` rules
+        without one are decided with the rest). Bounded files read line by line
+        (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
         processing-time windows would not fire at the end of a bounded input."""
+        from fraudstream.rules.user import windowed
+
         parts = self.parts
-        plain = parts.model is None and not parts.rules.enabled_user_rules()
+        plain = parts.model is None and not windowed(parts.rules.enabled_user_rules())
         return (self.chunked or self.live) and plain
 
     @property
@@ -294,7 +297,7 @@ class FlinkJob:
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads local files in chunks or a live input (--monitor-interval-ms,"
-                " --kafka-servers), without --model, --labels or rules with 'when:'; leave "
+                " --kafka-servers), without --model, --labels or rules with aggregates; leave "
                 "--graph out to get the graph that can"
             )
         if self.graph == "fused" and not self.chunked:

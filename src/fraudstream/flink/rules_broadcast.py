@@ -53,6 +53,7 @@ from fraudstream.flink.profile_updates import PROFILE
 from fraudstream.flink.rules_live import ValueMigration, switch_rules
 from fraudstream.flink.uris import to_uri
 from fraudstream.rules import AuditLog, RuleSet
+from fraudstream.rules.user import windowed
 
 RULES_STATE = MapStateDescriptor("rules-versions", Types.INT(), PICKLED)
 PROFILES_STATE = MapStateDescriptor("profiles", Types.STRING(), PICKLED)
@@ -146,6 +147,11 @@ class RulesVersions(KeyedProcessFunction):  # type: ignore[misc]
             rules = RuleSet.from_document(json.loads(value))
         except (ConfigError, ValueError, TypeError, RecursionError) as exc:
             self.audit.record(WHO, self.directory, before, None, f"refused: {exc}")
+            return
+        held = windowed(rules.enabled_user_rules())
+        if held:  # window state under a key this job does not key by
+            reason = f"rule {held[0]} has an aggregate: aggregates run in the fused job only"
+            self.audit.record(WHO, self.directory, before, None, f"refused: {reason}")
             return
         if rules == before:
             return

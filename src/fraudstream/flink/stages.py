@@ -37,6 +37,7 @@ from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
 from fraudstream.rules import RuleSet
+from fraudstream.rules.compile import RuleInput
 from fraudstream.schema import CardTokenizer
 
 Key = Literal["card", "user"]
@@ -378,6 +379,16 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
             for rule, (rows, texts) in r.messages.items():
                 have_rows, have_texts = messages.get(rule, (np.empty(0, np.int64), []))
                 messages[rule] = (np.concatenate([have_rows, rows]), have_texts + texts)
+    users = full.users.slots(tx.user_id)
+    user_rules = full.user_rules  # `when:` rules (no aggregates: refused outside fused)
+    found = None
+    if user_rules is not None:  # as Decider.decide: over every detector's answers
+        processing = full.time.mode == "processing"
+        clock = tx.arrival_ms.astype(np.int64) if processing else tx.timestamp_ms
+        view = RuleInput(tx, clock, full.profile_reader(users), features, fired)
+        user_rules.step_aggregates(view)
+        found = user_rules.evaluate(view)
+        fired.update(found.fired)
     ordered: dict[str, tuple[I64, list[str]]] = {}
     for instance in full.instances.values():  # the embedded pipeline's rule order (ties)
         for rule_name in instance.detector.rules:
@@ -386,10 +397,12 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
                 rows, texts = messages[rule_id]
                 sort = np.argsort(rows, kind="stable")
                 ordered[rule_id] = (rows[sort], [texts[i] for i in sort.tolist()])
+    user_messages: dict[str, Any] = dict(found.messages) if found is not None else {}
     shadow = full.rules.shadow_ids()  # recorded in shadow_reasons, never scored
     shadow_fired = {k: fired.pop(k) for k in list(fired) if k in shadow}
-    shadow_ordered = {k: ordered.pop(k) for k in list(ordered) if k in shadow}
-    users = full.users.slots(tx.user_id)
+    shadow_ordered: dict[str, Any] = {k: ordered.pop(k) for k in list(ordered) if k in shadow}
+    shadow_ordered.update({k: v for k, v in user_messages.items() if k in shadow})
+    user_messages = {k: v for k, v in user_messages.items() if k not in shadow}
     profile = full.profiles.table
     profile.ensure(len(full.users))
     review = profile["review_threshold"][users]
@@ -400,9 +413,16 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
     keys = BatchKeys(users, None, tx.timestamp_ms)
     model = stage.score(tx, keys, features) if stage is not None else None
     score, tier = combine(fired, full.scores, review, decline, model)
+    if found is not None and found.outcome is not None:  # a forced outcome beats the tier
+        tier = np.where(found.outcome >= 0, found.outcome, tier).astype(np.int8)
     scores = full.scores if stage is None else stage.explain(tier, fired, ordered, full.scores)
+    rank = full.scores
+    if user_rules is not None:
+        ordered.update(user_messages)
+        scores = {**scores, **user_rules.rank}
+        rank = {**rank, **user_rules.rank}
     reasons = explain(ordered, scores, total)
-    shadow_reasons = explain(shadow_ordered, full.scores, total) if shadow_ordered else None
+    shadow_reasons = explain(shadow_ordered, rank, total) if shadow_ordered else None
     info = stage.model.info if stage is not None and stage.model is not None else None
     model_id = (info.name, info.version) if info is not None else None
     return Decisions(

@@ -9,6 +9,7 @@ forced outcomes and the reasons' texts (written lazily, for the rows read).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,11 @@ from fraudstream.rules.compile import (
     number_column,
 )
 from fraudstream.rules.explain import BoundMessages, RuleMessages
-from fraudstream.rules.parse import Aggregate, Node
+from fraudstream.rules.parse import Aggregate, Node, parse
 from fraudstream.rules.ruleset import UserRule
 
 Bools = npt.NDArray[np.bool_]
-__all__ = ["OUTCOME_TIER", "UserFindings", "UserRules", "aggregates_of"]
+__all__ = ["OUTCOME_TIER", "UserFindings", "UserRules", "aggregates_of", "windowed"]
 
 OUTCOME_TIER = {"review": 1, "approve": 0, "decline": 2}
 # Applied in this order, each overriding the one before: decline beats approve beats review.
@@ -55,6 +56,25 @@ def aggregates_of(node: Node) -> list[Aggregate]:
 
     walk(node)
     return found
+
+
+def windowed(rules: Iterable[UserRule]) -> list[str]:
+    """The ids of the rules holding an aggregate: window state under a key of their own
+    (a device, a merchant, a card and merchant), which a job keyed by card and user cannot
+    keep in one place; the other rules read only the record and its detectors' answers.
+
+    >>> from fraudstream.rules.parse import parse
+    >>> rules = [UserRule("big", "amount > 900", tree=parse("amount > 900")),
+    ...          UserRule("busy", "count(by=device_id, over='1h') > 9",
+    ...                   tree=parse("count(by=device_id, over='1h') > 9"))]
+    >>> windowed(rules)
+    ['busy']
+    """
+    return [
+        rule.id
+        for rule in rules
+        if aggregates_of(rule.tree if rule.tree is not None else parse(rule.when))
+    ]
 
 
 @dataclass(slots=True)
