@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flink_helpers import FRAUDSTREAM, OPTIONS, by_id, read_jsonl
@@ -67,13 +68,12 @@ rules:
 """
 
 
-@pytest.mark.parametrize("graph", ["keyed", "sharded"])
-def test_expression_rules_decide_like_embedded_at_parallelism_2(
-    stream: tuple[Path, Path], tmp_path: Path, graph: str
-) -> None:
+def decided_alike(
+    stream: tuple[Path, Path], rules: Path, tmp_path: Path, *flink_options: str
+) -> dict[str, dict[str, Any]]:
+    """`run` and `flink run` with ``rules`` over the stream: the embedded decisions, after
+    checking that Flink's are the same."""
     path, profiles = stream
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(EXPRESSIONS)
     common = ["--input", str(path), "--profiles", str(profiles), "--rules", str(rules), *OPTIONS]
     embedded = tmp_path / "embedded.jsonl"
     subprocess.run(
@@ -81,7 +81,7 @@ def test_expression_rules_decide_like_embedded_at_parallelism_2(
     )
     flink = subprocess.run(
         [FRAUDSTREAM, "flink", "run", *common, "--decisions", str(tmp_path / "flink"),
-         "--graph", graph, "--parallelism", "2", "--target", "local", "--quiet"],
+         *flink_options, "--quiet"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert flink.returncode == 0, flink.stderr[-3000:]
@@ -90,6 +90,17 @@ def test_expression_rules_decide_like_embedded_at_parallelism_2(
     assert got.keys() == expected.keys()
     differing = [tx for tx in expected if got[tx] != expected[tx]]
     assert not differing, (differing[:3], [got[t] for t in differing[:1]])
+    return expected
+
+
+@pytest.mark.parametrize("graph", ["keyed", "sharded"])
+def test_expression_rules_decide_like_embedded_at_parallelism_2(
+    stream: tuple[Path, Path], tmp_path: Path, graph: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXPRESSIONS)
+    flink = ("--graph", graph, "--parallelism", "2", "--target", "local")
+    expected = decided_alike(stream, rules, tmp_path, *flink)
     fired = {r["rule"] for d in expected.values() for r in d["reasons"]}
     assert {"night_spend", "watched_country", "far_and_big", "away_from_home"} <= fired, fired
     shadowed = {r["rule"] for d in expected.values() for r in d.get("shadow_reasons") or []}
@@ -106,28 +117,12 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_fused_job_decides_user_rules_like_embedded(
     stream: tuple[Path, Path], rules: Path, tmp_path: Path
 ) -> None:
-    path, profiles = stream
-    common = ["--input", str(path), "--profiles", str(profiles), "--rules", str(rules), *OPTIONS]
-    embedded = tmp_path / "embedded.jsonl"
-    subprocess.run(
-        [FRAUDSTREAM, "run", *common, "--decisions", str(embedded), "--quiet"], check=True
-    )
-    flink = subprocess.run(
-        [FRAUDSTREAM, "flink", "run", *common, "--decisions", str(tmp_path / "flink"),
-         "--checkpoint-dir", str(tmp_path / "checkpoints"), "--quiet"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert flink.returncode == 0, flink.stderr[-3000:]
-    expected = by_id(read_jsonl(embedded))
-    got = by_id(read_jsonl(tmp_path / "flink"))
-    assert got.keys() == expected.keys()
-    differing = [tx for tx in expected if got[tx] != expected[tx]]
-    assert not differing, (differing[:3], [got[t] for t in differing[:1]])
+    expected = decided_alike(stream, rules, tmp_path, "--checkpoint-dir", str(tmp_path / "c"))
     fired = {r["rule"] for d in expected.values() for r in d["reasons"]}
     assert {"shared_device", "busy_day", "night_spend", "watched_country"} <= fired, fired
 
 
-def test_sharded_job_refuses_user_rules(stream: tuple[Path, Path], rules: Path) -> None:
+def test_sharded_job_refuses_rules_with_aggregates(stream: tuple[Path, Path], rules: Path) -> None:
     path, _ = stream
     result = subprocess.run(
         [FRAUDSTREAM, "flink", "run", "--input", str(path), "--rules", str(rules),
@@ -135,4 +130,5 @@ def test_sharded_job_refuses_user_rules(stream: tuple[Path, Path], rules: Path) 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2
+    assert "shared_device has an aggregate" in result.stderr
     assert "fused job only" in result.stderr and "Traceback" not in result.stderr

@@ -228,6 +228,8 @@ class Sequencer:
         watermark = self.pipeline.clock.watermark
         if self.pipeline.time.mode == "processing":  # timers run on the latest arrival
             watermark = int(ready.arrival_ms[-1])
+        else:  # as the embedded sweep: the allowed lateness behind, for late records' state
+            watermark -= self.pipeline.time.allowed_lateness_ms
         after = None
         if watermark - self.last_sweep >= TIMER_SWEEP_MS:
             after = self.last_sweep = watermark
