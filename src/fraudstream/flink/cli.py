@@ -25,6 +25,8 @@ from fraudstream.cli_options import (
     IpCountriesOption,
     LakehouseOption,
     LatenessOption,
+    MaxNestingDepthOption,
+    MaxRecordBytesOption,
     OutOfOrdernessOption,
     ProfilesOption,
     RulesOption,
@@ -38,6 +40,8 @@ from fraudstream.config import ConfigError
 from fraudstream.flink.hooks import Hooks
 from fraudstream.flink.operate_cli import cluster_app, lakehouse_commit, stop
 from fraudstream.flink.uris import is_local, local_path
+from fraudstream.io.limits import RecordLimits
+from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 flink_app = typer.Typer(
     name="flink",
@@ -169,6 +173,8 @@ def run(
     webhook: WebhookOption = None,
     webhook_secret_env: WebhookSecretEnvOption = None,
     alert_command: AlertCommandOption = None,
+    max_record_bytes: MaxRecordBytesOption = MAX_RECORD_BYTES,
+    max_nesting_depth: MaxNestingDepthOption = MAX_NESTING_DEPTH,
     rules: RulesOption = None,
     rules_updates: Annotated[
         str | None,
@@ -441,6 +447,7 @@ def run(
 
             spec = ModelSpec.load(model, model_weight, labels)
             parts = dataclasses.replace(parts, model=spec)
+        parts = dataclasses.replace(parts, limits=RecordLimits(max_record_bytes, max_nesting_depth))
         hooks.check()
     except (ConfigError, OSError, ValueError) as exc:
         _fail(str(exc))

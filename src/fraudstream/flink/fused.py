@@ -55,7 +55,7 @@ class WholePipeline:
         self.pipeline = parts.pipeline()
         if parts.model is not None:
             self.pipeline.model_stage = parts.model.embedded_stage()
-        self.decoder = Decoder(CardTokenizer.from_environment(), source)
+        self.decoder = Decoder(CardTokenizer.from_environment(), source, parts.limits)
         self.lines_seen = 0
 
     def snapshot(self) -> dict[str, Any]:

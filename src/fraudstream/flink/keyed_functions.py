@@ -69,7 +69,7 @@ class DecodeChunks(ProcessFunction):  # type: ignore[misc]
         self.wanted = wanted
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.decoder = Decoder(CardTokenizer.from_environment(), "input")
+        self.decoder = Decoder(CardTokenizer.from_environment(), "input", self.parts.limits)
         self.latest_ms: int | None = None  # the latest event time this subtask has sent
         self.arrival_ms = 0  # processing time: the last chunk's arrival stamp (increasing)
 

@@ -135,7 +135,7 @@ class DecodeLines(ProcessFunction):  # type: ignore[misc]
         self.wanted = wanted
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.decoder = Decoder(CardTokenizer.from_environment(), "input")
+        self.decoder = Decoder(CardTokenizer.from_environment(), "input", self.parts.limits)
         # This subtask's clock, in memory: after a restore the watermark starts again one
         # window behind the first batches (a late record needs the part's history again).
         self.latest: dict[int, int] = {}  # per part: the latest event time of its lines

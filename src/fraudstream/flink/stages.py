@@ -33,6 +33,7 @@ from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
 from fraudstream.flink.model import BatchKeys, SequencedFeatures, take_rows
 from fraudstream.io.decode import DeadLetter, Decoder, ParsedBlock
+from fraudstream.io.limits import RecordLimits
 from fraudstream.io.records import duplicate_letters, late_dicts
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
@@ -67,6 +68,7 @@ class PipelineParts:
     reference: IpReference
     state_ttl_ms: int | None = None
     model: Any = None  # fraudstream.flink.model.ModelSpec: --model / --labels (features)
+    limits: RecordLimits = RecordLimits()  # --max-record-bytes, --max-nesting-depth
 
     def pipeline(self, key: Key | None = None) -> Pipeline:
         """A fresh pipeline: every rule, or only the rules whose state is keyed by ``key``."""
@@ -147,7 +149,7 @@ class Sequencer:
     def __init__(self, parts: PipelineParts, shards: int, source: str = "input") -> None:
         self.pipeline = parts.pipeline()
         self.shards = shards
-        self.decoder = Decoder(CardTokenizer.from_environment(), source)
+        self.decoder = Decoder(CardTokenizer.from_environment(), source, parts.limits)
         self.lines_seen = 0
         self.batches = 0
         self.last_sweep = NEVER  # the watermark of the last timer sweep (embedded cadence)
