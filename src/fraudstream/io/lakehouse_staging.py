@@ -13,7 +13,9 @@ appended, all in one snapshot whose summary lists the parts it holds
 before the delete leaves parts the next sweep finds listed, and only deletes. Hidden
 (in-progress) files belong to no completed checkpoint and are never read. So each row of a
 completed checkpoint reaches the table exactly once, whoever sweeps: the job's own committer,
-the client when the job ends, or ``fraudstream flink lakehouse-commit``.
+the client when the job ends, or ``fraudstream flink lakehouse-commit``. (Expiring the
+table's snapshots while a sweep runs could drop the listing of parts it just committed and
+not yet deleted: expire between sweeps, or with the job stopped.)
 
 >>> import pyarrow as pa
 >>> rows = pa.table({"transaction_id": ["tx-1"], "score": [0.5]})
