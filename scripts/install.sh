@@ -23,8 +23,12 @@ hash_of() { cat "$@" | "$PYTHON" -c \
 # install_venv VENV CHOICE REQUIREMENTS-FILE MESSAGE HASHED-FILES...
 # --no-deps: a lock (or the demo's subset of it) is the whole closure, pinned with hashes.
 # uv (pinned in requirements.lock, installed first with pip) installs them: it downloads in
-# parallel and does not compile every file to bytecode up front (Python compiles a module when
-# it is first imported), which made the demo's cold install 2-3 x faster than pip's.
+# parallel, which made the demo's cold install 2-3 x faster than pip's. The demo's packages
+# are not compiled to bytecode up front (Python compiles a module when the one demo process
+# first imports it); the full environments are (uv --compile-bytecode, as pip does), since
+# where PYTHONDONTWRITEBYTECODE is set, as on the CI image, every process would otherwise
+# compile each module it imports again: a fifth of `fraudstream run`'s start-up, and the
+# tests start many processes. The project's own modules are compiled once at install too.
 install_venv() {
   local venv=$1 choice=$2 requirements=$3 message=$4
   shift 4
@@ -43,8 +47,10 @@ install_venv() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
     --no-deps -r "$venv/uv-requirements.txt"
   local uv=("$venv/bin/uv" pip install --quiet --python "$venv/bin/python")
+  [ "$choice" = demo ] || uv+=(--compile-bytecode)
   "${uv[@]}" --require-hashes --no-deps -r "$requirements"
   "${uv[@]}" --no-deps -e .
+  [ "$choice" = demo ] || "$venv/bin/python" -m compileall -q -j 0 src > /dev/null
   echo "$hash $choice" > "$stamp"
   echo "install: $venv done in $((SECONDS - start)) s" >&2
 }

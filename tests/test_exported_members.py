@@ -14,7 +14,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "web",
     }
     modules |= {"cli_options", "assembly"}
-    modules |= {"recovery", "cardnumbers"}
+    modules |= {"recovery", "cardnumbers", "startup"}
     modules |= {"features", "models", "model_cli"}
     modules |= {"flink"}
     modules |= {"backtest"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fraudstream.engine import ids as id_runs
 from fraudstream.engine.ids import IdSet
 from fraudstream.engine.pipeline import Dedup
 
@@ -31,6 +33,21 @@ def test_duplicates_within_and_across_batches_and_generations() -> None:
 @given(st.lists(st.lists(st.text(max_size=30), max_size=40), max_size=12))
 def test_id_set_is_an_exact_set(batches: list[list[str]]) -> None:
     """Against Python's set: bytes compared exactly, growth and rehash included."""
+    check_exact_set(batches)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from("abcdefghijklmnopqrstuvwxyz"), max_size=9), max_size=20))
+def test_id_set_runs_merge_exactly(batches: list[list[str]]) -> None:
+    """With runs a few ids long, every merge (tiny into small, small into big) happens; a
+    snapshot taken and restored between batches changes nothing."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(id_runs, "TINY_RUN", 2)
+        patch.setattr(id_runs, "SMALL_RUN", 5)
+        check_exact_set([[f"{a}{len(batch)}" for a in batch] for batch in batches], restore=True)
+
+
+def check_exact_set(batches: list[list[str]], restore: bool = False) -> None:
     id_set = IdSet(expected_ids=1)
     seen: set[str] = set()
     for batch in batches:
@@ -41,4 +58,8 @@ def test_id_set_is_an_exact_set(batches: list[list[str]]) -> None:
             expected.append(value in seen)
             seen.add(value)
         assert id_set.admit(column).tolist() == expected
+        if restore:
+            copy = IdSet(expected_ids=1)
+            copy.restore({k: v.copy() for k, v in id_set.snapshot().items()})
+            id_set = copy
     assert len(id_set) == len(seen)

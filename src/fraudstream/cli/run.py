@@ -170,6 +170,9 @@ def run_command(
 ) -> None:
     """Decide every transaction of a file, a stream (stdin), a Kafka topic or a Kinesis stream;
     write the outputs."""
+    from fraudstream.startup import skip_import_probes
+
+    skip_import_probes()  # first: the probes for pandas and SciPy take a quarter of start-up
     from fraudstream.io.files import FileSource, StdinSource, guess_format
     from fraudstream.io.limits import RecordLimits
     from fraudstream.io.preflight import check_input_file

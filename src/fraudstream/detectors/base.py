@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from fraudstream.engine.keys import KeySpace
 from fraudstream.engine.state import FieldSpec, StateTable
 
 F64 = npt.NDArray[np.float64]
@@ -56,9 +57,9 @@ class DetectorInput:
     transaction_id: pa.Array
     first_name: pa.Array
     last_name: pa.Array
-    # code -> text, by code: a list, or an Arrow string array (large key spaces: no Python
-    # string per key)
-    decode: Mapping[str, list[str] | pa.Array] = field(default_factory=dict)
+    # code -> text, by code: a list, an Arrow string array, or the key space itself (large
+    # key spaces: nothing built per batch for all of its keys)
+    decode: Mapping[str, list[str] | pa.Array | KeySpace] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.time_ms)
@@ -149,6 +150,8 @@ def fmt_seconds(seconds: float) -> str:
 def decode_codes(tx: DetectorInput, column: str, codes: I32) -> pa.Array:
     """Text for integer codes of ``column`` (null for -1); the code itself if no dictionary."""
     names = tx.decode.get(column)
+    if isinstance(names, KeySpace):
+        return names.texts(codes)
     if isinstance(names, pa.Array):
         return names.take(pa.array(codes, pa.int32(), mask=codes < 0)).cast(pa.string())
     if names is None:

@@ -109,7 +109,17 @@ class Decider:
         self.rules = rules
         self.version = version
         enabled = rules.enabled()
-        self.instance_names = frozenset(detector_instances(rules))
+        instances = detector_instances(rules)
+        self.instance_names = tuple(instances)  # in this rule set's order
+        # Where each rule's finding comes in a pipeline of this rule set alone (its detector
+        # instance, then the rule's place in its detector): reasons of equal score keep
+        # this order, also when this rule set is another's alternative.
+        self.finding_rank = {
+            instance.rule_ids[rule_name]: (k, j)
+            for k, instance in enumerate(instances.values())
+            for j, rule_name in enumerate(instance.detector.rules)
+            if rule_name in instance.rule_ids
+        }
         self.rule_ids = frozenset(r.id for r in enabled)
         self.shadow = rules.shadow_ids()
         self.scores: dict[str, float] = {r.id: r.score for r in enabled}
@@ -161,7 +171,11 @@ class Decider:
         messages: dict[str, Any] = {}
         if detected.any_fired.any():
             base = BaseValues(tx, inputs.time_ms)
-            for instance, rule_name, rule_id, own in detected.found:
+            found = detected.found
+            if only_own:  # the shared pipeline's order may be another rule set's
+                places = self.finding_rank
+                found = sorted(found, key=lambda f: places.get(f[2], (len(places), 0)))
+            for instance, rule_name, rule_id, own in found:
                 mask = fired.get(rule_id)
                 if mask is None:
                     continue

@@ -308,7 +308,7 @@ class Pipeline:
             first_name=first_name,
             last_name=last_name,
             decode={
-                "zipcode": codes["zipcode"].key_array(),
+                "zipcode": codes["zipcode"],
                 "country": codes["country"].keys,
                 "network": codes["network"].keys,
             },

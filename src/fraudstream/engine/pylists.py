@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 
 __all__ = ["python_list"]
 
+_FEW = 32  # up to this many values, to_pylist is as fast on pyarrow 16 and 26
+
 
 def python_list(column: pa.Array) -> list[Any]:
     """``column.to_pylist()``; strings and numbers through numpy (no Arrow scalar per value).
@@ -22,6 +24,9 @@ def python_list(column: pa.Array) -> list[Any]:
     >>> python_list(pa.array([3, None, 2**62])), python_list(pa.array(["é", None]))
     ([3, None, 4611686018427387904], ['é', None])
     """
+    if len(column) <= _FEW:
+        few: list[Any] = column.to_pylist()  # (cheaper than a trip through numpy)
+        return few
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         strings: list[Any] = column.to_numpy(zero_copy_only=False).tolist()

@@ -43,7 +43,7 @@ from fraudstream.engine.tuning import settle_garbage_collector
 from fraudstream.schema import MAX_NESTING_DEPTH, MAX_RECORD_BYTES
 
 TOKEN_VARIABLE = "FRAUDSTREAM_TOKEN"
-DEFAULT_BATCH_WAIT_MS = 1.0
+DEFAULT_BATCH_WAIT_MS = 0.0  # measured: docs/web.md#latency
 DEFAULT_BATCH_MAX_RECORDS = 512
 READ_TOKEN_VARIABLE = "FRAUDSTREAM_READ_TOKEN"
 
@@ -231,6 +231,9 @@ def serve_command(
     ] = DEFAULT_BATCH_MAX_RECORDS,
 ) -> None:
     """Serve the analyst's app and the decision API with the embedded pipeline in this process."""
+    from fraudstream.startup import skip_import_probes
+
+    skip_import_probes()  # first: the probes for pandas and SciPy take a quarter of start-up
     from sqlalchemy.exc import SQLAlchemyError
 
     from fraudstream.config import ConfigError

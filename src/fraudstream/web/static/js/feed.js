@@ -78,8 +78,8 @@ function add(decisions) {
 
 export async function loadRules() {
   const select = document.getElementById("feed-rule");
-  const current = select.value;
   const rules = await get("/v1/rules");
+  const current = select.value; // read after the wait: a rule chosen meanwhile stays chosen
   const ids = [...rules.rules.map((r) => r.id), ...(rules.user_rules || []).map((r) => r.id)];
   select.replaceChildren(h("option", { value: "" }, "any rule"), ...ids.map((id) => h("option", { value: id }, id)));
   select.value = current;
