@@ -218,6 +218,8 @@ class IdSet:
                 continue
             found = seen if ids is self else np.zeros(len(column), dtype=np.bool_)
             for run_h, run_s in (ids._big, ids._small, ids._tiny):
+                if len(run_h) == 0:  # (a call into compiled code costs microseconds)
+                    continue
                 _check_run(
                     sorted_hashes, rows, offsets, data, run_h, run_s, ids._start, ids._arena,
                     found,
@@ -239,7 +241,8 @@ class IdSet:
         """
         self._in_older = None
         offsets, data, sorted_hashes, rows, seen = self._probe(column, older)
-        _check_batch(sorted_hashes, rows, offsets, data, seen)
+        if len(column) > 1:  # (one id cannot repeat within its batch)
+            _check_batch(sorted_hashes, rows, offsets, data, seen)
         # An id seen only in the older generation is added here too: seen again, kept longer.
         in_older = self._in_older
         new = ~seen[rows]  # in hash order

@@ -91,6 +91,18 @@ class Dedup:
             ids.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name)})
 
 
+def _codes_at(codes: npt.NDArray[np.int32], slots: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """``codes[slots]``, -1 where the slot is -1 (no address), without copying ``codes``.
+
+    >>> _codes_at(np.array([7, 8], np.int32), np.array([1, -1], np.int32)).tolist()
+    [8, -1]
+    """
+    if len(codes) == 0:
+        return np.full(len(slots), -1, dtype=np.int32)
+    found = codes[np.maximum(slots, 0)]
+    return np.where(slots >= 0, found, np.int32(-1)).astype(np.int32, copy=False)
+
+
 class Pipeline:
     """All keyed state and the step from validated transactions to decisions."""
 
@@ -300,9 +312,9 @@ class Pipeline:
             merchant=codes["merchant"].slots(tx.merchant_id),
             device=codes["device"].slots(tx.device_id),
             hour=((tx.timestamp_ms // 3_600_000) % 24).astype(np.int8),
-            ip_country=np.append(self.ip_country, -1)[ip],  # the appended -1: no address
+            ip_country=_codes_at(self.ip_country, ip),
             expected_country=np.where(country >= 0, country, home).astype(np.int32),
-            anonymous_network=np.append(self.ip_network, -1)[ip],
+            anonymous_network=_codes_at(self.ip_network, ip),
             max_speed_kmh=profile["max_speed_kmh"][user],
             transaction_id=tx.transaction_id,
             first_name=first_name,
