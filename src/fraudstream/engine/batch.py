@@ -77,11 +77,14 @@ class TxBatch:
         if any(e is not None for e in extras_column):
             extras = np.empty(len(rows), dtype=object)
             extras[:] = extras_column
-        # The twelve text columns as one Arrow array, sliced: one conversion, not twelve
-        # (each has a fixed cost that dominates an authorization request's batch).
         n = len(rows)
-        texts = pa.array([v for k in _TEXT_COLUMNS for v in columns[k]], pa.string())
-        text = {name: texts.slice(i * n, n) for i, name in enumerate(_TEXT_NAMES)}
+        if n <= 16:
+            # An authorization request's batch: the text columns as one Arrow array, sliced
+            # (each conversion has a fixed cost that dominates a batch of one).
+            texts = pa.array([v for k in _TEXT_COLUMNS for v in columns[k]], pa.string())
+            text = {name: texts.slice(i * n, n) for i, name in enumerate(_TEXT_NAMES)}
+        else:  # (one flat list of every value would cost more than it saves)
+            text = {name: pa.array(columns[k], pa.string()) for k, name in _TEXT_PLACES}
         return cls(
             timestamp_ms=np.array(columns[3], dtype=np.int64),
             amount=np.array(columns[4], dtype=np.float64),
@@ -159,6 +162,7 @@ class TxBatch:
 # ValidTx's text fields: their columns, and their places in the tuple
 _TEXT_NAMES = ("transaction_id", "card_id", "user_id", "currency", *TEXT_FIELDS)
 _TEXT_COLUMNS = tuple(ValidTx._fields.index(name) for name in _TEXT_NAMES)
+_TEXT_PLACES = tuple(zip(_TEXT_COLUMNS, _TEXT_NAMES, strict=True))
 
 # An in-order step releases its records and an empty "late" batch: built once, not per step.
 _EMPTY_COLUMNS = {
