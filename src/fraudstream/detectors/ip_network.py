@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from fraudstream.detectors.base import I32, Detector, DetectorInput, Findings
+from fraudstream.engine.batch import FEW_ROWS
 from fraudstream.engine.state import StateTable
 
 
@@ -34,7 +35,7 @@ def _names(codes: I32, names: Sequence[str] | None) -> pa.Array:
     """The decoded name of each code; null for -1 or a code the table lacks."""
     if not names:
         return pa.nulls(len(codes), pa.string())
-    if len(codes) <= 16:  # (an authorization request's batch: cheaper than building a table)
+    if len(codes) <= FEW_ROWS:  # (cheaper than building a table)
         count = len(names)
         return pa.array([names[c] if 0 <= c < count else None for c in codes.tolist()], pa.string())
     table = pa.array([*names, None], pa.string())

@@ -20,6 +20,11 @@ from fraudstream.schema import TEXT_FIELDS, ValidTx
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+# Up to this many rows (an authorization request's batch) the per-batch steps that have a
+# plain-Python path take it: a NumPy or Arrow call costs 1-3 us whatever its length, and a
+# step makes one per column.
+FEW_ROWS = 16
+
 
 @dataclass(slots=True)
 class TxBatch:
@@ -78,7 +83,7 @@ class TxBatch:
             extras = np.empty(len(rows), dtype=object)
             extras[:] = extras_column
         n = len(rows)
-        if n <= 16:
+        if n <= FEW_ROWS:
             # An authorization request's batch: the text columns as one Arrow array, sliced
             # (each conversion has a fixed cost that dominates a batch of one).
             texts = pa.array([v for k in _TEXT_COLUMNS for v in columns[k]], pa.string())

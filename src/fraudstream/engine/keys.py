@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from fraudstream.engine.batch import FEW_ROWS
+
 MISSING = -1
 _FNV_PRIME = np.uint64(0x100000001B3)
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -263,7 +265,7 @@ class KeySpace:
         >>> KeySpace(["b", "a"]).texts(np.array([1, -1, 0], np.int32)).to_pylist()
         ['a', None, 'b']
         """
-        if len(slots) <= 16:  # (an authorization request's batch: a few decoded keys)
+        if len(slots) <= FEW_ROWS:  # (a few decoded keys)
             keys = self.keys  # each key decoded once, then kept
             return pa.array([keys[s] if s >= 0 else None for s in slots.tolist()], pa.string())
         every = self.key_array()

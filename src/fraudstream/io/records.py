@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from fraudstream.decide import TIERS, Decisions, Reasons
-from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.batch import FEW_ROWS, TxBatch
 from fraudstream.engine.pylists import python_list
 from fraudstream.schema import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
@@ -74,12 +74,6 @@ def _iso_ms_many(epoch_ms: np.ndarray[Any, Any]) -> list[str]:
         for k in np.flatnonzero(~inside).tolist():
             texts[k] = iso_ms(int(epoch_ms[k]))
     return texts
-
-
-# Up to this many rows (an authorization request's batch), a decision's dict is built value
-# by value: each numpy call over a column costs 1-3 us whatever its length, and a decision
-# has some thirty columns.
-FEW_ROWS = 16
 
 
 def _python_columns(features: dict[str, Any]) -> dict[str, list[Any]]:
