@@ -76,6 +76,7 @@ def tx_batch(
     cards: Sequence[str] | None = None,
     users: Sequence[str] | None = None,
     amounts: Sequence[float] | None = None,
+    merchants: Sequence[str | None] | None = None,
 ) -> Any:
     """A :class:`~fraudstream.engine.batch.TxBatch` of minimal records (positions 1..n).
 
@@ -90,9 +91,10 @@ def tx_batch(
     cards = cards if cards is not None else ["card"] * n
     users = users if users is not None else cards
     amounts = amounts if amounts is not None else [1.0] * n
+    merchants = merchants if merchants is not None else [None] * n
     rows = [
         ValidTx(ids[i], cards[i], users[i], int(times[i]), float(amounts[i]), "USD",
-                np.nan, np.nan, None, None, None, None, None, None, None, None)
+                np.nan, np.nan, None, merchants[i], None, None, None, None, None, None)
         for i in range(n)
     ]  # fmt: skip
     return TxBatch.from_valid(rows, np.arange(1, n + 1, dtype=np.int64), np.zeros(n))

@@ -7,9 +7,10 @@ JVMs started from the distribution apache-flink ships, the job submitted with
 - the Flink walkthrough paced at 10 records/s into a live job in processing time alerts once
   on card 3's 871.15, with the decision store, a webhook, an alert command and the lakehouse
   each holding every decision (or the alert) once;
-- a live job changes rules and a user's profile mid-stream (broadcast to every subtask),
-  then stops with a savepoint and goes on restored from it: every decision is the embedded
-  run's with the rules and profiles in force when it was decided;
+- a live job with a model and labels changes rules and a user's profile mid-stream
+  (broadcast to every subtask) while labels become known, then stops with a savepoint and
+  goes on restored from it: every decision (score, features, the model's reasons) is the
+  embedded run's with the rules and profiles in force when it was decided;
 - a live job (a watched directory: the keyed job, its lines batched in Flink SQL) stopped
   with a savepoint at parallelism 2 resumes from it at parallelism 1, and, after two more
   TaskManagers join, at parallelism 4, with decisions identical to one embedded run over all
@@ -34,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 from flink_helpers import FRAUDSTREAM, OPTIONS, OUTPUTS, Receiver, by_id, by_position, read_jsonl
+from test_model_stages import save_small_model, write_labels
 
 from fraudstream.config import ConfigError
 from fraudstream.flink.cluster import StandaloneCluster
@@ -134,13 +136,15 @@ def _unversioned(decision: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decision.items() if k != "rule_version"}
 
 
-def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
+def test_rules_change_profile_upsert_and_labels_mid_stream_decide_as_embedded(
     cluster: StandaloneCluster, tmp_path: Path
 ) -> None:
-    """A live keyed job at parallelism 2 decides the first 40 % of the stream; then a rules
-    version (velocity off) and a profile upsert (one user's decline threshold) arrive, and
-    the next 30 % follows; the job stops with a savepoint, and the rest is decided by a job
-    restored from it at parallelism 1 (the updates then come from broadcast state alone).
+    """A live keyed job at parallelism 2, with a model and labels, decides the first 40 % of
+    the stream; then a rules version (velocity off) and a profile upsert (one user's decline
+    threshold) arrive, and the next 30 % follows; the job stops with a savepoint, and the
+    rest is decided by a job restored from it at parallelism 1 (the updates then come from
+    broadcast state alone). Labels become known mid-stream (each fraud six hours after its
+    transaction), so the customers' and terminals' known frauds grow as the stream goes.
     The first part must be the embedded run's with the starting rules and profiles, the
     rest the embedded run's with the new ones (velocity's state feeds no other detector and
     a profile no state, so the two embedded runs differ only where the change does)."""
@@ -148,13 +152,26 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     cut, stop_at = len(lines) * 2 // 5, len(lines) * 7 // 10
     ids = [json.loads(line)["transaction_id"] for line in lines]
     changed_ids, restored_ids = set(ids[cut:]), set(ids[stop_at:])
+    known = [
+        (r["transaction_id"], True, r["timestamp"] + 6 * 3_600_000)
+        for r in map(json.loads, lines)
+        if r["is_fraud"]
+    ]
+    labels = write_labels(tmp_path / "labels.parquet", known)
+    model = save_small_model(tmp_path / "model")
+    modelled = ("--model", str(model), "--labels", str(labels))
     new_rules = replace_rule(RuleSet.default(), "velocity", enabled=False)
     rules_file = tmp_path / "new-rules.json"
     rules_file.write_text(json.dumps(new_rules.to_document()))
-    before = embedded_run(tmp_path, "before", lines, "--profiles", str(profiles))
+    before = embedded_run(tmp_path, "before", lines, "--profiles", str(profiles), *modelled)
     rules_only = embedded_run(
-        tmp_path, "rules-only", lines, "--profiles", str(profiles), "--rules", str(rules_file)
+        tmp_path, "rules-only", lines, "--profiles", str(profiles), "--rules", str(rules_file),
+        *modelled,
+    )  # fmt: skip
+    unlabelled = embedded_run(
+        tmp_path, "unlabelled", lines, "--profiles", str(profiles), "--model", str(model)
     )
+    assert any(unlabelled[tid] != before[tid] for tid in ids[cut:]), "labels must count"
     # the upsert: a user of the last part declines what scores above its lowest score there
     scored = [d for tid, d in rules_only.items() if tid in restored_ids and 0 < d["score"] < 0.5]
     user = Counter(d["user_id"] for d in scored).most_common(1)[0][0]
@@ -165,8 +182,9 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     new_profiles = tmp_path / "new-profiles.yaml"
     new_profiles.write_text(yaml.safe_dump(table))
     after = embedded_run(
-        tmp_path, "after", lines, "--profiles", str(new_profiles), "--rules", str(rules_file)
-    )
+        tmp_path, "after", lines, "--profiles", str(new_profiles), "--rules", str(rules_file),
+        *modelled,
+    )  # fmt: skip
     by_profile = {tid for tid in changed_ids if after[tid] != rules_only[tid]}
     assert by_profile & restored_ids, "the upsert must change decisions after the restore"
 
@@ -182,7 +200,7 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
             "--profiles", str(profiles), "--rules-updates", str(rules_dir),
             "--profiles-updates", str(profiles_dir), "--decisions", str(output),
             "--parallelism", str(parallelism), "--checkpoint-interval-ms", "1000",
-            "--checkpoint-dir", str(tmp_path / "checkpoints"), *extra,
+            "--checkpoint-dir", str(tmp_path / "checkpoints"), *modelled, *extra,
         )  # fmt: skip
 
     def decided(output: Path) -> int:
@@ -232,6 +250,9 @@ def test_rules_change_and_profile_upsert_mid_stream_decide_as_embedded(
     applied = next(entry for entry in entries if not entry["note"])
     assert applied["profile"]["user_id"] == user
     assert applied["profile"]["decline_threshold"] == threshold
+    assert all(decision["model"]["name"] == "flink-small" for decision in got.values())
+    frauds = [got[tid]["features"]["customer_known_frauds_30d"] for tid in ids[stop_at:]]
+    assert max(frauds) > 0  # labels known mid-stream reached the restored job's features
 
 
 def test_paced_walkthrough_in_processing_time_with_every_sink_on_both_taskmanagers(

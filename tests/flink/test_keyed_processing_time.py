@@ -120,7 +120,7 @@ def keyed(batch: TxBatch, size: int) -> tuple[dict[str, Any], list[int]]:
                 waiting.setdefault(u, []).append(mine)
         for u, results in waiting.items():
             values = users[u]
-            decisions, new = user_stage.process(
+            decisions, new, _ = user_stage.process(
                 results, lambda keys, v=values: [v.get(k) for k in keys], NO_WATERMARK,
                 ARRIVAL_T0_MS,
             )  # fmt: skip

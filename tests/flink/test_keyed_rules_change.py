@@ -112,7 +112,7 @@ def keyed(batch: TxBatch, size: int, start: RuleSet, after: int, new: RuleSet) -
                 )
         for u, results in waiting.items():
             users[u].catch_up(user_changes)
-            decisions, values = user_stage.process(
+            decisions, values, _ = user_stage.process(
                 results, users[u].fetch, NO_WATERMARK, ARRIVAL_T0_MS
             )
             users[u].values.update(values)

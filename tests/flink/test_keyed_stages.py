@@ -23,7 +23,7 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, TimeConfig
 from fraudstream.engine.state import StateTable
 from fraudstream.flink.key_rows import KeyRows
-from fraudstream.flink.keyed import CardStage, UserStage, late_rows, release_order
+from fraudstream.flink.keyed import CardStage, TerminalStage, UserStage, late_rows, release_order
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import (
     bucket_parts,
@@ -35,6 +35,7 @@ from fraudstream.flink.transport import (
     unpack_tx,
 )
 from fraudstream.io.records import decision_dicts, duplicate_letters
+from fraudstream.models.dataset import attach
 from fraudstream.profiles import ProfileTable
 from fraudstream.reference import IpReference
 from fraudstream.rules import RuleSet
@@ -99,8 +100,14 @@ def comparable(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["transaction_id"]: {k: v for k, v in r.items() if k not in WALL_CLOCK} for r in rows}
 
 
-def embedded(batch: TxBatch, chunk: int) -> tuple[dict[str, Any], list[int], list[int]]:
-    pipeline = Pipeline(RuleSet.default(), ProfileTable(), TIMING, IpReference.default())
+def embedded(
+    batch: TxBatch, chunk: int, ttl: int | None = None, **attached: Any
+) -> tuple[dict[str, Any], list[int], list[int]]:
+    """`fraudstream run` over the stream in micro-batches of ``chunk`` records (``ttl``: the
+    state TTL; ``attached``: the model and labels, as `run --model --labels` attaches them)."""
+    pipeline = Pipeline(RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl)
+    if attached:
+        attach(pipeline, **attached)
     decided: list[dict[str, Any]] = []
     duplicates: list[int] = []
     late: list[int] = []
@@ -141,12 +148,17 @@ def released(group: KeyGroup, watermark: int, times: Any, take: Any) -> list[Any
 
 class Downstream:
     """The card and user operators: parts buffered per key group, released in event-time
-    order as the watermark passes them; card answers cut by user key group."""
+    order as the watermark passes them; card answers cut by user key group. With a model,
+    the terminal operator between them: card answers cut by merchant key group, then by
+    user key group; customers' feature values beside the users' detector values."""
 
     def __init__(self, parts: PipelineParts) -> None:
         self.card_stage, self.user_stage = CardStage(parts), UserStage(parts)
+        self.terminal_stage = TerminalStage(parts) if parts.model is not None else None
         self.cards = [KeyGroup() for _ in range(KEY_GROUPS)]
+        self.terminals = [KeyGroup() for _ in range(KEY_GROUPS)]
         self.users = [KeyGroup() for _ in range(KEY_GROUPS)]
+        self.customers = [KeyGroup() for _ in range(KEY_GROUPS)]
         self.decided: list[dict[str, Any]] = []
         self.duplicates: list[int] = []
 
@@ -162,21 +174,53 @@ class Downstream:
                 group.values.update(values)
                 self.duplicates.extend(repeated.position.tolist())
                 assert result.tx is not None
-                for g, part in bucket_parts(result_batch(result), result.tx.user_id, GROUPS):
-                    self.users[g].pending.append(part)
-        for group in self.users:
-            ready = released(group, watermark, part_times, take_part)
+                if self.terminal_stage is None:
+                    self.send(result, self.users)
+                else:
+                    for g, part in bucket_parts(
+                        result_batch(result), result.tx.merchant_id, GROUPS
+                    ):
+                        self.terminals[g].pending.append(part)
+        if self.terminal_stage is not None:
+            for group in self.terminals:
+                ready = released(group, watermark, part_times, take_part)
+                if ready:
+                    answers = [unpack_result(part) for part in ready]
+                    answers, values = self.terminal_stage.process(answers, group.fetch)
+                    group.values.update(values)
+                    for answer in answers:
+                        self.send(answer, self.users)
+        for user_group, customers in zip(self.users, self.customers, strict=True):
+            ready = released(user_group, watermark, part_times, take_part)
             if ready:
                 answers = [unpack_result(part) for part in ready]
-                decisions, values = self.user_stage.process(answers, group.fetch, watermark, 0.0)
-                group.values.update(values)
+                decisions, values, features = self.user_stage.process(
+                    answers, user_group.fetch, watermark, 0.0, customers.fetch
+                )
+                user_group.values.update(values)
+                customers.values.update(features)
                 self.decided.extend(decision_dicts(decisions))
+
+    @staticmethod
+    def send(result: Any, users: list[KeyGroup]) -> None:
+        for g, part in bucket_parts(result_batch(result), result.tx.user_id, GROUPS):
+            users[g].pending.append(part)
 
 
 def keyed_run(
-    batch: TxBatch, chunk: int, splits: int, interleaving: list[int]
+    batch: TxBatch,
+    chunk: int,
+    splits: int,
+    interleaving: list[int],
+    model: Any = None,
+    ttl: int | None = None,
 ) -> tuple[dict[str, Any], list[int], list[int]]:
-    parts = PipelineParts(RuleSet.default(), ProfileTable(), TIMING, IpReference.default())
+    """The keyed job's dataflow (module docstring); ``model``: a ModelSpec (its labels
+    pruned as the job prunes them); ``ttl``: the state TTL."""
+    parts = PipelineParts(
+        RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl,
+        None if model is None else model.keyed(),
+    )  # fmt: skip
     downstream = Downstream(parts)
     chunks = [np.arange(s, min(s + chunk, len(batch))) for s in range(0, len(batch), chunk)]
     bounds = np.linspace(0, len(chunks), splits + 1).astype(int)

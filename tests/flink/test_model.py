@@ -2,12 +2,13 @@
 
 On a MiniCluster: an XGBoost model trained on the messy stream's own features and a label for
 every transaction, then `fraudstream run --model --labels` and `fraudstream flink run --model
---labels` at parallelism 1 and 2 give identical decisions and alerts; a job that fails once
+--labels` give identical decisions and alerts on each graph; a job that fails once
 mid-stream restarts from its checkpoint with the features continuing exactly (same
-decisions as the embedded run). Two MiniCluster runs serve every assertion: parallelism 1
-(bounded file in chunks: the fused job, the default there), and parallelism 2 (the sharded
-job: features in the sequencer, the model in the join) reading line by line with the
-test-only fault. The stages themselves: test_model_stages.py.
+decisions as the embedded run). Three MiniCluster runs serve every assertion: the keyed job
+(the default on files: terminal features by merchant key group, customer features with the
+user state, labels folded by time), the fused job, and the sharded job at parallelism 2
+(features in the sequencer, the model in the join) reading line by line with the
+test-only fault. The stages themselves: test_model_stages.py, test_keyed_model.py.
 """
 
 from __future__ import annotations
@@ -102,11 +103,13 @@ def embedded_model(
 
 
 WEIGHT = ("--model-weight", "0.9")
-# Two MiniCluster runs shared by the tests: parallelism 1 reading chunks (fused), and the
-# sharded job at parallelism 2 reading line by line with small micro-batches and the
-# test-only fault (a restart); 8 shards there (a micro-batch costs a call per shard it touches).
+# The MiniCluster runs shared by the tests: the keyed job (the default on files) and the
+# fused job reading chunks, and the sharded job at parallelism 2 reading line by line with
+# small micro-batches and the test-only fault (a restart); 8 shards there (a micro-batch
+# costs a call per shard it touches).
 RUNS = {
-    "p1": ("--parallelism", "1"),
+    "keyed": ("--parallelism", "1"),
+    "fused": ("--parallelism", "1", "--graph", "fused"),
     "p2-restarted": (
         "--parallelism", "2", "--shards", "8", "--read-lines", "--fail-once-after", "8000",
         "--batch-bytes", "100000", "--checkpoint-interval-ms", "100", "--restart-delay-ms", "200",

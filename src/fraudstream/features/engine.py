@@ -304,18 +304,26 @@ class StreamingFeatures:
         time_ms: I64,
         amount: F64,
         event_ms: I64 | None = None,
+        numbered: tuple[I64, I64] | None = None,
     ) -> dict[str, F64]:
         """The features of a batch in processing order; state updated once per record.
 
         ``time_ms`` is the decision time (event time, or arrival time in processing-time
         mode); ``event_ms`` the transaction's own time for the calendar features.
+        ``numbered`` is (each record's sequence number, when each numbered transaction is
+        known as a fraud) from a caller that tracks labels itself (the keyed Flink job, see
+        :mod:`fraudstream.features.timeline`); this object's own feed is then not read.
         """
         n = len(time_ms)
         self.customers.ensure(int(customer.max(initial=-1)) + 1)
         self.terminals.ensure(int(terminal.max(initial=-1)) + 1)
-        seq = self._sequence(transaction_id, customer, terminal)
-        if n:
-            self._take_labels(int(time_ms.max()))  # after ensure: labels may name new keys
+        if numbered is None:
+            seq = self._sequence(transaction_id, customer, terminal)
+            if n:
+                self._take_labels(int(time_ms.max()))  # after ensure: labels may name new keys
+            seq_known = self.seq_known
+        else:
+            seq, seq_known = numbered
         keys = len(self.customers.count)
         if len(self.stats) < keys:
             self.stats = np.concatenate([self.stats, np.zeros((keys - len(self.stats), 3))])
@@ -331,7 +339,7 @@ class StreamingFeatures:
         while row < n:
             c = self.customers.arrays
             row = customer_kernel(
-                row, customer, time_ms, amount, seq, self.seq_known, self.windows_ms,
+                row, customer, time_ms, amount, seq, seq_known, self.windows_ms,
                 self.customer_horizon, cfg.cap, c["time"], c["amount"], c["seq"], c["known"],
                 self.customers.count, self.customers.head, self.customers.newest,
                 self.customers.marked, self.stats,
@@ -343,7 +351,7 @@ class StreamingFeatures:
         while row < n:
             t = self.terminals.arrays
             row = terminal_kernel(
-                row, terminal, time_ms, seq, self.seq_known, self.windows_ms,
+                row, terminal, time_ms, seq, seq_known, self.windows_ms,
                 cfg.delay_days * DAY_MS, self.terminal_horizon, cfg.cap, t["time"], t["seq"],
                 t["known"], self.terminals.count, self.terminals.head, self.terminals.newest,
                 self.terminals.marked,

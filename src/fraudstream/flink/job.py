@@ -261,14 +261,17 @@ class FlinkJob:
     @property
     def keyable(self) -> bool:
         """Whether the keyed job can run this: bounded files read in chunks or a live input,
-        no model and no user rule with an aggregate (those still run fused; `when:` rules
-        without one are decided with the rest). Bounded files read line by line
-        (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
-        processing-time windows would not fire at the end of a bounded input."""
+        no user rule with an aggregate (those still run fused; `when:` rules without one are
+        decided with the rest), and a model or labels only in event time. Bounded files read line by line (``--read-lines``, ``s3://``)
+        stay on the sharded job: the live batches' processing-time windows would not fire at
+        the end of a bounded input."""
         from fraudstream.rules.user import windowed
 
         parts = self.parts
-        plain = parts.model is None and not windowed(parts.rules.enabled_user_rules())
+        modelled = parts.model is not None
+        plain = not windowed(parts.rules.enabled_user_rules()) and not (
+            modelled and parts.time.mode == "processing"
+        )
         return (self.chunked or self.live) and plain
 
     @property
@@ -286,9 +289,15 @@ class FlinkJob:
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
         if self.rules_updates and not self.keyed:
-            return "--rules-updates runs on the keyed job (--graph keyed: files, no --model)"
+            return (
+                "--rules-updates runs on the keyed job (--graph keyed: files or a live input, "
+                "--model in event time)"
+            )
         if self.profiles_updates and not self.keyed:
-            return "--profiles-updates runs on the keyed job (--graph keyed: files, no --model)"
+            return (
+                "--profiles-updates runs on the keyed job (--graph keyed: files or a live input, "
+                "--model in event time)"
+            )
         if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
             return (
                 "--time processing runs on the keyed job and the sharded job, without "
@@ -297,8 +306,8 @@ class FlinkJob:
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads local files in chunks or a live input (--monitor-interval-ms,"
-                " --kafka-servers), without --model, --labels or rules with aggregates; leave "
-                "--graph out to get the graph that can"
+                " --kafka-servers), without rules with aggregates, and --model or --labels "
+                "only in event time; leave --graph out to get the graph that can"
             )
         if self.graph == "fused" and not self.chunked:
             return (
@@ -308,8 +317,9 @@ class FlinkJob:
         return None
 
     def _build_keyed(self, env: Any) -> None:
-        """Parallel chunk source -> decode -> card key groups -> user key groups -> sinks,
-        every operator at the job's parallelism (see :mod:`fraudstream.flink.keyed`)."""
+        """Parallel chunk source -> decode -> card key groups (-> merchant key groups, with a
+        model: terminal features) -> user key groups -> sinks, every operator at the job's
+        parallelism (see :mod:`fraudstream.flink.keyed`)."""
         from pyflink.common import Duration, Types, WatermarkStrategy
         from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
@@ -318,11 +328,15 @@ class FlinkJob:
             CardDetectors,
             DecodeChunks,
             PartTime,
+            TerminalFeatures,
             UserDetectors,
         )
 
         env.set_parallelism(self.parallelism)
         wanted = self.wanted
+        parts = self.parts
+        if parts.model is not None:  # the stages fold only the labels that mark a fraud
+            parts = replace(parts, model=parts.model.keyed())
         # Records travel in parts of a chunk per shard (an int key landing in a key group of
         # its own): a Python call handles hundreds of records, not one. Per-key state lives
         # under its shard's key group; --shards fixes the most subtasks that get work.
@@ -334,7 +348,7 @@ class FlinkJob:
             lines = self._source(env)
             batches = line_batches(env, lines, self.max_parallelism, self.flush_ms)
             decoded = (
-                batches.process(DecodeLines(self.parts, keys, wanted), output_type=PICKLED)
+                batches.process(DecodeLines(parts, keys, wanted), output_type=PICKLED)
                 .name("decode")
                 .uid("fraudstream-decode")
             )
@@ -348,11 +362,11 @@ class FlinkJob:
             if not plan:  # an empty input: nothing to read (the source still needs a range)
                 numbers = numbers.filter(lambda _: False).uid("fraudstream-no-chunks")
             decoded = (
-                numbers.process(DecodeChunks(self.parts, plan, keys, wanted), output_type=PICKLED)
+                numbers.process(DecodeChunks(parts, plan, keys, wanted), output_type=PICKLED)
                 .name("decode")
                 .uid("fraudstream-decode")
             )
-        timing = self.parts.time
+        timing = parts.time
         # Processing time: the watermark runs on arrival stamps, which only increase.
         out_of_orderness = Duration.of_millis(
             0 if timing.mode == "processing" else timing.out_of_orderness_ms
@@ -368,8 +382,8 @@ class FlinkJob:
         timed = decoded.assign_timestamps_and_watermarks(
             event_time.with_timestamp_assigner(PartTime())
         ).uid("fraudstream-event-time")
-        card_function: Any = CardDetectors(self.parts, keys, wanted)
-        user_function: Any = UserDetectors(self.parts, wanted)
+        card_function: Any = CardDetectors(parts, keys, wanted)
+        user_function: Any = UserDetectors(parts, wanted)
         card_parts: Any = timed.key_by(lambda v: v[0], key_type=Types.INT())
         live_updates = bool(self.rules_updates or self.profiles_updates)
         if live_updates:  # rules versions and profiles broadcast to both (rules_broadcast)
@@ -381,15 +395,15 @@ class FlinkJob:
 
             updates = updates_broadcast(
                 env,
-                self.parts.rules,
+                parts.rules,
                 self.rules_updates,
                 self.audit_log or _beside(self.rules_updates, ".audit.jsonl"),
                 self.profiles_updates,
                 _beside(self.profiles_updates, ".audit.jsonl"),
             )
             card_parts = card_parts.connect(updates)
-            card_function = LiveCardDetectors(self.parts, keys, wanted)
-            user_function = LiveUserDetectors(self.parts, wanted)
+            card_function = LiveCardDetectors(parts, keys, wanted)
+            user_function = LiveUserDetectors(parts, wanted)
         cards = (
             card_parts.process(card_function, output_type=PICKLED)
             .name("card detectors")
@@ -397,7 +411,15 @@ class FlinkJob:
         )
         if live_updates:
             cards = self._side_outputs(cards, "card")
-        user_parts: Any = cards.key_by(lambda v: v[0], key_type=Types.INT())
+        answers = cards
+        if parts.model is not None:  # the terminals' features, by merchant key group
+            answers = (
+                cards.key_by(lambda v: v[0], key_type=Types.INT())
+                .process(TerminalFeatures(parts, keys), output_type=PICKLED)
+                .name("terminal features")
+                .uid("fraudstream-terminal-features")
+            )
+        user_parts: Any = answers.key_by(lambda v: v[0], key_type=Types.INT())
         if live_updates:
             user_parts = user_parts.connect(updates)
         users = (

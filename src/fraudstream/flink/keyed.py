@@ -33,6 +33,8 @@ from fraudstream.engine.clock import NO_WATERMARK, watermarks
 from fraudstream.engine.expiry import NEVER
 from fraudstream.engine.ids import hash_ids
 from fraudstream.engine.keys import KeySpace
+from fraudstream.features.timeline import LabelTimeline
+from fraudstream.flink.feature_rows import FeatureRows
 from fraudstream.flink.key_rows import Key, KeyRows
 from fraudstream.flink.stages import PipelineParts, StageResult, assemble, stage_result
 from fraudstream.profiles import ProfileTable
@@ -41,7 +43,7 @@ I64 = npt.NDArray[np.int64]
 Fetch = Callable[[list[str]], Sequence[bytes | None]]
 CODE_CACHE_KEYS = 1_000_000  # text codes are a cache (values keep text): cleared past this
 
-__all__ = ["CardStage", "UserStage", "late_rows", "release_order"]
+__all__ = ["CardStage", "TerminalStage", "UserStage", "late_rows", "release_order"]
 
 
 def late_rows(
@@ -211,19 +213,66 @@ class CardStage(_Stage):
         return result, duplicates, self._finish(keys, slots, clock)
 
 
+def _labels(parts: PipelineParts) -> LabelTimeline:
+    return LabelTimeline(parts.model.labels if parts.model is not None else None)
+
+
+class TerminalStage:
+    """The model's terminal features over one release of a merchant key group's records
+    (only with ``--model`` or ``--labels``: a stage between the card and user stages).
+
+    The card answers released together are decided in release order, as the embedded
+    pipeline runs its terminal rings; each answer goes on with its records' terminal
+    features added, to be cut by user key group.
+    """
+
+    def __init__(self, parts: PipelineParts) -> None:
+        self.processing = parts.time.mode == "processing"
+        self.rows = FeatureRows("terminal", _labels(parts))
+
+    def process(
+        self, cards: list[StageResult], fetch: Fetch
+    ) -> tuple[list[StageResult], dict[str, bytes]]:
+        """The answers with their terminal features, and the terminals' new state values."""
+        tx = TxBatch.concat([c.tx for c in cards if c.tx is not None])
+        order = release_order(tx, self.processing)
+        ordered = tx.take(order)
+        own = KeySpace()
+        slots = own.slots(ordered.merchant_id)
+        keys = own.keys
+        clock = ordered.arrival_ms.astype(np.int64) if self.processing else ordered.timestamp_ms
+        columns, values = self.rows.compute(list(fetch(keys)), slots, ordered, clock)
+        back = np.empty(len(order), dtype=np.int64)
+        back[order] = np.arange(len(order))  # release row of each concatenated row
+        start = 0
+        for card in cards:
+            rows = back[start : start + len(card.seq)]
+            for name, column in columns.items():
+                card.features[name] = column[rows]
+            start += len(card.seq)
+        return cards, dict(zip(keys, values, strict=True))
+
+
 class UserStage(_Stage):
     """The user-keyed detectors over one release, then the decision for each record."""
 
     def __init__(self, parts: PipelineParts) -> None:
         super().__init__(parts, "user")
-        self.full = parts.pipeline()
-        self.full.model_stage = None
+        self.full = parts.decider()  # with the model, if any, fed the features of the parts
+        self.customers = None
+        if parts.model is not None:
+            self.customers = FeatureRows("customer", _labels(parts), parts.state_ttl_ms)
 
     def process(
-        self, cards: list[StageResult], fetch: Fetch, watermark: int, now_ms: float
-    ) -> tuple[Decisions, dict[str, bytes]]:
-        """The decisions of the card answers released together (in release order), and the
-        new state values."""
+        self,
+        cards: list[StageResult],
+        fetch: Fetch,
+        watermark: int,
+        now_ms: float,
+        fetch_features: Fetch | None = None,
+    ) -> tuple[Decisions, dict[str, bytes], dict[str, bytes]]:
+        """The decisions of the card answers released together (in release order), the new
+        state values and (with a model) the customers' new feature values."""
         tx = TxBatch.concat([c.tx for c in cards if c.tx is not None])
         order = release_order(tx, self.processing)
         tx = tx.take(order)
@@ -240,10 +289,15 @@ class UserStage(_Stage):
         clock = self.clock(tx)
         decisions = pipeline.process(tx, clock, now_ms, sweep=False)
         user = stage_result("user", decisions, np.arange(len(tx), dtype=np.int64), None)
+        customers: dict[str, bytes] = {}
+        if self.customers is not None and fetch_features is not None:
+            columns, values = self.customers.compute(list(fetch_features(keys)), slots, tx, clock)
+            user.features = {**user.features, **columns}
+            customers = dict(zip(keys, values, strict=True))
         full = self.full
         full.profiles, full.users = pipeline.profiles, pipeline.users
         decided = assemble([*placed, user], full, now_ms)
-        return decided, self._finish(keys, slots, clock)
+        return decided, self._finish(keys, slots, clock), customers
 
 
 def _placed(card: StageResult, seq: I64, total: int) -> StageResult:

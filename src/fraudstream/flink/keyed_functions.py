@@ -36,7 +36,7 @@ from fraudstream.flink.functions import (
     decision_outputs,
     json_lines,
 )
-from fraudstream.flink.keyed import CardStage, UserStage, late_rows, release_order
+from fraudstream.flink.keyed import CardStage, TerminalStage, UserStage, late_rows, release_order
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import (
     bucket_parts,
@@ -54,7 +54,14 @@ from fraudstream.schema import CardTokenizer
 ROW = PICKLED  # bytes: pickling a bytes object costs a copy; a byte array converts per byte
 NO_WATERMARK = -(2**63)
 
-__all__ = ["CardDetectors", "DecodeChunks", "PartTime", "UserDetectors", "without_late"]
+__all__ = [
+    "CardDetectors",
+    "DecodeChunks",
+    "PartTime",
+    "TerminalFeatures",
+    "UserDetectors",
+    "without_late",
+]
 
 
 class DecodeChunks(ProcessFunction):  # type: ignore[misc]
@@ -151,7 +158,16 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
         self.state_ttl_ms = state_ttl_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        rows = MapStateDescriptor(f"{self.key}-state", Types.STRING(), ROW)
+        self.rows = runtime_context.get_map_state(self.per_key(f"{self.key}-state"))
+        # Waiting parts by their earliest event time: a timer reads only the entries due,
+        # never the parts of a source split that runs ahead (they may wait long).
+        self.pending = runtime_context.get_map_state(
+            MapStateDescriptor(f"{self.key}-pending", Types.LONG(), PICKLED)
+        )
+
+    def per_key(self, name: str) -> MapStateDescriptor:
+        """A ``MapState`` of one value per card, user or terminal (with the state TTL)."""
+        values = MapStateDescriptor(name, Types.STRING(), ROW)
         if self.state_ttl_ms:
             # Flink's TTL runs on processing time: it bounds storage for keys that stopped
             # coming (RocksDB: its compaction filter; the heap: full snapshots; not the heap's
@@ -171,13 +187,8 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
                 .cleanup_in_rocksdb_compact_filter(1000, "Flink's default")
                 .build()
             )
-            rows.enable_time_to_live(ttl)
-        self.rows = runtime_context.get_map_state(rows)
-        # Waiting parts by their earliest event time: a timer reads only the entries due,
-        # never the parts of a source split that runs ahead (they may wait long).
-        self.pending = runtime_context.get_map_state(
-            MapStateDescriptor(f"{self.key}-pending", Types.LONG(), PICKLED)
-        )
+            values.enable_time_to_live(ttl)
+        return values
 
     def fetch(self, keys: list[str]) -> list[bytes | None]:
         get = self.rows.get
@@ -238,7 +249,8 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
 
 class CardDetectors(_Released):
     """Card key groups: late records out, per-card duplicates out, card detectors; the
-    records with their card answers go on cut by user key group."""
+    records with their card answers go on cut by user key group (with a model: by
+    merchant key group, to the terminal features)."""
 
     def __init__(
         self,
@@ -266,7 +278,30 @@ class CardDetectors(_Released):
         decided = result.tx
         if decided is None or len(decided) == 0:
             return
-        yield from bucket_parts(result_batch(result), decided.user_id, self.user_keys)
+        by = decided.user_id if self.parts.model is None else decided.merchant_id
+        yield from bucket_parts(result_batch(result), by, self.user_keys)
+
+
+class TerminalFeatures(_Released):
+    """Merchant key groups (with ``--model`` or ``--labels``): the terminals' streaming
+    features of the records released, added to their card answers, which go on cut by user
+    key group. A terminal's state has no TTL, as in the embedded pipeline (its rings keep
+    only their horizon's entries)."""
+
+    def __init__(self, parts: PipelineParts, user_keys: tuple[int, ...]) -> None:
+        super().__init__(parts, "terminal", None)
+        self.user_keys = user_keys
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.stage = TerminalStage(self.parts)
+
+    def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
+        cards, values = self.stage.process([unpack_result(part) for part in parts], self.fetch)
+        self.store(values)
+        for card in cards:
+            assert card.tx is not None
+            yield from bucket_parts(result_batch(card), card.tx.user_id, self.user_keys)
 
 
 class UserDetectors(_Released):
@@ -280,9 +315,21 @@ class UserDetectors(_Released):
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.stage = UserStage(self.parts)
+        self.customers = None
+        if self.parts.model is not None:  # each customer's streaming features (user state)
+            self.customers = runtime_context.get_map_state(self.per_key("user-features"))
+
+    def fetch_features(self, keys: list[str]) -> list[bytes | None]:
+        get = self.customers.get  # type: ignore[union-attr]
+        return [get(key) for key in keys]
 
     def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
         cards = [unpack_result(part) for part in parts]
-        decisions, values = self.stage.process(cards, self.fetch, watermark, time.time() * 1000)
+        fetch_features = self.fetch_features if self.customers is not None else None
+        decisions, values, customers = self.stage.process(
+            cards, self.fetch, watermark, time.time() * 1000, fetch_features
+        )
         self.store(values)
+        if customers and self.customers is not None:
+            self.customers.put_all(_Pairs(customers))
         yield from decision_outputs(decisions, self.wanted)

@@ -44,6 +44,7 @@ from fraudstream.engine.keys import KeySpace
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.checkpoint import restore_features, snapshot_features
 from fraudstream.features.engine import warm_up
+from fraudstream.features.timeline import fraud_named
 from fraudstream.io.labels import LabelFeed, Labels, read_labels
 from fraudstream.models.artifact import ModelArtifact
 from fraudstream.models.stage import ModelStage
@@ -86,6 +87,12 @@ class ModelSpec:
     def lean(self) -> ModelSpec:
         """This spec without the labels (what the operators after the sequencer get)."""
         return ModelSpec(self.artifact, self.weight)
+
+    def keyed(self) -> ModelSpec:
+        """This spec with only the labels that can mark a known fraud (what the keyed job's
+        terminal and user stages fold, :class:`~fraudstream.features.timeline.LabelTimeline`)."""
+        labels = fraud_named(self.labels) if self.labels is not None else None
+        return ModelSpec(self.artifact, self.weight, labels)
 
     def stage(self) -> ModelStage:
         """The embedded model stage, fed by features that arrive with the parts."""
