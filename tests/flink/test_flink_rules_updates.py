@@ -7,8 +7,8 @@ decision must then be the embedded runtime's under the version it names: the emb
 with the starting rules for version 1, with the new rules for version 2 (velocity's state
 feeds no other detector, so the two runs differ only where velocity counts). The change is
 logged in the audit log as `fraudstream run` logs a reloaded rules file; a version that does
-not check, or holds a rule with an aggregate (a window under a key the job does not key by),
-is refused there, and the job goes on.
+not check, or aggregates in a key space the job has no window stage for (the graph holds one
+per key the starting rules aggregate by), is refused there, and the job goes on.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_a_rules_version_reaches_the_running_job(tmp_path: Path) -> None:
     applied = [entry for entry in audit if entry["after"] is not None]
     assert len(refused) == 2 and len(applied) == 1
     assert all(note.startswith("refused:") for note in refused)
-    # a device's window cannot live in a job keyed by card and user
-    assert any("shared_device has an aggregate" in note for note in refused), refused
+    # a device's window needs a stage of its own, built with the graph
+    assert any("by=device_id" in note and "no window stage" in note for note in refused), refused
     velocity = [r for r in applied[0]["after"]["rules"] if r["id"] == "velocity"]
     assert velocity and velocity[0]["enabled"] is False

@@ -1,13 +1,14 @@
 """User rules (expressions, lists, aggregates over any key, outcomes) on Flink.
 
-The fused job (parallelism 1, bounded files: the default there) runs ``fraudstream run``'s
-own pipeline, user rules included: on the messy 20,000-record stream it gives the same
-decisions, scores, reasons and tiers as the embedded run with the same rules file. Rules
-without an aggregate read only the record, its profile and its detectors' answers: the keyed
-and sharded jobs decide them where both key spaces' answers meet, at parallelism 2, as the
-embedded run does (shadow mode and forced outcomes included). They cannot hold a device's or
-a merchant's window (they key by card and user) and refuse rules with an aggregate in one
-line.
+The fused job (one operator) runs ``fraudstream run``'s own pipeline, user rules included,
+and the keyed job at parallelism 2 holds each aggregate's windows in a stage keyed by the
+aggregate's own key (a device, a card, a card and merchant pair): on the messy
+20,000-record stream both give the same decisions, scores, reasons and tiers as the embedded
+run with the same rules file. Rules without an aggregate read only the record, its profile
+and its detectors' answers: the keyed and sharded jobs decide them where both key spaces'
+answers meet, at parallelism 2, as the embedded run does (shadow mode and forced outcomes
+included). The sharded job cannot hold a device's window (it shards by card and user) and
+refuses rules with an aggregate in one line.
 """
 
 from __future__ import annotations
@@ -114,10 +115,15 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_fused_job_decides_user_rules_like_embedded(
-    stream: tuple[Path, Path], rules: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    "flink", [("--graph", "fused"), ("--graph", "keyed", "--parallelism", "2")], ids=str
+)
+def test_user_rules_with_aggregates_decide_like_embedded(
+    stream: tuple[Path, Path], rules: Path, tmp_path: Path, flink: tuple[str, ...]
 ) -> None:
-    expected = decided_alike(stream, rules, tmp_path, "--checkpoint-dir", str(tmp_path / "c"))
+    expected = decided_alike(
+        stream, rules, tmp_path, "--checkpoint-dir", str(tmp_path / "c"), *flink
+    )
     fired = {r["rule"] for d in expected.values() for r in d["reasons"]}
     assert {"shared_device", "busy_day", "night_spend", "watched_country"} <= fired, fired
 
@@ -131,4 +137,4 @@ def test_sharded_job_refuses_rules_with_aggregates(stream: tuple[Path, Path], ru
     )  # fmt: skip
     assert result.returncode == 2
     assert "shared_device has an aggregate" in result.stderr
-    assert "fused job only" in result.stderr and "Traceback" not in result.stderr
+    assert "run on the keyed job" in result.stderr and "Traceback" not in result.stderr

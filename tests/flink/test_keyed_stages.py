@@ -23,7 +23,15 @@ from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.pipeline import Pipeline, TimeConfig
 from fraudstream.engine.state import StateTable
 from fraudstream.flink.key_rows import KeyRows
-from fraudstream.flink.keyed import CardStage, TerminalStage, UserStage, late_rows, release_order
+from fraudstream.flink.keyed import (
+    AggregateStage,
+    CardStage,
+    Routes,
+    TerminalStage,
+    UserStage,
+    late_rows,
+    release_order,
+)
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import (
     bucket_parts,
@@ -101,11 +109,17 @@ def comparable(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def embedded(
-    batch: TxBatch, chunk: int, ttl: int | None = None, **attached: Any
+    batch: TxBatch,
+    chunk: int,
+    ttl: int | None = None,
+    rules: RuleSet | None = None,
+    **attached: Any,
 ) -> tuple[dict[str, Any], list[int], list[int]]:
     """`fraudstream run` over the stream in micro-batches of ``chunk`` records (``ttl``: the
     state TTL; ``attached``: the model and labels, as `run --model --labels` attaches them)."""
-    pipeline = Pipeline(RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl)
+    pipeline = Pipeline(
+        rules or RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl
+    )
     if attached:
         attach(pipeline, **attached)
     decided: list[dict[str, Any]] = []
@@ -148,16 +162,19 @@ def released(group: KeyGroup, watermark: int, times: Any, take: Any) -> list[Any
 
 class Downstream:
     """The card and user operators: parts buffered per key group, released in event-time
-    order as the watermark passes them; card answers cut by user key group. With a model,
-    the terminal operator between them: card answers cut by merchant key group, then by
-    user key group; customers' feature values beside the users' detector values."""
+    order as the watermark passes them; card answers cut by the next operator's key group.
+    Between them, as the job routes them (:class:`Routes`): with a model the terminal
+    operator (by merchant), with aggregating `when:` rules one operator per key space (by
+    its key); customers' feature values beside the users' detector values."""
 
     def __init__(self, parts: PipelineParts) -> None:
         self.card_stage, self.user_stage = CardStage(parts), UserStage(parts)
-        self.terminal_stage = TerminalStage(parts) if parts.model is not None else None
-        self.cards = [KeyGroup() for _ in range(KEY_GROUPS)]
-        self.terminals = [KeyGroup() for _ in range(KEY_GROUPS)]
-        self.users = [KeyGroup() for _ in range(KEY_GROUPS)]
+        self.routes = Routes(parts)
+        self.middle: dict[str, Any] = {
+            hop: TerminalStage(parts) if hop == "terminal" else AggregateStage(parts, hop)
+            for hop in self.routes.hops[:-1]
+        }
+        self.groups = {hop: [KeyGroup() for _ in GROUPS] for hop in ["card", *self.routes.hops]}
         self.customers = [KeyGroup() for _ in range(KEY_GROUPS)]
         self.decided: list[dict[str, Any]] = []
         self.duplicates: list[int] = []
@@ -165,7 +182,7 @@ class Downstream:
     # Parts travel as the job sends them: bytes (fraudstream.flink.transport), cut by key
     # group, cut again where the watermark splits them.
     def advance(self, watermark: int) -> None:
-        for group in self.cards:
+        for group in self.groups["card"]:
             ready = released(group, watermark, part_times, take_part)
             if ready:
                 tx = TxBatch.concat([unpack_tx(part) for part in ready])
@@ -173,24 +190,20 @@ class Downstream:
                 result, repeated, values = self.card_stage.process(tx, group.fetch, watermark, 0.0)
                 group.values.update(values)
                 self.duplicates.extend(repeated.position.tolist())
-                assert result.tx is not None
-                if self.terminal_stage is None:
-                    self.send(result, self.users)
-                else:
-                    for g, part in bucket_parts(
-                        result_batch(result), result.tx.merchant_id, GROUPS
-                    ):
-                        self.terminals[g].pending.append(part)
-        if self.terminal_stage is not None:
-            for group in self.terminals:
+                self.send("card", result)
+        for hop, stage in self.middle.items():
+            for group in self.groups[hop]:
                 ready = released(group, watermark, part_times, take_part)
                 if ready:
                     answers = [unpack_result(part) for part in ready]
-                    answers, values = self.terminal_stage.process(answers, group.fetch)
+                    if hop == "terminal":
+                        answers, values = stage.process(answers, group.fetch)
+                    else:
+                        answers, values = stage.process(answers, group.fetch, watermark)
                     group.values.update(values)
                     for answer in answers:
-                        self.send(answer, self.users)
-        for user_group, customers in zip(self.users, self.customers, strict=True):
+                        self.send(hop, answer)
+        for user_group, customers in zip(self.groups["user"], self.customers, strict=True):
             ready = released(user_group, watermark, part_times, take_part)
             if ready:
                 answers = [unpack_result(part) for part in ready]
@@ -201,10 +214,11 @@ class Downstream:
                 customers.values.update(features)
                 self.decided.extend(decision_dicts(decisions))
 
-    @staticmethod
-    def send(result: Any, users: list[KeyGroup]) -> None:
-        for g, part in bucket_parts(result_batch(result), result.tx.user_id, GROUPS):
-            users[g].pending.append(part)
+    def send(self, hop: str, result: Any) -> None:
+        after = self.routes.after(hop)
+        column = self.routes.column(after, result.tx)
+        for g, part in bucket_parts(result_batch(result), column, GROUPS):
+            self.groups[after][g].pending.append(part)
 
 
 def keyed_run(
@@ -214,11 +228,12 @@ def keyed_run(
     interleaving: list[int],
     model: Any = None,
     ttl: int | None = None,
+    rules: RuleSet | None = None,
 ) -> tuple[dict[str, Any], list[int], list[int]]:
     """The keyed job's dataflow (module docstring); ``model``: a ModelSpec (its labels
-    pruned as the job prunes them); ``ttl``: the state TTL."""
+    pruned as the job prunes them); ``ttl``: the state TTL; ``rules``: not the default."""
     parts = PipelineParts(
-        RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl,
+        rules or RuleSet.default(), ProfileTable(), TIMING, IpReference.default(), ttl,
         None if model is None else model.keyed(),
     )  # fmt: skip
     downstream = Downstream(parts)
@@ -236,7 +251,7 @@ def keyed_run(
         tx = tx.take(np.flatnonzero(~mask))
         latest[split] = after
         for g, part in bucket_parts(tx_batch(tx), tx.card_id, GROUPS):
-            downstream.cards[g].pending.append(part)
+            downstream.groups["card"][g].pending.append(part)
         running = [
             latest[s] - OUT_OF_ORDERNESS - 1 if latest[s] is not None else -END
             for s in range(splits)

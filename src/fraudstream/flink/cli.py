@@ -327,7 +327,7 @@ def run(
         typer.Option(
             rich_help_panel="Cluster",
             help="keyed: parallel decode, card and user key groups with per-key state (files "
-            "in chunks and live inputs, no model or rules with aggregates); fused: one operator; "
+            "in chunks and live inputs; a model in event time); fused: one operator; "
             "sharded: sequencer and shards. Default: keyed where it can run, else fused at "
             "parallelism 1 on files, else sharded.",
             show_default=False,
@@ -492,11 +492,11 @@ def run(
     from fraudstream.rules.user import windowed
 
     with_windows = windowed(parts.rules.enabled_user_rules())
-    if with_windows and not job.fused:
+    if with_windows and not (job.fused or job.keyed):
         _fail(
-            f"rule {with_windows[0]} has an aggregate: rules with aggregates run in the fused "
-            "job only (--graph fused, files) for now; the keyed and sharded jobs key by card "
-            "and user, and a device's or merchant's window needs all its records in one place"
+            f"rule {with_windows[0]} has an aggregate: rules with aggregates run on the keyed "
+            "job (files in chunks or a live input) and the fused job, not on the sharded job "
+            "(--read-lines, s3://), which keys by card and user shards only"
         )
     if explain:
         try:

@@ -169,8 +169,13 @@ class FeatureRows:
             part = slice(start, stop)
             pieces.append(
                 features.compute(
-                    piece.transaction_id, customer[part], terminal[part], clock[part],
-                    piece.amount, piece.timestamp_ms, numbered=(seq[part], known),
+                    piece.transaction_id,
+                    customer[part],
+                    terminal[part],
+                    clock[part],
+                    piece.amount,
+                    piece.timestamp_ms,
+                    numbered=(seq[part], known),
                 )  # fmt: skip
             )
         if len(pieces) == 1:

@@ -261,17 +261,11 @@ class FlinkJob:
     @property
     def keyable(self) -> bool:
         """Whether the keyed job can run this: bounded files read in chunks or a live input,
-        no user rule with an aggregate (those still run fused; `when:` rules without one are
-        decided with the rest), and a model or labels only in event time. Bounded files read line by line (``--read-lines``, ``s3://``)
-        stay on the sharded job: the live batches' processing-time windows would not fire at
-        the end of a bounded input."""
-        from fraudstream.rules.user import windowed
-
+        and a model or labels only in event time. Bounded files read line by line
+        (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
+        processing-time windows would not fire at the end of a bounded input."""
         parts = self.parts
-        modelled = parts.model is not None
-        plain = not windowed(parts.rules.enabled_user_rules()) and not (
-            modelled and parts.time.mode == "processing"
-        )
+        plain = not (parts.model is not None and parts.time.mode == "processing")
         return (self.chunked or self.live) and plain
 
     @property
@@ -306,8 +300,8 @@ class FlinkJob:
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads local files in chunks or a live input (--monitor-interval-ms,"
-                " --kafka-servers), without rules with aggregates, and --model or --labels "
-                "only in event time; leave --graph out to get the graph that can"
+                " --kafka-servers), and --model or --labels only in event time; leave --graph "
+                "out to get the graph that can"
             )
         if self.graph == "fused" and not self.chunked:
             return (
@@ -318,18 +312,22 @@ class FlinkJob:
 
     def _build_keyed(self, env: Any) -> None:
         """Parallel chunk source -> decode -> card key groups (-> merchant key groups, with a
-        model: terminal features) -> user key groups -> sinks, every operator at the job's
+        model: terminal features; -> each aggregate key space's key groups, with `when:`
+        rules that aggregate) -> user key groups -> sinks, every operator at the job's
         parallelism (see :mod:`fraudstream.flink.keyed`)."""
         from pyflink.common import Duration, Types, WatermarkStrategy
         from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
         from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
+        from fraudstream.flink.keyed import Routes
         from fraudstream.flink.keyed_functions import (
+            AggregateWindows,
             CardDetectors,
             DecodeChunks,
             PartTime,
             TerminalFeatures,
             UserDetectors,
+            window_state,
         )
 
         env.set_parallelism(self.parallelism)
@@ -412,12 +410,18 @@ class FlinkJob:
         if live_updates:
             cards = self._side_outputs(cards, "card")
         answers = cards
-        if parts.model is not None:  # the terminals' features, by merchant key group
+        for hop in Routes(parts).hops[:-1]:  # terminal features, aggregate windows: in order
+            function: Any
+            if hop == "terminal":  # the terminals' features, by merchant key group
+                function, name, uid = TerminalFeatures(parts, keys), "terminal features", hop
+            else:  # the `when:` rules' aggregates by one key, by that key's key group
+                function = AggregateWindows(parts, hop, keys)
+                name, uid = f"aggregates {hop}", window_state(hop)
             answers = (
-                cards.key_by(lambda v: v[0], key_type=Types.INT())
-                .process(TerminalFeatures(parts, keys), output_type=PICKLED)
-                .name("terminal features")
-                .uid("fraudstream-terminal-features")
+                answers.key_by(lambda v: v[0], key_type=Types.INT())
+                .process(function, output_type=PICKLED)
+                .name(name)
+                .uid(f"fraudstream-{uid}")
             )
         user_parts: Any = answers.key_by(lambda v: v[0], key_type=Types.INT())
         if live_updates:

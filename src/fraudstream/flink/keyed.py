@@ -34,6 +34,7 @@ from fraudstream.engine.expiry import NEVER
 from fraudstream.engine.ids import hash_ids
 from fraudstream.engine.keys import KeySpace
 from fraudstream.features.timeline import LabelTimeline
+from fraudstream.flink.aggregate_rows import AGGREGATE, KeyWindows, window_keys
 from fraudstream.flink.feature_rows import FeatureRows
 from fraudstream.flink.key_rows import Key, KeyRows
 from fraudstream.flink.stages import PipelineParts, StageResult, assemble, stage_result
@@ -43,7 +44,15 @@ I64 = npt.NDArray[np.int64]
 Fetch = Callable[[list[str]], Sequence[bytes | None]]
 CODE_CACHE_KEYS = 1_000_000  # text codes are a cache (values keep text): cleared past this
 
-__all__ = ["CardStage", "TerminalStage", "UserStage", "late_rows", "release_order"]
+__all__ = [
+    "AggregateStage",
+    "CardStage",
+    "Routes",
+    "TerminalStage",
+    "UserStage",
+    "late_rows",
+    "release_order",
+]
 
 
 def late_rows(
@@ -217,13 +226,53 @@ def _labels(parts: PipelineParts) -> LabelTimeline:
     return LabelTimeline(parts.model.labels if parts.model is not None else None)
 
 
+class Routes:
+    """The keyed operators a card answer crosses after the card stage, and the key column
+    each is keyed by: ``terminal`` (with a model or labels: the merchant), one per key the
+    `when:` rules aggregate by (``by=device_id``: the aggregates with that ``by``), then
+    ``user``."""
+
+    def __init__(self, parts: PipelineParts) -> None:
+        windows = window_keys(parts.rules)
+        self.hops = (["terminal"] if parts.model is not None else []) + [*windows, "user"]
+        lateness = parts.time.allowed_lateness_ms
+        self.aggregates = {
+            hop: KeyWindows(parts.rules, spaces, lateness) for hop, spaces in windows.items()
+        }
+
+    def after(self, hop: str) -> str:
+        """The hop after ``hop`` (``card``: the first)."""
+        return self.hops[0] if hop == "card" else self.hops[self.hops.index(hop) + 1]
+
+    def column(self, hop: str, tx: TxBatch) -> pa.Array:
+        """The key each record has in operator ``hop`` (its key group's key)."""
+        if hop == "user":
+            return tx.user_id
+        if hop == "terminal":
+            return tx.merchant_id
+        return self.aggregates[hop].keys(tx, tx.timestamp_ms)
+
+
+def _add_columns(cards: list[StageResult], order: I64, columns: dict[str, Any]) -> None:
+    """Adds columns computed over the answers' records in release order (``order``: the
+    concatenated row of each release row) to each answer, at its own rows."""
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order))  # release row of each concatenated row
+    start = 0
+    for card in cards:
+        rows = back[start : start + len(card.seq)]
+        for name, column in columns.items():
+            card.features[name] = column[rows]
+        start += len(card.seq)
+
+
 class TerminalStage:
     """The model's terminal features over one release of a merchant key group's records
     (only with ``--model`` or ``--labels``: a stage between the card and user stages).
 
     The card answers released together are decided in release order, as the embedded
     pipeline runs its terminal rings; each answer goes on with its records' terminal
-    features added, to be cut by user key group.
+    features added.
     """
 
     def __init__(self, parts: PipelineParts) -> None:
@@ -242,15 +291,37 @@ class TerminalStage:
         keys = own.keys
         clock = ordered.arrival_ms.astype(np.int64) if self.processing else ordered.timestamp_ms
         columns, values = self.rows.compute(list(fetch(keys)), slots, ordered, clock)
-        back = np.empty(len(order), dtype=np.int64)
-        back[order] = np.arange(len(order))  # release row of each concatenated row
-        start = 0
-        for card in cards:
-            rows = back[start : start + len(card.seq)]
-            for name, column in columns.items():
-                card.features[name] = column[rows]
-            start += len(card.seq)
+        _add_columns(cards, order, columns)
         return cards, dict(zip(keys, values, strict=True))
+
+
+class AggregateStage:
+    """The aggregates of the `when:` rules by one key (``hop``: ``by=device_id``) over one
+    release of its key group's records (a device's, a merchant's, any key's windows in one
+    place): each answer goes on with its records' aggregates (every kind of every key space
+    of the key) added, for the user stage's rules."""
+
+    def __init__(self, parts: PipelineParts, hop: str) -> None:
+        self.processing = parts.time.mode == "processing"
+        self.hop = hop
+        spaces = window_keys(parts.rules)[hop]
+        self.rows = KeyWindows(parts.rules, spaces, parts.time.allowed_lateness_ms)
+
+    def process(
+        self, cards: list[StageResult], fetch: Fetch, watermark: int
+    ) -> tuple[list[StageResult], dict[str, bytes]]:
+        """The answers with their aggregates, and the keys' new window values."""
+        tx = TxBatch.concat([c.tx for c in cards if c.tx is not None])
+        order = release_order(tx, self.processing)
+        ordered = tx.take(order)
+        clock = ordered.arrival_ms.astype(np.int64) if self.processing else ordered.timestamp_ms
+        keys = self.rows.keys(ordered, clock)
+        own = KeySpace()
+        own.slots(keys)  # the keys in order of first appearance, as the rows number them
+        names = list(own.keys)
+        columns, values = self.rows.compute(list(fetch(names)), keys, ordered, clock, watermark)
+        _add_columns(cards, order, {AGGREGATE + k: v for k, v in columns.items()})
+        return cards, dict(zip(names, values, strict=True))
 
 
 class UserStage(_Stage):

@@ -36,7 +36,15 @@ from fraudstream.flink.functions import (
     decision_outputs,
     json_lines,
 )
-from fraudstream.flink.keyed import CardStage, TerminalStage, UserStage, late_rows, release_order
+from fraudstream.flink.keyed import (
+    AggregateStage,
+    CardStage,
+    Routes,
+    TerminalStage,
+    UserStage,
+    late_rows,
+    release_order,
+)
 from fraudstream.flink.stages import PipelineParts
 from fraudstream.flink.transport import (
     bucket_parts,
@@ -55,6 +63,7 @@ ROW = PICKLED  # bytes: pickling a bytes object costs a copy; a byte array conve
 NO_WATERMARK = -(2**63)
 
 __all__ = [
+    "AggregateWindows",
     "CardDetectors",
     "DecodeChunks",
     "PartTime",
@@ -249,8 +258,8 @@ class _Released(KeyedProcessFunction):  # type: ignore[misc]
 
 class CardDetectors(_Released):
     """Card key groups: late records out, per-card duplicates out, card detectors; the
-    records with their card answers go on cut by user key group (with a model: by
-    merchant key group, to the terminal features)."""
+    records with their card answers go on cut by the next operator's key group (the user
+    stage, or first the terminal features and the aggregate windows: :class:`Routes`)."""
 
     def __init__(
         self,
@@ -265,6 +274,7 @@ class CardDetectors(_Released):
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.stage = CardStage(self.parts)
+        self.routes = Routes(self.parts)
 
     def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
         tx = TxBatch.concat([unpack_tx(part) for part in parts])
@@ -278,30 +288,69 @@ class CardDetectors(_Released):
         decided = result.tx
         if decided is None or len(decided) == 0:
             return
-        by = decided.user_id if self.parts.model is None else decided.merchant_id
+        by = self.routes.column(self.routes.after("card"), decided)
         yield from bucket_parts(result_batch(result), by, self.user_keys)
 
 
 class TerminalFeatures(_Released):
     """Merchant key groups (with ``--model`` or ``--labels``): the terminals' streaming
-    features of the records released, added to their card answers, which go on cut by user
-    key group. A terminal's state has no TTL, as in the embedded pipeline (its rings keep
-    only their horizon's entries)."""
+    features of the records released, added to their card answers, which go on cut by the
+    next operator's key group. A terminal's state has no TTL, as in the embedded pipeline
+    (its rings keep only their horizon's entries)."""
 
-    def __init__(self, parts: PipelineParts, user_keys: tuple[int, ...]) -> None:
+    def __init__(self, parts: PipelineParts, keys: tuple[int, ...]) -> None:
         super().__init__(parts, "terminal", None)
-        self.user_keys = user_keys
+        self.keys = keys
 
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.stage = TerminalStage(self.parts)
+        self.routes = Routes(self.parts)
 
     def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
         cards, values = self.stage.process([unpack_result(part) for part in parts], self.fetch)
         self.store(values)
-        for card in cards:
-            assert card.tx is not None
-            yield from bucket_parts(result_batch(card), card.tx.user_id, self.user_keys)
+        yield from _forward(cards, self.routes, "terminal", self.keys)
+
+
+class AggregateWindows(_Released):
+    """The key groups of one key the `when:` rules aggregate by (``hop``: ``by=device_id``):
+    each key's window events one ``MapState`` value, the release's aggregates added to the
+    card answers, which go on cut by the next operator's key group."""
+
+    def __init__(self, parts: PipelineParts, hop: str, keys: tuple[int, ...]) -> None:
+        super().__init__(parts, window_state(hop), parts.state_ttl_ms)
+        self.hop = hop
+        self.keys = keys
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self.stage = AggregateStage(self.parts, self.hop)
+        self.routes = Routes(self.parts)
+
+    def release(self, parts: list[bytes], watermark: int) -> Iterator[Any]:
+        cards = [unpack_result(part) for part in parts]
+        cards, values = self.stage.process(cards, self.fetch, watermark)
+        self.store(values)
+        yield from _forward(cards, self.routes, self.hop, self.keys)
+
+
+def window_state(hop: str) -> str:
+    """A stable, plain name for an aggregate stage's state and operator uid.
+
+    >>> window_state("by=device_id")
+    'window-device_id'
+    >>> window_state("by=card_id,merchant_id")
+    'window-card_id-merchant_id'
+    """
+    return "window-" + hop.removeprefix("by=").replace(",", "-")
+
+
+def _forward(cards: list[Any], routes: Routes, hop: str, keys: tuple[int, ...]) -> Iterator[Any]:
+    after = routes.after(hop)
+    for card in cards:
+        assert card.tx is not None
+        yield from bucket_parts(result_batch(card), routes.column(after, card.tx), keys)
 
 
 class UserDetectors(_Released):

@@ -47,13 +47,13 @@ from pyflink.datastream.state import (
 )
 
 from fraudstream.config import ConfigError
+from fraudstream.flink.aggregate_rows import key_spaces
 from fraudstream.flink.functions import OUTPUT_TAGS, PICKLED
 from fraudstream.flink.keyed_functions import CardDetectors, UserDetectors
 from fraudstream.flink.profile_updates import PROFILE
 from fraudstream.flink.rules_live import ValueMigration, switch_rules
 from fraudstream.flink.uris import to_uri
 from fraudstream.rules import AuditLog, RuleSet
-from fraudstream.rules.user import windowed
 
 RULES_STATE = MapStateDescriptor("rules-versions", Types.INT(), PICKLED)
 PROFILES_STATE = MapStateDescriptor("profiles", Types.STRING(), PICKLED)
@@ -148,9 +148,16 @@ class RulesVersions(KeyedProcessFunction):  # type: ignore[misc]
         except (ConfigError, ValueError, TypeError, RecursionError) as exc:
             self.audit.record(WHO, self.directory, before, None, f"refused: {exc}")
             return
-        held = windowed(rules.enabled_user_rules())
-        if held:  # window state under a key this job does not key by
-            reason = f"rule {held[0]} has an aggregate: aggregates run in the fused job only"
+        # An aggregate reads the window stage of its key space: the job has one for each key
+        # space of its starting rules, built with the graph.
+        built = set(key_spaces(self.start))
+        missing = [space for space in key_spaces(rules) if space not in built]
+        if missing:
+            reason = (
+                f"aggregate key space {missing[0]} has no window stage in this job (the job "
+                "builds one per key space of its starting rules): restart the job with these "
+                "rules"
+            )
             self.audit.record(WHO, self.directory, before, None, f"refused: {reason}")
             return
         if rules == before:

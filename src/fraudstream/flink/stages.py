@@ -31,6 +31,7 @@ from fraudstream.detectors import RULE_FAMILY
 from fraudstream.engine.batch import TxBatch
 from fraudstream.engine.keys import string_buffers
 from fraudstream.engine.pipeline import TIMER_SWEEP_MS, Pipeline, TimeConfig
+from fraudstream.flink.aggregate_rows import AGGREGATE
 from fraudstream.flink.model import BatchKeys, SequencedFeatures, take_rows
 from fraudstream.io.decode import DeadLetter, Decoder, ParsedBlock
 from fraudstream.io.limits import RecordLimits
@@ -384,13 +385,22 @@ def assemble(results: list[StageResult], full: Pipeline, now_ms: float) -> Decis
                 have_rows, have_texts = messages.get(rule, (np.empty(0, np.int64), []))
                 messages[rule] = (np.concatenate([have_rows, rows]), have_texts + texts)
     users = full.users.slots(tx.user_id)
-    user_rules = full.user_rules  # `when:` rules (no aggregates: refused outside fused)
+    # aggregates the keyed job's aggregate stages computed (its `when:` rules read them)
+    shipped = {
+        name[len(AGGREGATE) :]: features.pop(name)
+        for name in list(features)
+        if name.startswith(AGGREGATE)
+    }
+    user_rules = full.user_rules  # `when:` rules
     found = None
     if user_rules is not None:  # as Decider.decide: over every detector's answers
         processing = full.time.mode == "processing"
         clock = tx.arrival_ms.astype(np.int64) if processing else tx.timestamp_ms
         view = RuleInput(tx, clock, full.profile_reader(users), features, fired)
-        user_rules.step_aggregates(view)
+        if shipped:
+            user_rules.read_aggregates(view, shipped)
+        else:  # none: no aggregates (the sharded job refuses them)
+            user_rules.step_aggregates(view)
         found = user_rules.evaluate(view)
         fired.update(found.fired)
     ordered: dict[str, tuple[I64, list[str]]] = {}

@@ -32,7 +32,14 @@ from fraudstream.rules.parse import Aggregate, Node, parse
 from fraudstream.rules.ruleset import UserRule
 
 Bools = npt.NDArray[np.bool_]
-__all__ = ["OUTCOME_TIER", "UserFindings", "UserRules", "aggregates_of", "windowed"]
+__all__ = [
+    "OUTCOME_TIER",
+    "UserFindings",
+    "UserRules",
+    "aggregates_of",
+    "key_part",
+    "windowed",
+]
 
 OUTCOME_TIER = {"review": 1, "approve": 0, "decline": 2}
 # Applied in this order, each overriding the one before: decline beats approve beats review.
@@ -142,17 +149,36 @@ class UserRules:
                 keys = batch.slots[node.by[0]]
                 batch.keys[name] = batch.column(node.by[0])  # for the reasons' texts
             else:
-                keys = batch.keys[name] = key_column([_key_part(batch, f) for f in node.by])
-            value = None
-            distinct = None
-            if node.kind == "distinct_count":
-                assert node.field is not None
-                distinct = _key_part(batch, node.field)
-            elif node.field is not None:
-                value = batch.column(node.field)
+                keys = batch.keys[name] = self.key_of(name, batch)
+            value, distinct = self.inputs_of(name, batch)
             totals = store.step(keys, batch.time_ms, value, distinct)
             for kind in self.kinds[name]:
                 batch.aggregates[(name, kind)] = totals.result(kind)
+
+    def key_of(self, name: str, batch: RuleInput) -> pa.Array:
+        """Each row's key in key space ``name`` (text; null where a key field is)."""
+        return key_column([key_part(batch, f) for f in self.aggregates[name].by])
+
+    def inputs_of(self, name: str, batch: RuleInput) -> tuple[Any, pa.Array | None]:
+        """What key space ``name`` aggregates per row: (numbers, distinct values), either
+        or both None (a count reads neither)."""
+        node = self.aggregates[name]
+        if node.kind == "distinct_count":
+            assert node.field is not None
+            return None, key_part(batch, node.field)
+        if node.field is not None:
+            return batch.column(node.field), None
+        return None, None
+
+    def read_aggregates(self, batch: RuleInput, columns: dict[str, Any]) -> None:
+        """Stores aggregates computed elsewhere (the keyed Flink job's aggregate stages:
+        ``columns["<key space>:<kind>"]``) in ``batch``, as :meth:`step_aggregates` would."""
+        for name in self.aggregates:
+            batch.keys[name] = self.key_of(name, batch)
+            for kind in self.kinds[name]:
+                batch.aggregates[(name, kind)] = np.asarray(
+                    columns[f"{name}:{kind}"], dtype=np.float64
+                )
 
     def evaluate(self, batch: RuleInput) -> UserFindings:
         """Every rule over the batch (after :meth:`step_aggregates`)."""
@@ -200,7 +226,7 @@ class UserRules:
                 store.restore(own)
 
 
-def _key_part(batch: RuleInput, name: str) -> pa.Array:
+def key_part(batch: RuleInput, name: str) -> pa.Array:
     """A key field as text (numbers: null where missing)."""
     value = batch.column(name)
     if TX_FIELDS.get(name) == "number":
