@@ -115,7 +115,7 @@ def live_run(
                 continue
             valve.record(subtask)
             if part_bytes is not None:
-                downstream.cards[tag].pending.append(part_bytes)
+                downstream.groups["card"][tag].pending.append(part_bytes)
             # Flink's bounded-out-of-orderness generator over the times the batches carry
             valve.watermark(subtask, carried - OUT_OF_ORDERNESS - 1)
         downstream.advance(valve.output)
