@@ -4,7 +4,9 @@
 
 On one seeded JSON-lines workload (benchmarks/data/), every standard detector, decisions
 written: ``fraudstream flink run --target local`` (thread mode): the fused job at
-parallelism 1 and the sharded job at 1 and 2, each without and with ``--model`` (the
+parallelism 1, the keyed job (the default: terminal features by merchant key group,
+customer features with the user state) at 1 and 2, and the sharded job at 2, each without
+and with ``--model`` (the
 in-loop XGBoost of benchmarks/model_throughput.py: 30 trees of depth 5 trained on the
 handbook simulation's features; made there once), and ``fraudstream run`` without and with
 the same model. Flink start-up is measured with a 1,000-record run and subtracted (the
@@ -38,12 +40,12 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def flink(path: Path, out: Path, parallelism: int, model: list[str], fuse: bool) -> list[str]:
-    """`fraudstream flink run --target local` (sharded or fused) writing decisions."""
+def flink(path: Path, out: Path, parallelism: int, model: list[str], graph: str) -> list[str]:
+    """`fraudstream flink run --target local --graph GRAPH` writing decisions."""
     return [
         FRAUDSTREAM, "flink", "run", "--input", str(path), "--decisions", str(out / "decisions"),
         "--checkpoint-dir", str(out / "chk"), "--parallelism", str(parallelism),
-        "--graph", "fused" if fuse else "sharded", "--target", "local", "--quiet", *model,
+        "--graph", graph, "--target", "local", "--quiet", *model,
     ]  # fmt: skip
 
 
@@ -73,11 +75,10 @@ def main() -> None:
             target.mkdir()
             return target
 
-        plans: list[tuple[str, Any]] = [("flink fused p1", lambda p, o, m: flink(p, o, 1, m, True))]
-        for parallelism in (1, 2):
-            plans.append(
-                (f"flink p{parallelism}", lambda p, o, m, n=parallelism: flink(p, o, n, m, False))
-            )
+        plans: list[tuple[str, Any]] = [
+            (f"flink {graph} p{n}", lambda p, o, m, g=graph, n=n: flink(p, o, n, m, g))
+            for graph, n in (("fused", 1), ("keyed", 1), ("keyed", 2), ("sharded", 2))
+        ]
         plans.append(("embedded", embedded))
         for name, command in plans:
             for with_model in (False, True):

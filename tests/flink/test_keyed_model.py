@@ -21,17 +21,36 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_keyed_processing_time import (
+    ARRIVAL_T0_MS,
+    KEY_GROUPS,
+    NO_WATERMARK,
+    PROCESSING,
+    chunks,
+)
+from test_keyed_processing_time import comparable as processing_comparable
+from test_keyed_processing_time import decode as processing_decode
+from test_keyed_processing_time import stream as processing_stream
 from test_keyed_stages import decode, embedded, keyed_run, records
 from test_model_stages import save_small_model, write_labels
 
 from fraudstream.engine.ids import hash_ids
 from fraudstream.engine.keys import KeySpace
+from fraudstream.engine.pipeline import Pipeline
 from fraudstream.features import StreamingFeatures
 from fraudstream.features.kernels import NEVER, mark_known
 from fraudstream.features.timeline import LabelTimeline
 from fraudstream.flink.feature_rows import FeatureRows
+from fraudstream.flink.keyed import CardStage, TerminalStage, UserStage, release_order
 from fraudstream.flink.model import ModelSpec
+from fraudstream.flink.stages import PipelineParts, shard_of
+from fraudstream.flink.transport import pack_result, take_part, unpack_result
 from fraudstream.io.labels import LabelFeed, Labels, read_labels
+from fraudstream.io.records import decision_dicts
+from fraudstream.models.dataset import attach
+from fraudstream.profiles import ProfileTable
+from fraudstream.reference import IpReference
+from fraudstream.rules import RuleSet
 from fraudstream.simulate.handbook import HandbookConfig, handbook_labels, handbook_table
 from fraudstream.testing import tx_batch
 
@@ -184,3 +203,83 @@ def test_feature_rings_carried_as_values_over_80_days_of_the_handbook(tmp_path: 
     assert len(values["terminal"]) == len(set(merchants.to_pylist()))
     assert reference.customers.width >= 64 and reference.customers.head.sum() > 1_000
     assert reference.labels_applied > 0
+
+
+def processing_keyed(batch: Any, size: int, spec: ModelSpec) -> dict[str, Any]:
+    """The keyed job in processing time with a model (as test_keyed_processing_time's
+    ``keyed``, plus the terminal operator): the arrival watermark passes one chunk at a time,
+    so each key group of each operator gets the chunk's parts together."""
+    parts = PipelineParts(
+        RuleSet.default(), ProfileTable(), PROCESSING, IpReference.default(), None, spec.keyed()
+    )
+    cards, terminals, users, customers = ({} for _ in range(4))
+    card_stage, terminal_stage, user_stage = (
+        CardStage(parts), TerminalStage(parts), UserStage(parts)
+    )  # fmt: skip
+
+    def fetch(values: dict[str, bytes]) -> Any:
+        return lambda keys: [values.get(k) for k in keys]
+
+    def cut(results: list[Any], column: Any) -> dict[int, list[Any]]:
+        out: dict[int, list[Any]] = {}
+        for result in results:
+            groups = shard_of(column(result.tx), KEY_GROUPS)
+            for g in np.unique(groups).tolist():
+                rows = np.flatnonzero(groups == g)
+                out.setdefault(g, []).append(unpack_result(take_part(pack_result(result), rows)))
+        return out
+
+    decided = []
+    for part in chunks(batch, size):
+        answers = []
+        to_card = shard_of(part.card_id, KEY_GROUPS)
+        for g in np.unique(to_card).tolist():
+            tx = part.take(np.flatnonzero(to_card == g))
+            tx = tx.take(release_order(tx, processing=True))
+            values = cards.setdefault(g, {})
+            result, _, new = card_stage.process(tx, fetch(values), NO_WATERMARK, ARRIVAL_T0_MS)
+            values.update(new)
+            answers.append(result)
+        featured = []
+        for g, results in cut(answers, lambda tx: tx.merchant_id).items():
+            values = terminals.setdefault(g, {})
+            results, new = terminal_stage.process(results, fetch(values))
+            values.update(new)
+            featured.extend(results)
+        for g, results in cut(featured, lambda tx: tx.user_id).items():
+            values, features = users.setdefault(g, {}), customers.setdefault(g, {})
+            decisions, new, new_features = user_stage.process(
+                results, fetch(values), NO_WATERMARK, ARRIVAL_T0_MS, fetch(features)
+            )
+            values.update(new)
+            features.update(new_features)
+            decided.extend(decision_dicts(decisions))
+    return processing_comparable(decided)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), size=st.sampled_from([1, 13, 64, 500]))
+def test_keyed_stages_with_a_model_in_processing_time_decide_as_embedded(
+    small_model: Path, tmp_path_factory: pytest.TempPathFactory, seed: int, size: int
+) -> None:
+    """Processing time: arrival order and arrival times, the features' windows and the
+    labels' times read on the arrival clock, as `run --time processing --model --labels`."""
+    records = processing_stream(seed, 200)
+    arrivals = [ARRIVAL_T0_MS + 700 * k for k in range(len(records))]
+    known = [
+        (r["transaction_id"], True, arrival + 3_000)
+        for r, arrival in zip(records, arrivals, strict=True)
+        if r["amount"] > 500
+    ]
+    labels = write_labels(tmp_path_factory.mktemp("labels") / "labels.parquet", known)
+    batch = processing_decode(records, step_ms=700)
+    pipeline = Pipeline(RuleSet.default(), ProfileTable(), PROCESSING, IpReference.default())
+    attach(pipeline, labels=labels, model=small_model)
+    steps = [pipeline.submit(part, ARRIVAL_T0_MS) for part in chunks(batch, size)]
+    want = processing_comparable(
+        [d for step in [*steps, pipeline.flush(ARRIVAL_T0_MS)] if step.decisions is not None
+         for d in decision_dicts(step.decisions)]
+    )  # fmt: skip
+    got = processing_keyed(batch, size, ModelSpec.load(small_model, 1.0, labels))
+    assert got == want
+    assert max(d["features"]["customer_known_frauds_30d"] for d in got.values()) > 0

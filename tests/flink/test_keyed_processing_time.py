@@ -155,10 +155,15 @@ def test_flink_walkthrough_in_processing_time_alerts_card_3_once(tmp_path: Path)
     source = tmp_path / "walkthrough.jsonl"
     source.write_bytes(records)
     common = ["--input", str(source), "--target", "local", "--quiet"]
-    for mode, expected in (("processing", ["wt-28"]), ("event", [])):
-        out = tmp_path / mode
+    # with --labels the streaming features join (terminal and customer stages, arrival clock)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"transaction_id": "wt-3", "is_fraud": true, "label_time": 0}\n')
+    runs = (("processing", ["wt-28"], []), ("event", [], []),
+            ("processing", ["wt-28"], ["--labels", str(labels)]))  # fmt: skip
+    for mode, expected, extra in runs:
+        out = tmp_path / f"{mode}-{len(extra)}"
         result = subprocess.run(
-            [FRAUDSTREAM, "flink", "run", *common, "--time", mode, "--graph", "keyed",
+            [FRAUDSTREAM, "flink", "run", *common, "--time", mode, "--graph", "keyed", *extra,
              "--alerts", str(out / "alerts"), "--checkpoint-dir", str(out / "checkpoints")],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
@@ -167,6 +172,7 @@ def test_flink_walkthrough_in_processing_time_alerts_card_3_once(tmp_path: Path)
         assert [a["transaction_id"] for a in alerts] == expected, mode
         for alert in alerts:
             assert alert["card_id"] == "3"
+            assert ("customer_tx_1d" in alert["features"]) == bool(extra)
             rules = [reason["rule"] for reason in alert["reasons"]]
             assert "small_then_large" in rules
             message = next(

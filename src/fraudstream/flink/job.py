@@ -260,13 +260,11 @@ class FlinkJob:
 
     @property
     def keyable(self) -> bool:
-        """Whether the keyed job can run this: bounded files read in chunks or a live input,
-        and a model or labels only in event time. Bounded files read line by line
-        (``--read-lines``, ``s3://``) stay on the sharded job: the live batches'
-        processing-time windows would not fire at the end of a bounded input."""
-        parts = self.parts
-        plain = not (parts.model is not None and parts.time.mode == "processing")
-        return (self.chunked or self.live) and plain
+        """Whether the keyed job can run this: bounded files read in chunks or a live input.
+        Bounded files read line by line (``--read-lines``, ``s3://``) stay on the sharded
+        job: the live batches' processing-time windows would not fire at the end of a
+        bounded input."""
+        return self.chunked or self.live
 
     @property
     def keyed(self) -> bool:
@@ -283,25 +281,20 @@ class FlinkJob:
     def refuses(self) -> str | None:
         """Why the asked-for graph cannot run this job (one line), or None."""
         if self.rules_updates and not self.keyed:
-            return (
-                "--rules-updates runs on the keyed job (--graph keyed: files or a live input, "
-                "--model in event time)"
-            )
+            return "--rules-updates runs on the keyed job (--graph keyed: files or a live input)"
         if self.profiles_updates and not self.keyed:
+            return "--profiles-updates runs on the keyed job (--graph keyed: files or a live input)"
+        if self.parts.time.mode == "processing" and (
+            self.fused or (self.parts.model and not self.keyed)
+        ):
             return (
-                "--profiles-updates runs on the keyed job (--graph keyed: files or a live input, "
-                "--model in event time)"
-            )
-        if self.parts.time.mode == "processing" and (self.fused or self.parts.model):
-            return (
-                "--time processing runs on the keyed job and the sharded job, without "
-                "--model or --labels; not on --graph fused"
+                "--time processing runs on the keyed job and the sharded job (with --model or "
+                "--labels: the keyed job); not on --graph fused"
             )
         if self.graph == "keyed" and not self.keyable:
             return (
                 "--graph keyed reads local files in chunks or a live input (--monitor-interval-ms,"
-                " --kafka-servers), and --model or --labels only in event time; leave --graph "
-                "out to get the graph that can"
+                " --kafka-servers); leave --graph out to get the graph that can"
             )
         if self.graph == "fused" and not self.chunked:
             return (
