@@ -4,6 +4,7 @@ cannot hide it (no coordinated omission).
     python benchmarks/api_latency.py [--rates 1000,3000] [--seconds 60] [--warmup 5]
                                      [--connections 128] [--command "fraudstream serve"]
                                      [--server-args "--batch-wait-ms 1"]
+                                     [--cards 1000000 [--preload N]]
 
 The server runs as its own process (``python -m fraudstream.web.serve`` unless ``--command``
 names another way to start it), bound to a free port on 127.0.0.1; this process is the load
@@ -15,6 +16,12 @@ it would for the card terminal that sent it. A generator that itself falls behin
 ``send lag`` (sent - due: its own delay and any wait for a free connection); that lag is
 inside the latency, never subtracted. The CPU time a request cost the server and this client
 is printed too: on a shared machine it says more than the latency does.
+
+Records are demo transactions (about 430 cards) unless ``--cards`` asks for production-shaped
+ones (:mod:`fraudstream.simulate.production`: every field, that many cards each with its own
+user, event time advancing at the first rate); the server's state is then filled first with
+``--preload`` of them (default: as many as cards) through ``POST /v1/transactions/batch``, so
+requests meet key spaces and state tables of a real card base, not a few hundred warm rows.
 
 The client speaks HTTP/1.1 straight on asyncio's transports with pre-encoded requests: a
 general client (httpx, aiohttp) costs 100-300 us of CPU a request, which at 3,000 requests/s
@@ -106,19 +113,67 @@ def requests(count: int, port: int, token: str) -> list[bytes]:
     from fraudstream.simulate.demo import demo_records
 
     run = secrets.token_hex(4)
+    records = []
+    for record in demo_records(count=count):
+        record["transaction_id"] = f"{run}-{record['transaction_id']}"
+        record.pop("scenario", None)
+        record.pop("is_fraud", None)
+        records.append(record)
+    return http_requests(records, port, token)
+
+
+def http_requests(records: list[dict[str, Any]], port: int, token: str) -> list[bytes]:
+    """A complete ``POST /v1/transactions`` request for each record."""
     encoder = msgspec.json.Encoder()
     head = (
         f"POST /v1/transactions HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
     ).encode()
     out = []
-    for record in demo_records(count=count):
-        record["transaction_id"] = f"{run}-{record['transaction_id']}"
-        record.pop("scenario", None)
-        record.pop("is_fraud", None)
+    for record in records:
         body = encoder.encode(record)
         out.append(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return out
+
+
+def production_records(
+    cards: int, preload: int, count: int, rate: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Production-shaped transactions (every field, ``cards`` cards each its own user, the
+    other cardinalities scaled from issue 18's file): ``preload`` to fill the server's state,
+    then ``count`` to measure; event time runs at ``rate`` a second, as live traffic's does."""
+    from fraudstream.simulate.production import ProductionShape, production_table
+
+    scale = cards / 100_000
+    shape = ProductionShape(
+        rows=preload + count,
+        cards=cards,
+        users=cards,
+        zipcodes=max(1, round(60_000 * min(scale, 1))),
+        devices=max(1, round(3 * cards)),
+        merchants=max(1, round(20_000 * min(scale, 1))),
+        ips=max(1, round(62_000 * min(scale, 1))),
+    )
+    days = (preload + count) / rate / 86_400
+    rows = production_table(shape, seed=secrets.randbelow(2**31), days=days).to_pylist()
+    return rows[:preload], rows[preload:]
+
+
+def preload_state(url: str, token: str, records: list[dict[str, Any]]) -> float:
+    """Decides ``records`` through ``POST /v1/transactions/batch`` (10,000 a request);
+    returns the seconds it took."""
+    encoder = msgspec.json.Encoder()
+    started = time.perf_counter()
+    for first in range(0, len(records), 10_000):
+        body = encoder.encode(records[first : first + 10_000])
+        request = urllib.request.Request(
+            f"{url}/v1/transactions/batch",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            answer.read()
+    return time.perf_counter() - started
 
 
 @dataclass
@@ -294,6 +349,17 @@ def main() -> None:
     parser.add_argument("--command", default=None, help='e.g. "fraudstream serve"')
     parser.add_argument("--server-args", default="", help='e.g. "--batch-wait-ms 2"')
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument(
+        "--cards",
+        type=int,
+        default=0,
+        help="production-shaped transactions over this many cards instead of the demo's "
+        "(~430 cards), the server's state first filled with --preload of them",
+    )
+    parser.add_argument(
+        "--preload", type=int, default=None, help="transactions decided before measuring "
+        "(with --cards; default: as many as cards)",
+    )  # fmt: skip
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
 
@@ -301,12 +367,22 @@ def main() -> None:
     token = secrets.token_urlsafe(32)
     url = f"http://{HOST}:{port}"
     counts = [int(rate * (args.warmup + args.seconds)) for rate in rates]
-    payloads = requests(sum(counts), port, token)
+    preloaded: list[dict[str, Any]] = []
+    if args.cards > 0:
+        preload = args.cards if args.preload is None else args.preload
+        preloaded, measured = production_records(args.cards, preload, sum(counts), rates[0])
+        payloads = http_requests(measured, port, token)
+    else:
+        payloads = requests(sum(counts), port, token)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"fraudstream-serve-{port}.log"
     server = start_server(args.command, args.server_args, port, token, log)
     results = []
     try:
         wait_ready(url, server)
+        preload_s = preload_state(url, token, preloaded) if preloaded else 0.0
+        if preloaded:
+            print(f"preloaded {len(preloaded):,} transactions over {args.cards:,} cards in "
+                  f"{preload_s:.1f} s")  # fmt: skip
         offset = 0
         for rate, count in zip(rates, counts, strict=True):
             chunk = payloads[offset : offset + count]
@@ -361,6 +437,11 @@ def main() -> None:
         "connections": args.connections,
         "warmup_s": args.warmup,
         "server_args": args.server_args,
+        "workload": (
+            {"kind": "production", "cards": args.cards, "preloaded": len(preloaded)}
+            if args.cards > 0
+            else {"kind": "demo"}
+        ),
         "server": {k: server_counts.get(k) for k in ("decided", "dead_letters", "late")},
     }
     if args.json:

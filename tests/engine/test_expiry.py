@@ -75,24 +75,30 @@ batches = st.integers(0, 60).flatmap(
         st.lists(
             st.one_of(st.just(int(NEVER)), st.integers(-2_000, 4_000)), min_size=16, max_size=16
         ),
+        st.sampled_from([1, 7, 1_009]),
     )
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(batch=batches)
-def test_returning_and_cuts_agree_with_their_definition(batch: tuple[list[int], ...]) -> None:
-    cards, users, times, seen = batch
-    card = np.array(cards, dtype=np.int32)
-    user = np.array(users, dtype=np.int32)
+def test_returning_and_cuts_agree_with_their_definition(batch: tuple[Any, ...]) -> None:
+    # ``spread`` > 1 puts the batch's keys far apart in a large key space, where the kernels
+    # number them within the batch instead of using the slots (a small batch over a million
+    # cards allocates nothing the size of the key space).
+    cards, users, times, few_seen, spread = batch
+    card = np.array(cards, dtype=np.int32) * spread
+    user = np.array(users, dtype=np.int32) * spread
     time_ms = np.array(times, dtype=np.int64)
     slots = {"card": card, "user": user}
+    seen = np.full(16 * spread, NEVER, dtype=np.int64)
+    seen[np.arange(16) * spread] = few_seen
 
     expiry = StateExpiry(TTL_MS)
     assert expiry.cuts(slots, time_ms).tolist() == reference_cuts(slots, time_ms, TTL_MS).tolist()
 
     for column in (card, user):
-        ours, theirs = np.array(seen, dtype=np.int64), np.array(seen, dtype=np.int64)
+        ours, theirs = seen.copy(), seen.copy()
         stale = returning(ours, column, time_ms, TTL_MS)
         expected = reference_returning(theirs, column, time_ms, TTL_MS)
         assert stale.dtype == column.dtype

@@ -31,7 +31,6 @@ from fraudstream.detectors.base import (
     decode_codes,
     fmt_money,
     fmt_seconds,
-    nan_column,
 )
 from fraudstream.engine.state import StateTable
 
@@ -49,7 +48,7 @@ class CardHistoryThresholds:
             raise ValueError("zip_mismatch/amount_anomaly: window_s and multiplier must be > 0")
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")  # x / 0.0: inf or nan, as NumPy
 def _kernel(
     card: I32,
     time_ms: I64,
@@ -65,6 +64,7 @@ def _kernel(
     last_zip_out: I32,
     since_out: F64,
     average_out: F64,
+    ratio_out: F64,
 ) -> None:
     for i in range(card.size):
         s = card[i]
@@ -77,6 +77,7 @@ def _kernel(
         last_zip_out[i] = last_zip[s]
         since_out[i] = elapsed / 1000.0
         average_out[i] = average[s]
+        ratio_out[i] = amount[i] / average[s]  # a zero average is valid
         if elapsed < window_ms and zipcode[i] != -1 and last_zip[s] != -1:
             if zipcode[i] != last_zip[s]:
                 zip_fired[i] = True
@@ -118,27 +119,25 @@ class CardHistory(Detector[CardHistoryThresholds]):
     def process(self, state: StateTable, tx: DetectorInput) -> Findings:
         """Applies the seed's verdicts in order, updating the history once per record."""
         n = len(tx)
-        zip_fired = np.zeros(n, dtype=np.bool_)
-        amount_fired = np.zeros(n, dtype=np.bool_)
+        # Few allocations: a one-record batch (an authorization) pays per NumPy call.
+        fired = np.zeros((2, n), dtype=np.bool_)  # zip_mismatch, amount_anomaly
         last_zip_out = np.full(n, -1, dtype=np.int32)
-        since_out, average_out = nan_column(n), nan_column(n)
+        values = np.full((3, n), np.nan, dtype=np.float64)  # since, average, ratio
         t = self.thresholds
         window_ms = round(t.window_s * 1000)
         _kernel(
             tx.card, tx.time_ms, tx.amount, tx.zipcode,
             state["last_ms"], state["last_zipcode"], state["running_average"],
             window_ms, t.multiplier,
-            zip_fired, amount_fired, last_zip_out, since_out, average_out,
+            fired[0], fired[1], last_zip_out, values[0], values[1], values[2],
         )  # fmt: skip
-        with np.errstate(divide="ignore", invalid="ignore"):  # a zero average is valid
-            ratio = tx.amount / average_out
         return Findings(
-            {"zip_mismatch": zip_fired, "amount_anomaly": amount_fired},
+            {"zip_mismatch": fired[0], "amount_anomaly": fired[1]},
             {
                 "last_zipcode": decode_codes(tx, "zipcode", last_zip_out),
-                "seconds_since_last": since_out,
-                "running_average": average_out,
-                "amount_ratio": ratio,
+                "seconds_since_last": values[0],
+                "running_average": values[1],
+                "amount_ratio": values[2],
             },
         )
 

@@ -42,16 +42,38 @@ def returning(seen: I64, slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int) -> 
 
 
 @numba.njit(cache=True, nogil=True)
+def _batch_keys(slots: npt.NDArray[Any], size: int) -> tuple[I64, int]:
+    """Each row's key numbered densely within the batch (0..count-1), and the count; the
+    slots themselves when the key space (``size`` slots) is small next to the batch.
+
+    Per-key scratch arrays are then as long as the batch, not the key space: a one-record
+    batch over a million cards would otherwise allocate and fill megabytes.
+    """
+    n = len(slots)
+    if size <= 8 * n:
+        return slots.astype(np.int64), size
+    order = np.argsort(slots)
+    dense = np.empty(n, dtype=np.int64)
+    count = 0
+    for k in range(n):
+        if k > 0 and slots[order[k]] != slots[order[k - 1]]:
+            count += 1
+        dense[order[k]] = count
+    return dense, count + 1 if n else 0
+
+
+@numba.njit(cache=True, nogil=True)
 def _returning(seen: I64, slots: npt.NDArray[Any], time_ms: I64, ttl_ms: int) -> I64:
     # One pass in batch order, no sort: a slot's first row compares with its previous time,
     # and every row overwrites it, so the last row's time is what stays.
-    first = np.ones(len(seen), dtype=np.bool_)
+    keys, count = _batch_keys(slots, len(seen))
+    first = np.ones(count, dtype=np.bool_)
     stale = np.empty(len(slots), dtype=np.int64)
     found = 0
     for i in range(len(slots)):
         slot = slots[i]
-        if first[slot]:
-            first[slot] = False
+        if first[keys[i]]:
+            first[keys[i]] = False
             previous = seen[slot]
             if previous != NEVER and time_ms[i] - previous > ttl_ms:
                 stale[found] = slot
@@ -71,13 +93,15 @@ def _part_starts(
     size = 1
     for i in range(len(time_ms)):
         size = max(size, cards[i] + 1, users[i] + 1)
-    card_part = np.full(size, -1, dtype=np.int64)
-    user_part = np.full(size, -1, dtype=np.int64)
-    card_last = np.empty(size, dtype=np.int64)
-    user_last = np.empty(size, dtype=np.int64)
+    card_keys, card_count = _batch_keys(cards, size)
+    user_keys, user_count = _batch_keys(users, size)
+    card_part = np.full(card_count, -1, dtype=np.int64)
+    user_part = np.full(user_count, -1, dtype=np.int64)
+    card_last = np.empty(card_count, dtype=np.int64)
+    user_last = np.empty(user_count, dtype=np.int64)
     part = 0
     for i in range(len(time_ms)):
-        card, user, time = cards[i], users[i], time_ms[i]
+        card, user, time = card_keys[i], user_keys[i], time_ms[i]
         back = card_part[card] == part and time - card_last[card] > ttl_ms
         back = back or (user_part[user] == part and time - user_last[user] > ttl_ms)
         if back:

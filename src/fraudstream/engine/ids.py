@@ -83,6 +83,30 @@ def _check_run(
 
 
 @numba.njit(cache=True, nogil=True)
+def _check_runs(
+    hashes: U64,
+    rows: I64,
+    offsets: I64,
+    data: U8,
+    big_hashes: U64,
+    big_seqs: I64,
+    small_hashes: U64,
+    small_seqs: I64,
+    tiny_hashes: U64,
+    tiny_seqs: I64,
+    key_start: I64,
+    arena: U8,
+    seen: Bools,
+) -> None:
+    """:func:`_check_run` over a set's three runs (one call from Python: each costs
+    microseconds, a one-record batch's whole probe)."""
+    for run_hashes, run_seqs in (
+        (big_hashes, big_seqs), (small_hashes, small_seqs), (tiny_hashes, tiny_seqs)
+    ):  # fmt: skip
+        _check_run(hashes, rows, offsets, data, run_hashes, run_seqs, key_start, arena, seen)
+
+
+@numba.njit(cache=True, nogil=True)
 def _check_batch(hashes: U64, rows: I64, offsets: I64, data: U8, seen: Bools) -> None:
     """Marks rows repeating the id of an earlier row (a smaller row number) of the batch."""
     n = hashes.size
@@ -210,22 +234,24 @@ class IdSet:
     ) -> tuple[I64, U8, U64, I64, Bools]:
         offsets, data, _ = string_buffers(column)
         hashes = _hashes(offsets, data)
-        rows = np.argsort(hashes)  # equal hashes in any order: _check_batch does not mind
-        sorted_hashes = hashes[rows]
+        if len(hashes) == 1:  # (an authorization's batch: no sort to make)
+            rows, sorted_hashes = np.zeros(1, dtype=np.int64), hashes
+        else:  # equal hashes in any order: _check_batch does not mind
+            rows = np.argsort(hashes)
+            sorted_hashes = hashes[rows]
         seen = np.zeros(len(column), dtype=np.bool_)
-        for ids in (self, older):
-            if ids is None or ids._count == 0:
-                continue
-            found = seen if ids is self else np.zeros(len(column), dtype=np.bool_)
-            for run_h, run_s in (ids._big, ids._small, ids._tiny):
-                if len(run_h) == 0:  # (a call into compiled code costs microseconds)
-                    continue
-                _check_run(
-                    sorted_hashes, rows, offsets, data, run_h, run_s, ids._start, ids._arena,
-                    found,
-                )  # fmt: skip
-            if ids is not self:
-                self._in_older = found
+        if self._count:
+            _check_runs(
+                sorted_hashes, rows, offsets, data, *self._big, *self._small, *self._tiny,
+                self._start, self._arena, seen,
+            )  # fmt: skip
+        if older is not None and older._count:
+            found = np.zeros(len(column), dtype=np.bool_)
+            _check_runs(
+                sorted_hashes, rows, offsets, data, *older._big, *older._small, *older._tiny,
+                older._start, older._arena, found,
+            )  # fmt: skip
+            self._in_older = found
         return offsets, data, sorted_hashes, rows, seen
 
     def contains(self, column: pa.Array) -> Bools:
@@ -271,34 +297,42 @@ class IdSet:
     def _store(self, offsets: I64, data: U8, rows_by_hash: I64) -> I64:
         """Copies the ids of the rows (given in hash order) to the arena, in row order (a
         sequential read); returns each one's sequence number, in the order given."""
-        in_row_order = np.sort(rows_by_hash)
-        lengths = offsets[in_row_order + 1] - offsets[in_row_order]
         first = self._count
-        count = len(in_row_order)
+        count = len(rows_by_hash)
         needed_keys = first + count + 1
         if needed_keys > len(self._start):
             grown = np.zeros(max(needed_keys, 2 * len(self._start)), dtype=np.int64)
             grown[: len(self._start)] = self._start
             self._start = grown
         base = int(self._start[first])
-        ends = base + np.cumsum(lengths)
-        if int(ends[-1]) > len(self._arena):
-            grown_arena = np.empty(max(int(ends[-1]), 2 * len(self._arena)), dtype=np.uint8)
+        needed_bytes = base + int(offsets[-1] - offsets[0])  # every row's: an upper bound
+        if needed_bytes > len(self._arena):
+            grown_arena = np.empty(max(needed_bytes, 2 * len(self._arena)), dtype=np.uint8)
             grown_arena[:base] = self._arena[:base]
             self._arena = grown_arena
-        self._start[first + 1 : first + count + 1] = ends
-        _copy_ids(offsets, data, in_row_order, self._arena, base)
+        seqs = _append_ids(offsets, data, rows_by_hash, self._start, self._arena, first)
         self._count += count
-        rank = np.empty(len(offsets) - 1, dtype=np.int64)
-        rank[in_row_order] = np.arange(count, dtype=np.int64)
-        seqs: I64 = first + rank[rows_by_hash]
         return seqs
 
 
 @numba.njit(cache=True, nogil=True)
-def _copy_ids(offsets: I64, data: U8, rows: I64, arena: U8, at: int) -> None:
-    for k in range(rows.size):
-        begin = offsets[rows[k]]
-        end = offsets[rows[k] + 1]
+def _append_ids(
+    offsets: I64, data: U8, rows_by_hash: I64, key_start: I64, arena: U8, first: int
+) -> I64:
+    """Appends the rows' ids after id ``first - 1``, in row order; their sequence numbers in
+    the order of ``rows_by_hash``."""
+    in_row_order = np.sort(rows_by_hash)
+    rank = np.empty(offsets.size - 1, dtype=np.int64)
+    at = key_start[first]
+    for k in range(in_row_order.size):
+        row = in_row_order[k]
+        begin = offsets[row]
+        end = offsets[row + 1]
         arena[at : at + end - begin] = data[begin:end]
         at += end - begin
+        key_start[first + 1 + k] = at
+        rank[row] = k
+    seqs = np.empty(rows_by_hash.size, dtype=np.int64)
+    for k in range(rows_by_hash.size):
+        seqs[k] = first + rank[rows_by_hash[k]]
+    return seqs
