@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,22 @@ from fraudstream.engine.batch import FEW_ROWS
 from fraudstream.engine.state import StateTable
 
 
+@lru_cache(maxsize=1024)
+def _one_name(name: str | None) -> pa.Array:
+    """A one-row string column (Arrow arrays are immutable: one per name serves every
+    one-record batch; there are a few hundred countries and network labels)."""
+    return pa.array([name], pa.string())
+
+
 def _names(codes: I32, names: Sequence[str] | None) -> pa.Array:
     """The decoded name of each code; null for -1 or a code the table lacks."""
     if not names:
         return pa.nulls(len(codes), pa.string())
+    count = len(names)
+    if len(codes) == 1:  # an authorization's batch
+        code = int(codes[0])
+        return _one_name(names[code] if 0 <= code < count else None)
     if len(codes) <= FEW_ROWS:  # (cheaper than building a table)
-        count = len(names)
         return pa.array([names[c] if 0 <= c < count else None for c in codes.tolist()], pa.string())
     table = pa.array([*names, None], pa.string())
     known = (codes >= 0) & (codes < len(names))

@@ -19,7 +19,7 @@ import pyarrow as pa
 from fraudstream.config import ConfigError
 from fraudstream.decide import Decisions, concat_decisions
 from fraudstream.detectors import DetectorInput
-from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.batch import FEW_ROWS, TxBatch
 from fraudstream.engine.clock import EventClock
 from fraudstream.engine.decider import Decider, Detected, DetectorInstance, detector_instances
 from fraudstream.engine.digits import digit_like_counts
@@ -91,16 +91,31 @@ class Dedup:
             ids.restore({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(name)})
 
 
-def _codes_at(codes: npt.NDArray[np.int32], slots: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
-    """``codes[slots]``, -1 where the slot is -1 (no address), without copying ``codes``.
+def _codes_at(
+    countries: npt.NDArray[np.int32], networks: npt.NDArray[np.int32], slots: npt.NDArray[np.int32]
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """``countries[slots]`` and ``networks[slots]`` (the IP slots' codes), -1 where the slot is
+    -1 (no address), without copying either table.
 
-    >>> _codes_at(np.array([7, 8], np.int32), np.array([1, -1], np.int32)).tolist()
-    [8, -1]
+    >>> _codes_at(np.array([7, 8], np.int32), np.array([0, 1], np.int32),
+    ...           np.array([1, -1], np.int32))
+    (array([ 8, -1], dtype=int32), array([ 1, -1], dtype=int32))
     """
-    if len(codes) == 0:
-        return np.full(len(slots), -1, dtype=np.int32)
-    found = codes[np.maximum(slots, 0)]
-    return np.where(slots >= 0, found, np.int32(-1)).astype(np.int32, copy=False)
+    if len(countries) == 0:
+        missing = np.full(len(slots), -1, dtype=np.int32)
+        return missing, missing.copy()
+    if len(slots) <= FEW_ROWS:  # an authorization's batch: a NumPy call per step costs more
+        rows = slots.tolist()
+        return (
+            np.array([countries[s] if s >= 0 else -1 for s in rows], dtype=np.int32),
+            np.array([networks[s] if s >= 0 else -1 for s in rows], dtype=np.int32),
+        )
+    known = slots >= 0
+    at = np.maximum(slots, 0)
+    return (
+        np.where(known, countries[at], np.int32(-1)).astype(np.int32, copy=False),
+        np.where(known, networks[at], np.int32(-1)).astype(np.int32, copy=False),
+    )
 
 
 class Pipeline:
@@ -290,13 +305,14 @@ class Pipeline:
         user = self.users.slots(tx.user_id)
         codes = self.codes
         profile = self.profiles.table
-        profile.ensure(len(self.users))
+        key_counts = {"card": len(self.cards), "user": len(self.users)}
+        profile.ensure(key_counts["user"])
         for name, instance in self.instances.items():
-            keys = self.users if instance.detector.key == "user" else self.cards
-            self.states[name].ensure(len(keys))
+            self.states[name].ensure(key_counts[instance.detector.key])
         ip = self.ips.slots(tx.ip)
         if len(self.ips) > len(self.ip_country):
             self._look_up_new_ips()
+        ip_country, anonymous_network = _codes_at(self.ip_country, self.ip_network, ip)
         country = codes["country"].slots(tx.country)
         home = profile["home_country_code"][user]
         first_name, last_name = self.profiles.names(user)
@@ -312,9 +328,9 @@ class Pipeline:
             merchant=codes["merchant"].slots(tx.merchant_id),
             device=codes["device"].slots(tx.device_id),
             hour=((tx.timestamp_ms // 3_600_000) % 24).astype(np.int8),
-            ip_country=_codes_at(self.ip_country, ip),
+            ip_country=ip_country,
             expected_country=np.where(country >= 0, country, home).astype(np.int32),
-            anonymous_network=_codes_at(self.ip_network, ip),
+            anonymous_network=anonymous_network,
             max_speed_kmh=profile["max_speed_kmh"][user],
             transaction_id=tx.transaction_id,
             first_name=first_name,
