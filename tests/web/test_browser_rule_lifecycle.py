@@ -95,6 +95,13 @@ def test_edits_are_highlighted_backtested_then_applied_in_shadow(
     open_app(page, server, "rules", analyst="Rosa Rules")
     hits = page.locator("#rules-body tr[data-rule='amount_anomaly'] td.hits")
     hits.wait_for()
+    # The same document (only the fragment changed) shows the table it had until the rules
+    # are fetched again: wait for the refreshed count instead of reading the old one.
+    page.wait_for_function(
+        "document.querySelector(\"#rules-body tr[data-rule='amount_anomaly'] td.hits\")"
+        "?.textContent === '1'",
+        timeout=10_000,
+    )
     assert hits.text_content() == "1"
 
 
