@@ -1,6 +1,7 @@
 """What one authorization costs the decision service: one record, one pipeline step.
 
     python benchmarks/one_record.py [--records 6000] [--cards 0 | 1000000] [--preload N]
+                                    [--served]
 
 ``DecisionService.decide_now`` (what ``POST /v1/transactions`` runs, without the HTTP layer)
 over records sent one at a time, in one process pinned to one core, the pipeline built as
@@ -15,6 +16,9 @@ Records are demo transactions (about 430 cards) unless ``--cards N`` asks for
 production-shaped ones over N cards, the service's state first filled with ``--preload`` of
 them (default N) in batches of 10,000, as ``api_latency.py --cards`` fills the server's: a
 step's cost must not grow with the card base, and this is where it would show.
+
+``--served`` builds the service inside the app, as ``serve`` runs it: each step then also
+feeds the review desk (alerts into its queue), the decision log and the metrics.
 
 Prints microseconds a record (wall and CPU) and the step's p50 / p99; compare versions side
 by side (another version's ``src`` first on ``PYTHONPATH``).
@@ -45,7 +49,9 @@ def demo_requests(count: int) -> list[dict[str, Any]]:
     return records
 
 
-def service() -> Any:
+def service(served: bool = False) -> Any:
+    """The decision service as ``fraudstream serve`` builds it; ``served``: inside the app,
+    with the listeners it feeds from each step (review desk, decision log, metrics)."""
     from fraudstream.assembly import (
         DEFAULT_STATE_TTL_HOURS,
         TimeMode,
@@ -59,7 +65,14 @@ def service() -> Any:
         None, None, TimeMode.event, 0, 86_400_000, 1_000, None, None,
         state_ttl_ms(DEFAULT_STATE_TTL_HOURS),
     )  # fmt: skip
-    return DecisionService(pipeline, CardTokenizer(b"benchmark"))
+    if not served:
+        return DecisionService(pipeline, CardTokenizer(b"benchmark"))
+    from fraudstream.engine.tuning import settle_garbage_collector
+    from fraudstream.web.app import create_app
+
+    app = create_app(pipeline, "benchmark-token", CardTokenizer(b"benchmark"))
+    settle_garbage_collector()  # as serve does
+    return app.state.service
 
 
 def one_at_a_time(svc: Any, records: list[dict[str, Any]], gap_s: float) -> dict[str, float]:
@@ -90,9 +103,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=6000, help="records a round")
     parser.add_argument("--cards", type=int, default=0, help="production-shaped, N cards")
     parser.add_argument("--preload", type=int, default=None, help="with --cards (default N)")
+    parser.add_argument(
+        "--served", action="store_true", help="in the app, feeding its review desk and metrics"
+    )
     args = parser.parse_args()
     one_core()
-    svc = service()  # (its kernels compiled or loaded from numba's cache)
+    svc = service(args.served)  # (its kernels compiled or loaded from numba's cache)
     needed = 2 * ROUNDS * args.records
     preload = 0
     if args.cards > 0:
@@ -125,11 +141,13 @@ def main() -> None:
             f"({best['cpu_us_per_record']:,.0f} us CPU), step p50 {best['p50_us']:,.0f} us, "
             f"p99 {best['p99_us']:,.0f} us  (best of {ROUNDS} x {args.records:,})"
         )
-    workload = (
+    workload: dict[str, Any] = (
         {"kind": "production", "cards": args.cards, "preloaded": preload}
         if args.cards > 0
         else {"kind": "demo"}
     )
+    if args.served:
+        workload["served"] = True
     record("one_record", {"records": args.records, "workload": workload, "results": results})
 
 

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -338,3 +339,26 @@ def test_custom_rule_named_like_a_detector_family_does_not_disable_standard_rule
     pipeline = Pipeline(rules)
     running = {rid for inst in pipeline.instances.values() for rid in inst.rule_ids.values()}
     assert running == {*STANDARD_RULES, "card_history"}
+
+
+def test_profile_names_follow_upserts_for_one_row_and_for_many() -> None:
+    """A batch's first and last names: an authorization's few rows read them one by one, a
+    large batch from Arrow columns of every name kept between batches; both follow an
+    upsert that renames someone, and a restore that replaces the lists."""
+    table = ProfileTable()
+    for k in range(40):
+        table.upsert({"user_id": f"u{k}", "first_name": f"F{k}", "last_name": f"L{k}"})
+    slots = table.users.slots  # "nobody" has a user slot but no profile
+
+    def names(users: list[str]) -> list[tuple[str | None, str | None]]:
+        first, last = table.names(slots(pa.array(users, pa.string())))
+        return list(zip(first.to_pylist(), last.to_pylist(), strict=True))
+
+    many = [f"u{k}" for k in range(40)] + ["nobody"]
+    assert names(["u3"]) == [("F3", "L3")] and names(["nobody"]) == [(None, None)]
+    assert names(many) == [(f"F{k}", f"L{k}") for k in range(40)] + [(None, None)]
+    table.upsert({"user_id": "u3", "first_name": "Ada", "last_name": "Byron"})
+    assert names(["u3"]) == [("Ada", "Byron")]
+    assert names(many)[3] == ("Ada", "Byron")
+    table.first_names = [f"R{k}" for k in range(40)]  # as a checkpoint's restore does
+    assert names(many)[5] == ("R5", "L5")

@@ -153,11 +153,18 @@ def combine(
             evidence = 1.0 - scores[rule]
             for row in compress(range(n), mask.tolist()):
                 kept[row] *= evidence  # the same products, in the same order, as below
-        keep = np.array(kept, dtype=np.float64)
-    else:
-        keep = np.ones(n, dtype=np.float64)
-        for rule, mask in fired.items():
-            keep[mask] *= 1.0 - scores[rule]
+        if model is not None:
+            kept = [k * (1.0 - m) for k, m in zip(kept, model.tolist(), strict=True)]
+        # np.round(x, 6) is rint(x * 1e6) / 1e6: Python's round of a float is half to even
+        rounded = [round((1.0 - k) * 1e6) / 1e6 for k in kept]
+        tiers = [
+            DECLINE if s >= d else REVIEW if s >= r else APPROVE
+            for s, r, d in zip(rounded, review.tolist(), decline.tolist(), strict=True)
+        ]
+        return np.array(rounded, dtype=np.float64), np.array(tiers, dtype=np.int8)
+    keep = np.ones(n, dtype=np.float64)
+    for rule, mask in fired.items():
+        keep[mask] *= 1.0 - scores[rule]
     if model is not None:
         keep *= 1.0 - model
     score = np.round(1.0 - keep, 6)

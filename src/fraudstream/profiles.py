@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from fraudstream.config import ConfigError, load_rows
+from fraudstream.engine.batch import FEW_ROWS
 from fraudstream.engine.keys import KeySpace
 from fraudstream.engine.state import StateTable
 
@@ -93,6 +94,8 @@ class ProfileTable:
         self.profiles: dict[str, dict[str, Any]] = {}
         self.first_names: list[str | None] = []
         self.last_names: list[str | None] = []
+        self._edits = 0  # upserts so far: the Arrow copy of the names below is of one count
+        self._name_columns: tuple[Any, ...] = ()
 
     def upsert(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Creates or replaces one profile; returns it normalised."""
@@ -111,6 +114,7 @@ class ProfileTable:
             self.table["profile_index"][slot] = index
         self.first_names[index] = profile["first_name"]
         self.last_names[index] = profile["last_name"]
+        self._edits += 1
         self.profiles[profile["user_id"]] = profile
         return profile
 
@@ -121,9 +125,27 @@ class ProfileTable:
         if not self.first_names or not (index >= 0).any():
             nulls = pa.nulls(len(user_slots), pa.string())
             return nulls, nulls
+        if len(index) <= FEW_ROWS:  # an authorization's batch: its own names only
+            rows = index.tolist()
+            firsts, lasts = self.first_names, self.last_names
+            return (
+                pa.array([firsts[i] if i >= 0 else None for i in rows], pa.string()),
+                pa.array([lasts[i] if i >= 0 else None for i in rows], pa.string()),
+            )
         indices = pa.array(index, mask=index < 0)
-        first = pa.array(self.first_names, pa.string()).take(indices)
-        last = pa.array(self.last_names, pa.string()).take(indices)
+        first, last = self._names_as_arrow()
+        return first.take(indices), last.take(indices)
+
+    def _names_as_arrow(self) -> tuple[pa.Array, pa.Array]:
+        """Every first and last name as Arrow columns, made again only after a change (not
+        per batch: that cost as much as the profiles held)."""
+        made = self._name_columns
+        if made and made[0] is self.first_names and made[1] is self.last_names:
+            if made[2] == self._edits:
+                return made[3], made[4]
+        first = pa.array(self.first_names, pa.string())
+        last = pa.array(self.last_names, pa.string())
+        self._name_columns = (self.first_names, self.last_names, self._edits, first, last)
         return first, last
 
     def load(self, path: Path) -> int:

@@ -63,3 +63,33 @@ def check_exact_set(batches: list[list[str]], restore: bool = False) -> None:
             copy.restore({k: v.copy() for k, v in id_set.snapshot().items()})
             id_set = copy
     assert len(id_set) == len(seen)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "tx-" + "9" * 30]), max_size=4),
+        max_size=30,
+    ),
+    st.integers(1, 6),
+)
+def test_dedup_of_one_id_batches_is_the_generations_model(
+    batches: list[list[str]], horizon: int
+) -> None:
+    """An authorization's one-id batch takes its own path: the duplicates found, batch by
+    batch of one to four ids, are those of the two generations held as Python sets."""
+    dedup = Dedup(horizon=horizon)
+    current: set[str] = set()
+    previous: set[str] = set()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(id_runs, "TINY_RUN", 2)  # one-id batches merge into every run
+        patch.setattr(id_runs, "SMALL_RUN", 3)
+        for batch in batches:
+            expected = []
+            for row, value in enumerate(batch):
+                if value in current or value in previous:
+                    expected.append(row)
+                current.add(value)
+            assert dedup.admit(ids(*batch)).tolist() == expected
+            if len(current) >= horizon:
+                previous, current = current, set()

@@ -340,6 +340,13 @@ batch, dead = Decoder(CardTokenizer(b"test")).block(("\\n".join(lines) + "\\n").
 assert not dead and not batch.amount.flags.writeable  # Arrow's columns: read-only views
 pipeline = Pipeline(state_ttl_ms=3_600_000)
 pipeline.submit(batch, now_ms=0.0)
+decoder = Decoder(CardTokenizer(b"test"), "api")
+for size in (1, 1, 3):  # authorizations: records decoded one by one, batches of a few
+    records = [json.loads(line) for line in lines[:size]]
+    for record in records:  # after the block's records (not late)
+        record["transaction_id"] += f"-api-{size}"
+        record["timestamp"] += 90_000 * 6_000 * size
+    pipeline.submit(decoder.records(records, list(range(size)), [0.0] * size)[0], now_ms=0.0)
 pipeline.flush(now_ms=0.0)
 after = signatures()
 print(json.dumps({k: v for k, v in after.items() if v != before.get(k)}))
@@ -348,7 +355,8 @@ print(json.dumps({k: v for k, v in after.items() if v != before.get(k)}))
 
 def test_warm_up_leaves_no_kernel_to_compile_for_columns_read_from_arrow() -> None:
     """The first live batch must not wait for numba: columns read from Arrow are read-only
-    (a signature of their own), and thousands of keys make the key tables rehash."""
+    (a signature of their own), thousands of keys make the key tables rehash, and an
+    authorization's one-record batch takes paths of its own."""
     done = subprocess.run(
         [sys.executable, "-c", WARMED], capture_output=True, text=True, check=True, timeout=300
     )

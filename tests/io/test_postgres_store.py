@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
-from test_sqlstore import decision
+from test_sqlstore import check_new_rows_inserter, decision
 from typer.testing import CliRunner
 
 from fraudstream.cli.decisions import decisions_app
@@ -215,3 +215,8 @@ def test_undeliverable_alerts_wait_in_a_postgresql_retry_table(pg_url: str) -> N
         later.close()
     finally:
         up.stop()
+
+
+def test_new_rows_inserter_on_postgresql(pg_url: str) -> None:
+    """The review queue's insert of new alerts (one driver executemany), on PostgreSQL."""
+    check_new_rows_inserter(pg_url)

@@ -193,3 +193,42 @@ def test_cli_list_rejects_an_unknown_tier(store_path: str) -> None:
         decisions_app, ["list", "--decision", "maybe", "--store", store_path]
     )
     assert result.exit_code == 2
+
+
+def check_new_rows_inserter(url: str) -> None:
+    """Rows whose key is new are inserted, counted, the last of a call's repeats kept; a
+    row already there is left as it is (the review queue keeps an alert's status)."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, select
+
+    from fraudstream.io.sqlstore import create_tables, make_engine, new_rows_inserter
+
+    table = Table(
+        "inserter_check", MetaData(), Column("id", String(16), primary_key=True),
+        Column("value", Integer, nullable=False), Column("status", String(8), nullable=False),
+    )  # fmt: skip
+    engine = make_engine(url)
+    try:
+        create_tables(engine, [table])
+        insert_new = new_rows_inserter(engine, table, "id")
+        assert insert_new is not None
+        first = [
+            {"id": "a", "value": 1, "status": "open"},
+            {"id": "b", "value": 1, "status": "open"},
+            {"id": "a", "value": 2, "status": "open"},
+        ]
+        assert insert_new(first) == 2
+        again = [
+            {"id": "b", "value": 3, "status": "new"},
+            {"id": "c", "value": 1, "status": "open"},
+        ]
+        assert insert_new(again) == 1
+        assert insert_new([]) == 0
+        with engine.connect() as connection:
+            rows = connection.execute(select(table).order_by(table.c.id)).all()
+        assert [tuple(r) for r in rows] == [("a", 2, "open"), ("b", 1, "open"), ("c", 1, "open")]
+    finally:
+        engine.dispose()
+
+
+def test_new_rows_inserter_on_sqlite(tmp_path: Path) -> None:
+    check_new_rows_inserter(str(tmp_path / "rows.db"))

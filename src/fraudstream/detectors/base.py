@@ -128,7 +128,16 @@ class Detector(ABC, Generic[T]):
 
 def nan_column(n: int) -> F64:
     """A float feature column with no values yet."""
-    return np.full(n, np.nan, dtype=np.float64)
+    column: F64 = filled(n, np.nan, np.float64)
+    return column
+
+
+def filled(shape: int | tuple[int, ...], value: Any, dtype: Any) -> Any:
+    """``np.full``, at a third of its cost (a Python function: a one-record batch's detectors
+    make a dozen such columns)."""
+    out = np.empty(shape, dtype=dtype)
+    out.fill(value)
+    return out
 
 
 def fmt_money(value: float) -> str:

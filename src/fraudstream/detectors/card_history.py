@@ -29,6 +29,7 @@ from fraudstream.detectors.base import (
     DetectorInput,
     Findings,
     decode_codes,
+    filled,
     fmt_money,
     fmt_seconds,
 )
@@ -121,8 +122,8 @@ class CardHistory(Detector[CardHistoryThresholds]):
         n = len(tx)
         # Few allocations: a one-record batch (an authorization) pays per NumPy call.
         fired = np.zeros((2, n), dtype=np.bool_)  # zip_mismatch, amount_anomaly
-        last_zip_out = np.full(n, -1, dtype=np.int32)
-        values = np.full((3, n), np.nan, dtype=np.float64)  # since, average, ratio
+        last_zip_out = filled(n, -1, np.int32)
+        values = filled((3, n), np.nan, np.float64)  # since, average, ratio
         t = self.thresholds
         window_ms = round(t.window_s * 1000)
         _kernel(

@@ -31,6 +31,7 @@ from fraudstream.detectors.base import (
     Detector,
     DetectorInput,
     Findings,
+    filled,
     fmt_seconds,
 )
 from fraudstream.engine.keys import string_buffers
@@ -160,8 +161,8 @@ class GeoVelocity(Detector[GeoVelocityThresholds]):
         # Few allocations: a one-record batch (an authorization) pays per NumPy/Arrow call.
         fired = np.zeros(n, dtype=np.bool_)
         paired = np.zeros((n + 7) // 8, dtype=np.uint8)
-        prev_ms = np.full(n, NONE_MS, dtype=np.int64)
-        values = np.full((5, n), np.nan, dtype=np.float64)
+        prev_ms = filled(n, NONE_MS, np.int64)
+        values = filled((5, n), np.nan, np.float64)
         id_offsets, id_data, _ = string_buffers(tx.transaction_id)
         prev_id_offsets = np.zeros(n + 1, dtype=np.int32)
         prev_id_data = np.empty(max(1, n * MAX_ID_LENGTH), dtype=np.uint8)

@@ -12,6 +12,7 @@ in ``shadow_reasons``: it never adds to the score nor forces a tier.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import isnan
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy.typing as npt
 
 from fraudstream.decide import Decisions, combine, explain
 from fraudstream.detectors import RULE_FAMILY, Detector, DetectorInput
-from fraudstream.engine.batch import TxBatch
+from fraudstream.engine.batch import FEW_ROWS, TxBatch
 from fraudstream.engine.messages import BaseValues, RuleTexts
 from fraudstream.rules import Rule, RuleSet, thresholds_for
 from fraudstream.rules.compile import RuleInput
@@ -195,9 +196,8 @@ class Decider:
                         shadow_messages[rule_id] = source[rule_id]
             messages = {k: v for k, v in messages.items() if k not in self.shadow}
             user_messages = {k: v for k, v in user_messages.items() if k not in self.shadow}
-        review, decline = thresholds
-        review = np.where(np.isnan(review), self.rules.review_threshold, review)
-        decline = np.where(np.isnan(decline), self.rules.decline_threshold, decline)
+        review = _or_default(thresholds[0], self.rules.review_threshold)
+        decline = _or_default(thresholds[1], self.rules.decline_threshold)
         stage = model_stage
         model = stage.score(tx, inputs, features) if stage is not None else None
         score, tier = combine(fired, self.scores, review, decline, model)
@@ -222,3 +222,10 @@ class Decider:
         """Drops user-rule window state no record from ``low_ms`` on can see."""
         if self.user_rules is not None:
             self.user_rules.compact(low_ms)
+
+
+def _or_default(values: npt.NDArray[np.float64], default: float) -> npt.NDArray[np.float64]:
+    """A profile's threshold per row, ``default`` where it has none (NaN)."""
+    if len(values) <= FEW_ROWS:  # an authorization's: two NumPy calls cost more
+        return np.array([default if isnan(v) else v for v in values.tolist()], dtype=np.float64)
+    return np.where(np.isnan(values), default, values)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from fraudstream.engine.pipeline import Pipeline
 
 NEVER = np.iinfo(np.int64).min // 4
+_NO_CUTS = np.empty(0, np.int64)
+_NO_CUTS.flags.writeable = False
 I64 = npt.NDArray[np.int64]
 __all__ = ["NEVER", "StateExpiry", "returning"]
 
@@ -147,6 +149,8 @@ class StateExpiry:
         is reset as its part starts (:meth:`expire`), so the parts are few: cutting at every
         row a key comes back at made thousands a batch when the TTL is shorter than the
         cards' usual gaps."""
+        if len(time_ms) <= 1:  # (an authorization's: nothing to cut)
+            return _NO_CUTS
         rows: I64 = np.flatnonzero(
             _part_starts(slots["card"], slots["user"], time_ms, self.ttl_ms)
         ).astype(np.int64)
@@ -157,11 +161,21 @@ class StateExpiry:
     ) -> None:
         """Resets the keys of a batch (cut by :meth:`cuts`) that come back after more
         than the TTL, then records each key's last time."""
+        one = len(time_ms) == 1  # an authorization's: plain Python, no compiled call
         if len(time_ms):
-            self.latest_ms = max(self.latest_ms, int(time_ms.max()))
+            self.latest_ms = max(self.latest_ms, int(time_ms[0] if one else time_ms.max()))
         for key, column in slots.items():
             keys = pipeline.cards if key == "card" else pipeline.users
-            stale = returning(self._grow(key, len(keys)), column, time_ms, self.ttl_ms)
+            seen = self._grow(key, len(keys))
+            if one:
+                slot, time = int(column[0]), int(time_ms[0])
+                previous = int(seen[slot])
+                seen[slot] = time
+                if previous == NEVER or time - previous <= self.ttl_ms:
+                    continue
+                stale = column
+            else:
+                stale = returning(seen, column, time_ms, self.ttl_ms)
             if len(stale):
                 self.expired_keys += len(stale)
                 for table in pipeline.tables_keyed_by(key):

@@ -107,6 +107,20 @@ def _check_runs(
 
 
 @numba.njit(cache=True, nogil=True)
+def _probe_one(
+    key: U8, runs: tuple[U64, I64, U64, I64, U64, I64], key_start: I64, arena: U8
+) -> tuple[np.uint64, bool]:
+    """One id's (UTF-8 bytes) hash, and whether a set's runs (big, small, tiny: hashes and
+    sequence numbers each) hold it: :func:`_check_runs` in one call, for an authorization."""
+    offsets = np.zeros(2, np.int64)
+    offsets[1] = key.size
+    hashes = _hashes(offsets, key)
+    seen = np.zeros(1, np.bool_)
+    _check_runs(hashes, np.zeros(1, np.int64), offsets, key, *runs, key_start, arena, seen)
+    return hashes[0], seen[0]
+
+
+@numba.njit(cache=True, nogil=True)
 def _check_batch(hashes: U64, rows: I64, offsets: I64, data: U8, seen: Bools) -> None:
     """Marks rows repeating the id of an earlier row (a smaller row number) of the batch."""
     n = hashes.size
@@ -266,6 +280,8 @@ class IdSet:
         ``older`` (an earlier generation) is checked too, in the same pass, but not added to.
         """
         self._in_older = None
+        if len(column) == 1 and column.type == pa.string() and column.null_count == 0:
+            return self._admit_one(column.to_pylist()[0], older)
         offsets, data, sorted_hashes, rows, seen = self._probe(column, older)
         if len(column) > 1:  # (one id cannot repeat within its batch)
             _check_batch(sorted_hashes, rows, offsets, data, seen)
@@ -278,11 +294,31 @@ class IdSet:
         if len(new_rows) == 0:
             return seen
         seqs = self._store(offsets, data, new_rows)
-        new_h = sorted_hashes[new]
+        self._add_to_runs(sorted_hashes[new], seqs)
+        return seen
+
+    def _admit_one(self, transaction_id: str, older: IdSet | None) -> Bools:
+        """:meth:`admit` of one id (an authorization's batch: a dozen NumPy calls fewer)."""
+        key = np.frombuffer(transaction_id.encode(), np.uint8)
+        key_hash, seen = _probe_one(key, self._runs(), self._start, self._arena)
+        in_older = False
+        if older is not None and older._count:
+            in_older = bool(_probe_one(key, older._runs(), older._start, older._arena)[1])
+        if not seen:
+            seq = self._store(np.array([0, key.size], np.int64), key, np.zeros(1, np.int64))
+            self._add_to_runs(np.array([key_hash], np.uint64), seq)
+        return np.array([seen or in_older], np.bool_)
+
+    def _runs(self) -> tuple[U64, I64, U64, I64, U64, I64]:
+        return (*self._big, *self._small, *self._tiny)
+
+    def _add_to_runs(self, new_h: U64, seqs: I64) -> None:
+        """Files new ids (their hashes in order, and sequence numbers) in the tiny run, and
+        the tiny run in the small one, the small in the big one, as each fills."""
         tiny_h, tiny_s = self._tiny
         if len(tiny_h) + len(new_h) <= TINY_RUN:
             self._tiny = _merge(tiny_h, tiny_s, new_h, seqs)
-            return seen
+            return
         joined_h, joined_s = _merge(tiny_h, tiny_s, new_h, seqs)
         self._tiny = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
         small_h, small_s = self._small
@@ -292,7 +328,6 @@ class IdSet:
             joined_h, joined_s = _merge(small_h, small_s, joined_h, joined_s)
             self._big = _merge(self._big[0], self._big[1], joined_h, joined_s)
             self._small = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
-        return seen
 
     def _store(self, offsets: I64, data: U8, rows_by_hash: I64) -> I64:
         """Copies the ids of the rows (given in hash order) to the arena, in row order (a

@@ -16,6 +16,12 @@ import pyarrow as pa
 from fraudstream.engine.batch import FEW_ROWS
 
 MISSING = -1
+# Up to this many keys, :meth:`KeySpace.slots` looks each up alone (measured: a column's
+# lookup costs ~5.5 us whatever its length, one key alone ~3).
+ONE_BY_ONE = 4
+# One-key text columns kept by :meth:`KeySpace.texts` (building one costs ~4 us, a lookup
+# ~0.1): enough for the zip codes and countries a live stream meets again and again.
+ONE_TEXTS_KEPT = 4096
 _FNV_PRIME = np.uint64(0x100000001B3)
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 _P1 = np.uint64(0x9E3779B97F4A7C15)
@@ -152,6 +158,29 @@ def _lookup(
 
 
 @numba.njit(cache=True, nogil=True)
+def _lookup_one(
+    key: U8,
+    insert: bool,
+    table: npt.NDArray[np.uint64],
+    key_hash: npt.NDArray[np.uint64],
+    key_start: I64,
+    arena: U8,
+    state: I64,
+) -> int:
+    """:func:`_lookup` of one key's UTF-8 bytes, in one call: its slot, or -1 (absent,
+    ``insert`` off) or -2 (the tables must grow first)."""
+    offsets = np.zeros(2, np.int64)
+    offsets[1] = key.size
+    out = np.empty(1, np.int32)
+    nulls = np.zeros(1, np.bool_)
+    words = _hash_keys(offsets, key)
+    stopped = _lookup(
+        offsets, key, words, nulls, 0, insert, table, key_hash, key_start, arena, state, out
+    )
+    return -2 if stopped == 0 else out[0]
+
+
+@numba.njit(cache=True, nogil=True)
 def _rehash(
     old: npt.NDArray[np.uint64], key_hash: npt.NDArray[np.uint64], size: int
 ) -> npt.NDArray[np.uint64]:
@@ -177,6 +206,11 @@ def string_buffers(column: pa.Array) -> tuple[I64, U8, npt.NDArray[np.bool_]]:
     if column.type != pa.string():
         column = column.cast(pa.string())
     n = len(column)
+    if n == 1:  # an authorization's: from the Python text (a third of the cost)
+        (text,) = column.to_pylist()
+        if text is not None:
+            data = np.frombuffer(bytearray(text.encode()), np.uint8)  # (writable, as below)
+            return np.array([0, data.size], np.int64), data, np.zeros(1, np.bool_)
     buffers = column.buffers()
     raw_offsets = np.frombuffer(buffers[1], dtype=np.int32, count=column.offset + n + 1)
     offsets = raw_offsets[column.offset :].astype(np.int64)
@@ -220,6 +254,7 @@ class KeySpace:
         self._arena = np.zeros(16 * slots, dtype=np.uint8)
         self._state = np.zeros(2, dtype=np.int64)
         self._decoded: list[str] = []
+        self._one_texts: dict[int, pa.Array] = {}  # one key's text column, by slot
 
     def __len__(self) -> int:
         return int(self._state[0])
@@ -228,12 +263,16 @@ class KeySpace:
     def keys(self) -> list[str]:
         """Every key, by slot."""
         used = len(self)
-        if len(self._decoded) < used:
-            arena = self._arena.tobytes()
-            starts = self._start
+        known = len(self._decoded)
+        if known < used:
+            # Only the new keys' bytes: a copy of the whole arena per new key made decoding
+            # a batch's new zip code cost as much as every zip code seen.
+            starts = self._start[known : used + 1].tolist()
+            first = starts[0]
+            arena = self._arena[first : starts[-1]].tobytes()
             self._decoded.extend(
-                arena[starts[s] : starts[s + 1]].decode("utf-8", "replace")
-                for s in range(len(self._decoded), used)
+                arena[a - first : b - first].decode("utf-8", "replace")
+                for a, b in zip(starts, starts[1:], strict=False)
             )
         return self._decoded
 
@@ -265,11 +304,25 @@ class KeySpace:
         >>> KeySpace(["b", "a"]).texts(np.array([1, -1, 0], np.int32)).to_pylist()
         ['a', None, 'b']
         """
-        if len(slots) <= FEW_ROWS:  # (a few decoded keys)
-            keys = self.keys  # each key decoded once, then kept
-            return pa.array([keys[s] if s >= 0 else None for s in slots.tolist()], pa.string())
+        if len(slots) == 1:  # an authorization's
+            return self._one_text(int(slots[0]))
+        if len(slots) <= FEW_ROWS:
+            return self._decoded_texts(slots.tolist())
         every = self.key_array()
         return every.take(pa.array(slots, pa.int32(), mask=slots < 0)).cast(pa.string())
+
+    def _one_text(self, slot: int) -> pa.Array:
+        """:meth:`texts` of one slot, kept for the next time (Arrow arrays are immutable)."""
+        column = self._one_texts.get(slot)
+        if column is None:
+            if len(self._one_texts) >= ONE_TEXTS_KEPT:
+                self._one_texts.clear()
+            column = self._one_texts[slot] = self._decoded_texts([slot])
+        return column
+
+    def _decoded_texts(self, slots: list[int]) -> pa.Array:
+        keys = self.keys  # each key decoded once, then kept
+        return pa.array([keys[s] if s >= 0 else None for s in slots], pa.string())
 
     def snapshot(self) -> dict[str, npt.NDArray[np.generic]]:
         """The keys in slot order, as offsets and bytes (the hash table is rebuilt on restore).
@@ -326,6 +379,10 @@ class KeySpace:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         n = len(column)
+        if 0 < n <= ONE_BY_ONE and column.type == pa.string():
+            # An authorization's batch: each key straight from its Python text (the column's
+            # buffers, hashes and a lookup's dozen arguments cost several times more).
+            return np.array([self._slot(key, insert) for key in column.to_pylist()], np.int32)
         out = np.empty(n, dtype=np.int32)
         if n == 0:
             return out
@@ -340,6 +397,19 @@ class KeySpace:
             if row >= n:
                 return out
             self._grow(int(offsets[row + 1] - offsets[row]))
+
+    def _slot(self, key: str | None, insert: bool) -> int:
+        """:meth:`slots` of one key (None -> MISSING)."""
+        if key is None:
+            return MISSING
+        data = np.frombuffer(key.encode(), np.uint8)
+        while True:
+            slot = _lookup_one(
+                data, insert, self._table, self._hash, self._start, self._arena, self._state
+            )
+            if slot != -2:
+                return int(slot)
+            self._grow(data.size)
 
     def _grow(self, key_bytes: int) -> None:
         used = len(self)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from fraudstream.config import ConfigError
 from fraudstream.decide import Decisions, concat_decisions
-from fraudstream.detectors import DetectorInput
+from fraudstream.detectors import Detector, DetectorInput
 from fraudstream.engine.batch import FEW_ROWS, TxBatch
 from fraudstream.engine.clock import EventClock
 from fraudstream.engine.decider import Decider, Detected, DetectorInstance, detector_instances
@@ -434,16 +434,20 @@ class Pipeline:
         fired: dict[str, np.ndarray[Any, Any]] = {}
         features: dict[str, dict[str, Any]] = {}
         found: list[tuple[DetectorInstance, str, str, dict[str, Any]]] = []
-        any_fired = np.zeros(len(inputs.time_ms), dtype=bool)
         for name, instance in self.instances.items():
             findings = instance.detector.process(self.states[name], inputs)
-            features[name] = {instance.prefix + k: v for k, v in findings.features.items()}
+            prefix = instance.prefix
+            own = findings.features
+            features[name] = {prefix + k: v for k, v in own.items()} if prefix else own
             for rule_name, mask in findings.fired.items():
                 rule_id = instance.rule_ids.get(rule_name)
                 if rule_id is not None:
                     fired[rule_id] = mask
-                    any_fired |= mask
                     found.append((instance, rule_name, rule_id, findings.features))
+        masks = list(fired.values())  # (one call, not one per rule)
+        any_fired = (
+            np.logical_or.reduce(masks) if masks else np.zeros(len(inputs.time_ms), dtype=bool)
+        )
         return Detected(inputs, fired, features, found, any_fired)
 
     def snapshot(self) -> Any:
@@ -469,8 +473,11 @@ class Pipeline:
             return
         self.last_sweep_ms = now
         for name, instance in self.instances.items():
-            keys = self.users if instance.detector.key == "user" else self.cards
-            instance.detector.on_time(self.states[name], now, len(keys))
+            detector = instance.detector
+            if type(detector).on_time is Detector.on_time:  # (no timers: most detectors)
+                continue
+            keys = self.users if detector.key == "user" else self.cards
+            detector.on_time(self.states[name], now, len(keys))
 
 
 def warm_up(rules: RuleSet | None = None) -> None:
@@ -492,6 +499,9 @@ def warm_up(rules: RuleSet | None = None) -> None:
             for column in (batch.timestamp_ms, batch.amount, batch.lat, batch.lon):
                 column.flags.writeable = False
         pipeline.submit(batch, now_ms=0.0)
+        one = TxBatch.from_valid([rows[-1]._replace(transaction_id=f"warm-{part}")],
+                                 np.zeros(1, np.int64), np.zeros(1))  # fmt: skip
+        pipeline.submit(one, now_ms=0.0)  # an authorization's batch: its own paths
     pipeline.flush(now_ms=0.0)
     KeySpace().slots(pa.array([str(k) for k in range(10_000)]))  # outgrows its table: rehash
     for text_type in (pa.string(), pa.large_string()):  # the decoder's card-number prefilter

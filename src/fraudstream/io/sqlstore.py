@@ -11,7 +11,7 @@ every database, and read back as the ISO strings of DESIGN.md's decision record.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,53 @@ def upsert(
         chunk = key_values[start : start + 500]
         connection.execute(delete(table).where(tuple_(*key_columns).in_(chunk)))
     connection.execute(table.insert(), unique)
+
+
+def new_rows_inserter(
+    engine: Engine, table: Table, key: str
+) -> Callable[[list[dict[str, Any]]], int] | None:
+    """A function that inserts rows whose ``key`` is not in ``table`` yet (``INSERT ... ON
+    CONFLICT DO NOTHING``, one executemany on the driver's cursor) and returns how many it
+    inserted; None where the database has no such statement (neither SQLite nor PostgreSQL).
+
+    For the authorization path's writes (an alert into the review queue): the statement is
+    compiled once, and a call skips SQLAlchemy's per-statement machinery, a few hundred
+    Python calls (about 3 ms on a server's cold caches, against ~0.1 ms here). Of rows with
+    the same key in one call, the last is kept.
+    """
+    dialect = engine.dialect
+    if dialect.name == "sqlite":
+        statement: Any = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+    elif dialect.name == "postgresql":
+        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=[key])
+    else:
+        return None
+    compiled = statement.compile(dialect=dialect, column_keys=[c.name for c in table.columns])
+    sql = compiled.string
+    names = compiled.positiontup  # the parameters' order (None: they go by name)
+
+    def insert_new(rows: list[dict[str, Any]]) -> int:
+        unique = list({row[key]: row for row in rows}.values())
+        if not unique:
+            return 0
+        params: list[Any] = (
+            unique if names is None else [tuple(row[name] for name in names) for row in unique]
+        )
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.executemany(sql, params)
+            inserted = int(cursor.rowcount)
+            cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()  # (back to the pool)
+        return inserted
+
+    return insert_new
 
 
 # --- conversions -----------------------------------------------------------------------------

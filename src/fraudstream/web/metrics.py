@@ -115,6 +115,9 @@ class Metrics:
         )
         self.registry.register(_ServiceCollector(service, desk))
         self._tier_counters = {tier: self.decisions.labels(decision=tier) for tier in TIERS}
+        # each rule's child counter, looked up once (``labels`` takes a lock and builds a key)
+        self._rule_counters: dict[str, Any] = {}
+        self._shadow_counters: dict[str, Any] = {}
         self.totals = dict.fromkeys(TIERS, 0)
         self.alerts_by_rule: dict[str, int] = {}
         stored_tiers, stored_rules, self.since = stored
@@ -150,9 +153,9 @@ class Metrics:
                 sampled.append(latency)
             observe(latency / 1000.0)
             for reason in row["reasons"]:
-                self.rules.labels(rule=reason["rule"]).inc()
+                self._child(self.rules, self._rule_counters, reason["rule"]).inc()
             for reason in row.get("shadow_reasons", ()):
-                self.shadow_rules.labels(rule=reason["rule"]).inc()
+                self._child(self.shadow_rules, self._shadow_counters, reason["rule"]).inc()
             if tier != "approve":
                 for rule in {reason["rule"] for reason in row["reasons"]}:
                     alerts_by_rule[rule] = alerts_by_rule.get(rule, 0) + 1
@@ -160,6 +163,13 @@ class Metrics:
             counted = sum(1 for row in rows if row["decision"] == tier)
             if counted:
                 self._tier_counters[tier].inc(counted)
+
+    @staticmethod
+    def _child(counter: Counter, children: dict[str, Any], rule: str) -> Any:
+        child = children.get(rule)
+        if child is None:
+            child = children[rule] = counter.labels(rule=rule)
+        return child
 
     def summary(self) -> dict[str, Any]:
         """The panel's figures."""

@@ -49,7 +49,13 @@ from sqlalchemy import (
 from sqlalchemy.pool import StaticPool
 
 from fraudstream.io.records import iso_ms
-from fraudstream.io.sqlstore import create_tables, epoch_ms, make_engine, upsert
+from fraudstream.io.sqlstore import (
+    create_tables,
+    epoch_ms,
+    make_engine,
+    new_rows_inserter,
+    upsert,
+)
 from fraudstream.web.guard import ReadAccess, json_response
 from fraudstream.web.schemas import AlertEntry, ErrorBody, Label, Review, VerdictResult
 from fraudstream.web.service import DecisionService, error_body
@@ -121,6 +127,9 @@ class ReviewStore:
         else:
             self.engine = make_engine(url)
         create_tables(self.engine, metadata.sorted_tables)  # two processes may open it at once
+        self._insert_new: Callable[[list[dict[str, Any]]], int] | None = new_rows_inserter(
+            self.engine, queue_table, "transaction_id"
+        )
 
     def enqueue(self, items: list[dict[str, Any]]) -> int:
         """New alerts, ``open``; an alert already queued keeps its status. Returns how many."""
@@ -140,6 +149,8 @@ class ReviewStore:
             }
             for item in items
         ]
+        if self._insert_new is not None:
+            return self._insert_new(rows)
         ids = [row["transaction_id"] for row in rows]
         with self.engine.begin() as connection:
             known = {
