@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudstream.config import ConfigError
+from fraudstream.io.aws import kinesis_source
 from fraudstream.io.aws.kinesis_source import KinesisSource
 from fraudstream.io.decode import Decoder
 from fraudstream.io.files import IDLE
@@ -224,3 +225,60 @@ def test_any_position_between_batches_resumes_with_nothing_lost_or_read_twice(
     second.seek(first.position())
     after = [tid for item in _items(second) if item is not IDLE for tid in _ids(item)]
     assert sorted(before + after) == sorted(r["transaction_id"] for r in records)
+
+
+class _FakeKinesis:
+    """Shards in memory; ``before_read(shard)`` runs at the start of each GetRecords (a
+    producer writing between two of the source's reads)."""
+
+    def __init__(self, shards: list[str]) -> None:
+        self.data: dict[str, list[bytes]] = {shard: [] for shard in shards}
+        self.before_read: Any = lambda shard: None
+
+    def list_shards(self, **_request: Any) -> dict[str, Any]:
+        return {
+            "Shards": [
+                {"ShardId": s, "SequenceNumberRange": {"StartingSequenceNumber": "1"}}
+                for s in self.data
+            ]
+        }
+
+    def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
+        after = request.get("StartingSequenceNumber", "0")  # sequence numbers count from 1
+        return {"ShardIterator": f"{request['ShardId']}|{after}"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        shard, after = ShardIterator.split("|")
+        self.before_read(shard)
+        start = int(after)
+        data = self.data[shard][start : start + Limit]
+        records = [{"SequenceNumber": str(start + 1 + i), "Data": d} for i, d in enumerate(data)]
+        return {
+            "Records": records,
+            "NextShardIterator": f"{shard}|{start + len(data)}",
+            "MillisBehindLatest": 0,  # as moto and Kinesis answer at the tip
+        }
+
+
+def test_a_shard_that_was_at_its_tip_before_the_others_records_came_still_holds_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records written (in time order, to both shards) after shard 0 answered "nothing" but
+    before shard 1 is read: shard 1's must wait for shard 0's older ones, not be released
+    ahead of them (a live run's clock then drops those as late, never deciding them)."""
+    shards = ["shardId-000000000000", "shardId-000000000001"]
+    kinesis = _FakeKinesis(shards)
+    monkeypatch.setattr(kinesis_source, "client", lambda service: kinesis)
+    records = _records("w", 40, cards=2)
+
+    def write_all_once(shard: str) -> None:
+        if shard == shards[1] and not any(kinesis.data.values()):
+            for record in records:
+                kinesis.data[shards[int(record["card_id"][-1])]].append(msgspec.json.encode(record))
+
+    kinesis.before_read = write_all_once
+    source = KinesisSource(
+        "kinesis://live", stop_at_end=True, poll_interval_s=0.0, relist_interval_s=3600
+    )
+    ids = [t for item in _items(source) if item is not IDLE for t in _ids(item)]
+    assert ids == [r["transaction_id"] for r in records]  # every record, in event-time order

@@ -44,6 +44,26 @@ def test_records_wait_for_the_slowest_partition_then_merge_by_time() -> None:
     assert aligner.holding() == 0
 
 
+def test_a_partition_at_its_end_holds_back_what_was_read_after_it_said_so() -> None:
+    aligner = PartitionAligner()
+    aligner.add(0, batch(0, [0], [100]), [], [0], stamp=1)
+    assert aligner.release(active={0}) is not None  # partition 0 alone so far
+    # Partition 0 answers "nothing" (stamp 2); then partition 1 sends records (stamp 3),
+    # written after that answer along with older ones of partition 0 not read yet.
+    aligner.add(1, batch(1, [0, 1], [150, 400]), [], [0, 1], stamp=3)
+    assert aligner.release(active={1}, ended_at={0: 2}) is None  # up to 100 only: nothing
+    assert aligner.first_unreleased(1) == 0
+    # Asked again (stamp 4), partition 0 sends those older records: merged in time order.
+    aligner.add(0, batch(0, [1, 2], [300, 500]), [], [1, 2], stamp=4)
+    released = aligner.release(active={0, 1})
+    assert released is not None
+    assert released[0].transaction_id.to_pylist() == ["p1-0", "p0-1", "p1-1"]
+    # Both at their end after what they sent: the rest goes.
+    rest = aligner.release(active=set(), ended_at={0: 5, 1: 6})
+    assert rest is not None and rest[0].transaction_id.to_pylist() == ["p0-2"]
+    assert aligner.holding() == 0
+
+
 streams = st.dictionaries(
     st.integers(0, 3),
     st.lists(st.tuples(st.integers(0, 1_000), st.booleans()), min_size=1, max_size=20),

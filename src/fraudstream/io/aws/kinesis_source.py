@@ -5,7 +5,10 @@ Each record's data is one JSON transaction. Every shard is read with its own sha
 children start (:mod:`fraudstream.io.aws.kinesis_shards`), and the shard list is asked again
 whenever a shard ends and every ``relist_interval_s``. Shards are merged in event-time order
 exactly as Kafka partitions are (:class:`~fraudstream.io.kafka_align.PartitionAligner`), so a
-shard whose backlog is read first does not make the others' records late.
+shard whose backlog is read first does not make the others' records late. A shard found at its
+tip holds back no record read before that answer, but does hold back those read after it (they
+may have been written with older records of its own, after it was asked): they wait until it
+is asked again.
 
 Positions and checkpoints (the :class:`~fraudstream.run.Source` protocol):
 
@@ -61,6 +64,7 @@ class _Reader:
     read: int = 0  # records read; record i has local position i
     sequences: dict[int, str] = field(default_factory=dict)  # local position -> sequence
     at_tip: bool = False
+    answered_at: int = 0  # the source's count of GetRecords answers at its last answer
     read_to_end: bool = False
 
 
@@ -95,6 +99,7 @@ class KinesisSource:
         self._resume: dict[str, str | None] = {}  # shard -> sequence from the checkpoint
         self._read_to_end: set[str] = set()  # shards read to their end (this run or before)
         self.aligner = PartitionAligner(max_buffered=20 * self.batch_records)
+        self._answers = 0  # GetRecords answers so far (orders tips and records for the merge)
         self._stopping = False
 
     # --- the Source protocol -----------------------------------------------------------------
@@ -169,14 +174,20 @@ class KinesisSource:
                 reader.last_sequence = records[-1]["SequenceNumber"]
                 values = [bytes(r["Data"]) for r in records]
                 valid, dead = decoders[shard_id].lines(values, positions, [now] * len(values))
-                self.aligner.add(reader.number, valid, dead, positions)
+                self.aligner.add(reader.number, valid, dead, positions, reader.answered_at)
             if relist:
                 self._relist()
             if got:
                 last_record_at = time.monotonic()
             quiet = time.monotonic() - last_record_at >= ALIGN_WAIT_S
             active = {r.number for r in self.readers.values() if not (r.at_tip or r.read_to_end)}
-            released = self.aligner.release(active, force=quiet)
+            # a shard at its tip holds back what other shards sent after it said so
+            tips = {
+                r.number: r.answered_at
+                for r in self.readers.values()
+                if r.at_tip and not r.read_to_end
+            }
+            released = self.aligner.release(active, force=quiet, ended_at=tips)
             if released is not None:
                 quiet_since = time.monotonic()
                 idle_reported = False
@@ -226,6 +237,8 @@ class KinesisSource:
                     return []
                 raise AwsError(f"{self.name}: {exc}") from None
         records: list[dict[str, Any]] = response.get("Records", [])
+        self._answers += 1
+        reader.answered_at = self._answers
         reader.iterator = response.get("NextShardIterator")
         behind = int(response.get("MillisBehindLatest", 0) or 0)
         reader.at_tip = not records and behind == 0
